@@ -1,0 +1,77 @@
+//! Probing `grpc.health.v1` on a running service, for the `health` subcommands.
+
+use std::time::Duration;
+
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// Env var that overrides the address `health` probes (one image runs both services).
+pub const HEALTHCHECK_ADDR_ENV: &str = "P2P_HEALTHCHECK_ADDR";
+
+/// `host:port` or a URL, as an `http://` endpoint URL.
+pub fn endpoint_url(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// The address a `health` subcommand probes: the flag, else the env override, else the
+/// service's own listen address (an unspecified IP means this host).
+pub fn probe_target(flag: Option<String>, listen: std::net::SocketAddr) -> String {
+    flag.or_else(|| std::env::var(HEALTHCHECK_ADDR_ENV).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| {
+            let ip = if listen.ip().is_unspecified() {
+                if listen.is_ipv4() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    "[::1]".to_owned()
+                }
+            } else if listen.is_ipv6() {
+                format!("[{}]", listen.ip())
+            } else {
+                listen.ip().to_string()
+            };
+            format!("{ip}:{}", listen.port())
+        })
+}
+
+/// Asks `addr` for the status of `service` ("" is the whole server).
+pub async fn probe(addr: &str, service: &str, timeout: Duration) -> Result<ServingStatus, String> {
+    let url = endpoint_url(addr);
+    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let resp = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .map_err(|s| format!("{url}: {} ({:?})", s.message(), s.code()))?;
+    Ok(ServingStatus::try_from(resp.into_inner().status).unwrap_or(ServingStatus::Unknown))
+}
+
+/// Runs a `health` subcommand: prints the status and returns the exit code (0 serving, 1 not).
+pub async fn run_probe(addr: &str) -> std::process::ExitCode {
+    match probe(addr, "", Duration::from_secs(3)).await {
+        Ok(ServingStatus::Serving) => {
+            println!("{addr}: SERVING");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(other) => {
+            println!("{addr}: {}", other.as_str_name());
+            std::process::ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Process shutdown signals.
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed the process still stops on SIGTERM below.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

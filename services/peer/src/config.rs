@@ -1,0 +1,100 @@
+//! The peer's configuration (see `config/peer.toml` for the documented defaults). The client
+//! commands read the same file, for `tracker.endpoint`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use p2p_common::config::{self, ConfigError, Flags, TelemetryConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerConfig {
+    pub peer: PeerSection,
+    pub tracker: TrackerSection,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeerSection {
+    pub id: String,
+    pub listen: SocketAddr,
+    /// host:port other peers dial; empty derives it (see DESIGN "advertised address").
+    pub advertise_addr: String,
+    pub files_dir: PathBuf,
+    pub max_upload_bytes: u64,
+    /// How often the share directory is checked for files added or removed by hand.
+    #[serde(with = "humantime_serde")]
+    pub scan_interval: Duration,
+}
+
+impl Default for PeerSection {
+    fn default() -> Self {
+        Self {
+            id: "peer_1".into(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            advertise_addr: String::new(),
+            files_dir: PathBuf::from("./peer1_files"),
+            max_upload_bytes: 1 << 30,
+            scan_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerSection {
+    pub endpoint: String,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Deadline of one tracker call.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for TrackerSection {
+    fn default() -> Self {
+        Self {
+            endpoint: "http://127.0.0.1:50051".into(),
+            heartbeat_interval: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub const SECTIONS: &[&str] = &["peer", "tracker", "telemetry"];
+
+impl PeerConfig {
+    pub fn load(file: Option<&Path>, flags: Flags) -> Result<Self, ConfigError> {
+        let loaded = config::load::<Self>(SECTIONS, file, flags)?;
+        let cfg = &loaded.value;
+        p2p_common::names::validate_peer_id(&cfg.peer.id)
+            .map_err(|e| loaded.invalid("peer.id", e.to_string()))?;
+        if !cfg.peer.advertise_addr.is_empty() {
+            p2p_common::names::validate_address(&cfg.peer.advertise_addr)
+                .map_err(|e| loaded.invalid("peer.advertise_addr", e.to_string()))?;
+        }
+        if cfg.peer.files_dir.as_os_str().is_empty() {
+            return Err(loaded.invalid("peer.files_dir", "must not be empty"));
+        }
+        if !(cfg.tracker.endpoint.starts_with("http://")
+            || cfg.tracker.endpoint.starts_with("https://"))
+        {
+            return Err(loaded.invalid(
+                "tracker.endpoint",
+                "must be a URL such as http://127.0.0.1:50051",
+            ));
+        }
+        config::require_positive(&loaded, "peer.scan_interval", cfg.peer.scan_interval)?;
+        config::require_positive(
+            &loaded,
+            "tracker.heartbeat_interval",
+            cfg.tracker.heartbeat_interval,
+        )?;
+        config::require_positive(&loaded, "tracker.request_timeout", cfg.tracker.request_timeout)?;
+        cfg.telemetry.validate(&loaded)?;
+        Ok(loaded.value)
+    }
+}

@@ -1,0 +1,280 @@
+//! Fetching a file from the peers that hold it: resumable (`Range` + `If-Range`), verified
+//! (SHA-256 of the whole file), tried peer after peer. The bytes land in a partial file named
+//! after the digest; only a verified file leaves it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use p2p_common::proto::{FileMatch, PeerInfo};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+
+use crate::error::{Error, Result};
+
+/// Characters left as they are in a path segment; everything else is percent-encoded.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+pub fn file_url(address: &str, name: &str) -> String {
+    format!("http://{address}/files/{}", utf8_percent_encode(name, SEGMENT))
+}
+
+/// What to fetch.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    pub peers: Vec<PeerInfo>,
+}
+
+impl Target {
+    pub fn from_match(m: FileMatch) -> Option<Self> {
+        let f = m.file?;
+        Some(Self {
+            name: f.name,
+            size: f.size,
+            sha256: f.sha256,
+            peers: m.peers,
+        })
+    }
+}
+
+/// Where a download reports how it goes (a progress bar or plain lines).
+pub trait Progress: Send + Sync {
+    fn attempt(&self, peer: &PeerInfo, total: u64, already: u64);
+    fn advance(&self, bytes: u64);
+    fn failed(&self, peer: &PeerInfo, why: &str);
+    fn done(&self);
+}
+
+/// No output at all (the peer's own downloads).
+pub struct Silent;
+
+impl Progress for Silent {
+    fn attempt(&self, _: &PeerInfo, _: u64, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn failed(&self, peer: &PeerInfo, why: &str) {
+        tracing::warn!(peer = %peer.peer_id, "download attempt failed: {why}");
+    }
+    fn done(&self) {}
+}
+
+enum Attempt {
+    NotThere(String),
+    Unreachable(String),
+    Integrity(String),
+    Local(std::io::Error),
+}
+
+/// A verified copy of `target` at the returned path (inside `partial_dir`), fetched from the
+/// first peer that delivers the right bytes. `skip` is an address never to use (our own).
+pub async fn fetch(
+    http: &reqwest::Client,
+    target: &Target,
+    partial_dir: &Path,
+    skip: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<PathBuf> {
+    tokio::fs::create_dir_all(partial_dir)
+        .await
+        .map_err(|e| Error::Other(anyhow::anyhow!("{}: {e}", partial_dir.display())))?;
+    let part = partial_dir.join(format!("{}.part", target.sha256));
+    let mut peers: Vec<&PeerInfo> = target
+        .peers
+        .iter()
+        .filter(|p| Some(p.address.as_str()) != skip)
+        .collect();
+    // Spread load: start at a random holder.
+    if peers.len() > 1 {
+        let mut b = [0u8; 2];
+        if getrandom::fill(&mut b).is_ok() {
+            let n = peers.len();
+            peers.rotate_left(u16::from_le_bytes(b) as usize % n);
+        }
+    }
+    if peers.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no other live peer holds {:?}",
+            target.name
+        )));
+    }
+    let (mut integrity, mut unreachable, mut missing) = (0, 0, 0);
+    let mut last = String::new();
+    for peer in peers {
+        match attempt(http, peer, target, &part, progress).await {
+            Ok(()) => {
+                progress.done();
+                return Ok(part);
+            }
+            Err(Attempt::Local(e)) => {
+                return Err(Error::Other(anyhow::anyhow!("{}: {e}", part.display())));
+            }
+            Err(a) => {
+                let why = match a {
+                    Attempt::NotThere(w) => {
+                        missing += 1;
+                        w
+                    }
+                    Attempt::Unreachable(w) => {
+                        unreachable += 1;
+                        w
+                    }
+                    Attempt::Integrity(w) => {
+                        integrity += 1;
+                        w
+                    }
+                    Attempt::Local(_) => unreachable!("handled above"),
+                };
+                progress.failed(peer, &why);
+                last = format!("{} ({}): {why}", peer.peer_id, peer.address);
+            }
+        }
+    }
+    let summary = format!("could not download {:?}; last failure: {last}", target.name);
+    Err(if integrity > 0 {
+        Error::Integrity(summary)
+    } else if unreachable == 0 && missing > 0 {
+        Error::NotFound(summary)
+    } else {
+        Error::Unreachable(summary)
+    })
+}
+
+async fn hash_prefix(path: PathBuf, len: u64) -> std::io::Result<Sha256> {
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::open(path)?.take(len);
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(h);
+            }
+            h.update(&buf[..n]);
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+async fn attempt(
+    http: &reqwest::Client,
+    peer: &PeerInfo,
+    target: &Target,
+    part: &Path,
+    progress: &dyn Progress,
+) -> Result<(), Attempt> {
+    let etag = format!("\"{}\"", target.sha256);
+    let mut have = tokio::fs::metadata(part).await.map_or(0, |m| m.len());
+    if have > target.size {
+        have = 0;
+    }
+    let mut req = http.get(file_url(&peer.address, &target.name));
+    if have > 0 {
+        req = req
+            .header(RANGE, format!("bytes={have}-"))
+            .header(IF_RANGE, &etag);
+    }
+    let resp = if have == target.size && have > 0 {
+        None // complete but not yet verified: no bytes needed
+    } else {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Attempt::Unreachable(format!("cannot connect: {e}")))?;
+        match resp.status() {
+            StatusCode::OK => have = 0,
+            StatusCode::PARTIAL_CONTENT => {
+                let expected = format!("bytes {have}-");
+                let ok = resp
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with(&expected));
+                if !ok {
+                    return Err(Attempt::Unreachable("unexpected Content-Range".into()));
+                }
+            }
+            StatusCode::NOT_FOUND => return Err(Attempt::NotThere("not found there".into())),
+            s => return Err(Attempt::Unreachable(format!("HTTP {s}"))),
+        }
+        if let Some(tag) = resp.headers().get(ETAG) {
+            if tag.as_bytes() != etag.as_bytes() {
+                return Err(Attempt::NotThere(
+                    "that peer now holds other bytes under this name".into(),
+                ));
+            }
+        }
+        Some(resp)
+    };
+
+    let mut hasher = if have > 0 {
+        hash_prefix(part.to_path_buf(), have)
+            .await
+            .map_err(Attempt::Local)?
+    } else {
+        Sha256::new()
+    };
+    progress.attempt(peer, target.size, have);
+    if let Some(resp) = resp {
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(part)
+            .await
+            .map_err(Attempt::Local)?;
+        file.set_len(have).await.map_err(Attempt::Local)?;
+        file.seek(std::io::SeekFrom::Start(have))
+            .await
+            .map_err(Attempt::Local)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut body = resp.bytes_stream();
+        let mut broken = None;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    broken = Some(format!("transfer interrupted: {e}"));
+                    break;
+                }
+            };
+            if have + chunk.len() as u64 > target.size {
+                drop(out);
+                let _ = tokio::fs::remove_file(part).await;
+                return Err(Attempt::Integrity(
+                    "peer sent more bytes than the file has".into(),
+                ));
+            }
+            out.write_all(&chunk).await.map_err(Attempt::Local)?;
+            hasher.update(&chunk);
+            have += chunk.len() as u64;
+            progress.advance(chunk.len() as u64);
+        }
+        out.flush().await.map_err(Attempt::Local)?;
+        out.get_ref().sync_all().await.map_err(Attempt::Local)?;
+        if let Some(why) = broken {
+            // The partial file stays: the next peer resumes from here.
+            return Err(Attempt::Unreachable(why));
+        }
+        if have < target.size {
+            return Err(Attempt::Unreachable(format!(
+                "connection closed after {have} of {} bytes",
+                target.size
+            )));
+        }
+    }
+    let digest = hex::encode(hasher.finalize());
+    if digest != target.sha256 {
+        let _ = tokio::fs::remove_file(part).await;
+        return Err(Attempt::Integrity(format!(
+            "SHA-256 mismatch: expected {}, got {digest}",
+            target.sha256
+        )));
+    }
+    Ok(())
+}

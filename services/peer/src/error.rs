@@ -1,0 +1,65 @@
+//! The client's errors, each with the exit code scripts can rely on.
+
+/// Exit codes of the client commands (documented in the README).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const NOT_FOUND: u8 = 3;
+    pub const UNREACHABLE: u8 = 4;
+    pub const INTEGRITY: u8 = 5;
+    pub const CONFIG: u8 = 78;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Nothing matches: no such file, no live peer holding it.
+    #[error("{0}")]
+    NotFound(String),
+    /// The tracker or every candidate peer could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Bytes arrived but did not hash to the expected SHA-256.
+    #[error("{0}")]
+    Integrity(String),
+    /// The request was refused (bad name, conflict, too large, ...).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::NotFound(_) => exit::NOT_FOUND,
+            Error::Unreachable(_) => exit::UNREACHABLE,
+            Error::Integrity(_) => exit::INTEGRITY,
+            Error::Refused(_) | Error::Other(_) => exit::FAILURE,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound(_) => "not_found",
+            Error::Unreachable(_) => "unreachable",
+            Error::Integrity(_) => "integrity",
+            Error::Refused(_) => "refused",
+            Error::Other(_) => "error",
+        }
+    }
+
+    /// A tracker answer, classified.
+    pub fn from_status(what: &str, s: tonic::Status) -> Self {
+        use tonic::Code;
+        let msg = format!("{what}: {}", s.message());
+        match s.code() {
+            Code::NotFound => Error::NotFound(msg),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+                Error::Unreachable(format!("{what}: tracker unreachable: {}", s.message()))
+            }
+            _ => Error::Refused(msg),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

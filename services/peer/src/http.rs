@@ -1,0 +1,285 @@
+//! The peer's HTTP API: listing, streamed downloads with ranges, uploads, readiness, leave.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio_util::io::ReaderStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::range::{self, RangeReply};
+use crate::store::{self, Published, Store};
+
+/// Room for multipart boundaries and part headers on top of the file itself.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub max_upload_bytes: u64,
+    /// Indexed and registered with the tracker.
+    pub ready: Arc<AtomicBool>,
+    /// Cancelled to make the peer leave the network and stop.
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/files", get(list_files))
+        .route("/files/{name}", get(get_file))
+        .route(
+            "/upload",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/healthz", get(healthz))
+        .route("/leave", post(leave))
+        .with_state(state)
+}
+
+/// An error answer: status and a JSON `{"error": "..."}` body.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self(status, msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct FileJson {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+async fn list_files(State(st): State<AppState>) -> Json<Vec<FileJson>> {
+    Json(
+        st.store
+            .list()
+            .await
+            .into_iter()
+            .map(|e| FileJson {
+                name: e.name,
+                size: e.size,
+                sha256: e.sha256,
+            })
+            .collect(),
+    )
+}
+
+async fn get_file(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    store::check_name(&name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no file named {name:?}"));
+    let entry = st.store.get(&name).await.ok_or_else(not_found)?;
+    let mut file = st.store.open_file(&entry).await.map_err(|e| {
+        tracing::warn!(file = %name, error = %e, "cannot open indexed file");
+        not_found()
+    })?;
+
+    let etag = format!("\"{}\"", entry.sha256);
+    // If-Range with another validator: the client's partial copy is stale, send everything.
+    let stale = headers
+        .get(header::IF_RANGE)
+        .is_some_and(|v| v.as_bytes() != etag.as_bytes());
+    let range_header = if stale {
+        None
+    } else {
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok())
+    };
+
+    let mut resp = Response::builder()
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, &etag);
+    let (status, start, len) = match range::parse(range_header, entry.size) {
+        RangeReply::Full => (StatusCode::OK, 0, entry.size),
+        RangeReply::Partial { start, end } => {
+            resp = resp.header(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{}", entry.size),
+            );
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeReply::Unsatisfiable => {
+            return Ok(Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{}", entry.size))
+                .body(Body::empty())
+                .unwrap_or_default());
+        }
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    let body = Body::from_stream(ReaderStream::with_capacity(
+        tokio::io::AsyncReadExt::take(file, len),
+        READ_CHUNK,
+    ));
+    resp.status(status)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, len)
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[derive(Debug, Serialize)]
+struct UploadReply {
+    name: String,
+    size: u64,
+    sha256: String,
+    status: &'static str,
+}
+
+async fn upload(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<UploadReply>), ApiError> {
+    let limit = st.max_upload_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("upload is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_add(MULTIPART_OVERHEAD)) {
+        return Err(too_large());
+    }
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("bad multipart body: {e}"))
+    };
+
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field
+            .file_name()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "the \"file\" part has no filename (use curl -F file=@PATH)",
+                )
+            })?
+            .to_owned();
+        store::check_name(&name)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad file name: {e}")))?;
+
+        let internal = |e: std::io::Error| {
+            tracing::error!(error = %e, "upload failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the upload")
+        };
+        // Dropping `tmp_path` deletes the file: an aborted upload leaves nothing behind.
+        let tmp = tempfile::Builder::new()
+            .prefix("upload-")
+            .tempfile_in(st.store.partial_dir())
+            .map_err(internal)?;
+        let (file, tmp_path) = tmp.into_parts();
+        let mut out = BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = field.chunk().await.map_err(bad)? {
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(too_large());
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk).await.map_err(internal)?;
+        }
+        out.flush().await.map_err(internal)?;
+        out.get_ref().sync_all().await.map_err(internal)?;
+        drop(out);
+        let sha256 = hex::encode(hasher.finalize());
+
+        let outcome = st
+            .store
+            .publish(&tmp_path, &name, size, &sha256)
+            .await
+            .map_err(|e| match e {
+                store::StoreError::BadName(_) | store::StoreError::Reserved(_) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+                }
+                store::StoreError::Io { .. } => internal(std::io::Error::other(e.to_string())),
+            })?;
+        let (status, word) = match outcome {
+            Published::Created => (StatusCode::CREATED, "created"),
+            Published::Identical => (StatusCode::OK, "identical"),
+            Published::Conflict => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("{name:?} already exists here with other content"),
+                ));
+            }
+        };
+        tracing::info!(file = %name, size, %sha256, status = word, "upload");
+        return Ok((
+            status,
+            Json(UploadReply {
+                name,
+                size,
+                sha256,
+                status: word,
+            }),
+        ));
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "no multipart field named \"file\" (use curl -F file=@PATH)",
+    ))
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    if st.ready.load(Ordering::Relaxed) && st.store.usable().await {
+        (StatusCode::OK, Json(serde_json::json!({ "status": "ready" }))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "not ready" })),
+        )
+            .into_response()
+    }
+}
+
+/// Only a process on this host may tell the peer to leave.
+async fn leave(
+    State(st): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Result<StatusCode, ApiError> {
+    if !from.ip().is_loopback() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "leave is only accepted from this host",
+        ));
+    }
+    tracing::info!("leave requested over HTTP");
+    st.shutdown.cancel();
+    Ok(StatusCode::ACCEPTED)
+}
+

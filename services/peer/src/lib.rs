@@ -1,0 +1,14 @@
+//! The p2pshare peer: serves a share directory over HTTP, keeps itself registered with the
+//! tracker, and the client commands (search, ls, get, put, leave, menu).
+
+pub mod cli;
+pub mod config;
+pub mod download;
+pub mod error;
+pub mod http;
+pub mod membership;
+pub mod menu;
+pub mod range;
+pub mod server;
+pub mod store;
+pub mod tracker;

@@ -1,0 +1,6 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    p2p_peer::cli::run(p2p_peer::cli::Cli::parse()).await
+}

@@ -1,0 +1,177 @@
+//! Wiring of a peer: the share index, the HTTP listener, the tracker membership, the rescan
+//! timer, and the order of shutdown (leave the network first, then drain transfers).
+
+use std::future::Future;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use p2p_common::proto::tracker_service_client::TrackerServiceClient;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PeerConfig;
+use crate::http::{self, AppState};
+use crate::membership::Membership;
+use crate::store::Store;
+
+pub struct Running {
+    pub local_addr: SocketAddr,
+    pub advertised: String,
+    pub store: Arc<Store>,
+    pub shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Leaves the network, drains, and stops.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Resolves when the peer stops (after a leave request or an error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("peer task panicked")?
+    }
+}
+
+/// The address other peers dial: configured, else the listen address when it is specific,
+/// else `POD_IP`, else the local address this host uses to reach the tracker.
+pub fn advertised_address(cfg: &PeerConfig, bound: SocketAddr) -> String {
+    if !cfg.peer.advertise_addr.is_empty() {
+        return cfg.peer.advertise_addr.clone();
+    }
+    let port = bound.port();
+    let fmt = |ip: std::net::IpAddr| SocketAddr::new(ip, port).to_string();
+    if !bound.ip().is_unspecified() {
+        return fmt(bound.ip());
+    }
+    if let Some(ip) = std::env::var("POD_IP")
+        .ok()
+        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+    {
+        return fmt(ip);
+    }
+    route_to_tracker(&cfg.tracker.endpoint)
+        .map(fmt)
+        .unwrap_or_else(|| fmt(std::net::Ipv4Addr::LOCALHOST.into()))
+}
+
+/// The source address the kernel would pick to reach the tracker (a UDP connect sends nothing).
+fn route_to_tracker(endpoint: &str) -> Option<std::net::IpAddr> {
+    let authority = endpoint.split("://").nth(1)?.split('/').next()?;
+    let target = std::net::ToSocketAddrs::to_socket_addrs(authority).ok()?.next()?;
+    let bind: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0".parse().ok()?
+    } else {
+        "[::]:0".parse().ok()?
+    };
+    let sock = UdpSocket::bind(bind).ok()?;
+    sock.connect(target).ok()?;
+    Some(sock.local_addr().ok()?.ip())
+}
+
+pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
+    let store = Store::open(&cfg.peer.files_dir)
+        .await
+        .with_context(|| format!("cannot use share directory {}", cfg.peer.files_dir.display()))?;
+    store.rescan().await.context("cannot index the share directory")?;
+    let listener = TcpListener::bind(cfg.peer.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.peer.listen))?;
+    let local_addr = listener.local_addr()?;
+    let advertised = advertised_address(&cfg, local_addr);
+    if !local_addr.ip().is_loopback() {
+        tracing::warn!(%local_addr, "serving plaintext HTTP on a non-loopback address");
+    }
+
+    let channel = tonic::transport::Endpoint::from_shared(cfg.tracker.endpoint.clone())
+        .with_context(|| format!("bad tracker endpoint {:?}", cfg.tracker.endpoint))?
+        .connect_timeout(cfg.tracker.request_timeout)
+        .timeout(cfg.tracker.request_timeout)
+        .connect_lazy();
+    let shutdown = CancellationToken::new();
+    let registered = Arc::new(AtomicBool::new(false));
+
+    let membership = Membership {
+        peer_id: cfg.peer.id.clone(),
+        address: advertised.clone(),
+        heartbeat: cfg.tracker.heartbeat_interval,
+        client: TrackerServiceClient::new(channel),
+        store: store.clone(),
+        registered: registered.clone(),
+    };
+    let membership = tokio::spawn(membership.run(shutdown.clone()));
+    let scanner = tokio::spawn(scan_loop(
+        store.clone(),
+        cfg.peer.scan_interval,
+        shutdown.clone(),
+    ));
+
+    let app = http::router(AppState {
+        store: store.clone(),
+        max_upload_bytes: cfg.peer.max_upload_bytes,
+        ready: registered,
+        shutdown: shutdown.clone(),
+    });
+    tracing::info!(%local_addr, %advertised, peer = %cfg.peer.id, "peer listening");
+
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let left = async move {
+            stop.cancelled().await;
+            // Leave before draining so nobody is sent here while we stop.
+            let _ = membership.await;
+            tracing::info!("draining transfers");
+        };
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(left)
+        .await
+        .context("peer HTTP server failed");
+        scanner.abort();
+        served
+    });
+    Ok(Running {
+        local_addr,
+        advertised,
+        store,
+        shutdown,
+        task,
+    })
+}
+
+async fn scan_loop(store: Arc<Store>, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = store.rescan().await {
+            tracing::warn!(error = %e, "cannot rescan the share directory");
+        }
+    }
+}
+
+/// Serves until `signal` resolves (or a leave request), then leaves and drains.
+pub async fn run(cfg: PeerConfig, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let running = start(cfg).await?;
+    let token = running.shutdown.clone();
+    let stopper = async move {
+        signal.await;
+        token.cancel();
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = stopper => unreachable!("pending never resolves"),
+        r = running.wait() => r,
+    }
+}

@@ -1,0 +1,79 @@
+//! The tracker's configuration (see `config/tracker.toml` for the documented defaults).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use p2p_common::config::{self, ConfigError, Flags, TelemetryConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    pub server: ServerConfig,
+    pub registry: RegistryConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    pub store: StoreKind,
+    pub max_files_per_peer: usize,
+    pub max_page_size: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(30),
+            store: StoreKind::Memory,
+            max_files_per_peer: 100_000,
+            max_page_size: 1000,
+        }
+    }
+}
+
+pub const SECTIONS: &[&str] = &["server", "registry", "telemetry"];
+
+impl TrackerConfig {
+    /// Defaults < file < env < flags, then checks values the types cannot.
+    pub fn load(file: Option<&Path>, flags: Flags) -> Result<Self, ConfigError> {
+        let loaded = config::load::<Self>(SECTIONS, file, flags)?;
+        let cfg = &loaded.value;
+        config::require_positive(&loaded, "registry.lease_ttl", cfg.registry.lease_ttl)?;
+        if cfg.registry.max_page_size == 0 {
+            return Err(loaded.invalid("registry.max_page_size", "must be at least 1"));
+        }
+        if cfg.server.max_message_bytes < 1024 {
+            return Err(loaded.invalid("server.max_message_bytes", "must be at least 1024"));
+        }
+        cfg.telemetry.validate(&loaded)?;
+        Ok(loaded.value)
+    }
+}

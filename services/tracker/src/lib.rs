@@ -1,0 +1,8 @@
+//! The p2pshare tracker: which peers are alive (leases) and which files each one shares.
+
+pub mod cli;
+pub mod config;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod store;

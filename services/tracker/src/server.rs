@@ -1,0 +1,145 @@
+//! Wiring: one listener for gRPC (tracker API, health) and HTTP/1.1 (`/metrics`), the lease
+//! sweeper, health transitions and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use p2p_common::proto::tracker_service_server::TrackerServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic_health::ServingStatus;
+
+use crate::config::{StoreKind, TrackerConfig};
+use crate::registry::{Limits, Registry};
+use crate::service::TrackerApi;
+use crate::store::{MemoryStore, Store};
+
+/// A running tracker: its bound address and a way to stop it.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Drains and stops the server; resolves when it has.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("tracker task panicked")?
+    }
+
+    /// Resolves when the server stops on its own (it only does on error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("tracker task panicked")?
+    }
+}
+
+/// Binds `cfg.server.listen` and serves in the background.
+pub async fn start(cfg: TrackerConfig) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    start_on(cfg, listener).await
+}
+
+pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Result<Running> {
+    let local_addr = listener.local_addr()?;
+    let store: Arc<dyn Store> = match cfg.registry.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    };
+    let registry = Arc::new(Registry::new(
+        store,
+        cfg.registry.lease_ttl,
+        Limits {
+            max_page_size: cfg.registry.max_page_size,
+            max_files_per_peer: cfg.registry.max_files_per_peer,
+            ..Limits::default()
+        },
+    ));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_not_serving::<TrackerServiceServer<TrackerApi>>()
+        .await;
+    health.set_service_status("", ServingStatus::NotServing).await;
+
+    let api = TrackerServiceServer::new(TrackerApi::new(registry.clone()))
+        .max_decoding_message_size(cfg.server.max_message_bytes)
+        .max_encoding_message_size(cfg.server.max_message_bytes);
+    let router = tonic::service::Routes::new(api)
+        .add_service(health_service)
+        .into_axum_router();
+
+    let (stop, mut stopped) = watch::channel(false);
+    let sweeper = tokio::spawn(sweep_loop(registry.clone(), stopped.clone()));
+
+    let task = tokio::spawn(async move {
+        // Ready once the store answers.
+        registry
+            .store()
+            .ping()
+            .await
+            .context("store is not reachable")?;
+        health
+            .set_serving::<TrackerServiceServer<TrackerApi>>()
+            .await;
+        health.set_service_status("", ServingStatus::Serving).await;
+        tracing::info!(%local_addr, "tracker listening");
+
+        let drain = {
+            let health = health.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+                health
+                    .set_not_serving::<TrackerServiceServer<TrackerApi>>()
+                    .await;
+                health.set_service_status("", ServingStatus::NotServing).await;
+                tracing::info!("tracker draining");
+            }
+        };
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(drain)
+            .await
+            .context("tracker server failed");
+        sweeper.abort();
+        result
+    });
+    Ok(Running {
+        local_addr,
+        stop,
+        task,
+    })
+}
+
+async fn sweep_loop(registry: Arc<Registry>, mut stopped: watch::Receiver<bool>) {
+    let every = (registry.ttl() / 2).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        match registry.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "swept expired peers"),
+            Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
+        }
+    }
+}
+
+/// Serves until `signal` resolves, then drains.
+pub async fn run(cfg: TrackerConfig, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let Running { stop, mut task, .. } = start(cfg).await?;
+    tokio::select! {
+        () = signal => {
+            let _ = stop.send(true);
+            task.await.context("tracker task panicked")?
+        }
+        r = &mut task => r.context("tracker task panicked")?,
+    }
+}

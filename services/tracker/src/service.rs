@@ -1,0 +1,175 @@
+//! The gRPC face of the registry: request/response mapping and status codes.
+
+use std::sync::Arc;
+
+use p2p_common::proto::tracker_service_server::TrackerService;
+use p2p_common::proto::{
+    AnnounceRequest, AnnounceResponse, FileInfo, FileMatch, GetPeersByDigestRequest,
+    GetPeersByDigestResponse, HeartbeatRequest, HeartbeatResponse, LeaveRequest, LeaveResponse,
+    ListFilesRequest, ListFilesResponse, PeerInfo, RegisterRequest, RegisterResponse,
+    SearchRequest, SearchResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::registry::{Page, Registry, RegistryError};
+use crate::store::{FileEntry, Holder};
+
+pub struct TrackerApi {
+    registry: Arc<Registry>,
+}
+
+impl TrackerApi {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+}
+
+impl From<RegistryError> for Status {
+    fn from(e: RegistryError) -> Self {
+        let msg = e.to_string();
+        match e {
+            RegistryError::BadName { .. } | RegistryError::Invalid(_) => {
+                Status::invalid_argument(msg)
+            }
+            RegistryError::UnknownPeer(_) | RegistryError::DigestNotFound(_) => {
+                Status::not_found(msg)
+            }
+            RegistryError::IdTaken { .. } => Status::already_exists(msg),
+            RegistryError::WrongSecret(_) => Status::permission_denied(msg),
+            RegistryError::Store(_) => Status::unavailable(msg),
+        }
+    }
+}
+
+fn entries(files: Vec<FileInfo>) -> Vec<FileEntry> {
+    files
+        .into_iter()
+        .map(|f| FileEntry {
+            name: f.name,
+            size: f.size,
+            sha256: f.sha256,
+        })
+        .collect()
+}
+
+fn peers(holders: Vec<Holder>) -> Vec<PeerInfo> {
+    holders
+        .into_iter()
+        .map(|h| PeerInfo {
+            peer_id: h.peer_id,
+            address: h.address,
+        })
+        .collect()
+}
+
+fn matches(page: Page) -> (Vec<FileMatch>, String) {
+    let files = page
+        .files
+        .into_iter()
+        .map(|(f, holders)| FileMatch {
+            file: Some(FileInfo {
+                name: f.name,
+                size: f.size,
+                sha256: f.sha256,
+            }),
+            peers: peers(holders),
+        })
+        .collect();
+    (files, page.next_token.unwrap_or_default())
+}
+
+fn ttl_ms(r: &Registry) -> u64 {
+    r.ttl().as_millis() as u64
+}
+
+#[tonic::async_trait]
+impl TrackerService for TrackerApi {
+    async fn register(
+        &self,
+        req: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let r = req.into_inner();
+        let secret = self
+            .registry
+            .register(&r.peer_id, &r.address, entries(r.files), &r.lease_secret)
+            .await?;
+        tracing::info!(peer = %r.peer_id, address = %r.address, "peer registered");
+        Ok(Response::new(RegisterResponse {
+            lease_secret: secret,
+            lease_ttl_ms: ttl_ms(&self.registry),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        self.registry.heartbeat(&r.peer_id, &r.lease_secret).await?;
+        Ok(Response::new(HeartbeatResponse {
+            lease_ttl_ms: ttl_ms(&self.registry),
+        }))
+    }
+
+    async fn announce(
+        &self,
+        req: Request<AnnounceRequest>,
+    ) -> Result<Response<AnnounceResponse>, Status> {
+        let r = req.into_inner();
+        let n = self
+            .registry
+            .announce(&r.peer_id, &r.lease_secret, entries(r.added), r.removed)
+            .await?;
+        Ok(Response::new(AnnounceResponse {
+            files: u32::try_from(n).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn leave(&self, req: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
+        let r = req.into_inner();
+        self.registry.leave(&r.peer_id, &r.lease_secret).await?;
+        tracing::info!(peer = %r.peer_id, "peer left");
+        Ok(Response::new(LeaveResponse {}))
+    }
+
+    async fn search(
+        &self,
+        req: Request<SearchRequest>,
+    ) -> Result<Response<SearchResponse>, Status> {
+        let r = req.into_inner();
+        let page = self
+            .registry
+            .search(&r.query, r.exact, r.page_size, &r.page_token)
+            .await?;
+        let (matches, next_page_token) = matches(page);
+        Ok(Response::new(SearchResponse {
+            matches,
+            next_page_token,
+        }))
+    }
+
+    async fn list_files(
+        &self,
+        req: Request<ListFilesRequest>,
+    ) -> Result<Response<ListFilesResponse>, Status> {
+        let r = req.into_inner();
+        let page = self.registry.list_files(r.page_size, &r.page_token).await?;
+        let (files, next_page_token) = matches(page);
+        Ok(Response::new(ListFilesResponse {
+            files,
+            next_page_token,
+        }))
+    }
+
+    async fn get_peers_by_digest(
+        &self,
+        req: Request<GetPeersByDigestRequest>,
+    ) -> Result<Response<GetPeersByDigestResponse>, Status> {
+        let r = req.into_inner();
+        let (size, holders) = self.registry.peers_by_digest(&r.sha256).await?;
+        Ok(Response::new(GetPeersByDigestResponse {
+            peers: peers(holders),
+            size,
+        }))
+    }
+}
