@@ -96,11 +96,27 @@ impl Provider for Flags {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let mut fig = Figment::new();
-        for (k, v) in &self.0 {
-            fig = fig.merge(Serialized::default(k, v.clone()));
+        // Built by hand so the values stay untagged and the outer figment tags them as flags.
+        let mut root = Dict::new();
+        for (key, value) in &self.0 {
+            let mut parts: Vec<&str> = key.split('.').collect();
+            let last = parts.pop().unwrap_or_default();
+            let mut dict = &mut root;
+            for p in parts {
+                let entry = dict
+                    .entry(p.to_owned())
+                    .or_insert_with(|| Value::from(Dict::new()));
+                if !matches!(entry, Value::Dict(..)) {
+                    *entry = Value::from(Dict::new());
+                }
+                let Value::Dict(_, inner) = entry else {
+                    unreachable!("made a dict just above")
+                };
+                dict = inner;
+            }
+            dict.insert(last.to_owned(), value.clone());
         }
-        fig.data()
+        Ok(Profile::Default.collect(root))
     }
 }
 

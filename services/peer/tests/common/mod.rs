@@ -1,0 +1,237 @@
+//! Test harness: starts the real binaries on 127.0.0.1 with ephemeral ports, learns their
+//! addresses from their JSON logs, polls for readiness with deadlines, and kills them on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn peer_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_p2p-peer"))
+}
+
+/// The tracker binary sits next to ours in the target directory (`cargo test --workspace`
+/// builds it).
+pub fn tracker_bin() -> PathBuf {
+    let p = peer_bin().with_file_name("p2p-tracker");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p p2p-tracker` or `cargo test --workspace`",
+        p.display()
+    );
+    p
+}
+
+pub struct Proc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn sigterm(&self) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Waits for the process to exit on its own, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "process did not exit within {limit:?}; log {}", self.log.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `cmd`, copies its stderr to `log`, and returns once it logs `message` with a
+/// `local_addr` field (within 20 s).
+fn spawn(mut cmd: Command, log: PathBuf, message: &str) -> Proc {
+    cmd.env_remove("P2P_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("P2P_TELEMETRY__LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    let wanted = message.to_owned();
+    let log_path = log.clone();
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::create(&log_path).expect("log file");
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(file, "{line}");
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["fields"]["message"] == wanted.as_str() {
+                    if let Some(addr) = v["fields"]["local_addr"].as_str() {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(addr.parse::<SocketAddr>().expect("addr"));
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("no {message:?} line within 20 s; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+    };
+    Proc { child, addr, log }
+}
+
+pub fn spawn_tracker(dir: &Path, port: u16, lease_ttl: &str) -> Proc {
+    let mut cmd = Command::new(tracker_bin());
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--lease-ttl", lease_ttl]);
+    spawn(cmd, dir.join(format!("tracker-{}.log", unique())), "tracker listening")
+}
+
+pub struct PeerOpts<'a> {
+    pub id: &'a str,
+    pub files_dir: &'a Path,
+    pub tracker: &'a str,
+    pub heartbeat: &'a str,
+    pub env: Vec<(&'a str, String)>,
+}
+
+pub fn spawn_peer(log_dir: &Path, o: PeerOpts<'_>) -> Proc {
+    let mut cmd = Command::new(peer_bin());
+    cmd.args(["--tracker", o.tracker, "serve", "--id", o.id, "--listen", "127.0.0.1:0"])
+        .arg("--files-dir")
+        .arg(o.files_dir)
+        .env("P2P_TRACKER__HEARTBEAT_INTERVAL", o.heartbeat)
+        .env("P2P_PEER__SCAN_INTERVAL", "300ms");
+    for (k, v) in o.env {
+        cmd.env(k, v);
+    }
+    spawn(cmd, log_dir.join(format!("{}-{}.log", o.id, unique())), "peer listening")
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Polls `f` every 25 ms until it returns Some, failing after `limit`.
+pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Blocking GET with a short timeout; (status, body).
+pub fn http_get(url: &str) -> Option<(u16, Vec<u8>)> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        let s = r.status().as_u16();
+        Some((s, r.bytes().await.ok()?.to_vec()))
+    })
+}
+
+pub fn wait_ready(peer: &Proc) {
+    eventually(Duration::from_secs(20), "peer /healthz 200", || {
+        http_get(&format!("{}/healthz", peer.url())).filter(|(s, _)| *s == 200)
+    });
+}
+
+/// Runs the client with `--tracker`; (exit code, stdout, stderr).
+pub fn cli(tracker: &str, args: &[&str]) -> (i32, String, String) {
+    let out: Output = Command::new(peer_bin())
+        .arg("--tracker")
+        .arg(tracker)
+        .args(args)
+        .env_remove("P2P_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run p2p-peer");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `search --json --exact NAME`: (peer id, address) of each holder of each match.
+pub fn holders(tracker: &str, name: &str) -> Vec<(String, String)> {
+    let (code, out, err) = cli(tracker, &["--json", "search", "--exact", name]);
+    if code == 3 {
+        return Vec::new();
+    }
+    assert_eq!(code, 0, "search failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let mut hs = Vec::new();
+    for f in v["files"].as_array().expect("files") {
+        for p in f["peers"].as_array().expect("peers") {
+            hs.push((
+                p["peer_id"].as_str().unwrap_or_default().to_owned(),
+                p["address"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    hs.sort();
+    hs
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Pseudo-random bytes (deterministic per seed) without another dependency.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
