@@ -83,7 +83,9 @@ impl Flags {
             match Value::serialize(v) {
                 Ok(v) => self.0.push((key.to_owned(), v)),
                 // Flags are plain strings, numbers and paths: serialising them cannot fail.
-                Err(e) => tracing::warn!(key, error = %e, "ignoring flag that cannot be serialised"),
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "ignoring flag that cannot be serialised")
+                }
             }
         }
         self
@@ -166,14 +168,10 @@ where
     }
     let sections: Vec<String> = sections.iter().map(|s| s.to_string()).collect();
     figment = figment
-        .merge(
-            Env::prefixed(ENV_PREFIX)
-                .split("__")
-                .filter(move |key| {
-                    let top = key.as_str().split('.').next().unwrap_or_default();
-                    sections.iter().any(|s| s.eq_ignore_ascii_case(top))
-                }),
-        )
+        .merge(Env::prefixed(ENV_PREFIX).split("__").filter(move |key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            sections.iter().any(|s| s.eq_ignore_ascii_case(top))
+        }))
         .merge(flags);
     let value = figment.extract::<T>().map_err(Box::new)?;
     Ok(Loaded { value, figment })

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// Env var that overrides the address `health` probes (one image runs both services).
 pub const HEALTHCHECK_ADDR_ENV: &str = "P2P_HEALTHCHECK_ADDR";
@@ -21,21 +21,25 @@ pub fn endpoint_url(addr: &str) -> String {
 /// The address a `health` subcommand probes: the flag, else the env override, else the
 /// service's own listen address (an unspecified IP means this host).
 pub fn probe_target(flag: Option<String>, listen: std::net::SocketAddr) -> String {
-    flag.or_else(|| std::env::var(HEALTHCHECK_ADDR_ENV).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| {
-            let ip = if listen.ip().is_unspecified() {
-                if listen.is_ipv4() {
-                    "127.0.0.1".to_owned()
-                } else {
-                    "[::1]".to_owned()
-                }
-            } else if listen.is_ipv6() {
-                format!("[{}]", listen.ip())
+    flag.or_else(|| {
+        std::env::var(HEALTHCHECK_ADDR_ENV)
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+    .unwrap_or_else(|| {
+        let ip = if listen.ip().is_unspecified() {
+            if listen.is_ipv4() {
+                "127.0.0.1".to_owned()
             } else {
-                listen.ip().to_string()
-            };
-            format!("{ip}:{}", listen.port())
-        })
+                "[::1]".to_owned()
+            }
+        } else if listen.is_ipv6() {
+            format!("[{}]", listen.ip())
+        } else {
+            listen.ip().to_string()
+        };
+        format!("{ip}:{}", listen.port())
+    })
 }
 
 /// Asks `addr` for the status of `service` ("" is the whole server).

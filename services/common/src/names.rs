@@ -111,7 +111,10 @@ mod tests {
         assert!(validate_peer_id("peer_1").is_ok());
         assert!(validate_peer_id("p2pshare-peer-0.x").is_ok());
         assert_eq!(validate_peer_id(""), Err(NameError::EmptyPeerId));
-        assert_eq!(validate_peer_id(&"a".repeat(65)), Err(NameError::PeerIdTooLong(65)));
+        assert_eq!(
+            validate_peer_id(&"a".repeat(65)),
+            Err(NameError::PeerIdTooLong(65))
+        );
         assert_eq!(validate_peer_id("a/b"), Err(NameError::PeerIdChar('/')));
         assert_eq!(validate_peer_id("a b"), Err(NameError::PeerIdChar(' ')));
         assert_eq!(validate_peer_id("pé"), Err(NameError::PeerIdChar('é')));
@@ -149,7 +152,15 @@ mod tests {
         assert!(validate_address("127.0.0.1:5000").is_ok());
         assert!(validate_address("peer-0.peers.default.svc:5000").is_ok());
         assert!(validate_address("[::1]:5000").is_ok());
-        for bad in ["", "host", "host:0", "host:99999", ":5000", "a b:1", "[zz]:1"] {
+        for bad in [
+            "",
+            "host",
+            "host:0",
+            "host:99999",
+            ":5000",
+            "a b:1",
+            "[zz]:1",
+        ] {
             assert!(validate_address(bad).is_err(), "{bad:?} accepted");
         }
     }

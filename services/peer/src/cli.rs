@@ -130,7 +130,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         let port = match cli.original[1].parse::<u16>() {
             Ok(p) => p,
             Err(_) => {
-                eprintln!("p2p-peer: HTTP_PORT must be a port number, got {:?}", cli.original[1]);
+                eprintln!(
+                    "p2p-peer: HTTP_PORT must be a port number, got {:?}",
+                    cli.original[1]
+                );
                 return ExitCode::from(2);
             }
         };
@@ -155,7 +158,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
-    let out = Output { json: cli.global.json };
+    let out = Output {
+        json: cli.global.json,
+    };
 
     let result = match cli.command {
         Some(Command::Serve(_)) => serve(cfg, false).await,
@@ -201,7 +206,9 @@ async fn serve(cfg: PeerConfig, with_menu: bool) -> Result<()> {
             .await
             .map_err(Error::Other);
     }
-    let running = crate::server::start(cfg.clone()).await.map_err(Error::Other)?;
+    let running = crate::server::start(cfg.clone())
+        .await
+        .map_err(Error::Other)?;
     let token = running.shutdown.clone();
     let ctx = crate::menu::Context::serving(&cfg, &running);
     let menu = tokio::spawn(crate::menu::run_stdio(ctx));
@@ -221,7 +228,10 @@ pub struct Output {
 impl Output {
     fn error(&self, e: &Error) {
         if self.json {
-            println!("{}", json!({ "error": e.to_string(), "kind": e.kind(), "exit_code": e.exit_code() }));
+            println!(
+                "{}",
+                json!({ "error": e.to_string(), "kind": e.kind(), "exit_code": e.exit_code() })
+            );
         }
         eprintln!("p2p-peer: {e}");
     }
@@ -248,7 +258,10 @@ pub fn format_matches(matches: &[FileMatch]) -> String {
     let mut s = String::new();
     for m in matches {
         let f = m.file.clone().unwrap_or_default();
-        s.push_str(&format!("{}  {} bytes  sha256:{}\n", f.name, f.size, f.sha256));
+        s.push_str(&format!(
+            "{}  {} bytes  sha256:{}\n",
+            f.name, f.size, f.sha256
+        ));
         for p in &m.peers {
             s.push_str(&format!("    {}  {}\n", p.peer_id, p.address));
         }
@@ -264,7 +277,9 @@ async fn search(cfg: &PeerConfig, out: &Output, name: &str, exact: bool) -> Resu
     let matches = tracker_of(cfg)?.search(name, exact).await?;
     out.matches(&matches);
     if matches.is_empty() {
-        return Err(Error::NotFound(format!("no live peer shares a file matching {name:?}")));
+        return Err(Error::NotFound(format!(
+            "no live peer shares a file matching {name:?}"
+        )));
     }
     Ok(())
 }
@@ -284,9 +299,9 @@ pub fn choose(matches: Vec<FileMatch>, name: &str, sha256: Option<&str>) -> Resu
         .collect();
     targets.sort_by_key(|t| std::cmp::Reverse(t.peers.len()));
     let mut it = targets.into_iter();
-    let first = it.next().ok_or_else(|| {
-        Error::NotFound(format!("no live peer shares {name:?}"))
-    })?;
+    let first = it
+        .next()
+        .ok_or_else(|| Error::NotFound(format!("no live peer shares {name:?}")))?;
     if it.next().is_some() {
         tracing::warn!(
             "peers share different files named {name:?}; taking sha256 {} (held by most peers); use --sha256 to choose",
@@ -383,7 +398,12 @@ impl Output {
                 json!({"name": t.name, "path": dest.display().to_string(), "size": t.size, "sha256": t.sha256, "status": what})
             );
         } else {
-            println!("{what}: {} ({} bytes, sha256 {} verified)", dest.display(), t.size, t.sha256);
+            println!(
+                "{what}: {} ({} bytes, sha256 {} verified)",
+                dest.display(),
+                t.size,
+                t.sha256
+            );
         }
     }
 }
@@ -398,8 +418,13 @@ pub async fn upload(addr: &str, file: &Path) -> Result<serde_json::Value> {
     let f = tokio::fs::File::open(file)
         .await
         .map_err(|e| Error::Refused(format!("cannot read {}: {e}", file.display())))?;
-    let len = f.metadata().await.map_err(|e| Error::Other(e.into()))?.len();
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
+    let len = f
+        .metadata()
+        .await
+        .map_err(|e| Error::Other(e.into()))?
+        .len();
+    let body =
+        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
     let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name);
     let form = reqwest::multipart::Form::new().part("file", part);
     let url = format!("http://{addr}/upload");
@@ -505,7 +530,11 @@ impl Progress for ConsoleProgress {
                 self.name,
                 peer.peer_id,
                 peer.address,
-                if already > 0 { format!(", resuming at byte {already}") } else { String::new() }
+                if already > 0 {
+                    format!(", resuming at byte {already}")
+                } else {
+                    String::new()
+                }
             ),
             None => {}
         }
@@ -519,8 +548,14 @@ impl Progress for ConsoleProgress {
 
     fn failed(&self, peer: &PeerInfo, why: &str) {
         match &self.bar {
-            Some(b) => b.println(format!("{} ({}): {why}; trying the next peer", peer.peer_id, peer.address)),
-            None if !self.quiet => eprintln!("{} ({}): {why}; trying the next peer", peer.peer_id, peer.address),
+            Some(b) => b.println(format!(
+                "{} ({}): {why}; trying the next peer",
+                peer.peer_id, peer.address
+            )),
+            None if !self.quiet => eprintln!(
+                "{} ({}): {why}; trying the next peer",
+                peer.peer_id, peer.address
+            ),
             None => {}
         }
     }

@@ -93,7 +93,11 @@ impl PeerConfig {
             "tracker.heartbeat_interval",
             cfg.tracker.heartbeat_interval,
         )?;
-        config::require_positive(&loaded, "tracker.request_timeout", cfg.tracker.request_timeout)?;
+        config::require_positive(
+            &loaded,
+            "tracker.request_timeout",
+            cfg.tracker.request_timeout,
+        )?;
         cfg.telemetry.validate(&loaded)?;
         Ok(loaded.value)
     }

@@ -16,10 +16,17 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use crate::error::{Error, Result};
 
 /// Characters left as they are in a path segment; everything else is percent-encoded.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 pub fn file_url(address: &str, name: &str) -> String {
-    format!("http://{address}/files/{}", utf8_percent_encode(name, SEGMENT))
+    format!(
+        "http://{address}/files/{}",
+        utf8_percent_encode(name, SEGMENT)
+    )
 }
 
 /// What to fetch.

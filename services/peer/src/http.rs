@@ -38,10 +38,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/files", get(list_files))
         .route("/files/{name}", get(get_file))
-        .route(
-            "/upload",
-            post(upload).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/upload", post(upload).layer(DefaultBodyLimit::disable()))
         .route("/healthz", get(healthz))
         .route("/leave", post(leave))
         .with_state(state)
@@ -257,7 +254,11 @@ async fn upload(
 
 async fn healthz(State(st): State<AppState>) -> Response {
     if st.ready.load(Ordering::Relaxed) && st.store.usable().await {
-        (StatusCode::OK, Json(serde_json::json!({ "status": "ready" }))).into_response()
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ready" })),
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -282,4 +283,3 @@ async fn leave(
     st.shutdown.cancel();
     Ok(StatusCode::ACCEPTED)
 }
-

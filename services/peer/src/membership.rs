@@ -118,7 +118,11 @@ impl Membership {
         if added.is_empty() && removed.is_empty() {
             return Ok(None);
         }
-        tracing::info!(added = added.len(), removed = removed.len(), "announcing changes");
+        tracing::info!(
+            added = added.len(),
+            removed = removed.len(),
+            "announcing changes"
+        );
         self.client
             .announce(AnnounceRequest {
                 peer_id: self.peer_id.clone(),
@@ -179,7 +183,9 @@ impl Membership {
                     }
                 }
             }
-            let Some(current) = lease.clone() else { continue };
+            let Some(current) = lease.clone() else {
+                continue;
+            };
 
             let result = tokio::select! {
                 () = stop.cancelled() => {
@@ -210,16 +216,30 @@ impl Membership {
                     }
                 }
             };
+            if result.is_ok() {
+                backoff = floor;
+            }
             if let Err(status) = result {
                 match status.code() {
                     // The tracker restarted or our lease ran out: join again now.
                     Code::NotFound | Code::PermissionDenied => {
-                        tracing::warn!("tracker no longer knows this peer ({}); registering again", status.message());
+                        tracing::warn!(
+                            "tracker no longer knows this peer ({}); registering again",
+                            status.message()
+                        );
                         lease = None;
                         self.set_registered(false);
                     }
                     code => {
-                        tracing::warn!(?code, "tracker call failed: {}", status.message());
+                        tracing::warn!(
+                            ?code,
+                            "tracker call failed: {}; retrying in {backoff:?}",
+                            status.message()
+                        );
+                        // Retry soon rather than a whole interval later: a restarted tracker
+                        // must see us again quickly.
+                        tick.reset_after(backoff);
+                        backoff = (backoff * 2).min(self.heartbeat);
                     }
                 }
             }

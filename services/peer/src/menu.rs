@@ -88,7 +88,11 @@ where
                 let Some(addr) = ask(&mut lines, &mut out, &prompt).await? else {
                     return Ok(());
                 };
-                let addr = if addr.is_empty() { default.unwrap_or_default() } else { addr };
+                let addr = if addr.is_empty() {
+                    default.unwrap_or_default()
+                } else {
+                    addr
+                };
                 match cli::upload(&addr, &PathBuf::from(path)).await {
                     Ok(body) => format!(
                         "{} {} on {addr}",
@@ -145,8 +149,7 @@ async fn search(ctx: &Context, name: &str) -> String {
 /// Downloads into this peer's share (then serves it) or, without one, the current directory.
 async fn get(ctx: &Context, name: &str) -> String {
     let result = async {
-        crate::store::check_name(name)
-            .map_err(|e| crate::error::Error::Refused(e.to_string()))?;
+        crate::store::check_name(name).map_err(|e| crate::error::Error::Refused(e.to_string()))?;
         let matches = cli::tracker_of(&ctx.cfg)?.search(name, true).await?;
         let target = cli::choose(matches, name, None)?;
         let http = cli::http_client()?;
@@ -178,13 +181,18 @@ async fn get(ctx: &Context, name: &str) -> String {
                 })
             }
             None => {
-                let dir = std::env::current_dir().map_err(|e| crate::error::Error::Other(e.into()))?;
+                let dir =
+                    std::env::current_dir().map_err(|e| crate::error::Error::Other(e.into()))?;
                 let partial = dir.join(crate::store::PARTIAL_DIR);
-                let part = download::fetch(&http, &target, &partial, None, &download::Silent).await?;
+                let part =
+                    download::fetch(&http, &target, &partial, None, &download::Silent).await?;
                 let dest = dir.join(&target.name);
                 if dest.exists() {
                     let _ = tokio::fs::remove_file(&part).await;
-                    return Ok(format!("{} already exists here; not replaced.", dest.display()));
+                    return Ok(format!(
+                        "{} already exists here; not replaced.",
+                        dest.display()
+                    ));
                 }
                 tokio::fs::rename(&part, &dest)
                     .await

@@ -64,7 +64,9 @@ pub fn advertised_address(cfg: &PeerConfig, bound: SocketAddr) -> String {
 /// The source address the kernel would pick to reach the tracker (a UDP connect sends nothing).
 fn route_to_tracker(endpoint: &str) -> Option<std::net::IpAddr> {
     let authority = endpoint.split("://").nth(1)?.split('/').next()?;
-    let target = std::net::ToSocketAddrs::to_socket_addrs(authority).ok()?.next()?;
+    let target = std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .ok()?
+        .next()?;
     let bind: SocketAddr = if target.is_ipv4() {
         "0.0.0.0:0".parse().ok()?
     } else {
@@ -76,10 +78,16 @@ fn route_to_tracker(endpoint: &str) -> Option<std::net::IpAddr> {
 }
 
 pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
-    let store = Store::open(&cfg.peer.files_dir)
+    let store = Store::open(&cfg.peer.files_dir).await.with_context(|| {
+        format!(
+            "cannot use share directory {}",
+            cfg.peer.files_dir.display()
+        )
+    })?;
+    store
+        .rescan()
         .await
-        .with_context(|| format!("cannot use share directory {}", cfg.peer.files_dir.display()))?;
-    store.rescan().await.context("cannot index the share directory")?;
+        .context("cannot index the share directory")?;
     let listener = TcpListener::bind(cfg.peer.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.peer.listen))?;

@@ -285,7 +285,10 @@ impl Store {
     }
 }
 
-fn scan(dir: &Path, known: &BTreeMap<String, Entry>) -> Result<BTreeMap<String, Entry>, StoreError> {
+fn scan(
+    dir: &Path,
+    known: &BTreeMap<String, Entry>,
+) -> Result<BTreeMap<String, Entry>, StoreError> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let Ok(e) = e else { continue };
@@ -358,18 +361,30 @@ mod tests {
         let p = dir.join(PARTIAL_DIR).join("upload-1");
         std::fs::write(&p, b"other").unwrap();
         let (size, digest) = hash_file(&p).unwrap();
-        assert_eq!(store.publish(&p, "a.txt", size, &digest).await.unwrap(), Published::Conflict);
+        assert_eq!(
+            store.publish(&p, "a.txt", size, &digest).await.unwrap(),
+            Published::Conflict
+        );
         assert!(!p.exists(), "rejected temp file left behind");
         std::fs::write(&p, b"other").unwrap();
-        assert_eq!(store.publish(&p, "b.txt", size, &digest).await.unwrap(), Published::Created);
+        assert_eq!(
+            store.publish(&p, "b.txt", size, &digest).await.unwrap(),
+            Published::Created
+        );
         assert_eq!(std::fs::read(dir.join("b.txt")).unwrap(), b"other");
         std::fs::write(&p, b"other").unwrap();
-        assert_eq!(store.publish(&p, "b.txt", size, &digest).await.unwrap(), Published::Identical);
+        assert_eq!(
+            store.publish(&p, "b.txt", size, &digest).await.unwrap(),
+            Published::Identical
+        );
 
         std::fs::remove_file(dir.join("a.txt")).unwrap();
         assert!(store.rescan().await.unwrap());
         let names: Vec<_> = store.list().await.into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["b.txt"]);
-        assert!(matches!(check_name(".partial"), Err(StoreError::Reserved(_))));
+        assert!(matches!(
+            check_name(".partial"),
+            Err(StoreError::Reserved(_))
+        ));
     }
 }

@@ -14,7 +14,9 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 fn original_scenario() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let dirs: Vec<_> = (1..=3).map(|i| root.join(format!("peer{i}_files"))).collect();
+    let dirs: Vec<_> = (1..=3)
+        .map(|i| root.join(format!("peer{i}_files")))
+        .collect();
     for d in &dirs {
         std::fs::create_dir_all(d).unwrap();
     }
@@ -57,7 +59,10 @@ fn original_scenario() {
 
     // 2. get fetches the bytes from another peer and they match; here into peer 3's share.
     let dest = dirs[2].join("beta.bin");
-    let (code, out, err) = cli(&turl, &["--json", "get", "beta.bin", "-o", dest.to_str().unwrap()]);
+    let (code, out, err) = cli(
+        &turl,
+        &["--json", "get", "beta.bin", "-o", dest.to_str().unwrap()],
+    );
     assert_eq!(code, 0, "get failed: {err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["sha256"], sha256_hex(&beta));
@@ -78,7 +83,10 @@ fn original_scenario() {
     // 4. put uploads through /upload and the file is searchable right after.
     let upload = root.join("delta.txt");
     std::fs::write(&upload, b"delta, uploaded\n").unwrap();
-    let (code, out, err) = cli(&turl, &["put", upload.to_str().unwrap(), "--peer", &addr(0)]);
+    let (code, out, err) = cli(
+        &turl,
+        &["put", upload.to_str().unwrap(), "--peer", &addr(0)],
+    );
     assert_eq!(code, 0, "put failed: {err}");
     assert!(out.starts_with("created"), "{out}");
     let t = Instant::now();
@@ -86,7 +94,10 @@ fn original_scenario() {
         (holders(&turl, "delta.txt") == [("peer_1".into(), addr(0))]).then_some(())
     });
     eprintln!("upload searchable after {:?}", t.elapsed());
-    assert_eq!(std::fs::read(dirs[0].join("delta.txt")).unwrap(), b"delta, uploaded\n");
+    assert_eq!(
+        std::fs::read(dirs[0].join("delta.txt")).unwrap(),
+        b"delta, uploaded\n"
+    );
 
     // 5. leave removes the peer (and it stops cleanly).
     let (code, _, err) = cli(&turl, &["leave", "--peer", &addr(1)]);
@@ -103,9 +114,11 @@ fn original_scenario() {
     // 6. A peer killed with SIGKILL vanishes from search within its TTL.
     peers[0].kill9();
     let killed = Instant::now();
-    eventually(TTL + Duration::from_secs(2), "killed peer_1 to vanish", || {
-        holders(&turl, "alpha.txt").is_empty().then_some(())
-    });
+    eventually(
+        TTL + Duration::from_secs(2),
+        "killed peer_1 to vanish",
+        || holders(&turl, "alpha.txt").is_empty().then_some(()),
+    );
     let gone = killed.elapsed();
     eprintln!("SIGKILLed peer vanished after {gone:?} (TTL {TTL:?})");
     assert!(gone <= TTL + Duration::from_millis(500), "took {gone:?}");
@@ -120,7 +133,10 @@ fn original_scenario() {
     });
     let back = restarted.elapsed();
     eprintln!("peer back {back:?} after the tracker restart (heartbeat {HEARTBEAT:?})");
-    assert!(back <= HEARTBEAT + Duration::from_millis(500), "took {back:?}");
+    assert!(
+        back <= HEARTBEAT + Duration::from_millis(500),
+        "took {back:?}"
+    );
     assert_eq!(holders(&turl, "beta.bin"), [("peer_3".into(), addr(2))]);
 
     // SIGTERM: the peer leaves the network and exits 0.

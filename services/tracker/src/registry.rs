@@ -24,7 +24,9 @@ pub enum RegistryError {
     Invalid(String),
     #[error("peer {0:?} is not registered (or its lease expired); register again")]
     UnknownPeer(String),
-    #[error("peer id {id:?} is held by a live peer for another {remaining_s} s; pick another id or wait")]
+    #[error(
+        "peer id {id:?} is held by a live peer for another {remaining_s} s; pick another id or wait"
+    )]
     IdTaken { id: String, remaining_s: u64 },
     #[error("lease secret does not match peer {0:?}")]
     WrongSecret(String),
@@ -73,8 +75,9 @@ pub fn now_ms() -> u64 {
 
 fn new_secret() -> Result<String, RegistryError> {
     let mut buf = [0u8; 32];
-    getrandom::fill(&mut buf)
-        .map_err(|e| RegistryError::Store(StoreError::Unavailable(format!("no randomness: {e}"))))?;
+    getrandom::fill(&mut buf).map_err(|e| {
+        RegistryError::Store(StoreError::Unavailable(format!("no randomness: {e}")))
+    })?;
     Ok(hex::encode(buf))
 }
 
@@ -280,7 +283,12 @@ impl Registry {
     }
 
     /// Reads store pages until `size` files with live holders are found or the store runs out.
-    async fn page(&self, q: &NameQuery, page_size: u32, token: &str) -> Result<Page, RegistryError> {
+    async fn page(
+        &self,
+        q: &NameQuery,
+        page_size: u32,
+        token: &str,
+    ) -> Result<Page, RegistryError> {
         let size = match page_size as usize {
             0 => self.limits.default_page_size,
             n => n.min(self.limits.max_page_size),
@@ -331,7 +339,10 @@ impl Registry {
             .holders_of_digest(sha256)
             .await?
             .ok_or_else(|| RegistryError::DigestNotFound(sha256.to_owned()))?;
-        let live: Vec<Holder> = holders.into_iter().filter(|h| h.expires_at_ms > now).collect();
+        let live: Vec<Holder> = holders
+            .into_iter()
+            .filter(|h| h.expires_at_ms > now)
+            .collect();
         if live.is_empty() {
             return Err(RegistryError::DigestNotFound(sha256.to_owned()));
         }
@@ -388,12 +399,22 @@ mod tests {
     async fn register_search_and_leave() {
         let r = reg(60_000);
         let s1 = r
-            .register("p1", "127.0.0.1:5000", vec![file("a.txt", 1), file("b.txt", 2)], "")
+            .register(
+                "p1",
+                "127.0.0.1:5000",
+                vec![file("a.txt", 1), file("b.txt", 2)],
+                "",
+            )
             .await
             .unwrap();
-        r.register("p2", "127.0.0.1:5001", vec![file("a.txt", 1), file("ab.bin", 3)], "")
-            .await
-            .unwrap();
+        r.register(
+            "p2",
+            "127.0.0.1:5001",
+            vec![file("a.txt", 1), file("ab.bin", 3)],
+            "",
+        )
+        .await
+        .unwrap();
 
         let page = r.search("a.txt", true, 0, "").await.unwrap();
         assert_eq!(page.files.len(), 1);
@@ -405,7 +426,12 @@ mod tests {
         assert_eq!(p1.files.len(), 2);
         let token = p1.next_token.expect("more pages");
         let p2 = r.search("A", false, 0, &token).await.unwrap();
-        let names: Vec<_> = p1.files.iter().chain(&p2.files).map(|f| f.0.name.clone()).collect();
+        let names: Vec<_> = p1
+            .files
+            .iter()
+            .chain(&p2.files)
+            .map(|f| f.0.name.clone())
+            .collect();
         assert_eq!(names, ["a.txt", "ab.bin", "b.txt"]);
         assert!(p2.next_token.is_none());
 
@@ -419,22 +445,37 @@ mod tests {
     #[tokio::test]
     async fn leases_and_secrets() {
         let r = reg(200);
-        let s = r.register("p1", "h:1", vec![file("x", 1)], "").await.unwrap();
+        let s = r
+            .register("p1", "h:1", vec![file("x", 1)], "")
+            .await
+            .unwrap();
         // Another process cannot take a live id, nor act for it.
         assert!(matches!(
             r.register("p1", "h:2", vec![], "").await,
             Err(RegistryError::IdTaken { .. })
         ));
-        assert!(matches!(r.heartbeat("p1", "nope").await, Err(RegistryError::WrongSecret(_))));
-        assert!(matches!(r.leave("p1", "").await, Err(RegistryError::WrongSecret(_))));
+        assert!(matches!(
+            r.heartbeat("p1", "nope").await,
+            Err(RegistryError::WrongSecret(_))
+        ));
+        assert!(matches!(
+            r.leave("p1", "").await,
+            Err(RegistryError::WrongSecret(_))
+        ));
         // The holder of the secret can reclaim the id (a restarted peer).
-        let s2 = r.register("p1", "h:1", vec![file("x", 1)], &s).await.unwrap();
+        let s2 = r
+            .register("p1", "h:1", vec![file("x", 1)], &s)
+            .await
+            .unwrap();
         assert_ne!(s, s2);
         r.heartbeat("p1", &s2).await.unwrap();
 
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(r.search("x", true, 0, "").await.unwrap().files.is_empty());
-        assert!(matches!(r.heartbeat("p1", &s2).await, Err(RegistryError::UnknownPeer(_))));
+        assert!(matches!(
+            r.heartbeat("p1", &s2).await,
+            Err(RegistryError::UnknownPeer(_))
+        ));
         assert_eq!(r.counts().await.unwrap(), (0, 0));
         assert_eq!(r.sweep().await.unwrap(), 1);
         // Expired: anyone may take the id now.
@@ -444,7 +485,10 @@ mod tests {
     #[tokio::test]
     async fn announce_updates_the_index() {
         let r = reg(60_000);
-        let s = r.register("p1", "h:1", vec![file("x", 1)], "").await.unwrap();
+        let s = r
+            .register("p1", "h:1", vec![file("x", 1)], "")
+            .await
+            .unwrap();
         let n = r
             .announce("p1", &s, vec![file("x", 2), file("y", 3)], vec![])
             .await
@@ -454,7 +498,9 @@ mod tests {
         assert_eq!(page.files.len(), 1);
         assert_eq!(page.files[0].0.sha256, hex::encode([2u8; 32]));
         assert!(r.peers_by_digest(&hex::encode([1u8; 32])).await.is_err());
-        r.announce("p1", &s, vec![], vec!["y".into()]).await.unwrap();
+        r.announce("p1", &s, vec![], vec!["y".into()])
+            .await
+            .unwrap();
         assert!(r.search("y", true, 0, "").await.unwrap().files.is_empty());
     }
 

@@ -65,7 +65,9 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
     health
         .set_not_serving::<TrackerServiceServer<TrackerApi>>()
         .await;
-    health.set_service_status("", ServingStatus::NotServing).await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
 
     let api = TrackerServiceServer::new(TrackerApi::new(registry.clone()))
         .max_decoding_message_size(cfg.server.max_message_bytes)
@@ -97,7 +99,9 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
                 health
                     .set_not_serving::<TrackerServiceServer<TrackerApi>>()
                     .await;
-                health.set_service_status("", ServingStatus::NotServing).await;
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
                 tracing::info!("tracker draining");
             }
         };

@@ -56,7 +56,11 @@ impl Proc {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
                 return s;
             }
-            assert!(Instant::now() < deadline, "process did not exit within {limit:?}; log {}", self.log.display());
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {limit:?}; log {}",
+                self.log.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -108,7 +112,10 @@ fn spawn(mut cmd: Command, log: PathBuf, message: &str) -> Proc {
         Ok(a) => a,
         Err(_) => {
             let _ = child.kill();
-            panic!("no {message:?} line within 20 s; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            panic!(
+                "no {message:?} line within 20 s; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
     };
     Proc { child, addr, log }
@@ -116,8 +123,17 @@ fn spawn(mut cmd: Command, log: PathBuf, message: &str) -> Proc {
 
 pub fn spawn_tracker(dir: &Path, port: u16, lease_ttl: &str) -> Proc {
     let mut cmd = Command::new(tracker_bin());
-    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--lease-ttl", lease_ttl]);
-    spawn(cmd, dir.join(format!("tracker-{}.log", unique())), "tracker listening")
+    cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--lease-ttl",
+        lease_ttl,
+    ]);
+    spawn(
+        cmd,
+        dir.join(format!("tracker-{}.log", unique())),
+        "tracker listening",
+    )
 }
 
 pub struct PeerOpts<'a> {
@@ -130,15 +146,27 @@ pub struct PeerOpts<'a> {
 
 pub fn spawn_peer(log_dir: &Path, o: PeerOpts<'_>) -> Proc {
     let mut cmd = Command::new(peer_bin());
-    cmd.args(["--tracker", o.tracker, "serve", "--id", o.id, "--listen", "127.0.0.1:0"])
-        .arg("--files-dir")
-        .arg(o.files_dir)
-        .env("P2P_TRACKER__HEARTBEAT_INTERVAL", o.heartbeat)
-        .env("P2P_PEER__SCAN_INTERVAL", "300ms");
+    cmd.args([
+        "--tracker",
+        o.tracker,
+        "serve",
+        "--id",
+        o.id,
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--files-dir")
+    .arg(o.files_dir)
+    .env("P2P_TRACKER__HEARTBEAT_INTERVAL", o.heartbeat)
+    .env("P2P_PEER__SCAN_INTERVAL", "300ms");
     for (k, v) in o.env {
         cmd.env(k, v);
     }
-    spawn(cmd, log_dir.join(format!("{}-{}.log", o.id, unique())), "peer listening")
+    spawn(
+        cmd,
+        log_dir.join(format!("{}-{}.log", o.id, unique())),
+        "peer listening",
+    )
 }
 
 fn unique() -> u128 {
@@ -154,14 +182,20 @@ pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
 
 /// Blocking GET with a short timeout; (status, body).
 pub fn http_get(url: &str) -> Option<(u16, Vec<u8>)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
     rt.block_on(async {
         let r = reqwest::Client::new()
             .get(url)

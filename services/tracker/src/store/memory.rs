@@ -6,9 +6,7 @@ use std::ops::Bound;
 use async_trait::async_trait;
 use tokio::sync::RwLock;
 
-use super::{
-    FileEntry, FileHolders, FileKey, Holder, NameQuery, PeerRecord, Store, StoreError,
-};
+use super::{FileEntry, FileHolders, FileKey, Holder, NameQuery, PeerRecord, Store, StoreError};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -121,7 +119,13 @@ impl Store for MemoryStore {
     }
 
     async fn get_peer(&self, id: &str) -> Result<Option<PeerRecord>, StoreError> {
-        Ok(self.inner.read().await.peers.get(id).map(|p| p.record.clone()))
+        Ok(self
+            .inner
+            .read()
+            .await
+            .peers
+            .get(id)
+            .map(|p| p.record.clone()))
     }
 
     async fn renew(&self, id: &str, expires_at_ms: u64) -> Result<bool, StoreError> {
