@@ -421,11 +421,15 @@ mod tests {
         let ids: Vec<_> = page.files[0].1.iter().map(|h| h.peer_id.as_str()).collect();
         assert_eq!(ids, ["p1", "p2"]);
 
-        // Substring, case-insensitive, paged two by two.
-        let p1 = r.search("A", false, 0, "").await.unwrap();
+        // Case-insensitive substring.
+        let ab = r.search("AB", false, 0, "").await.unwrap();
+        assert_eq!(ab.files.len(), 1);
+        assert_eq!(ab.files[0].0.name, "ab.bin");
+        // Paged two by two.
+        let p1 = r.search(".", false, 0, "").await.unwrap();
         assert_eq!(p1.files.len(), 2);
         let token = p1.next_token.expect("more pages");
-        let p2 = r.search("A", false, 0, &token).await.unwrap();
+        let p2 = r.search(".", false, 0, &token).await.unwrap();
         let names: Vec<_> = p1
             .files
             .iter()
