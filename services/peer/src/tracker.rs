@@ -36,48 +36,52 @@ impl Tracker {
 
     /// Every match, following pages.
     pub async fn search(&self, query: &str, exact: bool) -> Result<Vec<FileMatch>> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let resp = self
-                .client
-                .clone()
+        self.all_pages(|mut c, page_token| async move {
+            let r = c
                 .search(SearchRequest {
                     query: query.to_owned(),
                     exact,
                     page_size: 0,
-                    page_token: token,
+                    page_token,
                 })
-                .await
-                .map_err(|s| self.status(s))?
+                .await?
                 .into_inner();
-            out.extend(resp.matches);
-            if resp.next_page_token.is_empty() || out.len() >= MAX_RESULTS {
-                return Ok(out);
-            }
-            token = resp.next_page_token;
-        }
+            Ok((r.matches, r.next_page_token))
+        })
+        .await
     }
 
+    /// Every file on the network, following pages.
     pub async fn list(&self) -> Result<Vec<FileMatch>> {
+        self.all_pages(|mut c, page_token| async move {
+            let r = c
+                .list_files(ListFilesRequest {
+                    page_size: 0,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            Ok((r.files, r.next_page_token))
+        })
+        .await
+    }
+
+    async fn all_pages<F, Fut>(&self, mut page: F) -> Result<Vec<FileMatch>>
+    where
+        F: FnMut(TrackerServiceClient<Channel>, String) -> Fut,
+        Fut: Future<Output = Result<(Vec<FileMatch>, String), tonic::Status>>,
+    {
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
-            let resp = self
-                .client
-                .clone()
-                .list_files(ListFilesRequest {
-                    page_size: 0,
-                    page_token: token,
-                })
+            let (files, next) = page(self.client.clone(), token)
                 .await
-                .map_err(|s| self.status(s))?
-                .into_inner();
-            out.extend(resp.files);
-            if resp.next_page_token.is_empty() || out.len() >= MAX_RESULTS {
+                .map_err(|s| self.status(s))?;
+            out.extend(files);
+            if next.is_empty() || out.len() >= MAX_RESULTS {
                 return Ok(out);
             }
-            token = resp.next_page_token;
+            token = next;
         }
     }
 }

@@ -125,7 +125,18 @@ fn original_scenario() {
 
     // 7. After a tracker restart every live peer is back within one heartbeat interval.
     let port = tracker.addr.port();
+    let probe = |addr: &str| {
+        std::process::Command::new(tracker_bin())
+            .args(["health", "--addr", addr])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    let taddr = tracker.addr.to_string();
+    assert_eq!(probe(&taddr), Some(0), "health of a serving tracker");
     tracker.kill9();
+    assert_eq!(probe(&taddr), Some(1), "health of a dead tracker");
     let _tracker = spawn_tracker(root, port, "3s");
     let restarted = Instant::now();
     eventually(HEARTBEAT * 3, "peer_3 back after tracker restart", || {

@@ -86,10 +86,7 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
             .ping()
             .await
             .context("store is not reachable")?;
-        health
-            .set_serving::<TrackerServiceServer<TrackerApi>>()
-            .await;
-        health.set_service_status("", ServingStatus::Serving).await;
+        set_health(&health, ServingStatus::Serving).await;
         tracing::info!(%local_addr, "tracker listening");
 
         let drain = {
@@ -117,6 +114,17 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
         stop,
         task,
     })
+}
+
+/// The same status for the whole server ("") and the tracker service.
+async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    health
+        .set_service_status(
+            <TrackerServiceServer<TrackerApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+    health.set_service_status("", status).await;
 }
 
 async fn sweep_loop(registry: Arc<Registry>, mut stopped: watch::Receiver<bool>) {
