@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod health;
+pub mod metrics;
 pub mod names;
 pub mod shutdown;
 pub mod telemetry;

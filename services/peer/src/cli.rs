@@ -546,7 +546,7 @@ impl Progress for ConsoleProgress {
         }
     }
 
-    fn failed(&self, peer: &PeerInfo, why: &str) {
+    fn failed(&self, peer: &PeerInfo, why: &str, _: bool) {
         match &self.bar {
             Some(b) => b.println(format!(
                 "{} ({}): {why}; trying the next peer",

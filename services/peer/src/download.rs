@@ -54,7 +54,8 @@ impl Target {
 pub trait Progress: Send + Sync {
     fn attempt(&self, peer: &PeerInfo, total: u64, already: u64);
     fn advance(&self, bytes: u64);
-    fn failed(&self, peer: &PeerInfo, why: &str);
+    /// `integrity`: the bytes arrived but did not hash right.
+    fn failed(&self, peer: &PeerInfo, why: &str, integrity: bool);
     fn done(&self);
 }
 
@@ -64,7 +65,7 @@ pub struct Silent;
 impl Progress for Silent {
     fn attempt(&self, _: &PeerInfo, _: u64, _: u64) {}
     fn advance(&self, _: u64) {}
-    fn failed(&self, peer: &PeerInfo, why: &str) {
+    fn failed(&self, peer: &PeerInfo, why: &str, _: bool) {
         tracing::warn!(peer = %peer.peer_id, "download attempt failed: {why}");
     }
     fn done(&self) {}
@@ -121,22 +122,22 @@ pub async fn fetch(
                 return Err(Error::Other(anyhow::anyhow!("{}: {e}", part.display())));
             }
             Err(a) => {
-                let why = match a {
+                let (why, bad_bytes) = match a {
                     Attempt::NotThere(w) => {
                         missing += 1;
-                        w
+                        (w, false)
                     }
                     Attempt::Unreachable(w) => {
                         unreachable += 1;
-                        w
+                        (w, false)
                     }
                     Attempt::Integrity(w) => {
                         integrity += 1;
-                        w
+                        (w, true)
                     }
                     Attempt::Local(_) => unreachable!("handled above"),
                 };
-                progress.failed(peer, &why);
+                progress.failed(peer, &why, bad_bytes);
                 last = format!("{} ({}): {why}", peer.peer_id, peer.address);
             }
         }

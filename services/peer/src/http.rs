@@ -11,12 +11,14 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::range::{self, RangeReply};
 use crate::store::{self, Published, Store};
 
@@ -32,6 +34,7 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Cancelled to make the peer leave the network and stop.
     pub shutdown: CancellationToken,
+    pub metrics: Metrics,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -41,6 +44,11 @@ pub fn router(state: AppState) -> Router {
         .route("/upload", post(upload).layer(DefaultBodyLimit::disable()))
         .route("/healthz", get(healthz))
         .route("/leave", post(leave))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -131,10 +139,18 @@ async fn get_file(
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     }
-    let body = Body::from_stream(ReaderStream::with_capacity(
-        tokio::io::AsyncReadExt::take(file, len),
-        READ_CHUNK,
-    ));
+    let guard = st.metrics.transfer("upload");
+    let served = st.metrics.served_bytes.clone();
+    let stream = ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), READ_CHUNK)
+        .map(move |chunk| {
+            // The guard lives as long as the body: the transfer is active until it ends.
+            let _ = &guard;
+            if let Ok(c) = &chunk {
+                served.inc_by(c.len() as u64);
+            }
+            chunk
+        });
+    let body = Body::from_stream(stream);
     resp.status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len)
@@ -153,8 +169,26 @@ struct UploadReply {
 async fn upload(
     State(st): State<AppState>,
     headers: HeaderMap,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<UploadReply>), ApiError> {
+    let result = receive(&st, headers, multipart).await;
+    let word = match &result {
+        Ok((_, reply)) => reply.status,
+        Err(ApiError(StatusCode::CONFLICT, _)) => "conflict",
+        Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, _)) => "too_large",
+        Err(ApiError(StatusCode::BAD_REQUEST, _)) => "bad_request",
+        Err(_) => "error",
+    };
+    st.metrics.uploads.with_label_values(&[word]).inc();
+    result
+}
+
+async fn receive(
+    st: &AppState,
+    headers: HeaderMap,
     mut multipart: Multipart,
 ) -> Result<(StatusCode, Json<UploadReply>), ApiError> {
+    let _active = st.metrics.transfer("download");
     let limit = st.max_upload_bytes;
     let too_large = || {
         ApiError::new(
@@ -250,6 +284,13 @@ async fn upload(
         StatusCode::BAD_REQUEST,
         "no multipart field named \"file\" (use curl -F file=@PATH)",
     ))
+}
+
+async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, p2p_common::metrics::CONTENT_TYPE)],
+        st.metrics.render(&st.store).await,
+    )
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod membership;
 pub mod menu;
+pub mod metrics;
 pub mod range;
 pub mod server;
 pub mod store;

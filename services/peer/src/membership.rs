@@ -26,6 +26,7 @@ pub struct Membership {
     pub client: TrackerServiceClient<Channel>,
     pub store: Arc<Store>,
     pub registered: Arc<AtomicBool>,
+    pub tracker_errors: prometheus::IntCounter,
 }
 
 /// The lease secret, kept so that a restarted peer can take its id back at once.
@@ -168,6 +169,7 @@ impl Membership {
                         changes.mark_changed();
                     }
                     Err(status) => {
+                        self.tracker_errors.inc();
                         if status.code() == Code::AlreadyExists {
                             tracing::error!(peer = %self.peer_id, "{}", status.message());
                         } else {
@@ -220,6 +222,7 @@ impl Membership {
                 backoff = floor;
             }
             if let Err(status) = result {
+                self.tracker_errors.inc();
                 match status.code() {
                     // The tracker restarted or our lease ran out: join again now.
                     Code::NotFound | Code::PermissionDenied => {

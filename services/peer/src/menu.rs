@@ -19,6 +19,7 @@ pub struct Context {
 
 struct Own {
     store: Arc<Store>,
+    metrics: crate::metrics::Metrics,
     address: String,
     shutdown: CancellationToken,
 }
@@ -36,6 +37,7 @@ impl Context {
             cfg: cfg.clone(),
             own: Some(Own {
                 store: running.store.clone(),
+                metrics: running.metrics.clone(),
                 address: running.advertised.clone(),
                 shutdown: running.shutdown.clone(),
             }),
@@ -155,14 +157,22 @@ async fn get(ctx: &Context, name: &str) -> String {
         let http = cli::http_client()?;
         match &ctx.own {
             Some(own) => {
-                let part = download::fetch(
+                let _active = own.metrics.transfer("download");
+                let fetched = download::fetch(
                     &http,
                     &target,
                     &own.store.partial_dir(),
                     Some(&own.address),
-                    &download::Silent,
+                    &crate::metrics::DownloadProgress(&own.metrics),
                 )
-                .await?;
+                .await;
+                let result = match &fetched {
+                    Ok(_) => "ok",
+                    Err(crate::error::Error::Integrity(_)) => "integrity_failure",
+                    Err(_) => "error",
+                };
+                own.metrics.downloads.with_label_values(&[result]).inc();
+                let part = fetched?;
                 let outcome = own
                     .store
                     .publish(&part, &target.name, target.size, &target.sha256)

@@ -16,10 +16,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PeerConfig;
 use crate::http::{self, AppState};
 use crate::membership::Membership;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub struct Running {
     pub local_addr: SocketAddr,
+    pub metrics: Metrics,
     pub advertised: String,
     pub store: Arc<Store>,
     pub shutdown: CancellationToken,
@@ -103,6 +105,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         .timeout(cfg.tracker.request_timeout)
         .connect_lazy();
     let shutdown = CancellationToken::new();
+    let metrics = Metrics::new();
     let registered = Arc::new(AtomicBool::new(false));
 
     let membership = Membership {
@@ -112,6 +115,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         client: TrackerServiceClient::new(channel),
         store: store.clone(),
         registered: registered.clone(),
+        tracker_errors: metrics.tracker_errors.clone(),
     };
     let membership = tokio::spawn(membership.run(shutdown.clone()));
     let scanner = tokio::spawn(scan_loop(
@@ -125,6 +129,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         max_upload_bytes: cfg.peer.max_upload_bytes,
         ready: registered,
         shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
     });
     tracing::info!(%local_addr, %advertised, peer = %cfg.peer.id, "peer listening");
 
@@ -148,6 +153,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     });
     Ok(Running {
         local_addr,
+        metrics,
         advertised,
         store,
         shutdown,

@@ -56,6 +56,26 @@ fn original_scenario() {
     assert!(out.contains("alpha.txt") && out.contains(&addr(0)), "{out}");
     let (code, _, err) = cli(&turl, &["search", "no-such-file"]);
     assert_eq!(code, 3, "not found must exit 3: {err}");
+    assert_eq!(metric(&turl, "p2p_tracker_peers"), 3.0);
+    assert_eq!(metric(&turl, "p2p_tracker_files"), 3.0);
+    assert_eq!(
+        metric(
+            &turl,
+            r#"p2p_tracker_rpc_requests_total{code="OK",method="Register"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &turl,
+            r#"p2p_build_info{service="tracker",version="0.1.0"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&peers[1].url(), "p2p_peer_shared_bytes"),
+        beta.len() as f64
+    );
 
     // 2. get fetches the bytes from another peer and they match; here into peer 3's share.
     let dest = dirs[2].join("beta.bin");
@@ -70,6 +90,24 @@ fn original_scenario() {
     assert!(
         std::fs::read_dir(dirs[2].join(".partial")).map_or(true, |mut d| d.next().is_none()),
         "partial file left behind"
+    );
+    assert_eq!(
+        metric(&peers[1].url(), "p2p_peer_served_bytes_total"),
+        beta.len() as f64
+    );
+    assert_eq!(
+        metric(
+            &peers[1].url(),
+            r#"p2p_peer_http_requests_total{route="/files/{name}",status="200"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &peers[1].url(),
+            r#"p2p_peer_active_transfers{direction="upload"}"#
+        ),
+        0.0
     );
 
     // 3. The downloaded file is served by its new holder.
@@ -110,6 +148,18 @@ fn original_scenario() {
     let (code, _, err) = cli(&turl, &["get", "beta.bin", "-o", again.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(&again).unwrap(), beta);
+    // peer_3 served beta.bin twice: to the direct GET above and to this get.
+    assert_eq!(
+        metric(&peers[2].url(), "p2p_peer_served_bytes_total"),
+        2.0 * beta.len() as f64
+    );
+    assert_eq!(
+        metric(
+            &turl,
+            r#"p2p_tracker_rpc_requests_total{code="OK",method="Leave"}"#
+        ),
+        1.0
+    );
 
     // 6. A peer killed with SIGKILL vanishes from search within its TTL.
     peers[0].kill9();

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod service;

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 
 use crate::config::{StoreKind, TrackerConfig};
+use crate::metrics::Metrics;
 use crate::registry::{Limits, Registry};
 use crate::service::TrackerApi;
 use crate::store::{MemoryStore, Store};
@@ -69,15 +70,33 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
         .set_service_status("", ServingStatus::NotServing)
         .await;
 
-    let api = TrackerServiceServer::new(TrackerApi::new(registry.clone()))
+    let metrics = Metrics::new();
+    let api = TrackerServiceServer::new(TrackerApi::new(registry.clone(), metrics.clone()))
         .max_decoding_message_size(cfg.server.max_message_bytes)
         .max_encoding_message_size(cfg.server.max_message_bytes);
+    let scrape = {
+        let (metrics, registry) = (metrics.clone(), registry.clone());
+        move || async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    p2p_common::metrics::CONTENT_TYPE,
+                )],
+                metrics.render(&registry).await,
+            )
+        }
+    };
     let router = tonic::service::Routes::new(api)
         .add_service(health_service)
-        .into_axum_router();
+        .into_axum_router()
+        .route("/metrics", axum::routing::get(scrape));
 
     let (stop, mut stopped) = watch::channel(false);
-    let sweeper = tokio::spawn(sweep_loop(registry.clone(), stopped.clone()));
+    let sweeper = tokio::spawn(sweep_loop(
+        registry.clone(),
+        metrics.lease_expirations.clone(),
+        stopped.clone(),
+    ));
 
     let task = tokio::spawn(async move {
         // Ready once the store answers.
@@ -127,7 +146,11 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
     health.set_service_status("", status).await;
 }
 
-async fn sweep_loop(registry: Arc<Registry>, mut stopped: watch::Receiver<bool>) {
+async fn sweep_loop(
+    registry: Arc<Registry>,
+    expirations: prometheus::IntCounter,
+    mut stopped: watch::Receiver<bool>,
+) {
     let every = (registry.ttl() / 2).max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -138,7 +161,10 @@ async fn sweep_loop(registry: Arc<Registry>, mut stopped: watch::Receiver<bool>)
         }
         match registry.sweep().await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(expired = n, "swept expired peers"),
+            Ok(n) => {
+                expirations.inc_by(n as u64);
+                tracing::info!(expired = n, "swept expired peers");
+            }
             Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
         }
     }

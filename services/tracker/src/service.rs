@@ -1,6 +1,7 @@
 //! The gRPC face of the registry: request/response mapping and status codes.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use p2p_common::proto::tracker_service_server::TrackerService;
 use p2p_common::proto::{
@@ -11,16 +12,33 @@ use p2p_common::proto::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::metrics::Metrics;
 use crate::registry::{Page, Registry, RegistryError};
 use crate::store::{FileEntry, Holder};
 
 pub struct TrackerApi {
     registry: Arc<Registry>,
+    metrics: Metrics,
 }
 
 impl TrackerApi {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+    pub fn new(registry: Arc<Registry>, metrics: Metrics) -> Self {
+        Self { registry, metrics }
+    }
+
+    /// Runs one RPC, counting it by method and resulting code.
+    async fn observe<T>(
+        &self,
+        method: &'static str,
+        body: impl Future<Output = Result<T, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let started = Instant::now();
+        let result = body.await;
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.metrics.observe_rpc(method, code, started);
+        result.map(Response::new)
     }
 }
 
@@ -88,88 +106,109 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let r = req.into_inner();
-        let secret = self
-            .registry
-            .register(&r.peer_id, &r.address, entries(r.files), &r.lease_secret)
-            .await?;
-        tracing::info!(peer = %r.peer_id, address = %r.address, "peer registered");
-        Ok(Response::new(RegisterResponse {
-            lease_secret: secret,
-            lease_ttl_ms: ttl_ms(&self.registry),
-        }))
+        self.observe("Register", async {
+            let r = req.into_inner();
+            let secret = self
+                .registry
+                .register(&r.peer_id, &r.address, entries(r.files), &r.lease_secret)
+                .await?;
+            tracing::info!(peer = %r.peer_id, address = %r.address, "peer registered");
+            Ok(RegisterResponse {
+                lease_secret: secret,
+                lease_ttl_ms: ttl_ms(&self.registry),
+            })
+        })
+        .await
     }
 
     async fn heartbeat(
         &self,
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let r = req.into_inner();
-        self.registry.heartbeat(&r.peer_id, &r.lease_secret).await?;
-        Ok(Response::new(HeartbeatResponse {
-            lease_ttl_ms: ttl_ms(&self.registry),
-        }))
+        self.observe("Heartbeat", async {
+            let r = req.into_inner();
+            self.registry.heartbeat(&r.peer_id, &r.lease_secret).await?;
+            Ok(HeartbeatResponse {
+                lease_ttl_ms: ttl_ms(&self.registry),
+            })
+        })
+        .await
     }
 
     async fn announce(
         &self,
         req: Request<AnnounceRequest>,
     ) -> Result<Response<AnnounceResponse>, Status> {
-        let r = req.into_inner();
-        let n = self
-            .registry
-            .announce(&r.peer_id, &r.lease_secret, entries(r.added), r.removed)
-            .await?;
-        Ok(Response::new(AnnounceResponse {
-            files: u32::try_from(n).unwrap_or(u32::MAX),
-        }))
+        self.observe("Announce", async {
+            let r = req.into_inner();
+            let n = self
+                .registry
+                .announce(&r.peer_id, &r.lease_secret, entries(r.added), r.removed)
+                .await?;
+            Ok(AnnounceResponse {
+                files: u32::try_from(n).unwrap_or(u32::MAX),
+            })
+        })
+        .await
     }
 
     async fn leave(&self, req: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
-        let r = req.into_inner();
-        self.registry.leave(&r.peer_id, &r.lease_secret).await?;
-        tracing::info!(peer = %r.peer_id, "peer left");
-        Ok(Response::new(LeaveResponse {}))
+        self.observe("Leave", async {
+            let r = req.into_inner();
+            self.registry.leave(&r.peer_id, &r.lease_secret).await?;
+            tracing::info!(peer = %r.peer_id, "peer left");
+            Ok(LeaveResponse {})
+        })
+        .await
     }
 
     async fn search(
         &self,
         req: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
-        let r = req.into_inner();
-        let page = self
-            .registry
-            .search(&r.query, r.exact, r.page_size, &r.page_token)
-            .await?;
-        let (matches, next_page_token) = matches(page);
-        Ok(Response::new(SearchResponse {
-            matches,
-            next_page_token,
-        }))
+        self.observe("Search", async {
+            let r = req.into_inner();
+            let page = self
+                .registry
+                .search(&r.query, r.exact, r.page_size, &r.page_token)
+                .await?;
+            let (matches, next_page_token) = matches(page);
+            Ok(SearchResponse {
+                matches,
+                next_page_token,
+            })
+        })
+        .await
     }
 
     async fn list_files(
         &self,
         req: Request<ListFilesRequest>,
     ) -> Result<Response<ListFilesResponse>, Status> {
-        let r = req.into_inner();
-        let page = self.registry.list_files(r.page_size, &r.page_token).await?;
-        let (files, next_page_token) = matches(page);
-        Ok(Response::new(ListFilesResponse {
-            files,
-            next_page_token,
-        }))
+        self.observe("ListFiles", async {
+            let r = req.into_inner();
+            let page = self.registry.list_files(r.page_size, &r.page_token).await?;
+            let (files, next_page_token) = matches(page);
+            Ok(ListFilesResponse {
+                files,
+                next_page_token,
+            })
+        })
+        .await
     }
 
     async fn get_peers_by_digest(
         &self,
         req: Request<GetPeersByDigestRequest>,
     ) -> Result<Response<GetPeersByDigestResponse>, Status> {
-        let r = req.into_inner();
-        let (size, holders) = self.registry.peers_by_digest(&r.sha256).await?;
-        Ok(Response::new(GetPeersByDigestResponse {
-            peers: peers(holders),
-            size,
-        }))
+        self.observe("GetPeersByDigest", async {
+            let r = req.into_inner();
+            let (size, holders) = self.registry.peers_by_digest(&r.sha256).await?;
+            Ok(GetPeersByDigestResponse {
+                peers: peers(holders),
+                size,
+            })
+        })
+        .await
     }
 }

@@ -269,3 +269,14 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The value of one series (`name{labels}` exactly as exposed) from `base`/metrics.
+pub fn metric(base: &str, series: &str) -> f64 {
+    let (status, body) = http_get(&format!("{base}/metrics")).expect("scrape /metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in {base}/metrics:\n{text}"))
+}

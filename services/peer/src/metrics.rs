@@ -1,0 +1,226 @@
+//! The peer's metrics (names fixed by DESIGN.md). Labels are bounded: route templates, status
+//! codes, fixed result words and directions; never file names or peer ids.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use p2p_common::metrics::register;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+use crate::store::Store;
+
+/// Local requests take 0.1-5 ms; a large file streams for seconds to minutes.
+const HTTP_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+fn counter(reg: &Registry, name: &str, help: &str) -> IntCounter {
+    register(
+        reg,
+        IntCounter::new(name, help).expect("static metric definition"),
+    )
+}
+
+fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        reg,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition"),
+    )
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    pub served_bytes: IntCounter,
+    pub downloaded_bytes: IntCounter,
+    pub downloads: IntCounterVec,
+    pub uploads: IntCounterVec,
+    pub integrity_failures: IntCounter,
+    pub active_transfers: IntGaugeVec,
+    pub tracker_errors: IntCounter,
+    shared_files: IntGauge,
+    shared_bytes: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let reg = p2p_common::metrics::registry("peer");
+        let http_duration = register(
+            &reg,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "p2p_peer_http_request_duration_seconds",
+                    "HTTP request latency (until the response head; bodies stream on).",
+                )
+                .buckets(HTTP_BUCKETS.to_vec()),
+                &["route"],
+            )
+            .expect("static metric definition"),
+        );
+        let active_transfers = register(
+            &reg,
+            IntGaugeVec::new(
+                Opts::new(
+                    "p2p_peer_active_transfers",
+                    "Transfers in progress by direction.",
+                ),
+                &["direction"],
+            )
+            .expect("static metric definition"),
+        );
+        for d in ["upload", "download"] {
+            active_transfers.with_label_values(&[d]).set(0);
+        }
+        let downloads = counter_vec(
+            &reg,
+            "p2p_peer_downloads_total",
+            "Downloads made by this peer, by result.",
+            &["result"],
+        );
+        for r in ["ok", "integrity_failure", "error"] {
+            downloads.with_label_values(&[r]);
+        }
+        let uploads = counter_vec(
+            &reg,
+            "p2p_peer_uploads_total",
+            "Uploads received on POST /upload, by result.",
+            &["result"],
+        );
+        for r in [
+            "created",
+            "identical",
+            "conflict",
+            "too_large",
+            "bad_request",
+            "error",
+        ] {
+            uploads.with_label_values(&[r]);
+        }
+        Self {
+            http_requests: counter_vec(
+                &reg,
+                "p2p_peer_http_requests_total",
+                "HTTP requests by route and status.",
+                &["route", "status"],
+            ),
+            http_duration,
+            served_bytes: counter(
+                &reg,
+                "p2p_peer_served_bytes_total",
+                "File bytes sent to others.",
+            ),
+            downloaded_bytes: counter(
+                &reg,
+                "p2p_peer_downloaded_bytes_total",
+                "File bytes received by this peer's downloads.",
+            ),
+            downloads,
+            uploads,
+            integrity_failures: counter(
+                &reg,
+                "p2p_peer_integrity_failures_total",
+                "Downloaded bytes that did not match their SHA-256.",
+            ),
+            active_transfers,
+            tracker_errors: counter(
+                &reg,
+                "p2p_peer_tracker_errors_total",
+                "Failed calls to the tracker.",
+            ),
+            shared_files: register(
+                &reg,
+                IntGauge::new("p2p_peer_shared_files", "Files shared.")
+                    .expect("static metric definition"),
+            ),
+            shared_bytes: register(
+                &reg,
+                IntGauge::new("p2p_peer_shared_bytes", "Bytes shared.")
+                    .expect("static metric definition"),
+            ),
+            registry: reg,
+        }
+    }
+
+    pub async fn render(&self, store: &Store) -> String {
+        let files = store.list().await;
+        self.shared_files.set(files.len() as i64);
+        self.shared_bytes.set(
+            files
+                .iter()
+                .map(|f| f.size)
+                .sum::<u64>()
+                .min(i64::MAX as u64) as i64,
+        );
+        p2p_common::metrics::encode(&self.registry)
+    }
+
+    /// Holds `active_transfers{direction}` up while alive.
+    pub fn transfer(&self, direction: &'static str) -> TransferGuard {
+        let g = self.active_transfers.with_label_values(&[direction]);
+        g.inc();
+        TransferGuard(g)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct TransferGuard(IntGauge);
+
+impl Drop for TransferGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Counts every request by its route template (never the raw path).
+pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other", |p| match p.as_str() {
+            "/files" => "/files",
+            "/files/{name}" => "/files/{name}",
+            "/upload" => "/upload",
+            "/healthz" => "/healthz",
+            "/metrics" => "/metrics",
+            "/leave" => "/leave",
+            _ => "other",
+        });
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    m.http_duration
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[route, resp.status().as_str()])
+        .inc();
+    resp
+}
+
+/// Counts the bytes and failures of this peer's own downloads.
+pub struct DownloadProgress<'a>(pub &'a Metrics);
+
+impl crate::download::Progress for DownloadProgress<'_> {
+    fn attempt(&self, _: &p2p_common::proto::PeerInfo, _: u64, _: u64) {}
+    fn advance(&self, bytes: u64) {
+        self.0.downloaded_bytes.inc_by(bytes);
+    }
+    fn failed(&self, peer: &p2p_common::proto::PeerInfo, why: &str, integrity: bool) {
+        if integrity {
+            self.0.integrity_failures.inc();
+        }
+        tracing::warn!(peer = %peer.peer_id, "download attempt failed: {why}");
+    }
+    fn done(&self) {}
+}
