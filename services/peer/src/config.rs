@@ -28,6 +28,9 @@ pub struct PeerSection {
     /// How often the share directory is checked for files added or removed by hand.
     #[serde(with = "humantime_serde")]
     pub scan_interval: Duration,
+    /// On SIGTERM, how long in-flight transfers may take to finish before they are cut.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for PeerSection {
@@ -39,6 +42,7 @@ impl Default for PeerSection {
             files_dir: PathBuf::from("./peer1_files"),
             max_upload_bytes: 1 << 30,
             scan_interval: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
 use axum::Router;
@@ -20,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::range::{self, RangeReply};
+use crate::readiness::Readiness;
 use crate::store::{self, Published, Store};
 
 /// Room for multipart boundaries and part headers on top of the file itself.
@@ -30,8 +30,7 @@ const READ_CHUNK: usize = 64 * 1024;
 pub struct AppState {
     pub store: Arc<Store>,
     pub max_upload_bytes: u64,
-    /// Indexed and registered with the tracker.
-    pub ready: Arc<AtomicBool>,
+    pub readiness: Arc<Readiness>,
     /// Cancelled to make the peer leave the network and stop.
     pub shutdown: CancellationToken,
     pub metrics: Metrics,
@@ -294,7 +293,7 @@ async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
-    if st.ready.load(Ordering::Relaxed) && st.store.usable().await {
+    if st.readiness.is_ready() {
         (
             StatusCode::OK,
             Json(serde_json::json!({ "status": "ready" })),

@@ -10,6 +10,7 @@ pub mod membership;
 pub mod menu;
 pub mod metrics;
 pub mod range;
+pub mod readiness;
 pub mod server;
 pub mod store;
 pub mod tracker;

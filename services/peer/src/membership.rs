@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use p2p_common::proto::tracker_service_client::TrackerServiceClient;
@@ -15,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 
+use crate::readiness::Readiness;
 use crate::store::{Entry, Store};
 
 const LEASE_FILE: &str = "lease.json";
@@ -25,7 +25,7 @@ pub struct Membership {
     pub heartbeat: Duration,
     pub client: TrackerServiceClient<Channel>,
     pub store: Arc<Store>,
-    pub registered: Arc<AtomicBool>,
+    pub readiness: Arc<Readiness>,
     pub tracker_errors: prometheus::IntCounter,
 }
 
@@ -135,10 +135,6 @@ impl Membership {
         Ok(Some(now))
     }
 
-    fn set_registered(&self, v: bool) {
-        self.registered.store(v, Ordering::Relaxed);
-    }
-
     /// Runs until `stop` is cancelled, then leaves the network.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut changes = self.store.subscribe();
@@ -163,7 +159,7 @@ impl Membership {
                         announced = files;
                         dirty = false;
                         backoff = floor;
-                        self.set_registered(true);
+                        self.readiness.set_registered(true).await;
                         tick.reset();
                         // Changes made while registering are compared against `announced`.
                         changes.mark_changed();
@@ -231,7 +227,7 @@ impl Membership {
                             status.message()
                         );
                         lease = None;
-                        self.set_registered(false);
+                        self.readiness.set_registered(false).await;
                     }
                     code => {
                         tracing::warn!(
@@ -250,7 +246,7 @@ impl Membership {
     }
 
     async fn leave(&mut self, secret: &str) {
-        self.set_registered(false);
+        self.readiness.set_registered(false).await;
         let req = LeaveRequest {
             peer_id: self.peer_id.clone(),
             lease_secret: secret.to_owned(),

@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,6 +16,7 @@ use crate::config::PeerConfig;
 use crate::http::{self, AppState};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::store::Store;
 
 pub struct Running {
@@ -106,7 +106,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         .connect_lazy();
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
-    let registered = Arc::new(AtomicBool::new(false));
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let readiness = Arc::new(Readiness::new(reporter).await);
 
     let membership = Membership {
         peer_id: cfg.peer.id.clone(),
@@ -114,12 +115,13 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         heartbeat: cfg.tracker.heartbeat_interval,
         client: TrackerServiceClient::new(channel),
         store: store.clone(),
-        registered: registered.clone(),
+        readiness: readiness.clone(),
         tracker_errors: metrics.tracker_errors.clone(),
     };
     let membership = tokio::spawn(membership.run(shutdown.clone()));
     let scanner = tokio::spawn(scan_loop(
         store.clone(),
+        readiness.clone(),
         cfg.peer.scan_interval,
         shutdown.clone(),
     ));
@@ -127,27 +129,41 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     let app = http::router(AppState {
         store: store.clone(),
         max_upload_bytes: cfg.peer.max_upload_bytes,
-        ready: registered,
+        readiness: readiness.clone(),
         shutdown: shutdown.clone(),
         metrics: metrics.clone(),
-    });
+    })
+    // grpc.health.v1 on the same port (h2c), for orchestrators.
+    .merge(tonic::service::Routes::new(health_service).into_axum_router());
     tracing::info!(%local_addr, %advertised, peer = %cfg.peer.id, "peer listening");
 
     let stop = shutdown.clone();
+    let cut = shutdown.clone();
+    let grace = cfg.peer.shutdown_grace;
     let task = tokio::spawn(async move {
         let left = async move {
             stop.cancelled().await;
+            readiness.set_draining().await;
             // Leave before draining so nobody is sent here while we stop.
             let _ = membership.await;
-            tracing::info!("draining transfers");
+            tracing::info!(?grace, "draining transfers");
         };
-        let served = axum::serve(
+        let serve = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(left)
-        .await
-        .context("peer HTTP server failed");
+        .with_graceful_shutdown(left);
+        let deadline = async {
+            cut.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        let served = tokio::select! {
+            r = serve => r.context("peer HTTP server failed"),
+            () = deadline => {
+                tracing::warn!("shutdown grace elapsed: cutting the transfers still running");
+                Ok(())
+            }
+        };
         scanner.abort();
         served
     });
@@ -161,7 +177,12 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     })
 }
 
-async fn scan_loop(store: Arc<Store>, every: Duration, stop: CancellationToken) {
+async fn scan_loop(
+    store: Arc<Store>,
+    readiness: Arc<Readiness>,
+    every: Duration,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -169,9 +190,14 @@ async fn scan_loop(store: Arc<Store>, every: Duration, stop: CancellationToken) 
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = store.rescan().await {
-            tracing::warn!(error = %e, "cannot rescan the share directory");
-        }
+        let ok = match store.rescan().await {
+            Ok(_) => store.usable().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rescan the share directory");
+                false
+            }
+        };
+        readiness.set_store_ok(ok).await;
     }
 }
 

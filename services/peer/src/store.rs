@@ -277,11 +277,12 @@ impl Store {
         Ok(tokio::fs::File::from_std(file))
     }
 
-    /// Whether the directory is still usable (exists and is a directory).
+    /// Whether transfers can still land here: the directory exists and `.partial/` takes a file.
     pub async fn usable(&self) -> bool {
-        tokio::fs::metadata(&self.dir)
+        let partial = self.partial_dir();
+        tokio::task::spawn_blocking(move || tempfile::tempfile_in(partial).is_ok())
             .await
-            .is_ok_and(|m| m.is_dir())
+            .unwrap_or(false)
     }
 }
 

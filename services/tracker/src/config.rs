@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest gRPC message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// On SIGTERM, how long open calls and streams may take before they are cut.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +31,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
             max_message_bytes: 4 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

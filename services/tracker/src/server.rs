@@ -98,6 +98,7 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
         stopped.clone(),
     ));
 
+    let (mut cut, grace) = (stopped.clone(), cfg.server.shutdown_grace);
     let task = tokio::spawn(async move {
         // Ready once the store answers.
         registry
@@ -121,10 +122,19 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
                 tracing::info!("tracker draining");
             }
         };
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(drain)
-            .await
-            .context("tracker server failed");
+        let serve = axum::serve(listener, router).with_graceful_shutdown(drain);
+        // A client holding a stream open (a health Watch) must not hold the process forever.
+        let deadline = async {
+            let _ = cut.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            r = serve => r.context("tracker server failed"),
+            () = deadline => {
+                tracing::warn!("shutdown grace elapsed: closing the calls still open");
+                Ok(())
+            }
+        };
         sweeper.abort();
         result
     });

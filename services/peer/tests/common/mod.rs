@@ -122,6 +122,10 @@ fn spawn(mut cmd: Command, log: PathBuf, message: &str) -> Proc {
 }
 
 pub fn spawn_tracker(dir: &Path, port: u16, lease_ttl: &str) -> Proc {
+    spawn_tracker_with(dir, port, lease_ttl, &[])
+}
+
+pub fn spawn_tracker_with(dir: &Path, port: u16, lease_ttl: &str, env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(tracker_bin());
     cmd.args([
         "--listen",
@@ -129,11 +133,9 @@ pub fn spawn_tracker(dir: &Path, port: u16, lease_ttl: &str) -> Proc {
         "--lease-ttl",
         lease_ttl,
     ]);
-    spawn(
-        cmd,
-        dir.join(format!("tracker-{}.log", unique())),
-        "tracker listening",
-    )
+    cmd.envs(env.iter().copied());
+    let log = dir.join(format!("tracker-{}.log", unique()));
+    spawn(cmd, log, "tracker listening")
 }
 
 pub struct PeerOpts<'a> {

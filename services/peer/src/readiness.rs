@@ -1,0 +1,72 @@
+//! Whether this peer is ready: its directory indexed and usable, and registered with the
+//! tracker; not while draining. Published to `grpc.health.v1` (service "") and `/healthz`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Mutex;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+pub struct Readiness {
+    registered: AtomicBool,
+    store_ok: AtomicBool,
+    draining: AtomicBool,
+    reporter: HealthReporter,
+    /// Serialises publication so statuses reach the reporter in order.
+    published: Mutex<Option<ServingStatus>>,
+}
+
+impl Readiness {
+    /// Starts NOT_SERVING; the store is taken as usable (it was just indexed).
+    pub async fn new(reporter: HealthReporter) -> Self {
+        let r = Self {
+            registered: AtomicBool::new(false),
+            store_ok: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            reporter,
+            published: Mutex::new(None),
+        };
+        r.publish().await;
+        r
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.registered.load(Ordering::SeqCst)
+            && self.store_ok.load(Ordering::SeqCst)
+            && !self.draining.load(Ordering::SeqCst)
+    }
+
+    pub async fn set_registered(&self, v: bool) {
+        self.registered.store(v, Ordering::SeqCst);
+        self.publish().await;
+    }
+
+    pub async fn set_store_ok(&self, v: bool) {
+        if self.store_ok.swap(v, Ordering::SeqCst) != v {
+            if v {
+                tracing::info!("share directory usable again");
+            } else {
+                tracing::error!("share directory unusable: reporting NOT_SERVING");
+            }
+        }
+        self.publish().await;
+    }
+
+    pub async fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.publish().await;
+    }
+
+    async fn publish(&self) {
+        let mut last = self.published.lock().await;
+        let status = if self.is_ready() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if *last != Some(status) {
+            self.reporter.set_service_status("", status).await;
+            *last = Some(status);
+        }
+    }
+}
