@@ -133,8 +133,9 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         shutdown: shutdown.clone(),
         metrics: metrics.clone(),
     })
-    // grpc.health.v1 on the same port (h2c), for orchestrators.
-    .merge(tonic::service::Routes::new(health_service).into_axum_router());
+    // grpc.health.v1 on the same port (h2c), for orchestrators. Routed by path so that other
+    // unknown paths keep their plain HTTP 404 (tonic's own fallback answers 200 + grpc-status).
+    .route_service("/grpc.health.v1.Health/{*method}", health_service);
     tracing::info!(%local_addr, %advertised, peer = %cfg.peer.id, "peer listening");
 
     let stop = shutdown.clone();
