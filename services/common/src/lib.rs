@@ -14,5 +14,20 @@ pub mod proto {
     tonic::include_proto!("p2pshare.tracker.v1");
 }
 
+/// A tracker API client that carries the caller's trace context.
+pub type TrackerClient = proto::tracker_service_client::TrackerServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        telemetry::InjectContext,
+    >,
+>;
+
+pub fn tracker_client(channel: tonic::transport::Channel) -> TrackerClient {
+    proto::tracker_service_client::TrackerServiceClient::with_interceptor(
+        channel,
+        telemetry::InjectContext,
+    )
+}
+
 /// Version of this build, reported by `--version` and in metrics.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use p2p_common::config::Flags;
 use p2p_common::proto::{FileMatch, PeerInfo};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::config::PeerConfig;
 use crate::download::{self, Progress, Target};
@@ -162,34 +163,30 @@ pub async fn run(cli: Cli) -> ExitCode {
         json: cli.global.json,
     };
 
-    let result = match cli.command {
-        Some(Command::Serve(_)) => serve(cfg, false).await,
-        None if original => serve(cfg, std::io::stdin().is_terminal()).await,
-        None => {
+    let menu = original && std::io::stdin().is_terminal();
+    let (service, default_level) = match &cli.command {
+        Some(Command::Health { addr }) => {
+            let target = p2p_common::health::probe_target(addr.clone(), cfg.peer.listen);
+            return p2p_common::health::run_probe(&target).await;
+        }
+        None if !original => {
             eprintln!("p2p-peer: a command is needed; see p2p-peer --help");
             return ExitCode::from(2);
         }
-        Some(Command::Health { addr }) => {
-            let target = p2p_common::health::probe_target(addr, cfg.peer.listen);
-            return p2p_common::health::run_probe(&target).await;
-        }
-        Some(Command::Search { name, exact }) => search(&cfg, &out, &name, exact).await,
-        Some(Command::Ls) => ls(&cfg, &out).await,
-        Some(Command::Get {
-            name,
-            output,
-            sha256,
-        }) => get(&cfg, &out, &name, output, sha256.as_deref()).await,
-        Some(Command::Put { file, peer }) => put(&out, &file, &peer).await,
-        Some(Command::Leave { peer }) => {
-            let addr = peer.unwrap_or_else(|| format!("127.0.0.1:{}", cfg.peer.listen.port()));
-            leave(&out, &addr).await
-        }
-        Some(Command::Menu) => {
-            let ctx = crate::menu::Context::client(&cfg);
-            crate::menu::run_stdio(ctx).await.map_err(Error::Other)
+        // The menu shares the terminal with the logs: only warnings interrupt it.
+        None if menu => ("p2p-peer", "warn"),
+        Some(Command::Serve(_)) | None => ("p2p-peer", "info"),
+        Some(_) => ("p2p-cli", "warn"),
+    };
+    let telemetry = p2p_common::telemetry::init(&cfg.telemetry, service, default_level);
+    let result = match cli.command {
+        Some(Command::Serve(_)) | None => serve(cfg, menu).await,
+        Some(command) => {
+            let span = tracing::info_span!("p2p-peer", otel.name = command.name());
+            client(command, &cfg, &out).instrument(span).await
         }
     };
+    telemetry.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -199,8 +196,46 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "serve",
+            Command::Search { .. } => "search",
+            Command::Ls => "ls",
+            Command::Get { .. } => "get",
+            Command::Put { .. } => "put",
+            Command::Leave { .. } => "leave",
+            Command::Menu => "menu",
+            Command::Health { .. } => "health",
+        }
+    }
+}
+
+async fn client(command: Command, cfg: &PeerConfig, out: &Output) -> Result<()> {
+    match command {
+        Command::Search { name, exact } => search(cfg, out, &name, exact).await,
+        Command::Ls => ls(cfg, out).await,
+        Command::Get {
+            name,
+            output,
+            sha256,
+        } => get(cfg, out, &name, output, sha256.as_deref()).await,
+        Command::Put { file, peer } => put(out, &file, &peer).await,
+        Command::Leave { peer } => {
+            let addr = peer.unwrap_or_else(|| format!("127.0.0.1:{}", cfg.peer.listen.port()));
+            leave(out, &addr).await
+        }
+        Command::Menu => {
+            let ctx = crate::menu::Context::client(cfg);
+            crate::menu::run_stdio(ctx).await.map_err(Error::Other)
+        }
+        Command::Serve(_) | Command::Health { .. } => {
+            unreachable!("handled before the client commands")
+        }
+    }
+}
+
 async fn serve(cfg: PeerConfig, with_menu: bool) -> Result<()> {
-    p2p_common::telemetry::init_logging(&cfg.telemetry);
     if !with_menu {
         return crate::server::run(cfg, p2p_common::shutdown::signal())
             .await

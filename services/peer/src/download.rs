@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 
@@ -113,7 +114,17 @@ pub async fn fetch(
     let (mut integrity, mut unreachable, mut missing) = (0, 0, 0);
     let mut last = String::new();
     for peer in peers {
-        match attempt(http, peer, target, &part, progress).await {
+        let span = tracing::info_span!(
+            "fetch",
+            otel.name = "fetch from peer",
+            otel.kind = "client",
+            peer = %peer.peer_id,
+            address = %peer.address,
+        );
+        match attempt(http, peer, target, &part, progress)
+            .instrument(span)
+            .await
+        {
             Ok(()) => {
                 progress.done();
                 return Ok(part);
@@ -182,6 +193,9 @@ async fn attempt(
         have = 0;
     }
     let mut req = http.get(file_url(&peer.address, &target.name));
+    for (k, v) in p2p_common::telemetry::inject_http() {
+        req = req.header(k, v);
+    }
     if have > 0 {
         req = req
             .header(RANGE, format!("bytes={have}-"))

@@ -5,14 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_common::proto::tracker_service_client::TrackerServiceClient;
 use p2p_common::proto::{
     AnnounceRequest, FileInfo, HeartbeatRequest, LeaveRequest, RegisterRequest,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::readiness::Readiness;
 use crate::store::{Entry, Store};
@@ -23,7 +21,7 @@ pub struct Membership {
     pub peer_id: String,
     pub address: String,
     pub heartbeat: Duration,
-    pub client: TrackerServiceClient<Channel>,
+    pub client: p2p_common::TrackerClient,
     pub store: Arc<Store>,
     pub readiness: Arc<Readiness>,
     pub tracker_errors: prometheus::IntCounter,

@@ -10,6 +10,7 @@ use p2p_common::metrics::register;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+use tracing::Instrument;
 
 use crate::store::Store;
 
@@ -183,7 +184,7 @@ impl Drop for TransferGuard {
     }
 }
 
-/// Counts every request by its route template (never the raw path).
+/// Counts and traces every request by its route template (never the raw path).
 pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -197,8 +198,17 @@ pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Respon
             "/leave" => "/leave",
             _ => "other",
         });
+    let span = tracing::info_span!(
+        "http",
+        otel.name = %format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    p2p_common::telemetry::set_remote_parent(&span, req.headers());
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", resp.status().as_u16());
     m.http_duration
         .with_label_values(&[route])
         .observe(started.elapsed().as_secs_f64());

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use p2p_common::proto::tracker_service_client::TrackerServiceClient;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -113,7 +112,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         peer_id: cfg.peer.id.clone(),
         address: advertised.clone(),
         heartbeat: cfg.tracker.heartbeat_interval,
-        client: TrackerServiceClient::new(channel),
+        client: p2p_common::tracker_client(channel),
         store: store.clone(),
         readiness: readiness.clone(),
         tracker_errors: metrics.tracker_errors.clone(),

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use p2p_common::proto::tracker_service_client::TrackerServiceClient;
+use p2p_common::TrackerClient;
 use p2p_common::proto::{FileMatch, ListFilesRequest, SearchRequest};
-use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 
@@ -13,7 +12,7 @@ const MAX_RESULTS: usize = 10_000;
 
 #[derive(Clone)]
 pub struct Tracker {
-    client: TrackerServiceClient<Channel>,
+    client: TrackerClient,
     endpoint: String,
 }
 
@@ -25,7 +24,7 @@ impl Tracker {
             .timeout(timeout)
             .connect_lazy();
         Ok(Self {
-            client: TrackerServiceClient::new(channel),
+            client: p2p_common::tracker_client(channel),
             endpoint: endpoint.to_owned(),
         })
     }
@@ -68,7 +67,7 @@ impl Tracker {
 
     async fn all_pages<F, Fut>(&self, mut page: F) -> Result<Vec<FileMatch>>
     where
-        F: FnMut(TrackerServiceClient<Channel>, String) -> Fut,
+        F: FnMut(TrackerClient, String) -> Fut,
         Fut: Future<Output = Result<(Vec<FileMatch>, String), tonic::Status>>,
     {
         let mut out = Vec::new();

@@ -63,8 +63,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             p2p_common::health::run_probe(&target).await
         }
         None | Some(Command::Serve) => {
-            p2p_common::telemetry::init_logging(&cfg.telemetry);
-            match crate::server::run(cfg, p2p_common::shutdown::signal()).await {
+            let telemetry = p2p_common::telemetry::init(&cfg.telemetry, "p2p-tracker", "info");
+            let result = crate::server::run(cfg, p2p_common::shutdown::signal()).await;
+            telemetry.shutdown().await;
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

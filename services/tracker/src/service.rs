@@ -11,6 +11,7 @@ use p2p_common::proto::{
     SearchRequest, SearchResponse,
 };
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::registry::{Page, Registry, RegistryError};
@@ -26,14 +27,15 @@ impl TrackerApi {
         Self { registry, metrics }
     }
 
-    /// Runs one RPC, counting it by method and resulting code.
+    /// Runs one RPC in `span`, counting it by method and resulting code.
     async fn observe<T>(
         &self,
         method: &'static str,
+        span: tracing::Span,
         body: impl Future<Output = Result<T, Status>>,
     ) -> Result<Response<T>, Status> {
         let started = Instant::now();
-        let result = body.await;
+        let result = body.instrument(span).await;
         let code = result
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
@@ -96,6 +98,19 @@ fn matches(page: Page) -> (Vec<FileMatch>, String) {
     (files, page.next_token.unwrap_or_default())
 }
 
+/// A span for one RPC, child of the caller's trace when the metadata carries one.
+fn rpc_span<T>(method: &'static str, req: &Request<T>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = %format!("TrackerService/{method}"),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = method,
+    );
+    p2p_common::telemetry::set_remote_parent(&span, &req.metadata().clone().into_headers());
+    span
+}
+
 fn ttl_ms(r: &Registry) -> u64 {
     r.ttl().as_millis() as u64
 }
@@ -106,7 +121,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        self.observe("Register", async {
+        let span = rpc_span("Register", &req);
+        self.observe("Register", span, async {
             let r = req.into_inner();
             let secret = self
                 .registry
@@ -125,7 +141,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        self.observe("Heartbeat", async {
+        let span = rpc_span("Heartbeat", &req);
+        self.observe("Heartbeat", span, async {
             let r = req.into_inner();
             self.registry.heartbeat(&r.peer_id, &r.lease_secret).await?;
             Ok(HeartbeatResponse {
@@ -139,7 +156,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<AnnounceRequest>,
     ) -> Result<Response<AnnounceResponse>, Status> {
-        self.observe("Announce", async {
+        let span = rpc_span("Announce", &req);
+        self.observe("Announce", span, async {
             let r = req.into_inner();
             let n = self
                 .registry
@@ -153,7 +171,8 @@ impl TrackerService for TrackerApi {
     }
 
     async fn leave(&self, req: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
-        self.observe("Leave", async {
+        let span = rpc_span("Leave", &req);
+        self.observe("Leave", span, async {
             let r = req.into_inner();
             self.registry.leave(&r.peer_id, &r.lease_secret).await?;
             tracing::info!(peer = %r.peer_id, "peer left");
@@ -166,7 +185,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
-        self.observe("Search", async {
+        let span = rpc_span("Search", &req);
+        self.observe("Search", span, async {
             let r = req.into_inner();
             let page = self
                 .registry
@@ -185,7 +205,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<ListFilesRequest>,
     ) -> Result<Response<ListFilesResponse>, Status> {
-        self.observe("ListFiles", async {
+        let span = rpc_span("ListFiles", &req);
+        self.observe("ListFiles", span, async {
             let r = req.into_inner();
             let page = self.registry.list_files(r.page_size, &r.page_token).await?;
             let (files, next_page_token) = matches(page);
@@ -201,7 +222,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<GetPeersByDigestRequest>,
     ) -> Result<Response<GetPeersByDigestResponse>, Status> {
-        self.observe("GetPeersByDigest", async {
+        let span = rpc_span("GetPeersByDigest", &req);
+        self.observe("GetPeersByDigest", span, async {
             let r = req.into_inner();
             let (size, holders) = self.registry.peers_by_digest(&r.sha256).await?;
             Ok(GetPeersByDigestResponse {
