@@ -1,12 +1,15 @@
 //! Plumbing shared by the tracker and the peer: the generated tracker API, the naming rules both
 //! sides enforce, layered config loading, logging and shutdown signals.
 
+pub mod auth;
 pub mod config;
 pub mod health;
 pub mod metrics;
 pub mod names;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 /// The tracker API (`proto/p2pshare/tracker/v1/tracker.proto`).
 pub mod proto {
@@ -22,10 +25,14 @@ pub type TrackerClient = proto::tracker_service_client::TrackerServiceClient<
     >,
 >;
 
-pub fn tracker_client(channel: tonic::transport::Channel) -> TrackerClient {
+/// A tracker client over `channel` that sends `token` (when authentication is on).
+pub fn tracker_client(
+    channel: tonic::transport::Channel,
+    token: Option<&auth::Tokens>,
+) -> TrackerClient {
     proto::tracker_service_client::TrackerServiceClient::with_interceptor(
         channel,
-        telemetry::InjectContext,
+        telemetry::InjectContext::new(token.map(auth::Tokens::outgoing)),
     )
 }
 

@@ -185,12 +185,26 @@ impl Injector for MetadataInjector<'_> {
     }
 }
 
-/// gRPC client interceptor: puts the current span's context into the request metadata.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct InjectContext;
+/// gRPC client interceptor: puts the current span's context, and the bearer token when there
+/// is one, into the request metadata.
+#[derive(Clone, Default)]
+pub struct InjectContext {
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl InjectContext {
+    pub fn new(token: Option<&str>) -> Self {
+        Self {
+            authorization: token.and_then(|t| format!("Bearer {t}").parse().ok()),
+        }
+    }
+}
 
 impl tonic::service::Interceptor for InjectContext {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.authorization {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
         let cx = tracing::Span::current().context();
         TraceContextPropagator::new()
             .inject_context(&cx, &mut MetadataInjector(req.metadata_mut()));

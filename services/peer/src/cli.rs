@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,6 +16,7 @@ use tracing::Instrument;
 use crate::config::PeerConfig;
 use crate::download::{self, Progress, Target};
 use crate::error::{Error, Result, exit};
+use crate::net::Net;
 use crate::tracker::Tracker;
 
 #[derive(Debug, Parser)]
@@ -220,10 +220,10 @@ async fn client(command: Command, cfg: &PeerConfig, out: &Output) -> Result<()> 
             output,
             sha256,
         } => get(cfg, out, &name, output, sha256.as_deref()).await,
-        Command::Put { file, peer } => put(out, &file, &peer).await,
+        Command::Put { file, peer } => put(cfg, out, &file, &peer).await,
         Command::Leave { peer } => {
             let addr = peer.unwrap_or_else(|| format!("127.0.0.1:{}", cfg.peer.listen.port()));
-            leave(out, &addr).await
+            leave(cfg, out, &addr).await
         }
         Command::Menu => {
             let ctx = crate::menu::Context::client(cfg);
@@ -305,7 +305,7 @@ pub fn format_matches(matches: &[FileMatch]) -> String {
 }
 
 pub fn tracker_of(cfg: &PeerConfig) -> Result<Tracker> {
-    Tracker::connect(&cfg.tracker.endpoint, cfg.tracker.request_timeout)
+    Tracker::connect(cfg)
 }
 
 async fn search(cfg: &PeerConfig, out: &Output, name: &str, exact: bool) -> Result<()> {
@@ -346,14 +346,6 @@ pub fn choose(matches: Vec<FileMatch>, name: &str, sha256: Option<&str>) -> Resu
     Ok(first)
 }
 
-pub fn http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| Error::Other(e.into()))
-}
-
 async fn get(
     cfg: &PeerConfig,
     out: &Output,
@@ -391,8 +383,8 @@ async fn get(
     };
     let partial_dir = parent.join(crate::store::PARTIAL_DIR);
     let progress = ConsoleProgress::new(out.json, &target.name);
-    let http = http_client()?;
-    let part = download::fetch(&http, &target, &partial_dir, None, &progress).await?;
+    let net = Net::new(cfg)?;
+    let part = download::fetch(&net, &target, &partial_dir, None, &progress).await?;
     publish_to(&part, &dest).await?;
     // Leave no empty .partial behind in the user's directory.
     let _ = tokio::fs::remove_dir(&partial_dir).await;
@@ -444,7 +436,7 @@ impl Output {
 }
 
 /// Uploads `file` to the peer at `addr` as multipart field `file`.
-pub async fn upload(addr: &str, file: &Path) -> Result<serde_json::Value> {
+pub async fn upload(net: &Net, addr: &str, file: &Path) -> Result<serde_json::Value> {
     let name = file
         .file_name()
         .and_then(|n| n.to_str())
@@ -462,8 +454,9 @@ pub async fn upload(addr: &str, file: &Path) -> Result<serde_json::Value> {
         reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
     let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name);
     let form = reqwest::multipart::Form::new().part("file", part);
-    let url = format!("http://{addr}/upload");
-    let resp = http_client()?
+    let url = net.url(addr, "/upload");
+    let resp = net
+        .http
         .post(&url)
         .multipart(form)
         .send()
@@ -479,8 +472,8 @@ pub async fn upload(addr: &str, file: &Path) -> Result<serde_json::Value> {
     }
 }
 
-async fn put(out: &Output, file: &Path, addr: &str) -> Result<()> {
-    let body = upload(addr, file).await?;
+async fn put(cfg: &PeerConfig, out: &Output, file: &Path, addr: &str) -> Result<()> {
+    let body = upload(&Net::new(cfg)?, addr, file).await?;
     if out.json {
         println!("{body}");
     } else {
@@ -495,9 +488,10 @@ async fn put(out: &Output, file: &Path, addr: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn request_leave(addr: &str) -> Result<()> {
-    let url = format!("http://{addr}/leave");
-    let resp = http_client()?
+pub async fn request_leave(net: &Net, addr: &str) -> Result<()> {
+    let url = net.url(addr, "/leave");
+    let resp = net
+        .http
         .post(&url)
         .send()
         .await
@@ -509,8 +503,8 @@ pub async fn request_leave(addr: &str) -> Result<()> {
     }
 }
 
-async fn leave(out: &Output, addr: &str) -> Result<()> {
-    request_leave(addr).await?;
+async fn leave(cfg: &PeerConfig, out: &Output, addr: &str) -> Result<()> {
+    request_leave(&Net::new(cfg)?, addr).await?;
     if out.json {
         println!("{}", json!({"peer": addr, "status": "leaving"}));
     } else {

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use p2p_common::auth::AuthConfig;
 use p2p_common::config::{self, ConfigError, Flags, TelemetryConfig};
+use p2p_common::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -13,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub struct PeerConfig {
     pub peer: PeerSection,
     pub tracker: TrackerSection,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -31,6 +35,16 @@ pub struct PeerSection {
     /// On SIGTERM, how long in-flight transfers may take to finish before they are cut.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Time a client has to send request headers or finish a TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// An upload whose body stalls this long is cut (408).
+    #[serde(with = "humantime_serde")]
+    pub io_timeout: Duration,
+    /// Downloads served plus uploads received at once; more get 503.
+    pub max_concurrent_transfers: usize,
+    /// Uploads one client address may start per minute; more get 429.
+    pub uploads_per_minute: u32,
 }
 
 impl Default for PeerSection {
@@ -43,6 +57,10 @@ impl Default for PeerSection {
             max_upload_bytes: 1 << 30,
             scan_interval: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(30),
+            max_concurrent_transfers: 64,
+            uploads_per_minute: 60,
         }
     }
 }
@@ -68,7 +86,7 @@ impl Default for TrackerSection {
     }
 }
 
-pub const SECTIONS: &[&str] = &["peer", "tracker", "telemetry"];
+pub const SECTIONS: &[&str] = &["peer", "tracker", "auth", "tls", "telemetry"];
 
 impl PeerConfig {
     pub fn load(file: Option<&Path>, flags: Flags) -> Result<Self, ConfigError> {
@@ -102,6 +120,30 @@ impl PeerConfig {
             "tracker.request_timeout",
             cfg.tracker.request_timeout,
         )?;
+        config::require_positive(&loaded, "peer.header_timeout", cfg.peer.header_timeout)?;
+        config::require_positive(&loaded, "peer.io_timeout", cfg.peer.io_timeout)?;
+        if cfg.peer.max_concurrent_transfers == 0 {
+            return Err(loaded.invalid("peer.max_concurrent_transfers", "must be at least 1"));
+        }
+        if cfg.peer.uploads_per_minute == 0 {
+            return Err(loaded.invalid("peer.uploads_per_minute", "must be at least 1"));
+        }
+        if let Err(e) = cfg.auth.tokens() {
+            return Err(loaded.invalid("auth.token_file", e.to_string()));
+        }
+        if let Err(e) = cfg
+            .tls
+            .server_config()
+            .and_then(|_| cfg.tls.client_config())
+        {
+            return Err(loaded.invalid("tls", e.to_string()));
+        }
+        if cfg.tls.dials() != cfg.tracker.endpoint.starts_with("https://") {
+            return Err(loaded.invalid(
+                "tracker.endpoint",
+                "use https:// exactly when tls.ca is set (a network is all TLS or all plaintext)",
+            ));
+        }
         cfg.telemetry.validate(&loaded)?;
         Ok(loaded.value)
     }

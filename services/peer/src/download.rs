@@ -15,6 +15,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::net::Net;
 
 /// Characters left as they are in a path segment; everything else is percent-encoded.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -23,11 +24,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-pub fn file_url(address: &str, name: &str) -> String {
-    format!(
-        "http://{address}/files/{}",
-        utf8_percent_encode(name, SEGMENT)
-    )
+pub fn file_path(name: &str) -> String {
+    format!("/files/{}", utf8_percent_encode(name, SEGMENT))
 }
 
 /// What to fetch.
@@ -82,7 +80,7 @@ enum Attempt {
 /// A verified copy of `target` at the returned path (inside `partial_dir`), fetched from the
 /// first peer that delivers the right bytes. `skip` is an address never to use (our own).
 pub async fn fetch(
-    http: &reqwest::Client,
+    net: &Net,
     target: &Target,
     partial_dir: &Path,
     skip: Option<&str>,
@@ -121,7 +119,7 @@ pub async fn fetch(
             peer = %peer.peer_id,
             address = %peer.address,
         );
-        match attempt(http, peer, target, &part, progress)
+        match attempt(net, peer, target, &part, progress)
             .instrument(span)
             .await
         {
@@ -181,7 +179,7 @@ async fn hash_prefix(path: PathBuf, len: u64) -> std::io::Result<Sha256> {
 }
 
 async fn attempt(
-    http: &reqwest::Client,
+    net: &Net,
     peer: &PeerInfo,
     target: &Target,
     part: &Path,
@@ -192,7 +190,9 @@ async fn attempt(
     if have > target.size {
         have = 0;
     }
-    let mut req = http.get(file_url(&peer.address, &target.name));
+    let mut req = net
+        .http
+        .get(net.url(&peer.address, &file_path(&target.name)));
     for (k, v) in p2p_common::telemetry::inject_http() {
         req = req.header(k, v);
     }

@@ -1,13 +1,20 @@
 //! The peer's HTTP API: listing, streamed downloads with ranges, uploads, readiness, leave.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use p2p_common::auth::Tokens;
+use tokio::sync::Semaphore;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
@@ -34,21 +41,73 @@ pub struct AppState {
     /// Cancelled to make the peer leave the network and stop.
     pub shutdown: CancellationToken,
     pub metrics: Metrics,
+    /// Accepted bearer tokens; None: authentication off.
+    pub tokens: Option<Tokens>,
+    pub protect_metrics: bool,
+    /// One permit per transfer (download served or upload received).
+    pub transfers: Arc<Semaphore>,
+    pub upload_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// A stalled upload body is cut after this long.
+    pub io_timeout: Duration,
+}
+
+/// Per-client upload budget: `per_minute` uploads, refilled evenly.
+pub fn upload_limiter(per_minute: u32) -> Arc<DefaultKeyedRateLimiter<IpAddr>> {
+    let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+    Arc::new(RateLimiter::keyed(Quota::per_minute(n)))
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut protected = Router::new()
         .route("/files", get(list_files))
         .route("/files/{name}", get(get_file))
         .route("/upload", post(upload).layer(DefaultBodyLimit::disable()))
-        .route("/healthz", get(healthz))
-        .route("/leave", post(leave))
-        .route("/metrics", get(metrics))
+        .route("/leave", post(leave));
+    let mut open = Router::new().route("/healthz", get(healthz));
+    if state.protect_metrics {
+        protected = protected.route("/metrics", get(metrics));
+    } else {
+        open = open.route("/metrics", get(metrics));
+    }
+    let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        require_token,
+    ));
+    protected
+        .merge(open)
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::track,
         ))
         .with_state(state)
+}
+
+/// 401 unless the request carries an accepted bearer token (when tokens are configured).
+async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(tokens) = &st.tokens {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !tokens.accepts_header(presented) {
+            let mut resp = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid bearer token (set auth.token or auth.token_file)",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+    }
+    next.run(req).await
+}
+
+fn busy() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many transfers in progress; retry later",
+    )
 }
 
 /// An error answer: status and a JSON `{"error": "..."}` body.
@@ -97,6 +156,11 @@ async fn get_file(
     store::check_name(&name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no file named {name:?}"));
     let entry = st.store.get(&name).await.ok_or_else(not_found)?;
+    let permit = st
+        .transfers
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| busy())?;
     let mut file = st.store.open_file(&entry).await.map_err(|e| {
         tracing::warn!(file = %name, error = %e, "cannot open indexed file");
         not_found()
@@ -142,8 +206,8 @@ async fn get_file(
     let served = st.metrics.served_bytes.clone();
     let stream = ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), READ_CHUNK)
         .map(move |chunk| {
-            // The guard lives as long as the body: the transfer is active until it ends.
-            let _ = &guard;
+            // The guard and permit live as long as the body: the transfer lasts until it ends.
+            let _ = (&guard, &permit);
             if let Ok(c) = &chunk {
                 served.inc_by(c.len() as u64);
             }
@@ -167,15 +231,26 @@ struct UploadReply {
 
 async fn upload(
     State(st): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<UploadReply>), ApiError> {
-    let result = receive(&st, headers, multipart).await;
+    let result = if st.upload_limiter.check_key(&from.ip()).is_err() {
+        Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many uploads from this address; retry in a minute",
+        ))
+    } else {
+        receive(&st, headers, multipart).await
+    };
     let word = match &result {
         Ok((_, reply)) => reply.status,
         Err(ApiError(StatusCode::CONFLICT, _)) => "conflict",
         Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, _)) => "too_large",
-        Err(ApiError(StatusCode::BAD_REQUEST, _)) => "bad_request",
+        Err(ApiError(StatusCode::BAD_REQUEST | StatusCode::REQUEST_TIMEOUT, _)) => "bad_request",
+        Err(ApiError(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE, _)) => {
+            "rejected"
+        }
         Err(_) => "error",
     };
     st.metrics.uploads.with_label_values(&[word]).inc();
@@ -187,6 +262,11 @@ async fn receive(
     headers: HeaderMap,
     mut multipart: Multipart,
 ) -> Result<(StatusCode, Json<UploadReply>), ApiError> {
+    let _permit = st
+        .transfers
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| busy())?;
     let _active = st.metrics.transfer("download");
     let limit = st.max_upload_bytes;
     let too_large = || {
@@ -235,7 +315,17 @@ async fn receive(
         let mut out = BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        while let Some(chunk) = field.chunk().await.map_err(bad)? {
+        let stalled = || {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("upload stalled for {:?}", st.io_timeout),
+            )
+        };
+        while let Some(chunk) = tokio::time::timeout(st.io_timeout, field.chunk())
+            .await
+            .map_err(|_| stalled())?
+            .map_err(bad)?
+        {
             size += chunk.len() as u64;
             if size > limit {
                 return Err(too_large());

@@ -9,6 +9,7 @@ pub mod http;
 pub mod membership;
 pub mod menu;
 pub mod metrics;
+pub mod net;
 pub mod range;
 pub mod readiness;
 pub mod server;

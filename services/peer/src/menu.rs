@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli;
 use crate::config::PeerConfig;
 use crate::download;
+use crate::net::Net;
 use crate::store::{Published, Store};
 
 /// What the menu acts on: the tracker, and this process's own peer when it serves one.
@@ -95,7 +96,7 @@ where
                 } else {
                     addr
                 };
-                match cli::upload(&addr, &PathBuf::from(path)).await {
+                match upload(&ctx.cfg, &addr, &PathBuf::from(path)).await {
                     Ok(body) => format!(
                         "{} {} on {addr}",
                         body["status"].as_str().unwrap_or("uploaded"),
@@ -154,12 +155,12 @@ async fn get(ctx: &Context, name: &str) -> String {
         crate::store::check_name(name).map_err(|e| crate::error::Error::Refused(e.to_string()))?;
         let matches = cli::tracker_of(&ctx.cfg)?.search(name, true).await?;
         let target = cli::choose(matches, name, None)?;
-        let http = cli::http_client()?;
+        let net = Net::new(&ctx.cfg)?;
         match &ctx.own {
             Some(own) => {
                 let _active = own.metrics.transfer("download");
                 let fetched = download::fetch(
-                    &http,
+                    &net,
                     &target,
                     &own.store.partial_dir(),
                     Some(&own.address),
@@ -195,7 +196,7 @@ async fn get(ctx: &Context, name: &str) -> String {
                     std::env::current_dir().map_err(|e| crate::error::Error::Other(e.into()))?;
                 let partial = dir.join(crate::store::PARTIAL_DIR);
                 let part =
-                    download::fetch(&http, &target, &partial, None, &download::Silent).await?;
+                    download::fetch(&net, &target, &partial, None, &download::Silent).await?;
                 let dest = dir.join(&target.name);
                 if dest.exists() {
                     let _ = tokio::fs::remove_file(&part).await;
@@ -214,4 +215,12 @@ async fn get(ctx: &Context, name: &str) -> String {
     }
     .await;
     result.unwrap_or_else(|e| format!("get failed: {e}"))
+}
+
+async fn upload(
+    cfg: &PeerConfig,
+    addr: &str,
+    path: &std::path::Path,
+) -> crate::error::Result<serde_json::Value> {
+    cli::upload(&Net::new(cfg)?, addr, path).await
 }

@@ -100,6 +100,7 @@ impl Metrics {
             "conflict",
             "too_large",
             "bad_request",
+            "rejected",
             "error",
         ] {
             uploads.with_label_values(&[r]);

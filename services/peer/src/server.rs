@@ -94,15 +94,13 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {}", cfg.peer.listen))?;
     let local_addr = listener.local_addr()?;
     let advertised = advertised_address(&cfg, local_addr);
-    if !local_addr.ip().is_loopback() {
-        tracing::warn!(%local_addr, "serving plaintext HTTP on a non-loopback address");
-    }
-
-    let channel = tonic::transport::Endpoint::from_shared(cfg.tracker.endpoint.clone())
-        .with_context(|| format!("bad tracker endpoint {:?}", cfg.tracker.endpoint))?
-        .connect_timeout(cfg.tracker.request_timeout)
-        .timeout(cfg.tracker.request_timeout)
-        .connect_lazy();
+    let tls = cfg
+        .tls
+        .server_config()
+        .context("cannot load the TLS files")?;
+    p2p_common::serve::warn_if_plaintext(local_addr, tls.is_some());
+    let tokens = crate::net::tokens(&cfg)?;
+    let channel = crate::net::tracker_channel(&cfg)?;
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -112,7 +110,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         peer_id: cfg.peer.id.clone(),
         address: advertised.clone(),
         heartbeat: cfg.tracker.heartbeat_interval,
-        client: p2p_common::tracker_client(channel),
+        client: p2p_common::tracker_client(channel, tokens.as_ref()),
         store: store.clone(),
         readiness: readiness.clone(),
         tracker_errors: metrics.tracker_errors.clone(),
@@ -131,6 +129,13 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         readiness: readiness.clone(),
         shutdown: shutdown.clone(),
         metrics: metrics.clone(),
+        tokens,
+        protect_metrics: cfg.auth.protect_metrics,
+        transfers: Arc::new(tokio::sync::Semaphore::new(
+            cfg.peer.max_concurrent_transfers,
+        )),
+        upload_limiter: http::upload_limiter(cfg.peer.uploads_per_minute),
+        io_timeout: cfg.peer.io_timeout,
     })
     // grpc.health.v1 on the same port (h2c), for orchestrators. Routed by path so that other
     // unknown paths keep their plain HTTP 404 (tonic's own fallback answers 200 + grpc-status).
@@ -140,6 +145,11 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     let stop = shutdown.clone();
     let cut = shutdown.clone();
     let grace = cfg.peer.shutdown_grace;
+    let opts = p2p_common::serve::Options {
+        tls,
+        header_timeout: cfg.peer.header_timeout,
+        ..Default::default()
+    };
     let task = tokio::spawn(async move {
         let left = async move {
             stop.cancelled().await;
@@ -148,11 +158,10 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
             let _ = membership.await;
             tracing::info!(?grace, "draining transfers");
         };
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(left);
+        let serve = async {
+            p2p_common::serve::serve(listener, app, opts, left).await;
+            Ok::<(), anyhow::Error>(())
+        };
         let deadline = async {
             cut.cancelled().await;
             tokio::time::sleep(grace).await;

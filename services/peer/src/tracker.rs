@@ -1,10 +1,9 @@
 //! The client side of the tracker API, as the CLI uses it.
 
-use std::time::Duration;
-
 use p2p_common::TrackerClient;
 use p2p_common::proto::{FileMatch, ListFilesRequest, SearchRequest};
 
+use crate::config::PeerConfig;
 use crate::error::{Error, Result};
 
 /// Cap on what one command pulls from the tracker, across pages.
@@ -17,15 +16,12 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn connect(endpoint: &str, timeout: Duration) -> Result<Self> {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| Error::Refused(format!("bad tracker endpoint {endpoint:?}: {e}")))?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect_lazy();
+    pub fn connect(cfg: &PeerConfig) -> Result<Self> {
+        let channel = crate::net::tracker_channel(cfg)?;
+        let tokens = crate::net::tokens(cfg)?;
         Ok(Self {
-            client: p2p_common::tracker_client(channel),
-            endpoint: endpoint.to_owned(),
+            client: p2p_common::tracker_client(channel, tokens.as_ref()),
+            endpoint: cfg.tracker.endpoint.clone(),
         })
     }
 

@@ -151,12 +151,15 @@ fn multipart_request(filename: &str, content: &[u8]) -> reqwest::multipart::Form
 }
 
 async fn upload(url: &str, form: reqwest::multipart::Form) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/upload"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let r = {
+        p2p_common::tls::install_provider();
+        reqwest::Client::new()
+    }
+    .post(format!("{url}/upload"))
+    .multipart(form)
+    .send()
+    .await
+    .unwrap();
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or_default())
 }

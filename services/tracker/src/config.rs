@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use p2p_common::auth::AuthConfig;
 use p2p_common::config::{self, ConfigError, Flags, TelemetryConfig};
+use p2p_common::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -12,6 +14,8 @@ use serde::{Deserialize, Serialize};
 pub struct TrackerConfig {
     pub server: ServerConfig,
     pub registry: RegistryConfig,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -24,6 +28,9 @@ pub struct ServerConfig {
     /// On SIGTERM, how long open calls and streams may take before they are cut.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Time a client has to send request headers or finish a TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +39,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -63,7 +71,7 @@ impl Default for RegistryConfig {
     }
 }
 
-pub const SECTIONS: &[&str] = &["server", "registry", "telemetry"];
+pub const SECTIONS: &[&str] = &["server", "registry", "auth", "tls", "telemetry"];
 
 impl TrackerConfig {
     /// Defaults < file < env < flags, then checks values the types cannot.
@@ -76,6 +84,13 @@ impl TrackerConfig {
         }
         if cfg.server.max_message_bytes < 1024 {
             return Err(loaded.invalid("server.max_message_bytes", "must be at least 1024"));
+        }
+        config::require_positive(&loaded, "server.header_timeout", cfg.server.header_timeout)?;
+        if let Err(e) = cfg.auth.tokens() {
+            return Err(loaded.invalid("auth.token_file", e.to_string()));
+        }
+        if let Err(e) = cfg.tls.server_config() {
+            return Err(loaded.invalid("tls.cert", e.to_string()));
         }
         cfg.telemetry.validate(&loaded)?;
         Ok(loaded.value)

@@ -71,12 +71,27 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
         .await;
 
     let metrics = Metrics::new();
+    let tokens = cfg.auth.tokens().context("cannot load the auth tokens")?;
+    let tls = cfg
+        .tls
+        .server_config()
+        .context("cannot load the TLS files")?;
     let api = TrackerServiceServer::new(TrackerApi::new(registry.clone(), metrics.clone()))
         .max_decoding_message_size(cfg.server.max_message_bytes)
         .max_encoding_message_size(cfg.server.max_message_bytes);
+    let api =
+        tonic::service::interceptor::InterceptedService::new(api, RequireToken(tokens.clone()));
     let scrape = {
         let (metrics, registry) = (metrics.clone(), registry.clone());
-        move || async move {
+        let guard = tokens.clone().filter(|_| cfg.auth.protect_metrics);
+        move |headers: axum::http::HeaderMap| async move {
+            use axum::response::IntoResponse;
+            let auth = headers
+                .get(axum::http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            if guard.as_ref().is_some_and(|t| !t.accepts_header(auth)) {
+                return axum::http::StatusCode::UNAUTHORIZED.into_response();
+            }
             (
                 [(
                     axum::http::header::CONTENT_TYPE,
@@ -84,6 +99,7 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
                 )],
                 metrics.render(&registry).await,
             )
+                .into_response()
         }
     };
     let router = tonic::service::Routes::new(api)
@@ -99,6 +115,11 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
     ));
 
     let (mut cut, grace) = (stopped.clone(), cfg.server.shutdown_grace);
+    let opts = p2p_common::serve::Options {
+        tls,
+        header_timeout: cfg.server.header_timeout,
+        ..Default::default()
+    };
     let task = tokio::spawn(async move {
         // Ready once the store answers.
         registry
@@ -122,7 +143,11 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
                 tracing::info!("tracker draining");
             }
         };
-        let serve = axum::serve(listener, router).with_graceful_shutdown(drain);
+        p2p_common::serve::warn_if_plaintext(local_addr, opts.tls.is_some());
+        let serve = async {
+            p2p_common::serve::serve(listener, router, opts, drain).await;
+            Ok::<(), anyhow::Error>(())
+        };
         // A client holding a stream open (a health Watch) must not hold the process forever.
         let deadline = async {
             let _ = cut.wait_for(|s| *s).await;
@@ -143,6 +168,27 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
         stop,
         task,
     })
+}
+
+/// Rejects tracker calls without an accepted bearer token (when tokens are configured).
+/// Health is a separate service and stays open.
+#[derive(Clone)]
+struct RequireToken(Option<p2p_common::auth::Tokens>);
+
+impl tonic::service::Interceptor for RequireToken {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        match &self.0 {
+            Some(tokens)
+                if !tokens
+                    .accepts_header(req.metadata().get("authorization").map(|v| v.as_bytes())) =>
+            {
+                Err(tonic::Status::unauthenticated(
+                    "missing or invalid bearer token (set auth.token or auth.token_file)",
+                ))
+            }
+            _ => Ok(req),
+        }
+    }
 }
 
 /// The same status for the whole server ("") and the tracker service.

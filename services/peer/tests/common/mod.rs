@@ -199,12 +199,15 @@ pub fn http_get(url: &str) -> Option<(u16, Vec<u8>)> {
         .build()
         .ok()?;
     rt.block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
+        let r = {
+            p2p_common::tls::install_provider();
+            reqwest::Client::new()
+        }
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
         let s = r.status().as_u16();
         Some((s, r.bytes().await.ok()?.to_vec()))
     })

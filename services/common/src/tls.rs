@@ -1,0 +1,180 @@
+//! TLS (rustls, ring): server and client configurations from PEM files, and a small test CA for
+//! local networks (`p2p-peer dev-certs`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+
+/// `[tls]` of both services. Empty paths mean off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// This process's certificate chain (PEM): served by listeners, and presented to servers
+    /// that require client certificates.
+    pub cert: PathBuf,
+    /// Private key of `cert` (PEM).
+    pub key: PathBuf,
+    /// CA bundle (PEM) that the servers this process talks to must chain to. Setting it makes
+    /// the peer fetch from other peers over https.
+    pub ca: PathBuf,
+    /// CA bundle (PEM) for client certificates: when set, listeners require one (mutual TLS).
+    pub client_ca: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("tls.cert and tls.key must be set together")]
+    Half,
+    #[error("cannot make certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Installs ring as the process-wide rustls provider (once; later calls are no-ops).
+pub fn install_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(path, e))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no certificate in the file"));
+    }
+    Ok(certs)
+}
+
+fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(path, e))
+}
+
+fn roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut store = rustls::RootCertStore::empty();
+    for c in certs(path)? {
+        store.add(c).map_err(|e| file_err(path, e))?;
+    }
+    Ok(store)
+}
+
+impl TlsConfig {
+    /// Whether listeners serve TLS.
+    pub fn serves(&self) -> bool {
+        !self.cert.as_os_str().is_empty() || !self.key.as_os_str().is_empty()
+    }
+
+    /// Whether this process dials servers over TLS.
+    pub fn dials(&self) -> bool {
+        !self.ca.as_os_str().is_empty()
+    }
+
+    /// The listener's configuration, or None when TLS is off.
+    pub fn server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        if !self.serves() {
+            return Ok(None);
+        }
+        if self.cert.as_os_str().is_empty() || self.key.as_os_str().is_empty() {
+            return Err(TlsError::Half);
+        }
+        install_provider();
+        let builder = rustls::ServerConfig::builder();
+        let builder = if self.client_ca.as_os_str().is_empty() {
+            builder.with_no_client_auth()
+        } else {
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder(Arc::new(roots(&self.client_ca)?))
+                    .build()
+                    .map_err(|e| file_err(&self.client_ca, e))?;
+            builder.with_client_cert_verifier(verifier)
+        };
+        let mut cfg = builder.with_single_cert(certs(&self.cert)?, key(&self.key)?)?;
+        // gRPC needs h2; the file API speaks both.
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Some(Arc::new(cfg)))
+    }
+
+    /// A client configuration trusting `ca` (and presenting `cert` when set), or None when
+    /// this process does not dial over TLS.
+    pub fn client_config(&self) -> Result<Option<rustls::ClientConfig>, TlsError> {
+        if !self.dials() {
+            return Ok(None);
+        }
+        install_provider();
+        let builder = rustls::ClientConfig::builder().with_root_certificates(roots(&self.ca)?);
+        let mut cfg = if self.serves() {
+            builder.with_client_auth_cert(certs(&self.cert)?, key(&self.key)?)?
+        } else {
+            builder.with_no_client_auth()
+        };
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Some(cfg))
+    }
+
+    /// tonic's client TLS settings for the tracker channel.
+    pub fn tonic_client(&self) -> Result<Option<tonic::transport::ClientTlsConfig>, TlsError> {
+        if !self.dials() {
+            return Ok(None);
+        }
+        install_provider();
+        let ca = std::fs::read(&self.ca).map_err(|e| file_err(&self.ca, e))?;
+        let mut tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        if self.serves() {
+            let cert = std::fs::read(&self.cert).map_err(|e| file_err(&self.cert, e))?;
+            let key = std::fs::read(&self.key).map_err(|e| file_err(&self.key, e))?;
+            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        Ok(Some(tls))
+    }
+}
+
+/// Writes a CA and one certificate (usable as server and client certificate) for `names` into
+/// `dir`: `ca.pem`, `ca-key.pem`, `cert.pem`, `key.pem`. For local and test networks.
+pub fn generate_dev_certs(dir: &Path, names: &[String]) -> Result<(), TlsError> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "p2pshare development CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(names.to_vec())?;
+    leaf.distinguished_name.push(DnType::CommonName, "p2pshare");
+    leaf.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let leaf_cert = leaf.signed_by(&key, &issuer)?;
+
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).map_err(|e| file_err(&path, e))
+    };
+    write("ca.pem", ca_cert.pem())?;
+    write("ca-key.pem", issuer.key().serialize_pem())?;
+    write("cert.pem", leaf_cert.pem())?;
+    write("key.pem", key.serialize_pem())?;
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! How this process reaches others: the tracker channel and the HTTP client for peers, both
+//! with the configured TLS and bearer token.
+
+use p2p_common::auth::Tokens;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::PeerConfig;
+use crate::error::{Error, Result};
+
+/// A lazily connecting channel to `tracker.endpoint`.
+pub fn tracker_channel(cfg: &PeerConfig) -> Result<Channel> {
+    let endpoint = &cfg.tracker.endpoint;
+    let mut ep = Endpoint::from_shared(endpoint.clone())
+        .map_err(|e| Error::Refused(format!("bad tracker endpoint {endpoint:?}: {e}")))?
+        .connect_timeout(cfg.tracker.request_timeout)
+        .timeout(cfg.tracker.request_timeout);
+    if let Some(tls) = cfg
+        .tls
+        .tonic_client()
+        .map_err(|e| Error::Refused(e.to_string()))?
+    {
+        ep = ep
+            .tls_config(tls)
+            .map_err(|e| Error::Refused(format!("TLS for {endpoint}: {e}")))?;
+    }
+    Ok(ep.connect_lazy())
+}
+
+pub fn tokens(cfg: &PeerConfig) -> Result<Option<Tokens>> {
+    cfg.auth.tokens().map_err(|e| Error::Refused(e.to_string()))
+}
+
+/// The HTTP client for other peers.
+#[derive(Clone)]
+pub struct Net {
+    pub http: reqwest::Client,
+    scheme: &'static str,
+}
+
+impl Net {
+    pub fn new(cfg: &PeerConfig) -> Result<Self> {
+        // reqwest refuses to build a client, even a plaintext one, without a TLS provider.
+        p2p_common::tls::install_provider();
+        let mut headers = HeaderMap::new();
+        if let Some(t) = tokens(cfg)? {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.outgoing()))
+                .map_err(|_| Error::Refused("the auth token is not a valid header value".into()))?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .read_timeout(std::time::Duration::from_secs(30));
+        let tls = cfg
+            .tls
+            .client_config()
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        let scheme = if let Some(tls) = tls {
+            builder = builder.tls_backend_preconfigured(tls);
+            "https"
+        } else {
+            "http"
+        };
+        let http = builder.build().map_err(|e| Error::Other(e.into()))?;
+        Ok(Self { http, scheme })
+    }
+
+    /// `scheme://addr/path` for a peer's `host:port`.
+    pub fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
+    }
+}
