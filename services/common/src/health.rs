@@ -9,10 +9,12 @@ use tonic_health::pb::health_client::HealthClient;
 /// Env var that overrides the address `health` probes (one image runs both services).
 pub const HEALTHCHECK_ADDR_ENV: &str = "P2P_HEALTHCHECK_ADDR";
 
-/// `host:port` or a URL, as an `http://` endpoint URL.
-pub fn endpoint_url(addr: &str) -> String {
+/// `host:port` or a URL, as an endpoint URL (`https://` when probing over TLS).
+pub fn endpoint_url(addr: &str, tls: bool) -> String {
     if addr.contains("://") {
         addr.to_owned()
+    } else if tls {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     }
@@ -43,12 +45,22 @@ pub fn probe_target(flag: Option<String>, listen: std::net::SocketAddr) -> Strin
 }
 
 /// Asks `addr` for the status of `service` ("" is the whole server).
-pub async fn probe(addr: &str, service: &str, timeout: Duration) -> Result<ServingStatus, String> {
-    let url = endpoint_url(addr);
-    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+pub async fn probe(
+    addr: &str,
+    service: &str,
+    timeout: Duration,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<ServingStatus, String> {
+    let url = endpoint_url(addr, tls.is_some());
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
         .map_err(|e| format!("bad address {addr:?}: {e}"))?
         .connect_timeout(timeout)
         .timeout(timeout);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| format!("TLS for {url}: {e}"))?;
+    }
     let channel = endpoint
         .connect()
         .await
@@ -63,8 +75,24 @@ pub async fn probe(addr: &str, service: &str, timeout: Duration) -> Result<Servi
 }
 
 /// Runs a `health` subcommand: prints the status and returns the exit code (0 serving, 1 not).
-pub async fn run_probe(addr: &str) -> std::process::ExitCode {
-    match probe(addr, "", Duration::from_secs(3)).await {
+/// A service that serves TLS is probed over TLS, trusting `tls.ca`.
+pub async fn run_probe(addr: &str, tls: &crate::tls::TlsConfig) -> std::process::ExitCode {
+    let client_tls = if tls.serves() {
+        match tls.tonic_client() {
+            Ok(Some(t)) => Some(t),
+            Ok(None) => {
+                eprintln!("{addr}: this service serves TLS; set tls.ca so the probe can verify it");
+                return std::process::ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return std::process::ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
+    match probe(addr, "", Duration::from_secs(3), client_tls).await {
         Ok(ServingStatus::Serving) => {
             println!("{addr}: SERVING");
             std::process::ExitCode::SUCCESS

@@ -105,6 +105,15 @@ pub enum Command {
     },
     /// The original interactive menu (1 search, 2 get, 3 put, 4 leave).
     Menu,
+    /// Write a development CA and a certificate for a local network (ca.pem, cert.pem, key.pem).
+    DevCerts {
+        /// Directory to write into.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// DNS names and IP addresses the certificate is valid for.
+        #[arg(long = "name", default_values = ["localhost", "127.0.0.1", "::1"])]
+        names: Vec<String>,
+    },
     /// Probe a peer's gRPC health; exit 0 when SERVING, 1 otherwise.
     Health {
         #[arg(long)]
@@ -167,7 +176,23 @@ pub async fn run(cli: Cli) -> ExitCode {
     let (service, default_level) = match &cli.command {
         Some(Command::Health { addr }) => {
             let target = p2p_common::health::probe_target(addr.clone(), cfg.peer.listen);
-            return p2p_common::health::run_probe(&target).await;
+            return p2p_common::health::run_probe(&target, &cfg.tls).await;
+        }
+        Some(Command::DevCerts { dir, names }) => {
+            return match p2p_common::tls::generate_dev_certs(dir, names) {
+                Ok(()) => {
+                    println!(
+                        "wrote {0}/ca.pem, {0}/cert.pem and {0}/key.pem (valid for {1}); keep {0}/ca-key.pem private",
+                        dir.display(),
+                        names.join(", ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("p2p-peer: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         None if !original => {
             eprintln!("p2p-peer: a command is needed; see p2p-peer --help");
@@ -207,6 +232,7 @@ impl Command {
             Command::Leave { .. } => "leave",
             Command::Menu => "menu",
             Command::Health { .. } => "health",
+            Command::DevCerts { .. } => "dev-certs",
         }
     }
 }
@@ -229,7 +255,7 @@ async fn client(command: Command, cfg: &PeerConfig, out: &Output) -> Result<()> 
             let ctx = crate::menu::Context::client(cfg);
             crate::menu::run_stdio(ctx).await.map_err(Error::Other)
         }
-        Command::Serve(_) | Command::Health { .. } => {
+        Command::Serve(_) | Command::Health { .. } | Command::DevCerts { .. } => {
             unreachable!("handled before the client commands")
         }
     }

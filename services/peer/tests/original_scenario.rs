@@ -13,7 +13,16 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 #[test]
 fn original_scenario() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+    scenario(tmp.path(), Sec::plain());
+}
+
+#[test]
+fn original_scenario_with_tls_and_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    scenario(tmp.path(), Sec::secure(tmp.path()));
+}
+
+fn scenario(root: &std::path::Path, sec: Sec) {
     let dirs: Vec<_> = (1..=3)
         .map(|i| root.join(format!("peer{i}_files")))
         .collect();
@@ -27,8 +36,8 @@ fn original_scenario() {
     std::fs::write(dirs[1].join("beta.bin"), &beta).unwrap();
     std::fs::write(dirs[2].join("gamma.dat"), &gamma).unwrap();
 
-    let mut tracker = spawn_tracker(root, 0, "3s");
-    let turl = tracker.url();
+    let mut tracker = spawn_tracker_with(root, 0, "3s", &sec.env_refs());
+    let turl = tracker.url_in(&sec);
     let mut peers: Vec<Proc> = (0..3)
         .map(|i| {
             spawn_peer(
@@ -38,48 +47,58 @@ fn original_scenario() {
                     files_dir: &dirs[i],
                     tracker: &turl,
                     heartbeat: "1s",
-                    env: vec![],
+                    env: sec
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.clone()))
+                        .collect(),
                 },
             )
         })
         .collect();
-    peers.iter().for_each(wait_ready);
+    peers.iter().for_each(|p| sec.wait_ready(p));
     let addrs: Vec<String> = peers.iter().map(|p| p.addr.to_string()).collect();
     let addr = |i: usize| addrs[i].clone();
 
     // 1. Every peer's files are searchable, with the peer's address.
-    assert_eq!(holders(&turl, "alpha.txt"), [("peer_1".into(), addr(0))]);
-    assert_eq!(holders(&turl, "beta.bin"), [("peer_2".into(), addr(1))]);
-    assert_eq!(holders(&turl, "gamma.dat"), [("peer_3".into(), addr(2))]);
-    let (code, out, _) = cli(&turl, &["search", "ALPHA"]);
+    assert_eq!(
+        sec.holders(&turl, "alpha.txt"),
+        [("peer_1".into(), addr(0))]
+    );
+    assert_eq!(sec.holders(&turl, "beta.bin"), [("peer_2".into(), addr(1))]);
+    assert_eq!(
+        sec.holders(&turl, "gamma.dat"),
+        [("peer_3".into(), addr(2))]
+    );
+    let (code, out, _) = sec.cli(&turl, &["search", "ALPHA"]);
     assert_eq!(code, 0);
     assert!(out.contains("alpha.txt") && out.contains(&addr(0)), "{out}");
-    let (code, _, err) = cli(&turl, &["search", "no-such-file"]);
+    let (code, _, err) = sec.cli(&turl, &["search", "no-such-file"]);
     assert_eq!(code, 3, "not found must exit 3: {err}");
-    assert_eq!(metric(&turl, "p2p_tracker_peers"), 3.0);
-    assert_eq!(metric(&turl, "p2p_tracker_files"), 3.0);
+    assert_eq!(sec.metric(&turl, "p2p_tracker_peers"), 3.0);
+    assert_eq!(sec.metric(&turl, "p2p_tracker_files"), 3.0);
     assert_eq!(
-        metric(
+        sec.metric(
             &turl,
             r#"p2p_tracker_rpc_requests_total{code="OK",method="Register"}"#
         ),
         3.0
     );
     assert_eq!(
-        metric(
+        sec.metric(
             &turl,
             r#"p2p_build_info{service="tracker",version="0.1.0"}"#
         ),
         1.0
     );
     assert_eq!(
-        metric(&peers[1].url(), "p2p_peer_shared_bytes"),
+        sec.metric(&peers[1].url_in(&sec), "p2p_peer_shared_bytes"),
         beta.len() as f64
     );
 
     // 2. get fetches the bytes from another peer and they match; here into peer 3's share.
     let dest = dirs[2].join("beta.bin");
-    let (code, out, err) = cli(
+    let (code, out, err) = sec.cli(
         &turl,
         &["--json", "get", "beta.bin", "-o", dest.to_str().unwrap()],
     );
@@ -92,19 +111,19 @@ fn original_scenario() {
         "partial file left behind"
     );
     assert_eq!(
-        metric(&peers[1].url(), "p2p_peer_served_bytes_total"),
+        sec.metric(&peers[1].url_in(&sec), "p2p_peer_served_bytes_total"),
         beta.len() as f64
     );
     assert_eq!(
-        metric(
-            &peers[1].url(),
+        sec.metric(
+            &peers[1].url_in(&sec),
             r#"p2p_peer_http_requests_total{route="/files/{name}",status="200"}"#
         ),
         1.0
     );
     assert_eq!(
-        metric(
-            &peers[1].url(),
+        sec.metric(
+            &peers[1].url_in(&sec),
             r#"p2p_peer_active_transfers{direction="upload"}"#
         ),
         0.0
@@ -112,16 +131,18 @@ fn original_scenario() {
 
     // 3. The downloaded file is served by its new holder.
     eventually(Duration::from_secs(5), "peer_3 announces beta.bin", || {
-        (holders(&turl, "beta.bin").len() == 2).then_some(())
+        (sec.holders(&turl, "beta.bin").len() == 2).then_some(())
     });
-    let (status, body) = http_get(&format!("{}/files/beta.bin", peers[2].url())).unwrap();
+    let (status, body) = sec
+        .get(&format!("{}/files/beta.bin", peers[2].url_in(&sec)))
+        .unwrap();
     assert_eq!(status, 200);
     assert_eq!(sha256_hex(&body), sha256_hex(&beta));
 
     // 4. put uploads through /upload and the file is searchable right after.
     let upload = root.join("delta.txt");
     std::fs::write(&upload, b"delta, uploaded\n").unwrap();
-    let (code, out, err) = cli(
+    let (code, out, err) = sec.cli(
         &turl,
         &["put", upload.to_str().unwrap(), "--peer", &addr(0)],
     );
@@ -129,7 +150,7 @@ fn original_scenario() {
     assert!(out.starts_with("created"), "{out}");
     let t = Instant::now();
     eventually(Duration::from_secs(2), "delta.txt searchable", || {
-        (holders(&turl, "delta.txt") == [("peer_1".into(), addr(0))]).then_some(())
+        (sec.holders(&turl, "delta.txt") == [("peer_1".into(), addr(0))]).then_some(())
     });
     eprintln!("upload searchable after {:?}", t.elapsed());
     assert_eq!(
@@ -138,23 +159,23 @@ fn original_scenario() {
     );
 
     // 5. leave removes the peer (and it stops cleanly).
-    let (code, _, err) = cli(&turl, &["leave", "--peer", &addr(1)]);
+    let (code, _, err) = sec.cli(&turl, &["leave", "--peer", &addr(1)]);
     assert_eq!(code, 0, "leave failed: {err}");
     let status = peers[1].wait_exit(Duration::from_secs(10));
     assert!(status.success(), "peer_2 exit status {status}");
-    assert_eq!(holders(&turl, "beta.bin"), [("peer_3".into(), addr(2))]);
+    assert_eq!(sec.holders(&turl, "beta.bin"), [("peer_3".into(), addr(2))]);
     // Only peer 3 holds beta.bin now: get must come from it.
     let again = root.join("beta-again.bin");
-    let (code, _, err) = cli(&turl, &["get", "beta.bin", "-o", again.to_str().unwrap()]);
+    let (code, _, err) = sec.cli(&turl, &["get", "beta.bin", "-o", again.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(&again).unwrap(), beta);
     // peer_3 served beta.bin twice: to the direct GET above and to this get.
     assert_eq!(
-        metric(&peers[2].url(), "p2p_peer_served_bytes_total"),
+        sec.metric(&peers[2].url_in(&sec), "p2p_peer_served_bytes_total"),
         2.0 * beta.len() as f64
     );
     assert_eq!(
-        metric(
+        sec.metric(
             &turl,
             r#"p2p_tracker_rpc_requests_total{code="OK",method="Leave"}"#
         ),
@@ -167,7 +188,7 @@ fn original_scenario() {
     eventually(
         TTL + Duration::from_secs(2),
         "killed peer_1 to vanish",
-        || holders(&turl, "alpha.txt").is_empty().then_some(()),
+        || sec.holders(&turl, "alpha.txt").is_empty().then_some(()),
     );
     let gone = killed.elapsed();
     eprintln!("SIGKILLed peer vanished after {gone:?} (TTL {TTL:?})");
@@ -178,6 +199,7 @@ fn original_scenario() {
     let probe = |addr: &str| {
         std::process::Command::new(tracker_bin())
             .args(["health", "--addr", addr])
+            .envs(sec.env_refs())
             .output()
             .unwrap()
             .status
@@ -187,10 +209,10 @@ fn original_scenario() {
     assert_eq!(probe(&taddr), Some(0), "health of a serving tracker");
     tracker.kill9();
     assert_eq!(probe(&taddr), Some(1), "health of a dead tracker");
-    let _tracker = spawn_tracker(root, port, "3s");
+    let _tracker = spawn_tracker_with(root, port, "3s", &sec.env_refs());
     let restarted = Instant::now();
     eventually(HEARTBEAT * 3, "peer_3 back after tracker restart", || {
-        (holders(&turl, "gamma.dat") == [("peer_3".into(), addr(2))]).then_some(())
+        (sec.holders(&turl, "gamma.dat") == [("peer_3".into(), addr(2))]).then_some(())
     });
     let back = restarted.elapsed();
     eprintln!("peer back {back:?} after the tracker restart (heartbeat {HEARTBEAT:?})");
@@ -198,11 +220,11 @@ fn original_scenario() {
         back <= HEARTBEAT + Duration::from_millis(500),
         "took {back:?}"
     );
-    assert_eq!(holders(&turl, "beta.bin"), [("peer_3".into(), addr(2))]);
+    assert_eq!(sec.holders(&turl, "beta.bin"), [("peer_3".into(), addr(2))]);
 
     // SIGTERM: the peer leaves the network and exits 0.
     peers[2].sigterm();
     let status = peers[2].wait_exit(Duration::from_secs(10));
     assert!(status.success(), "peer_3 exit status {status}");
-    assert!(holders(&turl, "gamma.dat").is_empty());
+    assert!(sec.holders(&turl, "gamma.dat").is_empty());
 }

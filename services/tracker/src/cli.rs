@@ -60,7 +60,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Health { addr }) => {
             let target = p2p_common::health::probe_target(addr, cfg.server.listen);
-            p2p_common::health::run_probe(&target).await
+            p2p_common::health::run_probe(&target, &cfg.tls).await
         }
         None | Some(Command::Serve) => {
             let telemetry = p2p_common::telemetry::init(&cfg.telemetry, "p2p-tracker", "info");

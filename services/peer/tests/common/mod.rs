@@ -68,6 +68,11 @@ impl Proc {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// The base URL in `sec`'s scheme.
+    pub fn url_in(&self, sec: &Sec) -> String {
+        format!("{}://{}", sec.scheme(), self.addr)
+    }
 }
 
 impl Drop for Proc {
@@ -193,69 +198,10 @@ pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<
 }
 
 /// Blocking GET with a short timeout; (status, body).
-pub fn http_get(url: &str) -> Option<(u16, Vec<u8>)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    rt.block_on(async {
-        let r = {
-            p2p_common::tls::install_provider();
-            reqwest::Client::new()
-        }
-        .get(url)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-        let s = r.status().as_u16();
-        Some((s, r.bytes().await.ok()?.to_vec()))
-    })
-}
-
-pub fn wait_ready(peer: &Proc) {
-    eventually(Duration::from_secs(20), "peer /healthz 200", || {
-        http_get(&format!("{}/healthz", peer.url())).filter(|(s, _)| *s == 200)
-    });
-}
 
 /// Runs the client with `--tracker`; (exit code, stdout, stderr).
-pub fn cli(tracker: &str, args: &[&str]) -> (i32, String, String) {
-    let out: Output = Command::new(peer_bin())
-        .arg("--tracker")
-        .arg(tracker)
-        .args(args)
-        .env_remove("P2P_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run p2p-peer");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// `search --json --exact NAME`: (peer id, address) of each holder of each match.
-pub fn holders(tracker: &str, name: &str) -> Vec<(String, String)> {
-    let (code, out, err) = cli(tracker, &["--json", "search", "--exact", name]);
-    if code == 3 {
-        return Vec::new();
-    }
-    assert_eq!(code, 0, "search failed: {err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
-    let mut hs = Vec::new();
-    for f in v["files"].as_array().expect("files") {
-        for p in f["peers"].as_array().expect("peers") {
-            hs.push((
-                p["peer_id"].as_str().unwrap_or_default().to_owned(),
-                p["address"].as_str().unwrap_or_default().to_owned(),
-            ));
-        }
-    }
-    hs.sort();
-    hs
-}
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -276,12 +222,163 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// The value of one series (`name{labels}` exactly as exposed) from `base`/metrics.
+
+/// How test clients reach the network: plaintext and open, or TLS plus a join token.
+#[derive(Clone, Default)]
+pub struct Sec {
+    /// Variables that configure a process (tracker, peer or CLI) for this mode.
+    pub env: Vec<(String, String)>,
+    tls: p2p_common::tls::TlsConfig,
+    pub token: Option<String>,
+}
+
+impl Sec {
+    pub fn plain() -> Self {
+        Self::default()
+    }
+
+    /// A fresh CA and certificate for 127.0.0.1 in `dir`, and a token.
+    pub fn secure(dir: &Path) -> Self {
+        let certs = dir.join("certs");
+        p2p_common::tls::generate_dev_certs(&certs, &["localhost".into(), "127.0.0.1".into()])
+            .expect("dev certs");
+        let tls = p2p_common::tls::TlsConfig {
+            cert: certs.join("cert.pem"),
+            key: certs.join("key.pem"),
+            ca: certs.join("ca.pem"),
+            client_ca: Default::default(),
+        };
+        let token = "test-join-token-0123456789".to_owned();
+        let env = vec![
+            ("P2P_TLS__CERT".into(), tls.cert.display().to_string()),
+            ("P2P_TLS__KEY".into(), tls.key.display().to_string()),
+            ("P2P_TLS__CA".into(), tls.ca.display().to_string()),
+            ("P2P_AUTH__TOKEN".into(), token.clone()),
+        ];
+        Self {
+            env,
+            tls,
+            token: Some(token),
+        }
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.dials() { "https" } else { "http" }
+    }
+
+    pub fn env_refs(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    fn client(&self) -> reqwest::Client {
+        p2p_common::tls::install_provider();
+        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5));
+        if let Some(cfg) = self.tls.client_config().expect("client TLS") {
+            b = b.tls_backend_preconfigured(cfg);
+        }
+        if let Some(t) = &self.token {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+            b = b.default_headers(h);
+        }
+        b.build().expect("client")
+    }
+
+    /// Blocking GET; (status, body).
+    pub fn get(&self, url: &str) -> Option<(u16, Vec<u8>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let r = self.client().get(url).send().await.ok()?;
+            let s = r.status().as_u16();
+            Some((s, r.bytes().await.ok()?.to_vec()))
+        })
+    }
+
+    pub fn wait_ready(&self, peer: &Proc) {
+        eventually(Duration::from_secs(20), "peer /healthz 200", || {
+            self.get(&format!("{}/healthz", peer.url_in(self)))
+                .filter(|(s, _)| *s == 200)
+        });
+    }
+
+    /// Runs the client with `--tracker`; (exit code, stdout, stderr).
+    pub fn cli(&self, tracker: &str, args: &[&str]) -> (i32, String, String) {
+        let out: Output = Command::new(peer_bin())
+            .arg("--tracker")
+            .arg(tracker)
+            .args(args)
+            .env_remove("P2P_CONFIG")
+            .envs(self.env_refs())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run p2p-peer");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `search --json --exact NAME`: (peer id, address) of each holder of each match.
+    pub fn holders(&self, tracker: &str, name: &str) -> Vec<(String, String)> {
+        let (code, out, err) = self.cli(tracker, &["--json", "search", "--exact", name]);
+        if code == 3 {
+            return Vec::new();
+        }
+        assert_eq!(code, 0, "search failed: {err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+        let mut hs = Vec::new();
+        for f in v["files"].as_array().expect("files") {
+            for p in f["peers"].as_array().expect("peers") {
+                hs.push((
+                    p["peer_id"].as_str().unwrap_or_default().to_owned(),
+                    p["address"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+        hs.sort();
+        hs
+    }
+
+    /// The value of one series (`name{labels}` exactly as exposed) from `base`/metrics.
+    pub fn metric(&self, base: &str, series: &str) -> f64 {
+        let (status, body) = self
+            .get(&format!("{base}/metrics"))
+            .expect("scrape /metrics");
+        assert_eq!(status, 200);
+        let text = String::from_utf8_lossy(&body);
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} not in {base}/metrics:\n{text}"))
+    }
+}
+
+pub fn http_get(url: &str) -> Option<(u16, Vec<u8>)> {
+    Sec::plain().get(url)
+}
+
+pub fn wait_ready(peer: &Proc) {
+    Sec::plain().wait_ready(peer)
+}
+
+pub fn cli(tracker: &str, args: &[&str]) -> (i32, String, String) {
+    Sec::plain().cli(tracker, args)
+}
+
+pub fn holders(tracker: &str, name: &str) -> Vec<(String, String)> {
+    Sec::plain().holders(tracker, name)
+}
+
 pub fn metric(base: &str, series: &str) -> f64 {
-    let (status, body) = http_get(&format!("{base}/metrics")).expect("scrape /metrics");
-    assert_eq!(status, 200);
-    let text = String::from_utf8_lossy(&body);
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{series} not in {base}/metrics:\n{text}"))
+    Sec::plain().metric(base, series)
 }
