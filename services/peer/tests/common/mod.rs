@@ -197,12 +197,6 @@ pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<
     }
 }
 
-/// Blocking GET with a short timeout; (status, body).
-
-/// Runs the client with `--tracker`; (exit code, stdout, stderr).
-
-/// `search --json --exact NAME`: (peer id, address) of each holder of each match.
-
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -220,8 +214,6 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
-
-/// The value of one series (`name{labels}` exactly as exposed) from `base`/metrics.
 
 /// How test clients reach the network: plaintext and open, or TLS plus a join token.
 #[derive(Clone, Default)]
