@@ -148,3 +148,15 @@ impl PeerConfig {
         Ok(loaded.value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_file_holds_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/peer.toml");
+        let cfg = PeerConfig::load(Some(Path::new(path)), Flags::new()).unwrap();
+        assert_eq!(cfg, PeerConfig::default());
+    }
+}

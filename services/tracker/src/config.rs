@@ -96,3 +96,15 @@ impl TrackerConfig {
         Ok(loaded.value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_file_holds_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/tracker.toml");
+        let cfg = TrackerConfig::load(Some(Path::new(path)), Flags::new()).unwrap();
+        assert_eq!(cfg, TrackerConfig::default());
+    }
+}
