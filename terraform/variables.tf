@@ -1,0 +1,133 @@
+variable "region" {
+  description = "AWS region to deploy into, e.g. eu-west-1."
+  type        = string
+  default     = "eu-west-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must look like eu-west-1 or us-gov-west-1."
+  }
+}
+
+variable "name" {
+  description = "Prefix of every resource name."
+  type        = string
+  default     = "p2pshare"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
+    error_message = "name must be 2-31 characters of a-z, 0-9 and '-', starting with a letter."
+  }
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of both instances (x86_64: the image is built for amd64)."
+  type        = string
+  default     = "t3.small"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\\.[a-z0-9]+$", var.instance_type)) && !can(regex("^[a-z0-9-]*g[a-z-]*\\.", var.instance_type))
+    error_message = "instance_type must be an x86_64 type such as t3.small (no Graviton 'g' types)."
+  }
+}
+
+variable "key_name" {
+  description = "Existing EC2 key pair for SSH as 'ubuntu'; null launches without a key (use SSM or none)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.key_name == null || length(coalesce(var.key_name, "x")) <= 255
+    error_message = "key_name must be at most 255 characters."
+  }
+}
+
+variable "admin_cidr" {
+  description = "The only CIDR allowed to SSH (port 22) to both instances, e.g. 198.51.100.7/32."
+  type        = string
+
+  validation {
+    condition     = can(cidrhost(var.admin_cidr, 0)) && !contains(["0.0.0.0/0", "::/0"], var.admin_cidr)
+    error_message = "admin_cidr must be a valid CIDR and not the whole internet."
+  }
+}
+
+variable "client_cidrs" {
+  description = "CIDRs of the users' machines, allowed to the tracker (50051) and the peers (5000-5002)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.client_cidrs : can(cidrhost(c, 0))])
+    error_message = "Every client_cidrs entry must be a valid CIDR."
+  }
+}
+
+variable "image" {
+  description = "p2pshare container image (both binaries), pinned by tag or digest."
+  type        = string
+  default     = "ghcr.io/p2pshare/p2pshare:0.1.0"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9._/:-]*(@sha256:[a-f0-9]{64}|:[A-Za-z0-9._-]+)$", var.image)) && !endswith(var.image, ":latest")
+    error_message = "image must carry an explicit tag (not latest) or an @sha256 digest."
+  }
+}
+
+variable "peers_per_host" {
+  description = "Peers on the peers instance: ports 5000 .. 5000+N-1 (the original layout: 3, 5000-5002)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.peers_per_host >= 1 && var.peers_per_host <= 10 && floor(var.peers_per_host) == var.peers_per_host
+    error_message = "peers_per_host must be a whole number from 1 to 10."
+  }
+}
+
+variable "advertise_public_ip" {
+  description = "Peers advertise the peers instance's Elastic IP (reachable by client_cidrs) rather than its private IP (VPC-only clients)."
+  type        = bool
+  default     = true
+}
+
+variable "subnet_id" {
+  description = "Subnet (with a route to an internet gateway) for both instances; null picks a subnet of the default VPC."
+  type        = string
+  default     = null
+}
+
+variable "root_volume_size" {
+  description = "Root volume size in GiB (encrypted gp3); the peers' shared files live on it."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.root_volume_size >= 8 && var.root_volume_size <= 16384
+    error_message = "root_volume_size must be between 8 and 16384 GiB."
+  }
+}
+
+variable "log_level" {
+  description = "Log filter of both services (P2P_TELEMETRY__LOG_LEVEL)."
+  type        = string
+  default     = "info"
+}
+
+variable "auth_token" {
+  description = "Join token every RPC and transfer must carry ([auth] token_file); empty: auth off. Stored in the Terraform state and the instances' user data: protect both."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.auth_token == "" || can(regex("^[!-~]{16,}$", var.auth_token))
+    error_message = "auth_token must be empty or at least 16 printable ASCII characters without spaces."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags on every resource."
+  type        = map(string)
+  default     = {}
+}
