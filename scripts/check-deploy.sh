@@ -111,6 +111,32 @@ for set in "${value_sets[@]}"; do
   run "kubernetes-validate --strict ${k8s_versions[*]} [$set]" validate_manifests "$rendered/$set.yaml"
 done
 # Broken values must be refused (values.schema.json and the chart's required checks).
+# The config files the chart renders must load in the real binaries (deny_unknown_fields, value
+# checks): exit 78 means the chart and the code disagree. Sets with TLS/auth need their
+# mounted files and are covered by the same keys in the default set.
+configs_load() {
+  local tracker=target/debug/p2p-tracker peer=target/debug/p2p-peer
+  [ -x "$tracker" ] && [ -x "$peer" ] || cargo build --locked --bins -q
+  for set in default replicas-5 persistence; do
+    "$py" - "$rendered/$set.yaml" "$local_dir/cfg-$set" <<'PY' || return 1
+import os, sys, yaml
+out = sys.argv[2]; os.makedirs(out, exist_ok=True)
+found = 0
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d.get("kind") == "ConfigMap":
+        for k, v in (d.get("data") or {}).items():
+            if k in ("tracker.toml", "peer.toml"):
+                open(os.path.join(out, k), "w").write(v); found += 1
+sys.exit(0 if found == 2 else f"{sys.argv[1]}: tracker.toml and peer.toml not both rendered")
+PY
+    for bin in "$tracker" "$peer"; do
+      local bname; bname=$(basename "$bin"); toml=$local_dir/cfg-$set/${bname#p2p-}.toml
+      rc=0; env -u P2P_CONFIG "$bin" --config "$toml" health --addr 127.0.0.1:9 >/dev/null 2>"$local_dir/cfg-err" || rc=$?
+      if [ "$rc" = 78 ]; then echo "[$set] $toml refused by $bname:"; cat "$local_dir/cfg-err"; return 1; fi
+    done
+  done
+}
+run "rendered config files load in the binaries" configs_load
 run "helm refuses peers.replicas=0" expect_fail replicas "minimum" helm template x "$chart" --set peers.replicas=0
 run "helm refuses a port that is not a number" expect_fail port "want integer" helm template x "$chart" --set-string tracker.port=grpc
 run "helm refuses auth without a token" expect_fail auth "auth.token or auth.existingSecret" helm template x "$chart" --set auth.enabled=true
