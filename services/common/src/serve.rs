@@ -116,6 +116,23 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
+/// Runs `serve` to its end, but at most `grace` after `stopping` resolves: a client that holds
+/// a connection open (a slow transfer, a health Watch) must not hold the process forever.
+pub async fn within_grace(
+    serve: impl Future<Output = ()>,
+    stopping: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let deadline = async {
+        stopping.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        () = serve => {}
+        () = deadline => tracing::warn!(?grace, "shutdown grace elapsed: cutting the connections still open"),
+    }
+}
+
 /// Logs the warning DESIGN asks for when plaintext is served beyond this host.
 pub fn warn_if_plaintext(addr: SocketAddr, tls: bool) {
     if !tls && !addr.ip().is_loopback() {

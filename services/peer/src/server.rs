@@ -158,23 +158,14 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
             let _ = membership.await;
             tracing::info!(?grace, "draining transfers");
         };
-        let serve = async {
-            p2p_common::serve::serve(listener, app, opts, left).await;
-            Ok::<(), anyhow::Error>(())
-        };
-        let deadline = async {
-            cut.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        let served = tokio::select! {
-            r = serve => r.context("peer HTTP server failed"),
-            () = deadline => {
-                tracing::warn!("shutdown grace elapsed: cutting the transfers still running");
-                Ok(())
-            }
-        };
+        p2p_common::serve::within_grace(
+            p2p_common::serve::serve(listener, app, opts, left),
+            cut.cancelled(),
+            grace,
+        )
+        .await;
         scanner.abort();
-        served
+        Ok(())
     });
     Ok(Running {
         local_addr,

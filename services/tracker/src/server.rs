@@ -63,12 +63,7 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
     ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_not_serving::<TrackerServiceServer<TrackerApi>>()
-        .await;
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
+    set_health(&health, ServingStatus::NotServing).await;
 
     let metrics = Metrics::new();
     let tokens = cfg.auth.tokens().context("cannot load the auth tokens")?;
@@ -134,34 +129,22 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
             let health = health.clone();
             async move {
                 let _ = stopped.wait_for(|s| *s).await;
-                health
-                    .set_not_serving::<TrackerServiceServer<TrackerApi>>()
-                    .await;
-                health
-                    .set_service_status("", ServingStatus::NotServing)
-                    .await;
+                set_health(&health, ServingStatus::NotServing).await;
                 tracing::info!("tracker draining");
             }
         };
         p2p_common::serve::warn_if_plaintext(local_addr, opts.tls.is_some());
-        let serve = async {
-            p2p_common::serve::serve(listener, router, opts, drain).await;
-            Ok::<(), anyhow::Error>(())
-        };
-        // A client holding a stream open (a health Watch) must not hold the process forever.
-        let deadline = async {
+        let stopping = async move {
             let _ = cut.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
         };
-        let result = tokio::select! {
-            r = serve => r.context("tracker server failed"),
-            () = deadline => {
-                tracing::warn!("shutdown grace elapsed: closing the calls still open");
-                Ok(())
-            }
-        };
+        p2p_common::serve::within_grace(
+            p2p_common::serve::serve(listener, router, opts, drain),
+            stopping,
+            grace,
+        )
+        .await;
         sweeper.abort();
-        result
+        Ok(())
     });
     Ok(Running {
         local_addr,
