@@ -5,6 +5,13 @@
 # ports to the peers from the peers and client_cidrs; 22 to both from admin_cidr.
 
 locals {
+  # TLS material written to /etc/p2pshare/tls on both instances (empty map: TLS off).
+  tls_files = var.tls_cert_pem == "" ? {} : {
+    "ca.pem"   = var.tls_ca_pem
+    "cert.pem" = var.tls_cert_pem
+    "key.pem"  = var.tls_key_pem
+  }
+  scheme     = var.tls_cert_pem == "" ? "http" : "https"
   peer_ports = [for i in range(var.peers_per_host) : local.peer_port_first + i]
   # The tracker's port (config/tracker.toml [server] listen) and the first peer port
   # (config/peer.toml [peer] listen); scripts/check_ports_agree.py asserts they agree.
@@ -190,11 +197,13 @@ resource "aws_instance" "tracker" {
   }
 
   user_data_replace_on_change = true
+  private_ip                  = var.tracker_private_ip != "" ? var.tracker_private_ip : null
   user_data = templatefile("${path.module}/templates/tracker.cloud-init.yaml.tftpl", {
     image        = var.image
     tracker_port = local.tracker_port
     log_level    = var.log_level
     auth_token   = var.auth_token
+    tls          = local.tls_files
   })
 
   tags = { Name = "${var.name}-tracker", Role = "tracker" }
@@ -233,11 +242,13 @@ resource "aws_instance" "peers" {
   user_data = templatefile("${path.module}/templates/peers.cloud-init.yaml.tftpl", {
     image            = var.image
     peer_ports       = local.peer_ports
-    tracker_endpoint = "http://${aws_instance.tracker.private_ip}:${local.tracker_port}"
+    tracker_endpoint = "${local.scheme}://${aws_instance.tracker.private_ip}:${local.tracker_port}"
     # Empty: each peer derives its address from the instance's private IP (IMDSv2 at boot).
-    advertise_host = var.advertise_public_ip ? aws_eip.peers.public_ip : ""
-    log_level      = var.log_level
-    auth_token     = var.auth_token
+    advertise_host = (var.peers_advertise_host != "" ? var.peers_advertise_host :
+    var.advertise_public_ip ? aws_eip.peers.public_ip : "")
+    log_level  = var.log_level
+    auth_token = var.auth_token
+    tls        = local.tls_files
   })
 
   tags = { Name = "${var.name}-peers", Role = "peers" }

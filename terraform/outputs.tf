@@ -24,7 +24,7 @@ output "peers_private_ip" {
 
 output "tracker_endpoint" {
   description = "Tracker URL for clients in client_cidrs (P2P_TRACKER__ENDPOINT / --tracker)."
-  value       = "http://${aws_eip.tracker.public_ip}:${local.tracker_port}"
+  value       = "${local.scheme}://${aws_eip.tracker.public_ip}:${local.tracker_port}"
 }
 
 output "peer_addresses" {
@@ -41,14 +41,14 @@ output "ssh_commands" {
 }
 
 output "cli_commands" {
-  description = "Ready-to-paste client commands (p2p-peer from a release or `cargo install`, or the image)."
+  description = "Ready-to-paste client commands (p2p-peer from a release or `cargo install`, or the image). With TLS, export P2P_TLS__CA=ca.pem first; with a token, P2P_AUTH__TOKEN."
   value = {
     health = "p2p-peer health --addr ${aws_eip.tracker.public_ip}:${local.tracker_port}"
-    list   = "p2p-peer --tracker http://${aws_eip.tracker.public_ip}:${local.tracker_port} ls"
-    search = "p2p-peer --tracker http://${aws_eip.tracker.public_ip}:${local.tracker_port} search NAME"
-    get    = "p2p-peer --tracker http://${aws_eip.tracker.public_ip}:${local.tracker_port} get NAME -o ./NAME"
+    list   = "p2p-peer --tracker ${local.scheme}://${aws_eip.tracker.public_ip}:${local.tracker_port} ls"
+    search = "p2p-peer --tracker ${local.scheme}://${aws_eip.tracker.public_ip}:${local.tracker_port} search NAME"
+    get    = "p2p-peer --tracker ${local.scheme}://${aws_eip.tracker.public_ip}:${local.tracker_port} get NAME -o ./NAME"
     put    = "p2p-peer put ./FILE --peer ${aws_eip.peers.public_ip}:${local.peer_port_first}"
-    docker = "docker run --rm ${var.image} /usr/local/bin/p2p-peer --tracker http://${aws_eip.tracker.public_ip}:${local.tracker_port} ls"
+    docker = "docker run --rm ${var.image} /usr/local/bin/p2p-peer --tracker ${local.scheme}://${aws_eip.tracker.public_ip}:${local.tracker_port} ls"
     logs   = "ssh ${local.ssh_key}ubuntu@${aws_eip.peers.public_ip} sudo docker logs -f p2p-peer-1"
   }
 }

@@ -126,6 +126,66 @@ variable "auth_token" {
   }
 }
 
+variable "tls_ca_pem" {
+  description = "PEM CA bundle all processes trust. Set together with tls_cert_pem and tls_key_pem to turn TLS on for the tracker's gRPC and the peers' HTTP (clients then use https:// and this CA)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.tls_ca_pem == "" || strcontains(var.tls_ca_pem, "-----BEGIN CERTIFICATE-----")
+    error_message = "tls_ca_pem must be empty or PEM certificates."
+  }
+}
+
+variable "tls_cert_pem" {
+  description = "PEM certificate chain used by the tracker and the peers. Its SANs must cover 127.0.0.1 (container health checks), tracker_private_ip, the tracker's public address clients use, and the address peers advertise (peers_advertise_host, or the private IP)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = (var.tls_cert_pem == "") == (var.tls_ca_pem == "")
+    error_message = "tls_ca_pem, tls_cert_pem and tls_key_pem are set together (TLS on) or not at all."
+  }
+  validation {
+    condition     = var.tls_cert_pem == "" || var.tracker_private_ip != ""
+    error_message = "With TLS, set tracker_private_ip: peers dial the tracker at that address, so the certificate must name it."
+  }
+}
+
+variable "tls_key_pem" {
+  description = "PEM private key of tls_cert_pem. Stored in the Terraform state and the instances' user data: protect both."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = (var.tls_key_pem == "") == (var.tls_cert_pem == "")
+    error_message = "tls_cert_pem and tls_key_pem are set together."
+  }
+}
+
+variable "tracker_private_ip" {
+  description = "Fixed private IPv4 of the tracker instance inside the subnet (empty: AWS picks). Needed with TLS, so the certificate can name it before apply."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.tracker_private_ip == "" || can(cidrhost("${var.tracker_private_ip}/32", 0))
+    error_message = "tracker_private_ip must be empty or an IPv4 address."
+  }
+}
+
+variable "peers_advertise_host" {
+  description = "Host name or IP the peers advertise to others (empty: the peers' Elastic IP with advertise_public_ip, else their private IP). With TLS, a DNS name that the certificate covers."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.peers_advertise_host == "" || can(regex("^[A-Za-z0-9.-]{1,253}$", var.peers_advertise_host))
+    error_message = "peers_advertise_host must be empty, a DNS name or an IPv4 address."
+  }
+}
+
 variable "tags" {
   description = "Extra tags on every resource."
   type        = map(string)
