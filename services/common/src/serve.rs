@@ -90,6 +90,16 @@ pub async fn serve(
         tokio::spawn(async move {
             match acceptor {
                 None => {
+                    // hyper's header deadline starts with the first byte: a client that connects
+                    // and sends nothing is cut here instead.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(handshake, stream.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => {
+                            tracing::debug!(%remote, "connection idle before its first request");
+                            return;
+                        }
+                    }
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn.into_owned()).await;

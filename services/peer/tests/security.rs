@@ -458,6 +458,21 @@ async fn a_slow_loris_is_cut_off_while_downloads_continue() {
         held < Duration::from_secs(3),
         "slow client held its connection {held:?}"
     );
+
+    // A client that connects and sends nothing is cut as well.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("idle connection still open after 5 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "idle for {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
