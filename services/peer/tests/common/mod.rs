@@ -84,7 +84,7 @@ impl Drop for Proc {
 
 /// Spawns `cmd`, copies its stderr to `log`, and returns once it logs `message` with a
 /// `local_addr` field (within 20 s).
-fn spawn(mut cmd: Command, log: PathBuf, message: &str) -> Proc {
+pub fn spawn_cmd(mut cmd: Command, log: PathBuf, message: &str) -> Proc {
     cmd.env_remove("P2P_CONFIG")
         .env_remove("RUST_LOG")
         .env("P2P_TELEMETRY__LOG_FORMAT", "json")
@@ -140,7 +140,7 @@ pub fn spawn_tracker_with(dir: &Path, port: u16, lease_ttl: &str, env: &[(&str, 
     ]);
     cmd.envs(env.iter().copied());
     let log = dir.join(format!("tracker-{}.log", unique()));
-    spawn(cmd, log, "tracker listening")
+    spawn_cmd(cmd, log, "tracker listening")
 }
 
 pub struct PeerOpts<'a> {
@@ -169,7 +169,7 @@ pub fn spawn_peer(log_dir: &Path, o: PeerOpts<'_>) -> Proc {
     for (k, v) in o.env {
         cmd.env(k, v);
     }
-    spawn(
+    spawn_cmd(
         cmd,
         log_dir.join(format!("{}-{}.log", o.id, unique())),
         "peer listening",
