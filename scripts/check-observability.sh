@@ -11,8 +11,10 @@ rules=helm/p2pshare/rules/p2pshare.yaml
 rules_test=helm/p2pshare/rules/p2pshare_test.yaml
 
 if ! command -v promtool >/dev/null 2>&1; then
-  echo "promtool missing: apt-get install prometheus" >&2
-  exit 1
+  # promtool comes with Debian's prometheus package.
+  sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml
 
