@@ -16,7 +16,10 @@ if ! command -v promtool >/dev/null 2>&1; then
   sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
-python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml
+# PyYAML: from check-deploy's venv when it exists, else the system python's, installed if missing.
+py=python3
+[ -x .local/venv-tools/bin/python ] && py=.local/venv-tools/bin/python
+"$py" -c 'import yaml' 2>/dev/null || "$py" -m pip install -q pyyaml
 
 [ -x target/debug/p2p-tracker ] && [ -x target/debug/p2p-peer ] || cargo build --locked --bins
 bin=$PWD/target/debug
@@ -58,8 +61,8 @@ curl -fs "http://127.0.0.1:$tport/metrics" > "$work/tracker.prom"
 curl -fs "http://127.0.0.1:$p1/metrics" > "$work/peer1.prom"
 curl -fs "http://127.0.0.1:$p2/metrics" > "$work/peer2.prom"
 
-python3 scripts/check_promql_metrics.py --self-test
-python3 scripts/check_promql_metrics.py --dashboard "$dashboard" --rules "$rules" \
+"$py" scripts/check_promql_metrics.py --self-test
+"$py" scripts/check_promql_metrics.py --dashboard "$dashboard" --rules "$rules" \
   "$work/tracker.prom" "$work/peer1.prom" "$work/peer2.prom"
 promtool check rules "$rules"
 [ -f "$rules_test" ] && promtool test rules "$rules_test"
