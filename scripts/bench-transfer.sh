@@ -14,18 +14,24 @@ mkdir -p "$work/share"
 head -c $((size_mib * 1048576)) /dev/urandom > "$work/share/big.bin"
 want=$(sha256sum "$work/share/big.bin" | cut -d' ' -f1)
 
-P2P_TELEMETRY__LOG_LEVEL=warn "$bin/p2p-tracker" --listen 127.0.0.1:50151 &
-P2P_TELEMETRY__LOG_LEVEL=warn "$bin/p2p-peer" --tracker http://127.0.0.1:50151 serve --id bench \
-  --listen 127.0.0.1:50152 --files-dir "$work/share" &
+for tool in bc /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install bc time)" >&2; exit 2; }
+done
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+tport=$(free_port)
+pport=$(free_port)
+P2P_TELEMETRY__LOG_LEVEL=warn "$bin/p2p-tracker" --listen "127.0.0.1:$tport" &
+P2P_TELEMETRY__LOG_LEVEL=warn "$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" serve --id bench \
+  --listen "127.0.0.1:$pport" --files-dir "$work/share" &
 peer=$!
 for _ in $(seq 600); do
-  curl -fs http://127.0.0.1:50152/healthz >/dev/null 2>&1 && break
+  curl -fs "http://127.0.0.1:$pport/healthz" >/dev/null 2>&1 && break
   sleep 0.2
 done
 
 start=$(date +%s.%N)
-/usr/bin/env time -f '%M' -o "$work/client-maxrss" \
-  "$bin/p2p-peer" --tracker http://127.0.0.1:50151 get big.bin -o "$work/out.bin" >&2
+/usr/bin/time -f '%M' -o "$work/client-maxrss" \
+  "$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" get big.bin -o "$work/out.bin" >&2
 end=$(date +%s.%N)
 got=$(sha256sum "$work/out.bin" | cut -d' ' -f1)
 [ "$got" = "$want" ] || { echo "digest mismatch: $got != $want" >&2; exit 1; }
