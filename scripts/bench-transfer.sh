@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
+for tool in bc /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install bc time)" >&2; exit 2; }
+done
 cargo build --release --locked --bins >&2
 bin=$PWD/target/release
 work=$(mktemp -d)
@@ -14,9 +17,6 @@ mkdir -p "$work/share"
 head -c $((size_mib * 1048576)) /dev/urandom > "$work/share/big.bin"
 want=$(sha256sum "$work/share/big.bin" | cut -d' ' -f1)
 
-for tool in bc /usr/bin/time; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install bc time)" >&2; exit 2; }
-done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 tport=$(free_port)
 pport=$(free_port)

@@ -48,8 +48,12 @@ fn run(mut cmd: Command) -> Output {
     }
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// Runs `cmd`, checks its exit code and returns what it wrote to stderr.
+fn expect_exit(cmd: Command, code: i32) -> String {
+    let out = run(cmd);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    err
 }
 
 #[test]
@@ -59,9 +63,7 @@ fn unknown_key_in_config_file_names_key_and_file() {
     std::fs::write(&path, "[registry]\nlease_tll = \"3s\"\n").unwrap();
     let mut cmd = tracker();
     cmd.arg("--config").arg(&path);
-    let out = run(cmd);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(CONFIG_ERROR), "stderr: {err}");
+    let err = expect_exit(cmd, CONFIG_ERROR);
     assert!(err.contains("registry.lease_tll"), "stderr: {err}");
     assert!(err.contains(&path.display().to_string()), "stderr: {err}");
 }
@@ -70,9 +72,7 @@ fn unknown_key_in_config_file_names_key_and_file() {
 fn unknown_env_key_names_the_variable() {
     let mut cmd = tracker();
     cmd.env("P2P_SERVER__LISTN", "127.0.0.1:0");
-    let out = run(cmd);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(CONFIG_ERROR), "stderr: {err}");
+    let err = expect_exit(cmd, CONFIG_ERROR);
     assert!(err.contains("P2P_SERVER__LISTN"), "stderr: {err}");
 }
 
@@ -80,9 +80,7 @@ fn unknown_env_key_names_the_variable() {
 fn bad_flag_value_names_key_and_flag() {
     let mut cmd = tracker();
     cmd.args(["--lease-ttl", "banana"]);
-    let out = run(cmd);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(CONFIG_ERROR), "stderr: {err}");
+    let err = expect_exit(cmd, CONFIG_ERROR);
     assert!(err.contains("registry.lease_ttl"), "stderr: {err}");
     assert!(err.contains("command-line flag"), "stderr: {err}");
 }
@@ -93,9 +91,7 @@ fn missing_config_file_is_a_config_error() {
     let path = dir.path().join("absent.toml");
     let mut cmd = tracker();
     cmd.arg("--config").arg(&path);
-    let out = run(cmd);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(CONFIG_ERROR), "stderr: {err}");
+    let err = expect_exit(cmd, CONFIG_ERROR);
     assert!(err.contains("does not exist"), "stderr: {err}");
 }
 
@@ -105,9 +101,7 @@ fn port_in_use_fails_with_a_clear_message() {
     let addr = taken.local_addr().unwrap();
     let mut cmd = tracker();
     cmd.args(["--listen", &addr.to_string()]);
-    let out = run(cmd);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    let err = expect_exit(cmd, 1);
     assert!(
         err.contains(&format!("cannot listen on {addr}")),
         "stderr: {err}"
@@ -123,11 +117,6 @@ fn health_probe_of_nothing_exits_1() {
         .unwrap();
     let mut cmd = tracker();
     cmd.args(["health", "--addr", &addr.to_string()]);
-    let out = run(cmd);
-    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
-    assert!(
-        stderr(&out).contains("cannot connect"),
-        "stderr: {}",
-        stderr(&out)
-    );
+    let err = expect_exit(cmd, 1);
+    assert!(err.contains("cannot connect"), "stderr: {err}");
 }
