@@ -139,6 +139,10 @@ impl Registry {
         Self { store, ttl, limits }
     }
 
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     pub fn ttl(&self) -> Duration {
         self.ttl
     }

@@ -124,6 +124,7 @@ impl TrackerService for TrackerApi {
         let span = rpc_span("Register", &req);
         self.observe("Register", span, async {
             let r = req.into_inner();
+            let cap = u32::try_from(self.registry.limits().max_files_per_peer).unwrap_or(u32::MAX);
             let secret = self
                 .registry
                 .register(&r.peer_id, &r.address, entries(r.files), &r.lease_secret)
@@ -132,6 +133,9 @@ impl TrackerService for TrackerApi {
             Ok(RegisterResponse {
                 lease_secret: secret,
                 lease_ttl_ms: ttl_ms(&self.registry),
+                max_files_per_peer: cap,
+                // Today one request may carry the whole share (up to the cap).
+                max_files_per_request: cap,
             })
         })
         .await
