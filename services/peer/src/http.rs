@@ -73,9 +73,10 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         require_token,
     ));
+    // `layer`, not `route_layer`: requests that match no route (404) are counted too.
     protected
         .merge(open)
-        .route_layer(axum::middleware::from_fn_with_state(
+        .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::track,
         ))

@@ -1,11 +1,15 @@
 //! The peer's metrics (names fixed by DESIGN.md). Labels are bounded: route templates, status
 //! codes, fixed result words and directions; never file names or peer ids.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use http_body::{Frame, SizeHint};
 use p2p_common::metrics::register;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -14,11 +18,13 @@ use tracing::Instrument;
 
 use crate::store::Store;
 
-/// Local requests take 0.1-5 ms; a large file streams for seconds to minutes.
-const HTTP_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0, 300.0,
-];
+/// Until the response head: tens of microseconds for a listing, minutes for a large upload
+/// (answered once its body is in).
+fn http_buckets() -> Vec<f64> {
+    let mut b = p2p_common::metrics::LATENCY_BUCKETS.to_vec();
+    b.extend([30.0, 60.0, 300.0]);
+    b
+}
 
 fn counter(reg: &Registry, name: &str, help: &str) -> IntCounter {
     register(
@@ -60,7 +66,7 @@ impl Metrics {
                     "p2p_peer_http_request_duration_seconds",
                     "HTTP request latency (until the response head; bodies stream on).",
                 )
-                .buckets(HTTP_BUCKETS.to_vec()),
+                .buckets(http_buckets()),
                 &["route"],
             )
             .expect("static metric definition"),
@@ -185,38 +191,82 @@ impl Drop for TransferGuard {
     }
 }
 
-/// Counts and traces every request by its route template (never the raw path).
+/// Route label of a request: its route template, never the raw path (unbounded, and it may
+/// hold file names).
+fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    match matched.map(MatchedPath::as_str) {
+        // No route matched: the router's fallback answers (404).
+        None => "unmatched",
+        Some("/files") => "/files",
+        Some("/files/{name}") => "/files/{name}",
+        Some("/upload") => "/upload",
+        Some("/healthz") => "/healthz",
+        Some("/metrics") => "/metrics",
+        Some("/leave") => "/leave",
+        Some(_) => "other",
+    }
+}
+
+/// Counts and traces every request, matched or not, by its route label. The latency metric
+/// stops at the response head; the span lasts until the body has been sent (or abandoned).
 pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("other", |p| match p.as_str() {
-            "/files" => "/files",
-            "/files/{name}" => "/files/{name}",
-            "/upload" => "/upload",
-            "/healthz" => "/healthz",
-            "/metrics" => "/metrics",
-            "/leave" => "/leave",
-            _ => "other",
-        });
+    let route = route_label(req.extensions().get::<MatchedPath>());
     let span = tracing::info_span!(
         "http",
         otel.name = %format!("{} {route}", req.method()),
         otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         http.route = route,
         http.response.status_code = tracing::field::Empty,
     );
     p2p_common::telemetry::set_remote_parent(&span, req.headers());
     let started = Instant::now();
     let resp = next.run(req).instrument(span.clone()).await;
-    span.record("http.response.status_code", resp.status().as_u16());
+    let status = resp.status();
+    span.record("http.response.status_code", status.as_u16());
+    // Server spans: 5xx is the server's failure; 4xx is the client's and stays unset.
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     m.http_duration
         .with_label_values(&[route])
         .observe(started.elapsed().as_secs_f64());
     m.http_requests
-        .with_label_values(&[route, resp.status().as_str()])
+        .with_label_values(&[route, status.as_str()])
         .inc();
-    resp
+    resp.map(|body| Body::new(SpannedBody { inner: body, span }))
+}
+
+/// A response body that keeps its request's span open until the body ends or is dropped, and
+/// marks the span failed when the body breaks off.
+struct SpannedBody {
+    inner: Body,
+    span: tracing::Span,
+}
+
+impl HttpBody for SpannedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            self.span.record("otel.status_code", "ERROR");
+            tracing::warn!(parent: &self.span, error = %e, "response body failed");
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Counts the bytes and failures of this peer's own downloads.

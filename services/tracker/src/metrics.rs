@@ -2,18 +2,24 @@
 //! gRPC code names only.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use p2p_common::metrics::register;
+use p2p_common::metrics::{LATENCY_BUCKETS, register};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 use crate::registry::Registry as PeerRegistry;
 
-/// RPC latencies measured on loopback are 50 µs - 2 ms; the upper buckets catch a slow store.
-const RPC_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+/// The `method` label values: the RPCs of `TrackerService`.
+const METHODS: [&str; 7] = [
+    "Register",
+    "Heartbeat",
+    "Announce",
+    "Leave",
+    "Search",
+    "ListFiles",
+    "GetPeersByDigest",
 ];
 
 #[derive(Clone)]
@@ -44,7 +50,7 @@ impl Metrics {
             &registry,
             HistogramVec::new(
                 HistogramOpts::new("p2p_tracker_rpc_duration_seconds", "Tracker RPC latency.")
-                    .buckets(RPC_BUCKETS.to_vec()),
+                    .buckets(LATENCY_BUCKETS.to_vec()),
                 &["method"],
             )
             .expect("static metric definition"),
@@ -69,6 +75,12 @@ impl Metrics {
             )
             .expect("static metric definition"),
         );
+        // Every method has its OK and latency series from the start, so rates and error ratios
+        // read 0 on a quiet tracker instead of "No data".
+        for method in METHODS {
+            rpc_requests.with_label_values(&[method, "OK"]);
+            rpc_duration.with_label_values(&[method]);
+        }
         Self {
             registry,
             rpc_requests,
@@ -80,9 +92,13 @@ impl Metrics {
     }
 
     pub fn observe_rpc(&self, method: &str, code: tonic::Code, started: Instant) {
+        self.record_rpc(method, code, started.elapsed());
+    }
+
+    fn record_rpc(&self, method: &str, code: tonic::Code, took: Duration) {
         self.rpc_duration
             .with_label_values(&[method])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(took.as_secs_f64());
         // "OK" as in the gRPC spec; other codes by their tonic names ("NotFound", ...).
         let code = match code {
             tonic::Code::Ok => "OK".to_owned(),
@@ -104,5 +120,48 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket_count(text: &str, series_prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(series_prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn a_40_microsecond_rpc_lands_below_a_tenth_of_a_millisecond() {
+        let m = Metrics::new();
+        m.record_rpc("Search", tonic::Code::Ok, Duration::from_micros(40));
+        let text = p2p_common::metrics::encode(&m.registry);
+        let bucket = |le: &str| {
+            bucket_count(
+                &text,
+                &format!(
+                    "p2p_tracker_rpc_duration_seconds_bucket{{method=\"Search\",le=\"{le}\"}}"
+                ),
+            )
+        };
+        assert_eq!(bucket("0.000025"), Some(0.0), "{text}");
+        assert_eq!(bucket("0.00005"), Some(1.0), "{text}");
+        assert_eq!(bucket("10"), Some(1.0), "{text}");
+    }
+
+    #[test]
+    fn every_method_has_a_zero_ok_series_before_any_call() {
+        let text = p2p_common::metrics::encode(&Metrics::new().registry);
+        for method in METHODS {
+            let series =
+                format!("p2p_tracker_rpc_requests_total{{code=\"OK\",method=\"{method}\"}} 0");
+            assert!(
+                text.lines().any(|l| l == series),
+                "{series} missing:\n{text}"
+            );
+        }
     }
 }
