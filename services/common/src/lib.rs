@@ -17,11 +17,13 @@ pub mod proto {
     tonic::include_proto!("p2pshare.tracker.v1");
 }
 
-/// A tracker API client that carries the caller's trace context.
+/// A tracker API client that traces each call (a client span) and carries its context.
 pub type TrackerClient = proto::tracker_service_client::TrackerServiceClient<
-    tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        telemetry::InjectContext,
+    telemetry::ClientSpan<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            telemetry::InjectContext,
+        >,
     >,
 >;
 
@@ -30,10 +32,12 @@ pub fn tracker_client(
     channel: tonic::transport::Channel,
     token: Option<&auth::Tokens>,
 ) -> TrackerClient {
-    proto::tracker_service_client::TrackerServiceClient::with_interceptor(
-        channel,
-        telemetry::InjectContext::new(token.map(auth::Tokens::outgoing)),
-    )
+    proto::tracker_service_client::TrackerServiceClient::new(telemetry::ClientSpan(
+        tonic::service::interceptor::InterceptedService::new(
+            channel,
+            telemetry::InjectContext::new(token.map(auth::Tokens::outgoing)),
+        ),
+    ))
 }
 
 /// Version of this build, reported by `--version` and in metrics.

@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use p2p_common::config::Flags;
 use p2p_common::proto::{FileMatch, PeerInfo};
+use p2p_common::telemetry::Service;
 use serde_json::json;
-use tracing::Instrument;
 
 use crate::config::PeerConfig;
 use crate::download::{self, Progress, Target};
@@ -203,12 +203,16 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Serve(_)) | None => ("p2p-peer", "info"),
         Some(_) => ("p2p-cli", "warn"),
     };
-    let telemetry = p2p_common::telemetry::init(&cfg.telemetry, service, default_level);
+    let who = match cli.command {
+        Some(Command::Serve(_)) | None => Service::daemon(service, cfg.peer.id.clone()),
+        Some(_) => Service::command(service),
+    };
+    let telemetry = p2p_common::telemetry::init(&cfg.telemetry, &who, default_level);
     let result = match cli.command {
         Some(Command::Serve(_)) | None => serve(cfg, menu).await,
         Some(command) => {
             let span = tracing::info_span!("p2p-peer", otel.name = command.name());
-            client(command, &cfg, &out).instrument(span).await
+            p2p_common::telemetry::traced(span, client(command, &cfg, &out)).await
         }
     };
     telemetry.shutdown().await;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use p2p_common::proto::{
     AnnounceRequest, FileInfo, HeartbeatRequest, LeaveRequest, RegisterRequest,
 };
+use p2p_common::telemetry::traced;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
@@ -122,14 +123,13 @@ impl Membership {
             removed = removed.len(),
             "announcing changes"
         );
-        self.client
-            .announce(AnnounceRequest {
-                peer_id: self.peer_id.clone(),
-                lease_secret: secret.to_owned(),
-                added,
-                removed,
-            })
-            .await?;
+        let req = AnnounceRequest {
+            peer_id: self.peer_id.clone(),
+            lease_secret: secret.to_owned(),
+            added,
+            removed,
+        };
+        traced(tracing::info_span!("announce"), self.client.announce(req)).await?;
         Ok(Some(now))
     }
 
@@ -148,7 +148,7 @@ impl Membership {
 
         loop {
             if lease.is_none() {
-                match self.register(&secret).await {
+                match traced(tracing::info_span!("register"), self.register(&secret)).await {
                     Ok((s, files)) => {
                         tracing::info!(peer = %self.peer_id, address = %self.address, files = files.len(), "registered with the tracker");
                         self.save_secret(&s).await;
@@ -189,10 +189,14 @@ impl Membership {
                     return;
                 }
                 _ = tick.tick() => {
-                    let hb = self.client.heartbeat(HeartbeatRequest {
+                    let req = HeartbeatRequest {
                         peer_id: self.peer_id.clone(),
                         lease_secret: current.clone(),
-                    }).await.map(|_| ());
+                    };
+                    // The daemon's own calls are traces of their own, not orphans.
+                    let hb = traced(tracing::info_span!("heartbeat"), self.client.heartbeat(req))
+                        .await
+                        .map(|_| ());
                     match hb {
                         Ok(()) if dirty => self.announce(&current, &announced).await.map(|s| {
                             if let Some(s) = s { announced = s; }
@@ -249,7 +253,12 @@ impl Membership {
             peer_id: self.peer_id.clone(),
             lease_secret: secret.to_owned(),
         };
-        match tokio::time::timeout(Duration::from_secs(3), self.client.leave(req)).await {
+        match tokio::time::timeout(
+            Duration::from_secs(3),
+            traced(tracing::info_span!("leave"), self.client.leave(req)),
+        )
+        .await
+        {
             Ok(Ok(_)) => tracing::info!(peer = %self.peer_id, "left the network"),
             Ok(Err(s)) => tracing::warn!("leave failed: {}", s.message()),
             Err(_) => tracing::warn!("leave timed out; the lease will expire on its own"),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::cli;
 use crate::config::PeerConfig;
@@ -70,13 +71,18 @@ where
                 let Some(name) = ask(&mut lines, &mut out, "File name to search: ").await? else {
                     return Ok(());
                 };
-                search(&ctx, &name).await
+                search(&ctx, &name)
+                    .instrument(tracing::info_span!("menu", otel.name = "menu search"))
+                    .await
             }
             "2" => {
                 let Some(name) = ask(&mut lines, &mut out, "File name to get: ").await? else {
                     return Ok(());
                 };
-                get(&ctx, &name).await
+                // A trace of its own: the menu has no caller to continue one.
+                get(&ctx, &name)
+                    .instrument(tracing::info_span!("menu", otel.name = "menu get"))
+                    .await
             }
             "3" => {
                 let Some(path) = ask(&mut lines, &mut out, "Path of the file to put: ").await?
@@ -96,7 +102,11 @@ where
                 } else {
                     addr
                 };
-                match upload(&ctx.cfg, &addr, &PathBuf::from(path)).await {
+                let put = tracing::info_span!("menu", otel.name = "menu put");
+                match upload(&ctx.cfg, &addr, &PathBuf::from(path))
+                    .instrument(put)
+                    .await
+                {
                     Ok(body) => format!(
                         "{} {} on {addr}",
                         body["status"].as_str().unwrap_or("uploaded"),

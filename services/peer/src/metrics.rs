@@ -215,7 +215,6 @@ pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Respon
         "http",
         otel.name = %format!("{} {route}", req.method()),
         otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
         http.route = route,
         http.response.status_code = tracing::field::Empty,
     );
@@ -226,7 +225,7 @@ pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Respon
     span.record("http.response.status_code", status.as_u16());
     // Server spans: 5xx is the server's failure; 4xx is the client's and stays unset.
     if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+        p2p_common::telemetry::mark_error(&span, status.as_str().to_owned());
     }
     m.http_duration
         .with_label_values(&[route])
@@ -252,10 +251,13 @@ impl HttpBody for SpannedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        // Entered while sending: the span's end is its last exit, so it covers the body.
+        let _entered = this.span.enter();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Err(e))) = &polled {
-            self.span.record("otel.status_code", "ERROR");
-            tracing::warn!(parent: &self.span, error = %e, "response body failed");
+            p2p_common::telemetry::mark_error(&this.span, "response body failed");
+            tracing::warn!(error = %e, "response body failed");
         }
         polled
     }

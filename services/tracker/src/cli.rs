@@ -63,7 +63,14 @@ pub async fn run(cli: Cli) -> ExitCode {
             p2p_common::health::run_probe(&target, &cfg.tls).await
         }
         None | Some(Command::Serve) => {
-            let telemetry = p2p_common::telemetry::init(&cfg.telemetry, "p2p-tracker", "info");
+            let telemetry = p2p_common::telemetry::init(
+                &cfg.telemetry,
+                &p2p_common::telemetry::Service::daemon(
+                    "p2p-tracker",
+                    p2p_common::telemetry::host_name(),
+                ),
+                "info",
+            );
             let result = crate::server::run(cfg, p2p_common::shutdown::signal()).await;
             telemetry.shutdown().await;
             match result {

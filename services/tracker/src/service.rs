@@ -35,10 +35,11 @@ impl TrackerApi {
         body: impl Future<Output = Result<T, Status>>,
     ) -> Result<Response<T>, Status> {
         let started = Instant::now();
-        let result = body.instrument(span).await;
+        let result = body.instrument(span.clone()).await;
         let code = result
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
+        p2p_common::telemetry::record_grpc_server_status(&span, code);
         self.metrics.observe_rpc(method, code, started);
         result.map(Response::new)
     }
@@ -106,6 +107,7 @@ fn rpc_span<T>(method: &'static str, req: &Request<T>) -> tracing::Span {
         otel.kind = "server",
         rpc.system = "grpc",
         rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
     );
     p2p_common::telemetry::set_remote_parent(&span, &req.metadata().clone().into_headers());
     span
