@@ -3,12 +3,19 @@
 services really export, given /metrics dumps scraped from live processes.
 
 usage: check_promql_metrics.py --dashboard D.json --rules R.yaml DUMP.prom...
+       check_promql_metrics.py --dashboard D.json --prometheus http://HOST:PORT
        check_promql_metrics.py --self-test
+
+With --prometheus, every dashboard query is run against a live Prometheus that scrapes the
+services, and each must answer with at least one sample: a healthy system reads 0, never
+"No data".
 """
 import argparse
 import json
 import re
 import sys
+import urllib.parse
+import urllib.request
 
 import yaml
 
@@ -105,15 +112,48 @@ def self_test():
     return 1 if bad else 0
 
 
+def grafana_to_promql(expr: str, rate_interval: str) -> str:
+    """A dashboard query as Grafana would send it, with every instance selected."""
+    return expr.replace("$__rate_interval", rate_interval).replace("$instance", ".*")
+
+
+def empty_queries(prometheus: str, dashboards, rate_interval: str):
+    """Dashboard queries whose answer has no sample at all (Grafana: "No data")."""
+    empty = []
+    for path in dashboards:
+        for where, expr in dashboard_exprs(path):
+            if where.startswith("variable"):
+                continue
+            q = grafana_to_promql(expr, rate_interval)
+            url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+            with urllib.request.urlopen(url, timeout=30) as r:
+                body = json.load(r)
+            if body.get("status") != "success":
+                empty.append(f"{where}: {body.get('error')}")
+            elif not body["data"]["result"]:
+                empty.append(f"{where}: no data for {q}")
+    return empty
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dashboard", action="append", default=[])
     ap.add_argument("--rules", action="append", default=[])
     ap.add_argument("--self-test", action="store_true")
+    ap.add_argument("--prometheus", help="run the dashboard queries against this Prometheus")
+    ap.add_argument("--rate-interval", default="15s", help="what $__rate_interval stands for")
     ap.add_argument("dumps", nargs="*")
     a = ap.parse_args()
     if a.self_test:
         return self_test()
+    if a.prometheus:
+        empty = empty_queries(a.prometheus, a.dashboard, a.rate_interval)
+        if empty:
+            print("dashboard queries without data on a live system:")
+            print("\n".join(f"  {e}" for e in empty))
+            return 1
+        print("every dashboard query has data on the live system")
+        return 0
     if not a.dumps:
         ap.error("give at least one /metrics dump")
     have = exported(a.dumps)
