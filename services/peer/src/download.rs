@@ -12,7 +12,6 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, RANGE};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
-use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::net::Net;
@@ -119,9 +118,7 @@ pub async fn fetch(
             peer = %peer.peer_id,
             address = %peer.address,
         );
-        match attempt(net, peer, target, &part, progress)
-            .instrument(span)
-            .await
+        match p2p_common::telemetry::traced(span, attempt(net, peer, target, &part, progress)).await
         {
             Ok(()) => {
                 progress.done();

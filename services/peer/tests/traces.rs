@@ -481,3 +481,60 @@ fn an_unreachable_collector_blocks_nothing() {
         started.elapsed()
     );
 }
+
+#[test]
+fn the_menus_get_is_a_trace_of_its_own() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = Receiver::default();
+    let collector = start_collector(&rt, receiver.clone());
+    let net = start_net(&collector);
+    let dir = net.tmp.path().join("menu_files");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A serving peer with its menu, in this process (the binary shows the menu only on a
+    // terminal), exporting its own spans.
+    let telemetry = p2p_common::telemetry::init(
+        &p2p_common::config::TelemetryConfig {
+            otlp_endpoint: collector.clone(),
+            ..Default::default()
+        },
+        &p2p_common::telemetry::Service::daemon("p2p-peer", "menu_peer"),
+        "warn",
+    );
+    let mut cfg = p2p_peer::config::PeerConfig::default();
+    cfg.peer.id = "menu_peer".into();
+    cfg.peer.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.peer.files_dir = dir.clone();
+    cfg.tracker.endpoint = net.tracker.url();
+    let running = rt.block_on(p2p_peer::server::start(cfg.clone())).unwrap();
+    let ctx = p2p_peer::menu::Context::serving(&cfg, &running);
+    let mut out = Vec::new();
+    rt.block_on(p2p_peer::menu::run(
+        ctx,
+        &b"2\ntraced.bin\n4\n"[..],
+        &mut out,
+    ))
+    .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("Downloaded traced.bin"), "{out}");
+    assert_eq!(std::fs::read(dir.join("traced.bin")).unwrap(), net.content);
+    rt.block_on(running.wait()).unwrap();
+    rt.block_on(telemetry.shutdown());
+
+    receiver.wait_for("a `menu get` trace reaching the tracker", |spans| {
+        let root = spans.iter().find(|g| {
+            g.service == "p2p-peer"
+                && g.instance == "menu_peer"
+                && g.span.name == "menu get"
+                && g.is_root()
+        })?;
+        spans
+            .iter()
+            .find(|g| {
+                g.service == "p2p-tracker"
+                    && g.span.name == "TrackerService/Search"
+                    && g.trace() == root.trace()
+            })
+            .map(|_| ())
+    });
+}
