@@ -424,7 +424,15 @@ fn a_cli_command_tries_a_failing_collector_once() {
         },
     );
     wait_ready(&peer);
-    let out = cli_traced(&collector, &turl, &["search", "x.txt"]);
+    // Only the flush at exit exports (no timed batch in between, however slow the machine).
+    let out = std::process::Command::new(peer_bin())
+        .args(["--tracker", &turl, "search", "x.txt"])
+        .env_remove("P2P_CONFIG")
+        .env("P2P_TELEMETRY__OTLP_ENDPOINT", &collector)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
