@@ -113,6 +113,7 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
     let opts = p2p_common::serve::Options {
         tls,
         header_timeout: cfg.server.header_timeout,
+        idle_timeout: cfg.server.idle_timeout,
         ..Default::default()
     };
     let task = tokio::spawn(async move {
