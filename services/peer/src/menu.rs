@@ -97,11 +97,7 @@ where
                     addr
                 };
                 match upload(&ctx.cfg, &addr, &PathBuf::from(path)).await {
-                    Ok(body) => format!(
-                        "{} {} on {addr}",
-                        body["status"].as_str().unwrap_or("uploaded"),
-                        body["name"].as_str().unwrap_or_default()
-                    ),
+                    Ok(up) => format!("{} {} on {addr}", up.status, up.name),
                     Err(e) => format!("put failed: {e}"),
                 }
             }
@@ -221,6 +217,6 @@ async fn upload(
     cfg: &PeerConfig,
     addr: &str,
     path: &std::path::Path,
-) -> crate::error::Result<serde_json::Value> {
+) -> crate::error::Result<cli::Uploaded> {
     cli::upload(&Net::new(cfg)?, addr, path).await
 }
