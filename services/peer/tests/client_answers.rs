@@ -239,6 +239,21 @@ async fn tls_failures_reach_the_user_with_their_cause() {
         err.contains("invalid peer certificate"),
         "unknown CA: {err}"
     );
+    // The health probe of a TLS service that trusts another CA says why it cannot connect
+    // (it used to print only "transport error").
+    let mut other_service = trusting(&other.ca);
+    other_service.push(("P2P_TLS__CERT".into(), other.cert.display().to_string()));
+    other_service.push(("P2P_TLS__KEY".into(), other.key.display().to_string()));
+    let (code, _, err) = run_cli(
+        args(&["health", "--addr", &t.local_addr.to_string()]),
+        other_service,
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("invalid peer certificate"),
+        "health with an unknown CA: {err}"
+    );
 
     // Client certificates required, none presented.
     t.shutdown().await.unwrap();
