@@ -107,6 +107,18 @@ impl AuthConfig {
     }
 }
 
+/// The credentials of a `Bearer` authorization value. The scheme is case-insensitive and may
+/// be followed by more than one space (RFC 9110 section 11.1, RFC 6750 section 2.1).
+fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer";
+    let (scheme, rest) = value.split_at_checked(SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let start = rest.iter().position(|b| *b != b' ')?;
+    Some(&rest[start..])
+}
+
 impl Tokens {
     /// The token this process presents.
     pub fn outgoing(&self) -> &str {
@@ -116,8 +128,7 @@ impl Tokens {
     /// Whether an `Authorization` value carries an accepted bearer token. Every accepted token
     /// is compared in constant time, so timing tells nothing about which or how much matched.
     pub fn accepts_header(&self, value: Option<&[u8]>) -> bool {
-        let Some(v) = value else { return false };
-        let Some(presented) = v.strip_prefix(b"Bearer ") else {
+        let Some(presented) = value.and_then(bearer_credentials) else {
             return false;
         };
         self.accepted
@@ -148,6 +159,14 @@ mod tests {
         assert!(t.accepts_header(Some(b"Bearer old-token")));
         assert!(!t.accepts_header(Some(b"Bearer new-toke")));
         assert!(!t.accepts_header(Some(b"new-token")));
+        // The scheme is case-insensitive (RFC 9110); the token is not.
+        assert!(t.accepts_header(Some(b"bearer new-token")));
+        assert!(t.accepts_header(Some(b"BEARER old-token")));
+        assert!(t.accepts_header(Some(b"bEaReR  new-token")));
+        assert!(!t.accepts_header(Some(b"Bearer NEW-TOKEN")));
+        assert!(!t.accepts_header(Some(b"Bearernew-token")));
+        assert!(!t.accepts_header(Some(b"Basic new-token")));
+        assert!(!t.accepts_header(Some(b"bearer ")));
         assert!(!t.accepts_header(None));
         assert!(AuthConfig::default().tokens().unwrap().is_none());
         let bad = AuthConfig {

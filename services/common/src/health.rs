@@ -64,20 +64,21 @@ pub async fn probe(
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        .map_err(|e| format!("cannot connect to {url}: {}", crate::tls::error_chain(&e)))?;
     let resp = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: service.to_owned(),
         })
         .await
-        .map_err(|s| format!("{url}: {} ({:?})", s.message(), s.code()))?;
+        .map_err(|s| format!("{url}: {} ({:?})", crate::tls::status_chain(&s), s.code()))?;
     Ok(ServingStatus::try_from(resp.into_inner().status).unwrap_or(ServingStatus::Unknown))
 }
 
 /// Runs a `health` subcommand: prints the status and returns the exit code (0 serving, 1 not).
-/// A service that serves TLS is probed over TLS, trusting `tls.ca`.
+/// The probe speaks TLS when this process dials over TLS (`tls.ca` set) or serves it, trusting
+/// `tls.ca`.
 pub async fn run_probe(addr: &str, tls: &crate::tls::TlsConfig) -> std::process::ExitCode {
-    let client_tls = if tls.serves() {
+    let client_tls = if tls.serves() || tls.dials() {
         match tls.tonic_client() {
             Ok(Some(t)) => Some(t),
             Ok(None) => {

@@ -1,31 +1,45 @@
 //! The listener both services share: HTTP/1.1 and HTTP/2 (h2c, or h2 over TLS) on one port,
-//! optional TLS, a deadline on request headers and TLS handshakes (a slow client cannot hold a
-//! connection open by trickling bytes), and graceful shutdown.
+//! optional TLS, and the limits that keep it serving under abuse: one deadline from accept to
+//! the first request (TLS handshake, first byte, protocol detection and headers), idle
+//! connections closed, at most as many connections as the open-file limit allows, and graceful
+//! shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// How connections are handled.
 #[derive(Clone)]
 pub struct Options {
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Time a client has to send a request's headers (and to finish a TLS handshake).
+    /// Time from accepting a connection to its first request's headers: the TLS handshake,
+    /// the first byte, HTTP/1-vs-2 detection and the headers all fit in it. Later HTTP/1
+    /// requests get it for their headers too.
     pub header_timeout: Duration,
     /// Time an HTTP/2 connection may stay silent before a ping must be answered.
     pub keepalive: Duration,
+    /// A connection with no request in flight for this long is closed (answering pings does
+    /// not count as activity).
+    pub idle_timeout: Duration,
+    /// Connections served at once; further ones wait in the kernel's backlog. None: derived
+    /// from the open-file limit (see [`connection_budget`]).
+    pub max_connections: Option<usize>,
 }
 
 impl Default for Options {
@@ -34,8 +48,227 @@ impl Default for Options {
             tls: None,
             header_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
         }
     }
+}
+
+/// Raises this process's soft open-file limit to its hard limit (a no-op when it already is,
+/// or where that is refused) and returns the soft limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct we own.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: setrlimit only reads the struct we own. An infinite hard limit is
+            // refused (above fs.nr_open): the soft limit then stays as it was.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    }
+    #[cfg(not(unix))]
+    {
+        1024
+    }
+}
+
+/// Connections a process with `fd_limit` open files can serve while keeping descriptors for
+/// what each connection may open besides its socket (a file served or received), for outgoing
+/// calls and for the runtime itself.
+pub fn connection_budget(fd_limit: u64) -> usize {
+    const RESERVED: u64 = 64;
+    let budget = fd_limit.saturating_sub(RESERVED) / 2;
+    usize::try_from(budget.clamp(8, u64::from(u32::MAX / 2))).unwrap_or(8)
+}
+
+/// What one connection is doing, for its first-request deadline and its idle timeout.
+#[derive(Clone, Copy)]
+struct Activity {
+    in_flight: usize,
+    requests: u64,
+    idle_since: Instant,
+}
+
+/// Counts a request (and its response body, which may stream for long) as in flight.
+struct InFlight(Arc<watch::Sender<Activity>>);
+
+impl InFlight {
+    fn start(activity: &Arc<watch::Sender<Activity>>) -> Self {
+        activity.send_modify(|a| {
+            a.in_flight += 1;
+            a.requests += 1;
+        });
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|a| {
+            a.in_flight -= 1;
+            if a.in_flight == 0 {
+                a.idle_since = Instant::now();
+            }
+        });
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent or dropped.
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Resolves once the connection has had no request in flight for `limit`.
+async fn idle(rx: &mut watch::Receiver<Activity>, limit: Duration) {
+    loop {
+        let a = *rx.borrow_and_update();
+        if a.in_flight == 0 {
+            tokio::select! {
+                () = tokio::time::sleep_until(a.idle_since + limit) => return,
+                changed = rx.changed() => if changed.is_err() {
+                    return std::future::pending().await;
+                },
+            }
+        } else if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// A plaintext or TLS stream, so that one code path serves both.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+struct Shared {
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+/// Serves one connection until it ends, is cut by a deadline, idles out or shutdown drains it.
+async fn connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let (activity, mut watch_idle) = watch::channel(Activity {
+        in_flight: 0,
+        requests: 0,
+        idle_since: Instant::now(),
+    });
+    let activity = Arc::new(activity);
+    let first = activity.subscribe();
+    let router = shared.router.clone();
+    let service = tower::service_fn(move |mut req: http::Request<Incoming>| {
+        let in_flight = InFlight::start(&activity);
+        req.extensions_mut().insert(ConnectInfo(remote));
+        let router = router.clone();
+        async move {
+            let resp = router.oneshot(req).await?;
+            Ok::<_, Infallible>(resp.map(|body| {
+                Body::new(Tracked {
+                    body,
+                    _in_flight: in_flight,
+                })
+            }))
+        }
+    });
+    let service = TowerToHyperService::new(service);
+
+    let serve = async {
+        let io: Box<dyn Stream> = match &shared.acceptor {
+            None => Box::new(stream),
+            Some(acceptor) => match acceptor.accept(stream).await {
+                Ok(tls) => Box::new(tls),
+                Err(e) => {
+                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+            },
+        };
+        let conn = shared
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        // Set once the connection is closing because it idled: it gets header_timeout to say
+        // goodbye (an HTTP/2 GOAWAY and its ping), then it is dropped.
+        let mut cut_at: Option<Instant> = None;
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stopping.wait_for(|s| *s), if !draining => {
+                    draining = true;
+                    if cut_at.is_none() {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                () = idle(&mut watch_idle, shared.idle_timeout), if !draining && cut_at.is_none() => {
+                    tracing::debug!(%remote, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    cut_at = Some(Instant::now() + shared.header_timeout);
+                }
+                () = async {
+                    match cut_at {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => return,
+            }
+        }
+    };
+    tokio::pin!(serve);
+    // One deadline from accept to the first request. hyper's own header timeout starts only
+    // once bytes arrive and knows nothing of TLS or of the HTTP/2 preface, so a client that
+    // sends nothing, or stops inside the handshake or the preface, is cut here.
+    tokio::select! {
+        biased;
+        () = &mut serve => return,
+        () = tokio::time::sleep(shared.header_timeout) => {}
+    }
+    if first.borrow().requests == 0 {
+        tracing::debug!(%remote, "no request within header_timeout: closing");
+        return;
+    }
+    serve.await;
 }
 
 /// Serves `router` until `shutdown` resolves, then stops accepting and waits for open
@@ -46,7 +279,6 @@ pub async fn serve(
     opts: Options,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -57,73 +289,72 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(opts.keepalive)
         .keep_alive_timeout(opts.header_timeout);
-    let builder = Arc::new(builder);
-    let acceptor = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let limit = opts.max_connections.unwrap_or_else(|| {
+        let fds = raise_fd_limit();
+        let limit = connection_budget(fds);
+        tracing::info!(
+            open_files = fds,
+            max_connections = limit,
+            "connection limit from the open-file limit"
+        );
+        limit
+    });
+    let limit = limit.clamp(1, (u32::MAX / 2) as usize);
+    let shared = Arc::new(Shared {
+        router,
+        builder,
+        acceptor: opts.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+        header_timeout: opts.header_timeout,
+        idle_timeout: opts.idle_timeout,
+    });
+    // Each connection holds a slot; shutdown waits until it holds them all again.
+    let slots = Arc::new(Semaphore::new(limit));
+    let (stop, stopping) = watch::channel(false);
+    let mut backoff = Duration::from_millis(10);
+    let mut full = false;
     tokio::pin!(shutdown);
 
     loop {
+        if slots.available_permits() == 0 && !full {
+            tracing::warn!(
+                max_connections = limit,
+                "connection limit reached: new connections wait"
+            );
+        }
+        full = slots.available_permits() == 0;
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
         let (stream, remote) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    backoff = Duration::from_millis(10);
+                    a
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                     continue;
                 }
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut req: http::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(remote));
-                req
-            })
-            .map_err(|e: Infallible| match e {});
-        let service = TowerToHyperService::new(service);
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
-        let handshake = opts.header_timeout;
+        let (shared, stopping) = (shared.clone(), stopping.clone());
         tokio::spawn(async move {
-            match acceptor {
-                None => {
-                    // hyper's header deadline starts with the first byte: a client that connects
-                    // and sends nothing is cut here instead.
-                    let mut first = [0u8; 1];
-                    match tokio::time::timeout(handshake, stream.peek(&mut first)).await {
-                        Ok(Ok(n)) if n > 0 => {}
-                        _ => {
-                            tracing::debug!(%remote, "connection idle before its first request");
-                            return;
-                        }
-                    }
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-                Some(acceptor) => {
-                    let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%remote, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-            }
+            connection(shared, stream, remote, stopping).await;
+            drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    let _ = stop.send(true);
+    let _ = slots.acquire_many(limit as u32).await;
 }
 
 /// Runs `serve` to its end, but at most `grace` after `stopping` resolves: a client that holds
@@ -147,5 +378,19 @@ pub async fn within_grace(
 pub fn warn_if_plaintext(addr: SocketAddr, tls: bool) {
     if !tls && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "serving without TLS on a non-loopback address; see the README's Security section");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_budget_leaves_descriptors_for_files() {
+        assert_eq!(connection_budget(1024), 480);
+        assert_eq!(connection_budget(128), 32);
+        // Tiny limits still serve a few; huge ones stay countable by the semaphore.
+        assert_eq!(connection_budget(10), 8);
+        assert!(connection_budget(u64::MAX) <= (u32::MAX / 2) as usize);
     }
 }

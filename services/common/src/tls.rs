@@ -168,13 +168,105 @@ pub fn generate_dev_certs(dir: &Path, names: &[String]) -> Result<(), TlsError> 
     ];
     let leaf_cert = leaf.signed_by(&key, &issuer)?;
 
-    let write = |name: &str, pem: String| {
+    let write = |name: &str, pem: String, private: bool| {
         let path = dir.join(name);
-        std::fs::write(&path, pem).map_err(|e| file_err(&path, e))
+        write_pem(&path, pem.as_bytes(), private).map_err(|e| file_err(&path, e))
     };
-    write("ca.pem", ca_cert.pem())?;
-    write("ca-key.pem", issuer.key().serialize_pem())?;
-    write("cert.pem", leaf_cert.pem())?;
-    write("key.pem", key.serialize_pem())?;
+    write("ca.pem", ca_cert.pem(), false)?;
+    write("ca-key.pem", issuer.key().serialize_pem(), true)?;
+    write("cert.pem", leaf_cert.pem(), false)?;
+    write("key.pem", key.serialize_pem(), true)?;
     Ok(())
+}
+
+/// Writes `pem` to `path`; a private key is readable by its owner only (0600), from the moment
+/// the file exists, and an older file's wider mode is narrowed before the key is written.
+fn write_pem(path: &Path, pem: &[u8], private: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    f.write_all(pem)?;
+    f.sync_all()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn dev_certs_keep_private_keys_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        // A key left world-readable by an older version is narrowed when rewritten.
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::write(certs.join("key.pem"), "old").unwrap();
+        std::fs::set_permissions(
+            certs.join("key.pem"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        generate_dev_certs(&certs, &["localhost".into()]).unwrap();
+        assert_eq!(mode(&certs.join("key.pem")), 0o600, "key.pem");
+        assert_eq!(mode(&certs.join("ca-key.pem")), 0o600, "ca-key.pem");
+        // Certificates are public; the services must still be able to load everything.
+        assert_eq!(mode(&certs.join("cert.pem")) & 0o044, 0o044, "cert.pem");
+        assert_eq!(mode(&certs.join("ca.pem")) & 0o044, 0o044, "ca.pem");
+        let cfg = TlsConfig {
+            cert: certs.join("cert.pem"),
+            key: certs.join("key.pem"),
+            ca: certs.join("ca.pem"),
+            client_ca: Default::default(),
+        };
+        assert!(cfg.server_config().unwrap().is_some());
+        assert!(cfg.client_config().unwrap().is_some());
+    }
+}
+
+/// `error` and its sources as one line. A failed TLS handshake reaches the caller wrapped in
+/// transport errors ("transport error", "error sending request") whose own text omits the
+/// cause (unknown CA, certificate required, name mismatch); the cause is at the end of the
+/// chain. Messages already contained in an earlier one are skipped.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let msg = e.to_string();
+        if !msg.is_empty() && !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// A gRPC status's message and the causes behind it (see [`error_chain`]).
+pub fn status_chain(status: &tonic::Status) -> String {
+    let message = status.message();
+    let Some(source) = std::error::Error::source(status) else {
+        return message.to_owned();
+    };
+    let causes = error_chain(source);
+    if message.is_empty() || causes.contains(message) {
+        causes
+    } else {
+        format!("{message}: {causes}")
+    }
 }

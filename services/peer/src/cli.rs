@@ -465,8 +465,58 @@ impl Output {
     }
 }
 
-/// Uploads `file` to the peer at `addr` as multipart field `file`.
-pub async fn upload(net: &Net, addr: &str, file: &Path) -> Result<serde_json::Value> {
+/// What a peer answered to `POST /upload` (see the README's HTTP table).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Uploaded {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// `created`, `identical`, ...: shown to the user as the peer words it.
+    #[serde(default)]
+    pub status: String,
+}
+
+/// The error for an answer that no p2pshare peer gives: the address is something else (the
+/// tracker's port, another web server), which is as good as no peer there.
+fn not_a_peer(url: &str, what: impl std::fmt::Display) -> Error {
+    Error::Unreachable(format!(
+        "{url} does not answer as a p2pshare peer ({what}); check the --peer address"
+    ))
+}
+
+/// Whether a response says it carries JSON.
+fn is_json(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A peer's refusal (its JSON `{"error": ...}`), or `not_a_peer` when the answer has another
+/// shape.
+async fn refusal(url: &str, resp: reqwest::Response) -> Error {
+    let status = resp.status();
+    if !is_json(&resp) {
+        return not_a_peer(url, format!("{status} without a JSON body"));
+    }
+    match resp.json::<serde_json::Value>().await {
+        Ok(body) => match body["error"].as_str() {
+            Some(msg) => Error::Refused(format!("{url} answered {status}: {msg}")),
+            None => not_a_peer(url, format!("{status} without an error message")),
+        },
+        Err(_) => not_a_peer(url, format!("{status} with a body that is not JSON")),
+    }
+}
+
+/// A failed request, with the cause a TLS failure hides in the error's sources.
+fn send_error(url: &str, e: &reqwest::Error) -> Error {
+    Error::Unreachable(format!("{url}: {}", p2p_common::tls::error_chain(e)))
+}
+
+/// Uploads `file` to the peer at `addr` as multipart field `file`, and checks that the answer
+/// is a peer's upload answer for that file.
+pub async fn upload(net: &Net, addr: &str, file: &Path) -> Result<Uploaded> {
     let name = file
         .file_name()
         .and_then(|n| n.to_str())
@@ -482,7 +532,7 @@ pub async fn upload(net: &Net, addr: &str, file: &Path) -> Result<serde_json::Va
         .len();
     let body =
         reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
-    let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name);
+    let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name.clone());
     let form = reqwest::multipart::Form::new().part("file", part);
     let url = net.url(addr, "/upload");
     let resp = net
@@ -491,33 +541,54 @@ pub async fn upload(net: &Net, addr: &str, file: &Path) -> Result<serde_json::Va
         .multipart(form)
         .send()
         .await
-        .map_err(|e| Error::Unreachable(format!("{url}: {e}")))?;
+        .map_err(|e| send_error(&url, &e))?;
     let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_else(|_| json!({}));
-    if status.is_success() {
-        Ok(body)
-    } else {
-        let msg = body["error"].as_str().unwrap_or("no details").to_owned();
-        Err(Error::Refused(format!("{url} answered {status}: {msg}")))
+    if !matches!(
+        status,
+        reqwest::StatusCode::OK | reqwest::StatusCode::CREATED
+    ) {
+        return Err(refusal(&url, resp).await);
     }
+    if !is_json(&resp) {
+        return Err(not_a_peer(&url, format!("{status} without a JSON body")));
+    }
+    let answer: Uploaded = resp
+        .json()
+        .await
+        .map_err(|e| not_a_peer(&url, format!("{status} with an unexpected body: {e}")))?;
+    let digest_ok =
+        answer.sha256.len() == 64 && answer.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    if answer.name != name || answer.size != len || !digest_ok {
+        return Err(not_a_peer(
+            &url,
+            format!(
+                "{status} for {:?} ({} bytes, sha256 {:?}) instead of {name:?} ({len} bytes)",
+                answer.name, answer.size, answer.sha256
+            ),
+        ));
+    }
+    Ok(answer)
 }
 
 async fn put(cfg: &PeerConfig, out: &Output, file: &Path, addr: &str) -> Result<()> {
-    let body = upload(&Net::new(cfg)?, addr, file).await?;
+    let up = upload(&Net::new(cfg)?, addr, file).await?;
     if out.json {
-        println!("{body}");
+        println!("{}", json!(up));
     } else {
+        let status = if up.status.is_empty() {
+            "uploaded"
+        } else {
+            up.status.as_str()
+        };
         println!(
-            "{}: {} ({} bytes, sha256 {}) on {addr}",
-            body["status"].as_str().unwrap_or("uploaded"),
-            body["name"].as_str().unwrap_or_default(),
-            body["size"],
-            body["sha256"].as_str().unwrap_or_default()
+            "{status}: {} ({} bytes, sha256 {}) on {addr}",
+            up.name, up.size, up.sha256
         );
     }
     Ok(())
 }
 
+/// Asks the peer at `addr` to leave; only its `202 Accepted` counts as yes.
 pub async fn request_leave(net: &Net, addr: &str) -> Result<()> {
     let url = net.url(addr, "/leave");
     let resp = net
@@ -525,11 +596,11 @@ pub async fn request_leave(net: &Net, addr: &str) -> Result<()> {
         .post(&url)
         .send()
         .await
-        .map_err(|e| Error::Unreachable(format!("{url}: {e}")))?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(Error::Refused(format!("{url} answered {}", resp.status())))
+        .map_err(|e| send_error(&url, &e))?;
+    match resp.status() {
+        reqwest::StatusCode::ACCEPTED => Ok(()),
+        s if s.is_success() => Err(not_a_peer(&url, format!("{s} instead of 202 Accepted"))),
+        _ => Err(refusal(&url, resp).await),
     }
 }
 

@@ -41,6 +41,9 @@ pub struct PeerSection {
     /// An upload whose body stalls this long is cut (408).
     #[serde(with = "humantime_serde")]
     pub io_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (pings do not count).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// Downloads served plus uploads received at once; more get 503.
     pub max_concurrent_transfers: usize,
     /// Uploads one client address may start per minute; more get 429.
@@ -59,6 +62,7 @@ impl Default for PeerSection {
             shutdown_grace: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             max_concurrent_transfers: 64,
             uploads_per_minute: 60,
         }
@@ -122,6 +126,7 @@ impl PeerConfig {
         )?;
         config::require_positive(&loaded, "peer.header_timeout", cfg.peer.header_timeout)?;
         config::require_positive(&loaded, "peer.io_timeout", cfg.peer.io_timeout)?;
+        config::require_positive(&loaded, "peer.idle_timeout", cfg.peer.idle_timeout)?;
         if cfg.peer.max_concurrent_transfers == 0 {
             return Err(loaded.invalid("peer.max_concurrent_transfers", "must be at least 1"));
         }

@@ -54,8 +54,12 @@ impl Error {
         let msg = format!("{what}: {}", s.message());
         match s.code() {
             Code::NotFound => Error::NotFound(msg),
+            // A TLS failure arrives as "transport error"; its cause is in the source chain.
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
-                Error::Unreachable(format!("{what}: tracker unreachable: {}", s.message()))
+                Error::Unreachable(format!(
+                    "{what}: tracker unreachable: {}",
+                    p2p_common::tls::status_chain(&s)
+                ))
             }
             _ => Error::Refused(msg),
         }

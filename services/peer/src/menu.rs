@@ -107,11 +107,7 @@ where
                     .instrument(put)
                     .await
                 {
-                    Ok(body) => format!(
-                        "{} {} on {addr}",
-                        body["status"].as_str().unwrap_or("uploaded"),
-                        body["name"].as_str().unwrap_or_default()
-                    ),
+                    Ok(up) => format!("{} {} on {addr}", up.status, up.name),
                     Err(e) => format!("put failed: {e}"),
                 }
             }
@@ -231,6 +227,6 @@ async fn upload(
     cfg: &PeerConfig,
     addr: &str,
     path: &std::path::Path,
-) -> crate::error::Result<serde_json::Value> {
+) -> crate::error::Result<cli::Uploaded> {
     cli::upload(&Net::new(cfg)?, addr, path).await
 }

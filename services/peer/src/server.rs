@@ -148,6 +148,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     let opts = p2p_common::serve::Options {
         tls,
         header_timeout: cfg.peer.header_timeout,
+        idle_timeout: cfg.peer.idle_timeout,
         ..Default::default()
     };
     let task = tokio::spawn(async move {

@@ -31,6 +31,9 @@ pub struct ServerConfig {
     /// Time a client has to send request headers or finish a TLS handshake.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
+    /// A connection with no call in flight for this long is closed (pings do not count).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +43,7 @@ impl Default for ServerConfig {
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -86,6 +90,7 @@ impl TrackerConfig {
             return Err(loaded.invalid("server.max_message_bytes", "must be at least 1024"));
         }
         config::require_positive(&loaded, "server.header_timeout", cfg.server.header_timeout)?;
+        config::require_positive(&loaded, "server.idle_timeout", cfg.server.idle_timeout)?;
         if let Err(e) = cfg.auth.tokens() {
             return Err(loaded.invalid("auth.token_file", e.to_string()));
         }

@@ -100,7 +100,8 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
     let router = tonic::service::Routes::new(api)
         .add_service(health_service)
         .into_axum_router()
-        .route("/metrics", axum::routing::get(scrape));
+        .route("/metrics", axum::routing::get(scrape))
+        .fallback(unknown_path);
 
     let (stop, mut stopped) = watch::channel(false);
     let sweeper = tokio::spawn(sweep_loop(
@@ -113,6 +114,7 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
     let opts = p2p_common::serve::Options {
         tls,
         header_timeout: cfg.server.header_timeout,
+        idle_timeout: cfg.server.idle_timeout,
         ..Default::default()
     };
     let task = tokio::spawn(async move {
@@ -151,6 +153,24 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
         stop,
         task,
     })
+}
+
+/// Unknown paths: gRPC calls get UNIMPLEMENTED as gRPC clients expect, anything else an HTTP
+/// 404 (a plain 200 with `grpc-status: 12` reads as success to HTTP clients).
+async fn unknown_path(headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let grpc = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc {
+        let (parts, ()) = tonic::Status::unimplemented("")
+            .into_http::<()>()
+            .into_parts();
+        axum::response::Response::from_parts(parts, axum::body::Body::empty())
+    } else {
+        (axum::http::StatusCode::NOT_FOUND, "not found\n").into_response()
+    }
 }
 
 /// Rejects tracker calls without an accepted bearer token (when tokens are configured).
