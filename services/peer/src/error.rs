@@ -29,7 +29,9 @@ pub enum Error {
     /// The request was refused (bad name, conflict, too large, ...).
     #[error("{0}")]
     Refused(String),
-    #[error(transparent)]
+    /// Shown with its causes ("cannot listen on ...: Address already in use"), not only the
+    /// outermost context.
+    #[error("{0:#}")]
     Other(#[from] anyhow::Error),
 }
 
