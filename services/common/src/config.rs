@@ -229,3 +229,85 @@ pub fn require_positive<T>(
     }
     Ok(())
 }
+
+/// Durations in config files and variables: strings such as `"30s"`, `"500ms"` or `"2m"`.
+/// A bad value is answered with an example, since `30` alone is the usual mistake.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub const EXAMPLE: &str = "write a duration like \"30s\", \"500ms\" or \"2m\"";
+
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{s:?} is not a duration ({e}); {EXAMPLE}"))
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        /// A number where a string belongs (`lease_ttl = 30`) gets the same hint.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(f64),
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::Text(s)) => parse(&s).map_err(D::Error::custom),
+            Ok(Raw::Number(n)) => Err(D::Error::custom(format!("{n} has no unit; {EXAMPLE}"))),
+            Err(_) => Err(D::Error::custom(EXAMPLE)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Demo {
+        demo: DemoSection,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct DemoSection {
+        #[serde(with = "duration")]
+        wait: Duration,
+    }
+
+    fn load_wait(value: &str) -> Result<Duration, String> {
+        let mut flags = Flags::new();
+        flags.set("demo.wait", Some(value));
+        load::<Demo>(&["demo"], None, flags)
+            .map(|l| l.value.demo.wait)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_bad_duration_is_answered_with_an_example() {
+        assert_eq!(load_wait("1m 30s"), Ok(Duration::from_secs(90)));
+        for bad in ["30", "thirty", "3x"] {
+            let msg = load_wait(bad).expect_err(bad);
+            assert!(
+                msg.contains("demo.wait") && msg.contains("\"30s\""),
+                "{bad}: {msg}"
+            );
+        }
+        let mut flags = Flags::new();
+        flags.set("demo.wait", Some(30));
+        let msg = load::<Demo>(&["demo"], None, flags)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("has no unit") && msg.contains("\"30s\""),
+            "{msg}"
+        );
+    }
+}

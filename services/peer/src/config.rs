@@ -30,16 +30,16 @@ pub struct PeerSection {
     pub files_dir: PathBuf,
     pub max_upload_bytes: u64,
     /// How often the share directory is checked for files added or removed by hand.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub scan_interval: Duration,
     /// On SIGTERM, how long in-flight transfers may take to finish before they are cut.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub shutdown_grace: Duration,
     /// Time a client has to send request headers or finish a TLS handshake.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub header_timeout: Duration,
     /// An upload whose body stalls this long is cut (408).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub io_timeout: Duration,
     /// A connection with no request in flight for this long is closed (pings do not count).
     #[serde(with = "humantime_serde")]
@@ -48,6 +48,9 @@ pub struct PeerSection {
     pub max_concurrent_transfers: usize,
     /// Uploads one client address may start per minute; more get 429.
     pub uploads_per_minute: u32,
+    /// When the id is held by a live peer: wait for it rather than exit (code 6) after one
+    /// lease TTL.
+    pub wait_for_id: bool,
 }
 
 impl Default for PeerSection {
@@ -65,6 +68,7 @@ impl Default for PeerSection {
             idle_timeout: Duration::from_secs(60),
             max_concurrent_transfers: 64,
             uploads_per_minute: 60,
+            wait_for_id: false,
         }
     }
 }
@@ -73,10 +77,10 @@ impl Default for PeerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerSection {
     pub endpoint: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub heartbeat_interval: Duration,
     /// Deadline of one tracker call.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub request_timeout: Duration,
 }
 

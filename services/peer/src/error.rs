@@ -7,6 +7,8 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 3;
     pub const UNREACHABLE: u8 = 4;
     pub const INTEGRITY: u8 = 5;
+    /// `serve`: the peer id stayed held by a live peer for a whole lease TTL.
+    pub const ID_TAKEN: u8 = 6;
     pub const CONFIG: u8 = 78;
 }
 
@@ -21,10 +23,15 @@ pub enum Error {
     /// Bytes arrived but did not hash to the expected SHA-256.
     #[error("{0}")]
     Integrity(String),
+    /// Another live peer holds this peer's id.
+    #[error("{0}")]
+    IdTaken(String),
     /// The request was refused (bad name, conflict, too large, ...).
     #[error("{0}")]
     Refused(String),
-    #[error(transparent)]
+    /// Shown with its causes ("cannot listen on ...: Address already in use"), not only the
+    /// outermost context.
+    #[error("{0:#}")]
     Other(#[from] anyhow::Error),
 }
 
@@ -34,6 +41,7 @@ impl Error {
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::Unreachable(_) => exit::UNREACHABLE,
             Error::Integrity(_) => exit::INTEGRITY,
+            Error::IdTaken(_) => exit::ID_TAKEN,
             Error::Refused(_) | Error::Other(_) => exit::FAILURE,
         }
     }
@@ -43,9 +51,15 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Unreachable(_) => "unreachable",
             Error::Integrity(_) => "integrity",
+            Error::IdTaken(_) => "id_taken",
             Error::Refused(_) => "refused",
             Error::Other(_) => "error",
         }
+    }
+
+    /// A failed `serve`: errors of this crate keep their kind (and exit code).
+    pub fn from_serve(e: anyhow::Error) -> Self {
+        e.downcast::<Error>().unwrap_or_else(Error::Other)
     }
 
     /// A tracker answer, classified.
@@ -54,6 +68,11 @@ impl Error {
         let msg = format!("{what}: {}", s.message());
         match s.code() {
             Code::NotFound => Error::NotFound(msg),
+            // What a peer (or any plain HTTP server) answers to a tracker call.
+            Code::Unimplemented => Error::Unreachable(format!(
+                "{what} does not answer as a tracker (is it a peer's address? trackers listen on 50051 by default): {}",
+                s.message()
+            )),
             // A TLS failure arrives as "transport error"; its cause is in the source chain.
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
                 Error::Unreachable(format!(

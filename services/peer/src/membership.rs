@@ -2,21 +2,31 @@
 //! heartbeat, announce changes to the share, re-register when the tracker forgot us, leave.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use p2p_common::proto::{
-    AnnounceRequest, FileInfo, HeartbeatRequest, LeaveRequest, RegisterRequest,
+    AnnounceRequest, FileInfo, HeartbeatRequest, LeaveRequest, RegisterRequest, RegisterResponse,
 };
 use p2p_common::telemetry::traced;
+use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
+use crate::error::Error;
 use crate::readiness::Readiness;
 use crate::store::{Entry, Store};
 
 const LEASE_FILE: &str = "lease.json";
+
+/// What a tracker that states no bounds (0 in `RegisterResponse`) is taken to accept.
+const DEFAULT_MAX_FILES_PER_PEER: usize = 100_000;
+const DEFAULT_MAX_FILES_PER_REQUEST: usize = 1_000;
+/// Every Register and Announce stays this small, well under gRPC's default 4 MiB message limit,
+/// whatever count the tracker allows (long names make big entries).
+const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 pub struct Membership {
     pub peer_id: String,
@@ -26,6 +36,9 @@ pub struct Membership {
     pub store: Arc<Store>,
     pub readiness: Arc<Readiness>,
     pub tracker_errors: prometheus::IntCounter,
+    pub unshared_files: prometheus::IntGauge,
+    /// Wait for a taken id instead of giving up after one lease TTL.
+    pub wait_for_id: bool,
 }
 
 /// The lease secret, kept so that a restarted peer can take its id back at once.
@@ -45,10 +58,110 @@ fn info(e: &Entry) -> FileInfo {
 
 type Snapshot = BTreeMap<String, Entry>;
 
+/// How much the tracker accepts from this peer; learnt from each `RegisterResponse`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Limits {
+    per_peer: usize,
+    per_request: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_peer: DEFAULT_MAX_FILES_PER_PEER,
+            per_request: DEFAULT_MAX_FILES_PER_REQUEST,
+        }
+    }
+}
+
+impl Limits {
+    fn from_response(r: &RegisterResponse) -> Self {
+        let or = |v: u32, default: usize| match v {
+            0 => default,
+            v => usize::try_from(v).unwrap_or(default),
+        };
+        Self {
+            per_peer: or(r.max_files_per_peer, DEFAULT_MAX_FILES_PER_PEER),
+            per_request: or(r.max_files_per_request, DEFAULT_MAX_FILES_PER_REQUEST).max(1),
+        }
+    }
+}
+
+/// What this peer offers the tracker: the first `per_peer` files in name order (a stable
+/// choice), and whether it already said that some are left out.
+#[derive(Default)]
+struct Cap {
+    limits: Limits,
+    over: bool,
+}
+
+/// Takes entries from the front of `items` while a request has room: at most `count` of them
+/// and `MAX_REQUEST_BYTES` in all (always at least one, so that progress is made).
+fn batch<T>(
+    items: &mut std::iter::Peekable<impl Iterator<Item = T>>,
+    count: &mut usize,
+    bytes: &mut usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    while *count > 0 {
+        let Some(item) = items.next_if(|i| *bytes == 0 || *bytes + size(i) <= MAX_REQUEST_BYTES)
+        else {
+            break;
+        };
+        *bytes += size(&item);
+        *count -= 1;
+        out.push(item);
+    }
+    out
+}
+
+/// The state directory holds the lease secret: owner-only, fixed at start-up for files written
+/// by older versions with the default umask.
+#[cfg(unix)]
+pub fn protect_state(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(dir.to_path_buf(), 0o700), (dir.join(LEASE_FILE), 0o600)] {
+        match std::fs::metadata(&path) {
+            Ok(m) if m.permissions().mode() & 0o777 != mode => {
+                if let Err(e) =
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot restrict permissions");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(not(unix))]
+pub fn protect_state(_: &Path) {}
+
+/// Writes the lease file owner-only from the first byte (a temporary file renamed into place).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
 impl Membership {
     async fn load_secret(&self) -> String {
-        let path = self.store.state_dir().join(LEASE_FILE);
-        match tokio::fs::read(&path).await {
+        let dir = self.store.state_dir();
+        let _ = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || protect_state(&dir)
+        })
+        .await;
+        match tokio::fs::read(dir.join(LEASE_FILE)).await {
             Ok(bytes) => serde_json::from_slice::<SavedLease>(&bytes)
                 .ok()
                 .filter(|l| l.peer_id == self.peer_id)
@@ -64,47 +177,110 @@ impl Membership {
             peer_id: self.peer_id.clone(),
             secret: secret.to_owned(),
         };
-        let result = async {
-            let bytes = serde_json::to_vec(&lease).map_err(std::io::Error::other)?;
-            tokio::fs::write(&path, bytes).await
-        }
-        .await;
+        let result = match serde_json::to_vec(&lease) {
+            Ok(bytes) => {
+                let p = path.clone();
+                tokio::task::spawn_blocking(move || write_private(&p, &bytes))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            }
+            Err(e) => Err(std::io::Error::other(e)),
+        };
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "cannot save lease");
         }
     }
 
-    async fn snapshot(&self) -> Snapshot {
-        self.store
-            .list()
-            .await
+    /// The files this peer shares: all of the share up to the tracker's per-peer cap.
+    async fn snapshot(&self, cap: &mut Cap) -> Snapshot {
+        let all: Vec<Entry> = self.store.list().await;
+        let total = all.len();
+        let shared: Snapshot = all
             .into_iter()
             .map(|e| (e.name.clone(), e))
-            .collect()
+            .take(cap.limits.per_peer)
+            .collect();
+        let unshared = total - shared.len();
+        self.unshared_files
+            .set(i64::try_from(unshared).unwrap_or(i64::MAX));
+        if (unshared > 0) != cap.over {
+            cap.over = unshared > 0;
+            if cap.over {
+                tracing::warn!(
+                    files = total,
+                    shared = shared.len(),
+                    unshared,
+                    "the share holds {total} files but the tracker indexes at most {} per peer: \
+                     sharing the first {} in name order, {unshared} are not shared",
+                    cap.limits.per_peer,
+                    shared.len()
+                );
+            } else {
+                tracing::info!(files = total, "every file in the share is shared again");
+            }
+        }
+        shared
     }
 
-    async fn register(&mut self, previous: &str) -> Result<(String, Snapshot), tonic::Status> {
-        let files = self.snapshot().await;
-        let resp = self
-            .client
-            .register(RegisterRequest {
-                peer_id: self.peer_id.clone(),
-                address: self.address.clone(),
-                files: files.values().map(info).collect(),
-                lease_secret: previous.to_owned(),
-            })
-            .await?
-            .into_inner();
-        Ok((resp.lease_secret, files))
+    /// Joins with the first files of the share (the rest follow in Announce batches); returns
+    /// the secret and what the tracker now holds for us.
+    async fn register(
+        &mut self,
+        previous: &str,
+        cap: &mut Cap,
+    ) -> Result<(String, Snapshot), tonic::Status> {
+        let shared = self.snapshot(cap).await;
+        let (mut count, mut bytes) = (cap.limits.per_request, 0);
+        let first: Snapshot = batch(
+            &mut shared.into_iter().peekable(),
+            &mut count,
+            &mut bytes,
+            |(_, e)| info(e).encoded_len(),
+        )
+        .into_iter()
+        .collect();
+        let request = |files: &Snapshot| RegisterRequest {
+            peer_id: self.peer_id.clone(),
+            address: self.address.clone(),
+            files: files.values().map(info).collect(),
+            lease_secret: previous.to_owned(),
+        };
+        let (resp, sent) = match self.client.register(request(&first)).await {
+            Ok(r) => (r.into_inner(), first),
+            // A tracker that takes fewer files per request than we guessed: join empty, learn
+            // its bounds from the answer, and announce in batches it accepts.
+            Err(s)
+                if !first.is_empty()
+                    && matches!(s.code(), Code::ResourceExhausted | Code::InvalidArgument) =>
+            {
+                tracing::info!(
+                    files = first.len(),
+                    "tracker refused the first files ({}); registering without files",
+                    s.message()
+                );
+                let empty = Snapshot::new();
+                let r = self.client.register(request(&empty)).await?.into_inner();
+                (r, empty)
+            }
+            Err(s) => return Err(s),
+        };
+        let limits = Limits::from_response(&resp);
+        if limits != cap.limits {
+            tracing::debug!(?limits, "tracker bounds");
+            cap.limits = limits;
+        }
+        Ok((resp.lease_secret, sent))
     }
 
-    /// Sends what changed since `announced`; returns the new announced state.
+    /// Sends what changed since `announced`, in batches the tracker accepts; `announced`
+    /// follows each batch that got through. Returns whether anything was sent.
     async fn announce(
         &mut self,
         secret: &str,
-        announced: &Snapshot,
-    ) -> Result<Option<Snapshot>, tonic::Status> {
-        let now = self.snapshot().await;
+        announced: &mut Snapshot,
+        cap: &mut Cap,
+    ) -> Result<bool, tonic::Status> {
+        let now = self.snapshot(cap).await;
         let added: Vec<FileInfo> = now
             .values()
             .filter(|e| announced.get(&e.name) != Some(e))
@@ -116,30 +292,51 @@ impl Membership {
             .cloned()
             .collect();
         if added.is_empty() && removed.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
         tracing::info!(
             added = added.len(),
             removed = removed.len(),
             "announcing changes"
         );
-        let req = AnnounceRequest {
-            peer_id: self.peer_id.clone(),
-            lease_secret: secret.to_owned(),
-            added,
-            removed,
-        };
-        traced(tracing::info_span!("announce"), self.client.announce(req)).await?;
-        Ok(Some(now))
+        // Removals go first, so that swapping files within the cap never passes it.
+        let mut removed = removed.into_iter().peekable();
+        let mut added = added.into_iter().peekable();
+        while removed.peek().is_some() || added.peek().is_some() {
+            let (mut count, mut bytes) = (cap.limits.per_request, 0);
+            let gone = batch(&mut removed, &mut count, &mut bytes, |n| n.len() + 2);
+            let new = batch(&mut added, &mut count, &mut bytes, Message::encoded_len);
+            let req = AnnounceRequest {
+                peer_id: self.peer_id.clone(),
+                lease_secret: secret.to_owned(),
+                added: new.clone(),
+                removed: gone.clone(),
+            };
+            traced(tracing::info_span!("announce"), self.client.announce(req)).await?;
+            for name in gone {
+                announced.remove(&name);
+            }
+            for f in new {
+                if let Some(e) = now.get(&f.name) {
+                    announced.insert(f.name, e.clone());
+                }
+            }
+        }
+        Ok(true)
     }
 
-    /// Runs until `stop` is cancelled, then leaves the network.
-    pub async fn run(mut self, stop: CancellationToken) {
+    /// Runs until `stop` is cancelled, then leaves the network. Ends early with
+    /// `Error::IdTaken` when another live peer keeps this id (unless told to wait).
+    pub async fn run(mut self, stop: CancellationToken) -> Result<(), Error> {
         let mut changes = self.store.subscribe();
         let mut secret = self.load_secret().await;
         let mut lease: Option<String> = None;
         let mut announced = Snapshot::new();
+        let mut cap = Cap::default();
         let mut dirty = false;
+        // Whether the tracker answered our last call; readiness follows it.
+        let mut answering = true;
+        let mut taken: Option<(Instant, Instant)> = None;
         let floor = Duration::from_millis(200);
         let mut backoff = floor;
         let mut tick = tokio::time::interval(self.heartbeat);
@@ -148,7 +345,12 @@ impl Membership {
 
         loop {
             if lease.is_none() {
-                match traced(tracing::info_span!("register"), self.register(&secret)).await {
+                match traced(
+                    tracing::info_span!("register"),
+                    self.register(&secret, &mut cap),
+                )
+                .await
+                {
                     Ok((s, files)) => {
                         tracing::info!(peer = %self.peer_id, address = %self.address, files = files.len(), "registered with the tracker");
                         self.save_secret(&s).await;
@@ -156,24 +358,34 @@ impl Membership {
                         lease = Some(s);
                         announced = files;
                         dirty = false;
+                        answering = true;
+                        taken = None;
                         backoff = floor;
                         self.readiness.set_registered(true).await;
                         tick.reset();
-                        // Changes made while registering are compared against `announced`.
+                        // The rest of the share, and changes made while registering, are
+                        // announced against `announced`.
                         changes.mark_changed();
                     }
                     Err(status) => {
                         self.tracker_errors.inc();
-                        if status.code() == Code::AlreadyExists {
-                            tracing::error!(peer = %self.peer_id, "{}", status.message());
-                        } else {
-                            tracing::warn!(code = ?status.code(), "cannot register with the tracker: {}; retrying in {backoff:?}", status.message());
+                        match status.code() {
+                            Code::AlreadyExists => self.id_taken(&status, &mut taken)?,
+                            Code::Unimplemented => tracing::warn!(
+                                "tracker.endpoint does not answer as a tracker (is it a peer's address?): {}; retrying in {backoff:?}",
+                                status.message()
+                            ),
+                            code => tracing::warn!(
+                                ?code,
+                                "cannot register with the tracker: {}; retrying in {backoff:?}",
+                                status.message()
+                            ),
                         }
                         // Capped at one heartbeat so a returning tracker sees us within one.
                         let wait = backoff;
                         backoff = (backoff * 2).min(self.heartbeat);
                         tokio::select! {
-                            () = stop.cancelled() => return,
+                            () = stop.cancelled() => return Ok(()),
                             () = tokio::time::sleep(wait) => continue,
                         }
                     }
@@ -186,7 +398,7 @@ impl Membership {
             let result = tokio::select! {
                 () = stop.cancelled() => {
                     self.leave(&current).await;
-                    return;
+                    return Ok(());
                 }
                 _ = tick.tick() => {
                     let req = HeartbeatRequest {
@@ -198,53 +410,104 @@ impl Membership {
                         .await
                         .map(|_| ());
                     match hb {
-                        Ok(()) if dirty => self.announce(&current, &announced).await.map(|s| {
-                            if let Some(s) = s { announced = s; }
-                            dirty = false;
-                        }),
+                        Ok(()) if dirty => self
+                            .announce(&current, &mut announced, &mut cap)
+                            .await
+                            .map(|_| dirty = false),
                         other => other,
                     }
                 }
                 r = changes.changed() => {
                     if r.is_err() {
-                        return;
+                        return Ok(());
                     }
-                    match self.announce(&current, &announced).await {
-                        Ok(Some(s)) => { announced = s; dirty = false; Ok(()) }
-                        Ok(None) => Ok(()),
+                    match self.announce(&current, &mut announced, &mut cap).await {
+                        Ok(_) => { dirty = false; Ok(()) }
                         Err(e) => { dirty = true; Err(e) }
                     }
                 }
             };
-            if result.is_ok() {
-                backoff = floor;
-            }
-            if let Err(status) = result {
-                self.tracker_errors.inc();
-                match status.code() {
-                    // The tracker restarted or our lease ran out: join again now.
-                    Code::NotFound | Code::PermissionDenied => {
-                        tracing::warn!(
-                            "tracker no longer knows this peer ({}); registering again",
-                            status.message()
-                        );
-                        lease = None;
-                        self.readiness.set_registered(false).await;
+            match result {
+                Ok(()) => {
+                    backoff = floor;
+                    if !answering {
+                        answering = true;
+                        tracing::info!("the tracker answers again: ready");
+                        self.readiness.set_registered(true).await;
                     }
-                    code => {
-                        tracing::warn!(
-                            ?code,
-                            "tracker call failed: {}; retrying in {backoff:?}",
-                            status.message()
-                        );
-                        // Retry soon rather than a whole interval later: a restarted tracker
-                        // must see us again quickly.
-                        tick.reset_after(backoff);
-                        backoff = (backoff * 2).min(self.heartbeat);
+                }
+                Err(status) => {
+                    self.tracker_errors.inc();
+                    match status.code() {
+                        // The tracker restarted or our lease ran out: join again now.
+                        Code::NotFound | Code::PermissionDenied => {
+                            tracing::warn!(
+                                "tracker no longer knows this peer ({}); registering again",
+                                status.message()
+                            );
+                            lease = None;
+                            self.readiness.set_registered(false).await;
+                        }
+                        code => {
+                            tracing::warn!(
+                                ?code,
+                                "tracker call failed: {}; retrying in {backoff:?}",
+                                status.message()
+                            );
+                            // Nobody finds us through a tracker that does not answer: not ready
+                            // (one heartbeat interval plus one request timeout after it died),
+                            // though files are still served to those who come.
+                            if answering {
+                                answering = false;
+                                tracing::warn!("tracker unreachable: NOT_SERVING until it answers");
+                                self.readiness.set_registered(false).await;
+                            }
+                            // Retry soon rather than a whole interval later: a restarted tracker
+                            // must see us again quickly.
+                            tick.reset_after(backoff);
+                            backoff = (backoff * 2).min(self.heartbeat);
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// Another live peer holds our id. Says how long the tracker holds it, rarely repeats
+    /// itself, and gives up once the id stayed taken for a lease TTL (about three heartbeat
+    /// intervals, plus one for slack) unless told to wait.
+    fn id_taken(
+        &self,
+        status: &tonic::Status,
+        taken: &mut Option<(Instant, Instant)>,
+    ) -> Result<(), Error> {
+        let now = Instant::now();
+        let patience = self.heartbeat * 4;
+        let (since, logged) = taken.get_or_insert((now, now));
+        if *since == now {
+            tracing::error!(
+                peer = %self.peer_id,
+                "{}{}",
+                status.message(),
+                if self.wait_for_id {
+                    "; waiting for it (--wait-for-id)".to_owned()
+                } else {
+                    format!("; giving up in {patience:?} unless it frees (or pass --wait-for-id)")
+                }
+            );
+        } else if now.duration_since(*logged) >= Duration::from_secs(60) {
+            *logged = now;
+            tracing::warn!(peer = %self.peer_id, "still waiting for the id: {}", status.message());
+        }
+        if !self.wait_for_id && now.duration_since(*since) >= patience {
+            return Err(Error::IdTaken(format!(
+                "peer id {:?} stayed taken for {:?}: {}. Stop the other peer, pick another id, or pass --wait-for-id",
+                self.peer_id,
+                now.duration_since(*since),
+                status.message()
+            )));
+        }
+        Ok(())
     }
 
     async fn leave(&mut self, secret: &str) {
@@ -263,5 +526,42 @@ impl Membership {
             Ok(Err(s)) => tracing::warn!("leave failed: {}", s.message()),
             Err(_) => tracing::warn!("leave timed out; the lease will expire on its own"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unstated_bounds_are_the_documented_defaults() {
+        let l = Limits::from_response(&RegisterResponse::default());
+        assert_eq!((l.per_peer, l.per_request), (100_000, 1_000));
+        let l = Limits::from_response(&RegisterResponse {
+            max_files_per_peer: 7,
+            max_files_per_request: 3,
+            ..Default::default()
+        });
+        assert_eq!((l.per_peer, l.per_request), (7, 3));
+    }
+
+    #[test]
+    fn batches_stop_at_the_count_and_at_the_byte_budget() {
+        let mut it = (0..10).peekable();
+        let (mut count, mut bytes) = (4, 0);
+        assert_eq!(
+            batch(&mut it, &mut count, &mut bytes, |_| 1),
+            vec![0, 1, 2, 3]
+        );
+        assert_eq!(it.peek(), Some(&4));
+        let big = MAX_REQUEST_BYTES / 2 + 1;
+        let (mut count, mut bytes) = (1000, 0);
+        assert_eq!(batch(&mut it, &mut count, &mut bytes, |_| big), vec![4]);
+        // The budget is shared by removals and additions in one request.
+        let (mut count, mut bytes) = (3, 0);
+        let mut a = ["x", "y"].into_iter().peekable();
+        let mut b = [1, 2].into_iter().peekable();
+        assert_eq!(batch(&mut a, &mut count, &mut bytes, |_| 1).len(), 2);
+        assert_eq!(batch(&mut b, &mut count, &mut bytes, |_| 1), vec![1]);
     }
 }

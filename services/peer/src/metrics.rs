@@ -52,6 +52,7 @@ pub struct Metrics {
     pub integrity_failures: IntCounter,
     pub active_transfers: IntGaugeVec,
     pub tracker_errors: IntCounter,
+    pub unshared_files: IntGauge,
     shared_files: IntGauge,
     shared_bytes: IntGauge,
 }
@@ -141,6 +142,14 @@ impl Metrics {
                 &reg,
                 "p2p_peer_tracker_errors_total",
                 "Failed calls to the tracker.",
+            ),
+            unshared_files: register(
+                &reg,
+                IntGauge::new(
+                    "p2p_peer_unshared_files",
+                    "Files in the share that the tracker does not index (over its per-peer cap).",
+                )
+                .expect("static metric definition"),
             ),
             shared_files: register(
                 &reg,

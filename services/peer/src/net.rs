@@ -67,8 +67,32 @@ impl Net {
         Ok(Self { http, scheme })
     }
 
-    /// `scheme://addr/path` for a peer's `host:port`.
+    /// `scheme://host:port/path` for a peer given as `host:port` or as a URL (what users
+    /// paste); a URL's own scheme is kept, so `https://` is honoured.
     pub fn url(&self, addr: &str, path: &str) -> String {
-        format!("{}://{addr}{path}", self.scheme)
+        let (scheme, rest) = match addr.split_once("://") {
+            Some((s, rest)) if s.eq_ignore_ascii_case("http") => ("http", rest),
+            Some((s, rest)) if s.eq_ignore_ascii_case("https") => ("https", rest),
+            _ => (self.scheme, addr),
+        };
+        let host = rest.split('/').next().unwrap_or(rest);
+        format!("{scheme}://{host}{path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_url_is_taken_as_its_address() {
+        let net = Net::new(&PeerConfig::default()).unwrap();
+        assert_eq!(net.url("h:5000", "/upload"), "http://h:5000/upload");
+        assert_eq!(net.url("http://h:5000", "/upload"), "http://h:5000/upload");
+        assert_eq!(net.url("http://h:5000/", "/leave"), "http://h:5000/leave");
+        assert_eq!(
+            net.url("HTTPS://h:5000", "/upload"),
+            "https://h:5000/upload"
+        );
     }
 }

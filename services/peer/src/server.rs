@@ -114,8 +114,20 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         store: store.clone(),
         readiness: readiness.clone(),
         tracker_errors: metrics.tracker_errors.clone(),
+        unshared_files: metrics.unshared_files.clone(),
+        wait_for_id: cfg.peer.wait_for_id,
     };
-    let membership = tokio::spawn(membership.run(shutdown.clone()));
+    // A peer that cannot hold its id stops (the error is this process's exit code).
+    let membership = tokio::spawn({
+        let stop = shutdown.clone();
+        async move {
+            let r = membership.run(stop.clone()).await;
+            if r.is_err() {
+                stop.cancel();
+            }
+            r
+        }
+    });
     let scanner = tokio::spawn(scan_loop(
         store.clone(),
         readiness.clone(),
@@ -152,11 +164,18 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         ..Default::default()
     };
     let task = tokio::spawn(async move {
+        let membership_result = Arc::new(std::sync::Mutex::new(Ok(())));
+        let outcome = membership_result.clone();
         let left = async move {
             stop.cancelled().await;
             readiness.set_draining().await;
             // Leave before draining so nobody is sent here while we stop.
-            let _ = membership.await;
+            let r = membership
+                .await
+                .unwrap_or_else(|e| Err(crate::error::Error::Other(e.into())));
+            if let Ok(mut slot) = outcome.lock() {
+                *slot = r;
+            }
             tracing::info!(?grace, "draining transfers");
         };
         p2p_common::serve::within_grace(
@@ -166,7 +185,11 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         )
         .await;
         scanner.abort();
-        Ok(())
+        let r = match membership_result.lock() {
+            Ok(mut slot) => std::mem::replace(&mut *slot, Ok(())),
+            Err(_) => Ok(()),
+        };
+        r.map_err(anyhow::Error::from)
     });
     Ok(Running {
         local_addr,

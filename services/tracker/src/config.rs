@@ -26,10 +26,10 @@ pub struct ServerConfig {
     /// Largest gRPC message accepted, in bytes.
     pub max_message_bytes: usize,
     /// On SIGTERM, how long open calls and streams may take before they are cut.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub shutdown_grace: Duration,
     /// Time a client has to send request headers or finish a TLS handshake.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub header_timeout: Duration,
     /// A connection with no call in flight for this long is closed (pings do not count).
     #[serde(with = "humantime_serde")]
@@ -57,7 +57,7 @@ pub enum StoreKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub lease_ttl: Duration,
     pub store: StoreKind,
     pub max_files_per_peer: usize,

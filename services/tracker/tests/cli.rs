@@ -102,9 +102,10 @@ fn port_in_use_fails_with_a_clear_message() {
     let mut cmd = tracker();
     cmd.args(["--listen", &addr.to_string()]);
     let err = expect_exit(cmd, 1);
-    assert!(
-        err.contains(&format!("cannot listen on {addr}")),
-        "stderr: {err}"
+    assert_eq!(
+        err.matches(&format!("cannot listen on {addr}")).count(),
+        1,
+        "said once: {err}"
     );
 }
 
