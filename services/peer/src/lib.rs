@@ -13,5 +13,6 @@ pub mod net;
 pub mod range;
 pub mod readiness;
 pub mod server;
+pub mod share;
 pub mod store;
 pub mod tracker;
