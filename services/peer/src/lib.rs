@@ -15,4 +15,5 @@ pub mod readiness;
 pub mod server;
 pub mod share;
 pub mod store;
+pub mod swarm;
 pub mod tracker;
