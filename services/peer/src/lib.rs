@@ -17,3 +17,4 @@ pub mod share;
 pub mod store;
 pub mod swarm;
 pub mod tracker;
+pub mod transfer;
