@@ -173,7 +173,10 @@ fn decode(bytes: &[u8], digest: &Digest, piece_count: u32) -> Result<Bitfield, S
 /// fsynced, renamed over the old one, and the directory fsynced, so a crash leaves either the
 /// old record or the new one.
 pub fn save(path: &Path, digest: &Digest, field: &Bitfield) -> Result<(), ShareError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let mut tmp = tempfile::Builder::new()
         .prefix(".bitfield-")
         .tempfile_in(dir)
