@@ -13,5 +13,8 @@ pub mod net;
 pub mod range;
 pub mod readiness;
 pub mod server;
+pub mod share;
 pub mod store;
+pub mod swarm;
 pub mod tracker;
+pub mod transfer;

@@ -1,0 +1,533 @@
+//! Pieces and manifests (DESIGN "Swarm downloads"): the piece size is a pure function of the file
+//! size, so every peer derives the same piece list without talking; a manifest lists the pieces'
+//! SHA-256 digests and `pieces_root` binds them to one value the tracker can carry.
+
+use std::fmt;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use serde::{Deserialize, Serialize};
+
+use super::digest::{Digest, Sha256, sha256};
+use super::{ShareError, io_err};
+
+/// The smallest piece size (4 MiB).
+pub const MIN_PIECE_SIZE: u64 = 4 << 20;
+/// The largest piece size (64 MiB): bounds the memory a piece in transit may need.
+pub const MAX_PIECE_SIZE: u64 = 64 << 20;
+/// The piece size doubles while a file would have more pieces than this.
+pub const TARGET_MAX_PIECES: u64 = 2048;
+
+/// Read size of the hashing pass. A power of two no larger than [`MIN_PIECE_SIZE`], so blocks
+/// never straddle a piece boundary.
+const BLOCK: usize = 1 << 20;
+/// Blocks in flight between the reader and the piece hasher: enough to absorb jitter, small
+/// enough that the pass stays within a few MiB of memory whatever the piece size.
+const BLOCKS_IN_FLIGHT: usize = 4;
+
+/// Index of a piece within one file's manifest.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct PieceIndex(pub u32);
+
+impl PieceIndex {
+    pub fn as_usize(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for PieceIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The piece size for a file of `file_size` bytes: 4 MiB, doubled while the file would have
+/// more than 2,048 pieces, at most 64 MiB.
+pub fn piece_size(file_size: u64) -> u64 {
+    let mut size = MIN_PIECE_SIZE;
+    while size < MAX_PIECE_SIZE && file_size.div_ceil(size) > TARGET_MAX_PIECES {
+        size *= 2;
+    }
+    size
+}
+
+/// Number of pieces of a file (an empty file has none).
+pub fn piece_count(file_size: u64, piece_size: u64) -> u64 {
+    file_size.div_ceil(piece_size)
+}
+
+/// A file's size, piece size and piece digests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    size: u64,
+    piece_size: u64,
+    digests: Vec<Digest>,
+}
+
+impl Manifest {
+    /// A manifest for a file of `size` bytes; the piece size is derived, the digests must be
+    /// exactly one per piece.
+    pub fn new(size: u64, digests: Vec<Digest>) -> Result<Self, ShareError> {
+        let manifest = Manifest {
+            size,
+            piece_size: piece_size(size),
+            digests,
+        };
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    /// Checks a manifest that came from elsewhere (another peer, a cache): consistent with its
+    /// own size, and, when given, with the `pieces_root` the tracker returned for the digest.
+    pub fn validate(&self, expected_root: Option<&Digest>) -> Result<(), ShareError> {
+        self.check()?;
+        if let Some(want) = expected_root {
+            let got = self.root();
+            if &got != want {
+                return Err(ShareError::BadManifest(format!(
+                    "pieces_root is {got}, expected {want}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), ShareError> {
+        let want_size = piece_size(self.size);
+        if self.piece_size != want_size {
+            return Err(ShareError::BadManifest(format!(
+                "piece size {} for a {}-byte file, expected {want_size}",
+                self.piece_size, self.size
+            )));
+        }
+        let count = piece_count(self.size, self.piece_size);
+        if count > u64::from(u32::MAX) {
+            return Err(ShareError::BadManifest(format!(
+                "{count} pieces is more than a piece index can address"
+            )));
+        }
+        if self.digests.len() as u64 != count {
+            return Err(ShareError::BadManifest(format!(
+                "{} piece digests for {count} pieces",
+                self.digests.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn piece_size(&self) -> u64 {
+        self.piece_size
+    }
+
+    pub fn digests(&self) -> &[Digest] {
+        &self.digests
+    }
+
+    pub fn piece_count(&self) -> u32 {
+        // `check` bounds the count by u32::MAX.
+        self.digests.len() as u32
+    }
+
+    pub fn pieces(&self) -> impl Iterator<Item = PieceIndex> + use<> {
+        (0..self.piece_count()).map(PieceIndex)
+    }
+
+    /// SHA-256 of the concatenated raw piece digests.
+    pub fn root(&self) -> Digest {
+        pieces_root(&self.digests)
+    }
+
+    /// The byte range of a piece in the file, or `None` past the last piece.
+    pub fn range(&self, index: PieceIndex) -> Option<Range<u64>> {
+        piece_range(self.size, self.piece_size, index)
+    }
+
+    /// Checks a piece's bytes against the manifest: the right length and the right digest.
+    pub fn verify_piece(&self, index: PieceIndex, bytes: &[u8]) -> Result<(), ShareError> {
+        self.verify_digest(index, bytes.len() as u64, sha256(bytes))
+    }
+
+    /// Checks a piece that was hashed while it streamed in (so it need not sit in memory).
+    pub fn verify_digest(
+        &self,
+        index: PieceIndex,
+        len: u64,
+        digest: Digest,
+    ) -> Result<(), ShareError> {
+        let range = self.range(index).ok_or_else(|| ShareError::BadPiece {
+            index,
+            reason: format!("no such piece (the file has {})", self.piece_count()),
+        })?;
+        let want_len = range.end - range.start;
+        if len != want_len {
+            return Err(ShareError::BadPiece {
+                index,
+                reason: format!("{len} bytes, expected {want_len}"),
+            });
+        }
+        let want = &self.digests[index.as_usize()];
+        if &digest != want {
+            return Err(ShareError::BadPiece {
+                index,
+                reason: format!("sha256 {digest}, expected {want}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// SHA-256 of the concatenated raw piece digests.
+pub fn pieces_root(digests: &[Digest]) -> Digest {
+    let mut h = Sha256::new();
+    for d in digests {
+        h.update(d.as_bytes());
+    }
+    h.finish()
+}
+
+/// The byte range of piece `index` of a file, or `None` past the last piece.
+pub fn piece_range(file_size: u64, piece_size: u64, index: PieceIndex) -> Option<Range<u64>> {
+    let start = u64::from(index.0).checked_mul(piece_size)?;
+    if start >= file_size {
+        return None;
+    }
+    Some(start..file_size.min(start + piece_size))
+}
+
+/// The result of one pass over a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashed {
+    /// The whole-file SHA-256: the file's identity.
+    pub sha256: Digest,
+    pub manifest: Manifest,
+}
+
+/// Reads a file once and returns its whole-file SHA-256 and its manifest.
+///
+/// Blocking: call it from `spawn_blocking` or a thread of its own. The whole-file digest is
+/// computed on the calling thread while a second thread hashes the pieces from the same
+/// buffers, so the pass runs at the speed of one SHA-256 stream rather than two.
+pub fn hash_file(path: &Path) -> Result<Hashed, ShareError> {
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let expected = file.metadata().map_err(io_err(path))?.len();
+    hash_reader(file, expected).map_err(|e| match e {
+        HashError::Io(source) => ShareError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        HashError::Changed { expected, read } => ShareError::Changed {
+            path: path.to_path_buf(),
+            expected,
+            read,
+        },
+    })
+}
+
+#[derive(Debug)]
+enum HashError {
+    Io(std::io::Error),
+    Changed { expected: u64, read: u64 },
+}
+
+/// [`hash_file`] over any reader that should yield exactly `expected` bytes.
+fn hash_reader(mut reader: impl Read, expected: u64) -> Result<Hashed, HashError> {
+    let piece_len = piece_size(expected);
+    let (to_pieces, from_reader) = mpsc::sync_channel::<(Arc<Vec<u8>>, usize)>(BLOCKS_IN_FLIGHT);
+    let (to_reader, free) = mpsc::sync_channel::<Arc<Vec<u8>>>(BLOCKS_IN_FLIGHT);
+    for _ in 0..BLOCKS_IN_FLIGHT {
+        // Cannot fail: the channel has room for every buffer and its receiver is alive.
+        let _ = to_reader.send(Arc::new(vec![0u8; BLOCK]));
+    }
+
+    std::thread::scope(|scope| {
+        let piece_hasher = scope.spawn(move || {
+            let mut digests = Vec::new();
+            let mut h = Sha256::new();
+            let mut in_piece = 0u64;
+            for (buf, len) in from_reader {
+                h.update(&buf[..len]);
+                in_piece += len as u64;
+                if in_piece == piece_len {
+                    digests.push(std::mem::take(&mut h).finish());
+                    in_piece = 0;
+                }
+                // The reader may already have stopped; then the buffer is simply dropped.
+                let _ = to_reader.send(buf);
+            }
+            if in_piece > 0 {
+                digests.push(h.finish());
+            }
+            digests
+        });
+
+        let mut whole = Sha256::new();
+        let mut read = 0u64;
+        let result = loop {
+            let Ok(mut buf) = free.recv() else {
+                // The piece hasher is gone: it panicked; its join below reports that.
+                break Ok(());
+            };
+            // The piece hasher hands each buffer back only after its last use, and this thread
+            // dropped its own clone, so the buffer is unshared and this does not copy.
+            let block = Arc::make_mut(&mut buf);
+            let n = match fill(&mut reader, block) {
+                Ok(n) => n,
+                Err(e) => break Err(HashError::Io(e)),
+            };
+            if n == 0 {
+                break Ok(());
+            }
+            read += n as u64;
+            if read > expected {
+                break Err(HashError::Changed { expected, read });
+            }
+            if to_pieces.send((Arc::clone(&buf), n)).is_err() {
+                break Ok(());
+            }
+            whole.update(&buf[..n]);
+        };
+        drop(to_pieces);
+        let digests = match piece_hasher.join() {
+            Ok(d) => d,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        result?;
+        if read != expected {
+            return Err(HashError::Changed { expected, read });
+        }
+        let manifest = Manifest {
+            size: read,
+            piece_size: piece_len,
+            digests,
+        };
+        debug_assert!(manifest.check().is_ok());
+        Ok(Hashed {
+            sha256: whole.finish(),
+            manifest,
+        })
+    })
+}
+
+/// Reads until `buf` is full or the reader ends, so that every block but the last is whole and
+/// piece boundaries fall between blocks.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Deterministic bytes that differ from piece to piece.
+    fn data(len: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn piece_size_follows_the_contract() {
+        assert_eq!(piece_size(0), 4 * MIB);
+        assert_eq!(piece_size(1), 4 * MIB);
+        // 2,048 pieces of 4 MiB = 8 GiB: still 4 MiB; one byte more doubles.
+        assert_eq!(piece_size(8192 * MIB), 4 * MIB);
+        assert_eq!(piece_size(8192 * MIB + 1), 8 * MIB);
+        assert_eq!(piece_size(16384 * MIB), 8 * MIB);
+        assert_eq!(piece_size(16384 * MIB + 1), 16 * MIB);
+        // Capped at 64 MiB even when that makes more than 2,048 pieces.
+        assert_eq!(piece_size(128 << 30), 64 * MIB);
+        assert_eq!(piece_size((128 << 30) + 1), 64 * MIB);
+        assert_eq!(piece_size(u64::MAX), 64 * MIB);
+        for size in [0, 1, 5 * MIB, 8192 * MIB + 1, 100 << 30, 1 << 40] {
+            let p = piece_size(size);
+            assert!(p.is_power_of_two() && (MIN_PIECE_SIZE..=MAX_PIECE_SIZE).contains(&p));
+            assert!(p == MAX_PIECE_SIZE || piece_count(size, p) <= TARGET_MAX_PIECES);
+        }
+    }
+
+    #[test]
+    fn ranges_cover_the_file_exactly() {
+        let size = 10 * MIB + 3;
+        let p = piece_size(size);
+        assert_eq!(piece_count(size, p), 3);
+        assert_eq!(piece_range(size, p, PieceIndex(0)), Some(0..4 * MIB));
+        assert_eq!(piece_range(size, p, PieceIndex(1)), Some(4 * MIB..8 * MIB));
+        assert_eq!(piece_range(size, p, PieceIndex(2)), Some(8 * MIB..size));
+        assert_eq!(piece_range(size, p, PieceIndex(3)), None);
+        assert_eq!(piece_range(0, p, PieceIndex(0)), None);
+        assert_eq!(
+            piece_range(u64::MAX, p, PieceIndex(u32::MAX)),
+            Some(u64::from(u32::MAX) * p..u64::from(u32::MAX) * p + p)
+        );
+    }
+
+    fn hash_bytes(bytes: &[u8]) -> Hashed {
+        hash_reader(bytes, bytes.len() as u64).unwrap()
+    }
+
+    #[test]
+    fn one_pass_matches_separate_hashes() {
+        // Sizes around block and piece boundaries.
+        for size in [
+            0,
+            1,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            4 * BLOCK,
+            4 * BLOCK + 1,
+            9 * BLOCK + 12345,
+        ] {
+            let bytes = data(size);
+            let h = hash_bytes(&bytes);
+            assert_eq!(h.sha256, sha256(&bytes), "size {size}");
+            let expected: Vec<Digest> = bytes
+                .chunks(piece_size(size as u64) as usize)
+                .map(sha256)
+                .collect();
+            assert_eq!(h.manifest.digests(), &expected[..], "size {size}");
+            assert_eq!(h.manifest.size(), size as u64);
+            assert_eq!(h.manifest.root(), pieces_root(&expected));
+        }
+    }
+
+    #[test]
+    fn pieces_root_is_sha256_of_raw_digests() {
+        let a = sha256(b"a");
+        let b = sha256(b"b");
+        let mut cat = Vec::new();
+        cat.extend_from_slice(a.as_bytes());
+        cat.extend_from_slice(b.as_bytes());
+        assert_eq!(pieces_root(&[a, b]), sha256(&cat));
+        assert_ne!(pieces_root(&[a, b]), pieces_root(&[b, a]));
+        assert_eq!(pieces_root(&[]), sha256(b""));
+    }
+
+    #[test]
+    fn hash_file_reads_a_real_file_and_reports_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let bytes = data(5 * BLOCK + 7);
+        std::fs::write(&path, &bytes).unwrap();
+        let h = hash_file(&path).unwrap();
+        assert_eq!(h.sha256, sha256(&bytes));
+        assert_eq!(h.manifest.piece_count(), 2);
+        let err = hash_file(&dir.path().join("missing")).unwrap_err();
+        assert!(matches!(err, ShareError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_changes_length_while_hashed_is_an_error() {
+        let bytes = data(3 * BLOCK);
+        let shorter = hash_reader(&bytes[..], 3 * BLOCK as u64 + 10).unwrap_err();
+        assert!(matches!(shorter, HashError::Changed { read, .. } if read == 3 * BLOCK as u64));
+        let longer = hash_reader(&bytes[..], BLOCK as u64).unwrap_err();
+        assert!(matches!(longer, HashError::Changed { expected, .. } if expected == BLOCK as u64));
+    }
+
+    #[test]
+    fn read_errors_are_reported() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("disk on fire"));
+                }
+                let n = buf.len().min(self.0);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let err = hash_reader(Failing(2 * BLOCK + 5), 10 * BLOCK as u64).unwrap_err();
+        assert!(matches!(err, HashError::Io(e) if e.to_string() == "disk on fire"));
+    }
+
+    #[test]
+    fn verify_piece_accepts_the_right_bytes_only() {
+        let bytes = data(9 * MIB as usize);
+        let m = hash_bytes(&bytes).manifest;
+        assert_eq!(m.piece_count(), 3);
+        for i in m.pieces() {
+            let r = m.range(i).unwrap();
+            let piece = &bytes[r.start as usize..r.end as usize];
+            m.verify_piece(i, piece).unwrap();
+        }
+        let r1 = m.range(PieceIndex(1)).unwrap();
+        let mut wrong = bytes[r1.start as usize..r1.end as usize].to_vec();
+        wrong[12345] ^= 1;
+        let err = m.verify_piece(PieceIndex(1), &wrong).unwrap_err();
+        assert!(err.to_string().contains("piece 1: sha256"), "{err}");
+        // The right bytes of another piece are still wrong here.
+        let r0 = m.range(PieceIndex(0)).unwrap();
+        assert!(
+            m.verify_piece(PieceIndex(1), &bytes[r0.start as usize..r0.end as usize])
+                .is_err()
+        );
+        let short = m.verify_piece(PieceIndex(2), &bytes[r1.start as usize..r1.end as usize]);
+        assert!(short.unwrap_err().to_string().contains("bytes, expected"));
+        let none = m.verify_piece(PieceIndex(3), b"").unwrap_err();
+        assert!(none.to_string().contains("no such piece"), "{none}");
+        let streamed = sha256(&bytes[r0.start as usize..r0.end as usize]);
+        m.verify_digest(PieceIndex(0), r0.end - r0.start, streamed)
+            .unwrap();
+        assert!(
+            m.verify_digest(PieceIndex(0), r0.end - r0.start - 1, streamed)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn manifests_are_validated() {
+        let d = sha256(b"x");
+        assert!(Manifest::new(0, vec![]).is_ok());
+        assert!(Manifest::new(1, vec![]).is_err());
+        assert!(Manifest::new(4 * MIB, vec![d]).is_ok());
+        assert!(Manifest::new(4 * MIB + 1, vec![d]).is_err());
+        let m = Manifest::new(4 * MIB + 1, vec![d, d]).unwrap();
+        m.validate(Some(&m.root())).unwrap();
+        let err = m.validate(Some(&d)).unwrap_err();
+        assert!(err.to_string().contains("pieces_root"), "{err}");
+
+        // A manifest from the wire with a piece size of its own choosing is refused.
+        let json = format!(r#"{{"size":8388608,"piece_size":8388608,"digests":["{d}"]}}"#);
+        let forged: Manifest = serde_json::from_str(&json).unwrap();
+        assert!(
+            forged
+                .validate(None)
+                .unwrap_err()
+                .to_string()
+                .contains("piece size")
+        );
+        let round: Manifest = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(round, m);
+    }
+}
