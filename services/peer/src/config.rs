@@ -38,7 +38,7 @@ pub struct PeerSection {
     /// Time a client has to send request headers or finish a TLS handshake.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
-    /// An upload whose body stalls this long is cut (408).
+    /// A transfer that makes no progress this long is cut, in both directions.
     #[serde(with = "humantime_serde")]
     pub io_timeout: Duration,
     /// Downloads served plus uploads received at once; more get 503.
