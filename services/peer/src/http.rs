@@ -202,7 +202,7 @@ async fn get_file(
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     }
-    let body = stalling_body(
+    let body = deadline_body(
         file,
         len,
         st.io_timeout,
@@ -221,7 +221,7 @@ async fn get_file(
 /// polling a body while the client's socket is full, so the deadline cannot live in the body
 /// stream itself; a task feeds the body through a one-chunk channel and gives up when a chunk
 /// is not taken in time.
-fn stalling_body(
+fn deadline_body(
     file: tokio::fs::File,
     len: u64,
     io_timeout: Duration,

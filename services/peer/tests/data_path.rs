@@ -339,6 +339,12 @@ async fn stalled_transfers_give_their_slots_back() {
     .await;
     let got = client().get(small).send().await.unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"small");
+    // Every stalled reader gives its slot back, not just one.
+    let serving = &peer.metrics.active_transfers.with_label_values(&["upload"]);
+    until(limit, "every stalled download to be cut", || async move {
+        (serving.get() == 0).then_some(())
+    })
+    .await;
 
     let mut senders = Vec::new();
     for i in 0..SLOTS {
@@ -369,6 +375,14 @@ async fn stalled_transfers_give_their_slots_back() {
     })
     .await;
     assert_eq!(s, 201, "{b}");
+    let receiving = &peer
+        .metrics
+        .active_transfers
+        .with_label_values(&["download"]);
+    until(limit, "every stalled upload to be cut", || async move {
+        (receiving.get() == 0).then_some(())
+    })
+    .await;
     drop((readers, senders));
 }
 
