@@ -504,13 +504,21 @@ async fn get(
     let matches = tracker_of(cfg)?.search(name, true).await?;
     let target = choose(matches, name, sha256)?;
 
-    if dest.exists() {
-        let d = dest.clone();
-        let existing = tokio::task::spawn_blocking(move || crate::store::hash_file(&d))
-            .await
-            .map_err(|e| Error::Other(e.into()))?
-            .map_err(|e| Error::Other(anyhow::anyhow!("{}: {e}", dest.display())))?;
-        if existing.1 == target.sha256 {
+    let d = dest.clone();
+    let existing = tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&d) {
+        Ok(m) if m.file_type().is_file() => crate::store::hash_file(&d).map(Some),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists and is not a regular file",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
+    .map_err(|e| Error::Other(e.into()))?
+    .map_err(|e| Error::Refused(format!("{}: {e}", dest.display())))?;
+    if let Some((_, digest)) = existing {
+        if digest == target.sha256 {
             out.got(&target, &dest, "already present");
             return Ok(());
         }
@@ -526,37 +534,36 @@ async fn get(
     let partial_dir = parent.join(crate::store::PARTIAL_DIR);
     let progress = ConsoleProgress::new(out.json, &target.name);
     let net = Net::new(cfg)?;
-    let part = download::fetch(&net, &target, &partial_dir, None, &progress).await?;
-    publish_to(&part, &dest).await?;
-    // Leave no empty .partial behind in the user's directory.
-    let _ = tokio::fs::remove_dir(&partial_dir).await;
+    let fetched = download::fetch(&net, &target, &partial_dir, None, &progress).await;
+    let placed = match fetched {
+        Ok(part) => publish_to(&part, &dest).await,
+        Err(e) => Err(e),
+    };
+    tidy_partial_dir(&parent).await;
+    placed?;
     out.got(&target, &dest, "downloaded");
     Ok(())
 }
 
-/// Renames a verified partial into place without replacing anything there.
+/// Removes the `.partial/` a client download used in `dir` when it is empty, unless `dir` is a
+/// peer's share (it holds `.p2pshare/`): that `.partial/` is the peer's, not ours to remove.
+pub async fn tidy_partial_dir(dir: &Path) {
+    let state = dir.join(crate::store::STATE_DIR);
+    if tokio::fs::symlink_metadata(&state).await.is_ok() {
+        return;
+    }
+    // Fails, as it should, when something is still inside (a partial kept for a resume).
+    let _ = tokio::fs::remove_dir(dir.join(crate::store::PARTIAL_DIR)).await;
+}
+
+/// Puts a verified partial in place without replacing anything there.
 async fn publish_to(part: &Path, dest: &Path) -> Result<()> {
     let (p, d) = (part.to_path_buf(), dest.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        // A hard link fails if `dest` appeared meanwhile, where a rename would overwrite it.
-        std::fs::hard_link(&p, &d).or_else(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Err(e)
-            } else {
-                // File systems without hard links: rename after a last check.
-                if d.exists() {
-                    Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists))
-                } else {
-                    std::fs::rename(&p, &d)
-                }
-            }
-        })?;
-        let _ = std::fs::remove_file(&p);
-        Ok::<_, std::io::Error>(())
-    })
-    .await
-    .map_err(|e| Error::Other(e.into()))?
-    .map_err(|e| Error::Refused(format!("cannot write {}: {e}", dest.display())))
+    let placed = tokio::task::spawn_blocking(move || crate::store::place_new(&p, &d))
+        .await
+        .map_err(|e| Error::Other(e.into()))?;
+    // On failure the verified copy stays in `.partial/`: the next `get` only places it.
+    placed.map_err(|e| Error::Refused(format!("cannot write {}: {e}", dest.display())))
 }
 
 impl Output {

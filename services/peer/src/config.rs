@@ -38,11 +38,11 @@ pub struct PeerSection {
     /// Time a client has to send request headers or finish a TLS handshake.
     #[serde(with = "p2p_common::config::duration")]
     pub header_timeout: Duration,
-    /// An upload whose body stalls this long is cut (408).
+    /// A transfer that makes no progress this long is cut, in both directions.
     #[serde(with = "p2p_common::config::duration")]
     pub io_timeout: Duration,
     /// A connection with no request in flight for this long is closed (pings do not count).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub idle_timeout: Duration,
     /// Downloads served plus uploads received at once; more get 503.
     pub max_concurrent_transfers: usize,

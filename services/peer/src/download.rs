@@ -124,9 +124,7 @@ pub async fn fetch(
                 progress.done();
                 return Ok(part);
             }
-            Err(Attempt::Local(e)) => {
-                return Err(Error::Other(anyhow::anyhow!("{}: {e}", part.display())));
-            }
+            Err(Attempt::Local(e)) => return Err(local_failure(&part, e).await),
             Err(a) => {
                 let (why, bad_bytes) = match a {
                     Attempt::NotThere(w) => {
@@ -156,6 +154,23 @@ pub async fn fetch(
     } else {
         Error::Unreachable(summary)
     })
+}
+
+/// A download that cannot be written here (no space, over a size limit, an I/O error) frees
+/// what it wrote: a partial kept on a full disk keeps the disk full, and resuming needs room
+/// this attempt did not have. Only failures on the network side keep the partial for a resume.
+async fn local_failure(part: &Path, e: std::io::Error) -> Error {
+    let removed = match tokio::fs::remove_file(part).await {
+        Ok(()) => "; removed the partial download",
+        Err(r) if r.kind() == std::io::ErrorKind::NotFound => "",
+        Err(_) => "; could not remove the partial download",
+    };
+    let why = match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => "no space left to write the download",
+        Some(libc::EFBIG) => "the download is larger than this process may write",
+        _ => "cannot write the download",
+    };
+    Error::Other(anyhow::anyhow!("{why}: {}: {e}{removed}", part.display()))
 }
 
 async fn hash_prefix(path: PathBuf, len: u64) -> std::io::Result<Sha256> {

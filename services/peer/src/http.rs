@@ -203,23 +203,69 @@ async fn get_file(
             .await
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     }
-    let guard = st.metrics.transfer("upload");
-    let served = st.metrics.served_bytes.clone();
-    let stream = ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), READ_CHUNK)
-        .map(move |chunk| {
-            // The guard and permit live as long as the body: the transfer lasts until it ends.
-            let _ = (&guard, &permit);
-            if let Ok(c) = &chunk {
-                served.inc_by(c.len() as u64);
-            }
-            chunk
-        });
-    let body = Body::from_stream(stream);
+    let body = deadline_body(
+        file,
+        len,
+        st.io_timeout,
+        (permit, st.metrics.transfer("upload")),
+        st.metrics.served_bytes.clone(),
+    );
     resp.status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len)
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The body of a download: `len` bytes of `file`. A reader that takes nothing for `io_timeout`
+/// is cut, and `hold` (the transfer slot, the active-transfer gauge) released: hyper stops
+/// polling a body while the client's socket is full, so the deadline cannot live in the body
+/// stream itself; a task feeds the body through a one-chunk channel and gives up when a chunk
+/// is not taken in time.
+fn deadline_body(
+    file: tokio::fs::File,
+    len: u64,
+    io_timeout: Duration,
+    hold: impl Send + 'static,
+    served: prometheus::IntCounter,
+) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
+    tokio::spawn(async move {
+        let _hold = hold;
+        let mut chunks =
+            ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), READ_CHUNK);
+        while let Some(chunk) = chunks.next().await {
+            let n = chunk.as_ref().map_or(0, |c| c.len() as u64);
+            match tokio::time::timeout(io_timeout, tx.send(chunk)).await {
+                Ok(Ok(())) => served.inc_by(n),
+                // The client went away.
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::warn!(?io_timeout, "client stopped reading: download cut");
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures::stream::unfold((rx, 0u64), move |(mut rx, sent)| async move {
+        match rx.recv().await {
+            Some(Ok(c)) => {
+                let sent = sent + c.len() as u64;
+                Some((Ok(c), (rx, sent)))
+            }
+            Some(Err(e)) => Some((Err(e), (rx, len))),
+            // Ended early: the feeder gave up. An error, not a short body that looks complete.
+            None if sent < len => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "download stalled; cut",
+                )),
+                (rx, len),
+            )),
+            None => None,
+        }
+    });
+    Body::from_stream(stream)
 }
 
 #[derive(Debug, Serialize)]
@@ -287,7 +333,19 @@ async fn receive(
         ApiError::new(StatusCode::BAD_REQUEST, format!("bad multipart body: {e}"))
     };
 
-    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+    let stalled = || {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("upload stalled for {:?}", st.io_timeout),
+        )
+    };
+    // Every wait on the client is bounded, headers of a part included: a stalled upload must
+    // give its transfer slot back.
+    while let Some(mut field) = tokio::time::timeout(st.io_timeout, multipart.next_field())
+        .await
+        .map_err(|_| stalled())?
+        .map_err(bad)?
+    {
         if field.name() != Some("file") {
             continue;
         }
@@ -308,20 +366,14 @@ async fn receive(
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the upload")
         };
         // Dropping `tmp_path` deletes the file: an aborted upload leaves nothing behind.
-        let tmp = tempfile::Builder::new()
-            .prefix("upload-")
-            .tempfile_in(st.store.partial_dir())
-            .map_err(internal)?;
-        let (file, tmp_path) = tmp.into_parts();
+        let (file, tmp_path) = st
+            .store
+            .temp_file("upload-")
+            .await
+            .map_err(|e| internal(std::io::Error::other(e.to_string())))?;
         let mut out = BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        let stalled = || {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("upload stalled for {:?}", st.io_timeout),
-            )
-        };
         while let Some(chunk) = tokio::time::timeout(st.io_timeout, field.chunk())
             .await
             .map_err(|_| stalled())?
@@ -356,6 +408,12 @@ async fn receive(
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     format!("{name:?} already exists here with other content"),
+                ));
+            }
+            Published::NotAFile => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("{name:?} is taken here by something that is not a shared file"),
                 ));
             }
         };

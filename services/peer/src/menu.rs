@@ -195,26 +195,37 @@ async fn get(ctx: &Context, name: &str) -> String {
                         "A different file named {} is already shared here; kept it.",
                         target.name
                     ),
+                    Published::NotAFile => format!(
+                        "{} is taken here by something that is not a shared file; kept it.",
+                        target.name
+                    ),
                 })
             }
             None => {
                 let dir =
                     std::env::current_dir().map_err(|e| crate::error::Error::Other(e.into()))?;
                 let partial = dir.join(crate::store::PARTIAL_DIR);
-                let part =
-                    download::fetch(&net, &target, &partial, None, &download::Silent).await?;
-                let dest = dir.join(&target.name);
-                if dest.exists() {
-                    let _ = tokio::fs::remove_file(&part).await;
-                    return Ok(format!(
-                        "{} already exists here; not replaced.",
-                        dest.display()
-                    ));
+                let fetched =
+                    download::fetch(&net, &target, &partial, None, &download::Silent).await;
+                if fetched.is_err() {
+                    cli::tidy_partial_dir(&dir).await;
                 }
-                tokio::fs::rename(&part, &dest)
+                let part = fetched?;
+                let dest = dir.join(&target.name);
+                let (p, d) = (part.clone(), dest.clone());
+                let placed = tokio::task::spawn_blocking(move || crate::store::place_new(&p, &d))
                     .await
                     .map_err(|e| crate::error::Error::Other(e.into()))?;
-                let _ = tokio::fs::remove_dir(&partial).await;
+                if let Err(e) = placed {
+                    let _ = tokio::fs::remove_file(&part).await;
+                    cli::tidy_partial_dir(&dir).await;
+                    return Ok(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        format!("{} already exists here; not replaced.", dest.display())
+                    } else {
+                        format!("get failed: cannot write {}: {e}", dest.display())
+                    });
+                }
+                cli::tidy_partial_dir(&dir).await;
                 Ok(format!("Downloaded {} (sha256 verified).", dest.display()))
             }
         }

@@ -5,9 +5,9 @@
 //! uploads and downloads in progress and `<files_dir>/.p2pshare/` the peer's own state. Both are
 //! reserved names, never listed and never served.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -61,6 +61,10 @@ pub enum Published {
     Identical,
     /// Other bytes are shared under that name; nothing changed.
     Conflict,
+    /// The name is held by something that is not a regular file (symlink, directory, FIFO,
+    /// socket, device). Answered without looking at what it is or points to, so that uploads
+    /// cannot be used to learn anything about other files.
+    NotAFile,
 }
 
 /// Checks a name from outside (URL, multipart) before it gets near the file system.
@@ -75,9 +79,17 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
 pub struct Store {
     dir: PathBuf,
     index: RwLock<BTreeMap<String, Entry>>,
-    /// Serialises publication so a check-then-rename cannot race another.
+    /// Serialises changes of the index and the share's names, so a check-then-rename cannot
+    /// race another. Never held while hashing.
     publish: Mutex<()>,
+    /// One rescan at a time: a rescan's commit assumes nobody but `publish` changed the index
+    /// since its snapshot.
+    scanning: Mutex<()>,
     changed: watch::Sender<u64>,
+    /// Files the running rescan still has to hash.
+    pending: watch::Sender<usize>,
+    /// Entries that are not regular files, already logged once.
+    skipped: std::sync::Mutex<BTreeSet<String>>,
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
@@ -87,9 +99,37 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// SHA-256 of a whole file, read in 1 MiB blocks.
-pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    let mut f = std::fs::File::open(path)?;
+/// Whether two stats describe the same, unchanged regular file.
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.is_file()
+        && b.is_file()
+        && a.dev() == b.dev()
+        && a.ino() == b.ino()
+        && a.len() == b.len()
+        && mtime_ns(a) == mtime_ns(b)
+}
+
+/// Opens `path` for reading if, and only if, it is a regular file. Never follows a symlink
+/// (`O_NOFOLLOW`), never blocks on a FIFO or a device (`O_NONBLOCK`, which regular files
+/// ignore), and checks the type of what was opened (`fstat`), so a name swapped between a check
+/// and the open cannot slip through. Blocking: call it from `spawn_blocking`.
+pub fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok((file, meta))
+}
+
+/// SHA-256 of an open file, read in 1 MiB blocks: (bytes read, digest).
+fn hash_reader(mut f: impl Read) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -104,17 +144,87 @@ pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
     Ok((total, hex::encode(hasher.finalize())))
 }
 
+/// SHA-256 of a regular file (see [`open_regular`]); anything else is an error.
+pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+    hash_regular(path).map(|(size, digest, _)| (size, digest))
+}
+
+/// Hashes the regular file at `path` and returns its stat from before the hash, but only if the
+/// file did not change while it was read (same inode, size and mtime afterwards).
+fn hash_regular(path: &Path) -> io::Result<(u64, String, std::fs::Metadata)> {
+    let (file, before) = open_regular(path)?;
+    let (size, digest) = hash_reader(file)?;
+    let after = std::fs::symlink_metadata(path)?;
+    if size != before.len() || !same_file(&before, &after) {
+        return Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            "file changed while it was hashed",
+        ));
+    }
+    Ok((size, digest, before))
+}
+
+/// Puts the file at `tmp` in place as `dest`, never replacing anything already there
+/// (`AlreadyExists` then). The one rule every publication follows: the peer's share, the CLI's
+/// `-o` and the menu's current directory. Blocking: call it from `spawn_blocking`.
+pub fn place_new(tmp: &Path, dest: &Path) -> io::Result<()> {
+    // A hard link fails if `dest` exists, whatever it is, where a rename would replace it.
+    match std::fs::hard_link(tmp, dest) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(tmp);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        // File systems without hard links: rename after a last check.
+        Err(_) => match std::fs::symlink_metadata(dest) {
+            Ok(_) => Err(io::Error::from(io::ErrorKind::AlreadyExists)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::rename(tmp, dest),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// Runs blocking file-system work off the async runtime's threads.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(io_err(path))
+}
+
+/// What one pass over the directory found.
+struct Scanned {
+    entries: BTreeMap<String, Entry>,
+    /// Names of entries that are not regular files (never indexed).
+    skipped: BTreeSet<String>,
+}
+
 impl Store {
     /// Creates the directory layout and loads the digest cache; call [`Store::rescan`] next.
     pub async fn open(dir: &Path) -> Result<Arc<Self>, StoreError> {
         let dir = dir.to_path_buf();
-        for d in [dir.clone(), dir.join(PARTIAL_DIR), dir.join(STATE_DIR)] {
-            tokio::fs::create_dir_all(&d).await.map_err(io_err(&d))?;
-        }
-        // Uploads interrupted by a crash: never published, nothing to keep.
+        let (changed, _) = watch::channel(0);
+        let (pending, _) = watch::channel(0);
+        let store = Self {
+            dir: dir.clone(),
+            index: RwLock::new(BTreeMap::new()),
+            publish: Mutex::new(()),
+            scanning: Mutex::new(()),
+            changed,
+            pending,
+            skipped: std::sync::Mutex::new(BTreeSet::new()),
+        };
+        store.ensure_layout().await?;
+        // Uploads and probes interrupted by a crash: never published, nothing to keep.
         if let Ok(mut rd) = tokio::fs::read_dir(dir.join(PARTIAL_DIR)).await {
             while let Ok(Some(e)) = rd.next_entry().await {
-                if e.file_name().to_string_lossy().starts_with("upload-") {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                if n.starts_with("upload-") || n.starts_with("probe-") {
                     let _ = tokio::fs::remove_file(e.path()).await;
                 }
             }
@@ -127,13 +237,22 @@ impl Store {
             }),
             Err(_) => BTreeMap::new(),
         };
-        let (changed, _) = watch::channel(0);
-        Ok(Arc::new(Self {
-            dir,
-            index: RwLock::new(cached),
-            publish: Mutex::new(()),
-            changed,
-        }))
+        *store.index.write().await = cached;
+        Ok(Arc::new(store))
+    }
+
+    /// (Re)creates the share directory, `.partial/` and `.p2pshare/`. Anything outside the
+    /// process may remove them (a CLI download into the share, a user tidying up); every path
+    /// that writes into them calls this first rather than assuming they still exist.
+    async fn ensure_layout(&self) -> Result<(), StoreError> {
+        let dir = self.dir.clone();
+        blocking(&self.dir, move || {
+            for d in [dir.clone(), dir.join(PARTIAL_DIR), dir.join(STATE_DIR)] {
+                std::fs::create_dir_all(&d)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub fn dir(&self) -> &Path {
@@ -148,9 +267,32 @@ impl Store {
         self.dir.join(STATE_DIR)
     }
 
+    /// A new temporary file in `.partial/` (recreated if it went missing); deleted when the
+    /// returned path is dropped.
+    pub async fn temp_file(
+        &self,
+        prefix: &str,
+    ) -> Result<(std::fs::File, tempfile::TempPath), StoreError> {
+        self.ensure_layout().await?;
+        let partial = self.partial_dir();
+        let prefix = prefix.to_owned();
+        blocking(&self.partial_dir(), move || {
+            let tmp = tempfile::Builder::new()
+                .prefix(&prefix)
+                .tempfile_in(partial)?;
+            Ok(tmp.into_parts())
+        })
+        .await
+    }
+
     /// Notified (with a counter) whenever the set of shared files changes.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// How many files the running rescan still has to hash (0 when none runs).
+    pub fn pending_hashes(&self) -> watch::Receiver<usize> {
+        self.pending.subscribe()
     }
 
     pub async fn list(&self) -> Vec<Entry> {
@@ -163,18 +305,33 @@ impl Store {
 
     /// Brings the index in line with the directory: hashes new or changed files, forgets
     /// vanished ones. Returns whether anything changed.
+    ///
+    /// Hashing happens without any lock that requests take; only the commit at the end takes
+    /// the publication lock, and keeps whatever was published while the scan ran.
     pub async fn rescan(&self) -> Result<bool, StoreError> {
-        // A publication between the directory read and the index swap would be lost otherwise.
-        let _guard = self.publish.lock().await;
-        let dir = self.dir.clone();
+        let _one_scan = self.scanning.lock().await;
         let known = self.index.read().await.clone();
-        let fresh = tokio::task::spawn_blocking(move || scan(&dir, &known))
-            .await
-            .map_err(|e| StoreError::Io {
-                path: self.dir.clone(),
-                source: io::Error::other(e),
-            })??;
+        let dir = self.dir.clone();
+        let snapshot = known.clone();
+        let pending = self.pending.clone();
+        let scanned = blocking(&self.dir, move || scan(&dir, &snapshot, &pending)).await;
+        self.pending.send_replace(0);
+        let scanned = scanned?;
+        self.note_skipped(scanned.skipped);
+
+        let _guard = self.publish.lock().await;
         let mut index = self.index.write().await;
+        let mut fresh = scanned.entries;
+        // Publications since the snapshot win: the scan may have listed the directory before
+        // they landed.
+        for name in known.keys().chain(index.keys()) {
+            if known.get(name) != index.get(name) {
+                match index.get(name) {
+                    Some(e) => fresh.insert(name.clone(), e.clone()),
+                    None => fresh.remove(name),
+                };
+            }
+        }
         if *index == fresh {
             return Ok(false);
         }
@@ -186,10 +343,26 @@ impl Store {
         Ok(true)
     }
 
+    /// Logs each entry that is not a regular file once, not on every scan; returns how many
+    /// lines that took.
+    fn note_skipped(&self, now: BTreeSet<String>) -> usize {
+        let Ok(mut seen) = self.skipped.lock() else {
+            return 0;
+        };
+        let new: Vec<&String> = now.difference(&seen).collect();
+        for name in &new {
+            tracing::warn!(file = %name, "not a regular file (symlink, directory, FIFO, socket or device): not shared");
+        }
+        let logged = new.len();
+        *seen = now;
+        logged
+    }
+
     async fn save(&self, index: &BTreeMap<String, Entry>) {
         let path = self.state_dir().join(INDEX_FILE);
         let tmp = self.state_dir().join(format!("{INDEX_FILE}.tmp"));
         let result = async {
+            self.ensure_layout().await.map_err(io::Error::other)?;
             let bytes = serde_json::to_vec(index).map_err(io::Error::other)?;
             tokio::fs::write(&tmp, bytes).await?;
             tokio::fs::rename(&tmp, &path).await
@@ -202,7 +375,8 @@ impl Store {
     }
 
     /// Moves a verified, fsynced file at `tmp` into the share as `name`, unless the name is
-    /// taken. `tmp` must be inside this share (same file system, so the rename is atomic).
+    /// taken. `tmp` must be inside this share (same file system, so the placement is atomic);
+    /// it is gone when this returns.
     pub async fn publish(
         &self,
         tmp: &Path,
@@ -210,126 +384,181 @@ impl Store {
         size: u64,
         sha256: &str,
     ) -> Result<Published, StoreError> {
-        check_name(name)?;
-        let _guard = self.publish.lock().await;
-        let dest = self.dir.join(name);
-        if let Some(e) = self.get(name).await {
+        let result = self.publish_inner(tmp, name, size, sha256).await;
+        if !matches!(result, Ok(Published::Created)) {
             let _ = tokio::fs::remove_file(tmp).await;
-            return Ok(if e.sha256 == sha256 {
-                Published::Identical
-            } else {
-                Published::Conflict
-            });
         }
-        // Not indexed yet, but maybe put there by hand since the last scan.
-        if tokio::fs::symlink_metadata(&dest).await.is_ok() {
-            let d = dest.clone();
-            let existing = tokio::task::spawn_blocking(move || hash_file(&d))
-                .await
-                .ok()
-                .and_then(Result::ok);
-            let _ = tokio::fs::remove_file(tmp).await;
-            return Ok(match existing {
-                Some((_, digest)) if digest == sha256 => Published::Identical,
-                _ => Published::Conflict,
-            });
-        }
-        tokio::fs::rename(tmp, &dest).await.map_err(io_err(&dest))?;
-        if let Ok(dir) = tokio::fs::File::open(&self.dir).await {
-            let _ = dir.sync_all().await;
-        }
-        let meta = tokio::fs::metadata(&dest).await.map_err(io_err(&dest))?;
-        let entry = Entry {
-            name: name.to_owned(),
-            size,
-            sha256: sha256.to_owned(),
-            mtime_ns: mtime_ns(&meta),
-        };
-        let snapshot = {
-            let mut index = self.index.write().await;
-            index.insert(name.to_owned(), entry);
-            index.clone()
-        };
-        self.save(&snapshot).await;
-        self.changed.send_modify(|v| *v += 1);
-        Ok(Published::Created)
+        result
     }
 
-    /// Opens a shared file for reading, refusing symlinks and files that changed since they were
-    /// hashed (the next scan rehashes them).
+    async fn publish_inner(
+        &self,
+        tmp: &Path,
+        name: &str,
+        size: u64,
+        sha256: &str,
+    ) -> Result<Published, StoreError> {
+        check_name(name)?;
+        let dest = self.dir.join(name);
+        // A file put there by hand since the last scan is hashed before taking the lock, and
+        // its digest used only if it is still the same file once the lock is held.
+        let mut hashed: Option<(String, std::fs::Metadata)> = None;
+        for _ in 0..3 {
+            let d = dest.clone();
+            let on_disk = blocking(&dest, move || match std::fs::symlink_metadata(&d) {
+                Ok(m) => Ok(Some(m)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            });
+            let guard = self.publish.lock().await;
+            let existing = match on_disk.await? {
+                None => None,
+                Some(m) if !m.file_type().is_file() => return Ok(Published::NotAFile),
+                Some(m) => Some(m),
+            };
+            if let Some(meta) = existing {
+                let digest = match (self.get(name).await, &hashed) {
+                    (Some(e), _) if e.size == meta.len() && e.mtime_ns == mtime_ns(&meta) => {
+                        Some(e.sha256)
+                    }
+                    (_, Some((digest, seen))) if same_file(seen, &meta) => Some(digest.clone()),
+                    _ => None,
+                };
+                if let Some(digest) = digest {
+                    return Ok(if digest == sha256 {
+                        Published::Identical
+                    } else {
+                        Published::Conflict
+                    });
+                }
+                drop(guard);
+                let d = dest.clone();
+                hashed = match blocking(&dest, move || hash_regular(&d)).await {
+                    Ok((_, digest, meta)) => Some((digest, meta)),
+                    // Changing under us, or swapped for something else: look again.
+                    Err(_) => None,
+                };
+                continue;
+            }
+            let (t, d) = (tmp.to_path_buf(), dest.clone());
+            match blocking(&dest, move || place_new(&t, &d)).await {
+                Ok(()) => {}
+                // Appeared since the check (by hand): decide again.
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::AlreadyExists =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            if let Ok(dir) = tokio::fs::File::open(&self.dir).await {
+                let _ = dir.sync_all().await;
+            }
+            let meta = tokio::fs::symlink_metadata(&dest)
+                .await
+                .map_err(io_err(&dest))?;
+            let entry = Entry {
+                name: name.to_owned(),
+                size,
+                sha256: sha256.to_owned(),
+                mtime_ns: mtime_ns(&meta),
+            };
+            let snapshot = {
+                let mut index = self.index.write().await;
+                index.insert(name.to_owned(), entry);
+                index.clone()
+            };
+            drop(guard);
+            self.save(&snapshot).await;
+            self.changed.send_modify(|v| *v += 1);
+            return Ok(Published::Created);
+        }
+        // Rewritten by hand three times while we looked: the name is busy with other bytes.
+        Ok(Published::Conflict)
+    }
+
+    /// Opens a shared file for reading, refusing anything but the regular file that was
+    /// indexed (a symlink, a FIFO, or a file that changed since it was hashed: the next scan
+    /// rehashes it).
     pub async fn open_file(&self, entry: &Entry) -> io::Result<tokio::fs::File> {
         let path = self.dir.join(&entry.name);
+        let (size, mtime) = (entry.size, entry.mtime_ns);
         let file = tokio::task::spawn_blocking(move || {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
+            let (file, meta) = open_regular(&path)?;
+            if meta.len() != size || mtime_ns(&meta) != mtime {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "file changed since it was indexed",
+                ));
+            }
+            Ok(file)
         })
         .await
         .map_err(io::Error::other)??;
-        let meta = file.metadata()?;
-        if !meta.is_file() || meta.len() != entry.size || mtime_ns(&meta) != entry.mtime_ns {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "file changed since it was indexed",
-            ));
-        }
         Ok(tokio::fs::File::from_std(file))
     }
 
-    /// Whether transfers can still land here: the directory exists and `.partial/` takes a file.
+    /// Whether transfers can still land here: the layout exists (recreated if it went missing)
+    /// and `.partial/` takes a file.
     pub async fn usable(&self) -> bool {
-        let partial = self.partial_dir();
-        tokio::task::spawn_blocking(move || tempfile::tempfile_in(partial).is_ok())
-            .await
-            .unwrap_or(false)
+        self.temp_file("probe-").await.is_ok()
     }
 }
 
 fn scan(
     dir: &Path,
     known: &BTreeMap<String, Entry>,
-) -> Result<BTreeMap<String, Entry>, StoreError> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
+    pending: &watch::Sender<usize>,
+) -> io::Result<Scanned> {
+    let mut entries = BTreeMap::new();
+    let mut skipped = BTreeSet::new();
+    let mut to_hash = Vec::new();
+    for e in std::fs::read_dir(dir)? {
         let Ok(e) = e else { continue };
-        // Symlinks and directories are not shared: a link could point outside the share.
-        let Ok(ft) = e.file_type() else { continue };
-        if !ft.is_file() {
-            continue;
-        }
         let Ok(name) = e.file_name().into_string() else {
             continue;
         };
         if check_name(&name).is_err() {
             continue;
         }
-        let Ok(meta) = e.metadata() else { continue };
-        let mtime = mtime_ns(&meta);
-        if let Some(k) = known.get(&name) {
-            if k.size == meta.len() && k.mtime_ns == mtime {
-                out.insert(name, k.clone());
-                continue;
-            }
+        // The entry's own type (never followed): symlinks could point outside the share, and
+        // FIFOs, sockets and devices block or never end.
+        let Ok(ft) = e.file_type() else { continue };
+        if !ft.is_file() {
+            skipped.insert(name);
+            continue;
         }
-        match hash_file(&e.path()) {
-            Ok((size, sha256)) if size == meta.len() => {
-                out.insert(
-                    name.clone(),
-                    Entry {
-                        name,
-                        size,
-                        sha256,
-                        mtime_ns: mtime,
-                    },
-                );
+        let Ok(meta) = e.metadata() else { continue };
+        match known.get(&name) {
+            Some(k) if k.size == meta.len() && k.mtime_ns == mtime_ns(&meta) => {
+                entries.insert(name, k.clone());
             }
-            // Still being written: the next scan sees a stable file.
-            Ok(_) => {}
-            Err(err) => tracing::warn!(file = %name, error = %err, "cannot hash file"),
+            _ => to_hash.push((name, e.path())),
         }
     }
-    Ok(out)
+    pending.send_replace(to_hash.len());
+    for (name, path) in to_hash {
+        match hash_regular(&path) {
+            Ok((size, sha256, meta)) => {
+                let entry = Entry {
+                    name: name.clone(),
+                    size,
+                    sha256,
+                    mtime_ns: mtime_ns(&meta),
+                };
+                entries.insert(name, entry);
+            }
+            // Still being written: the next scan sees a stable file.
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            // Swapped for a non-regular file since the listing.
+            Err(err) if err.kind() == io::ErrorKind::InvalidInput => {
+                skipped.insert(name);
+            }
+            Err(err) => tracing::warn!(file = %name, error = %err, "cannot hash file"),
+        }
+        pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+    Ok(Scanned { entries, skipped })
 }
 
 #[cfg(test)]
@@ -387,5 +616,137 @@ mod tests {
             check_name(".partial"),
             Err(StoreError::Reserved(_))
         ));
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    /// Bounds a step that must not hang (the failure mode is hanging forever).
+    async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(30), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what} hung"))
+    }
+
+    #[tokio::test]
+    async fn recreates_its_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("share");
+        let store = Store::open(&dir).await.unwrap();
+        std::fs::write(dir.join("a.txt"), b"hello").unwrap();
+        assert!(store.rescan().await.unwrap());
+        // What a CLI `get -o` into the share used to do, or a user tidying up.
+        std::fs::remove_dir_all(dir.join(PARTIAL_DIR)).unwrap();
+        std::fs::remove_dir_all(dir.join(STATE_DIR)).unwrap();
+        assert!(
+            store.usable().await,
+            "usable went false for a recreatable directory"
+        );
+        std::fs::remove_dir_all(dir.join(PARTIAL_DIR)).unwrap();
+        let (file, path) = store.temp_file("upload-").await.unwrap();
+        std::fs::write(&path, b"new").unwrap();
+        drop(file);
+        let (size, digest) = hash_file(&path).unwrap();
+        let kept = path.keep().unwrap();
+        assert_eq!(
+            store.publish(&kept, "b.txt", size, &digest).await.unwrap(),
+            Published::Created
+        );
+        std::fs::remove_dir_all(dir.join(STATE_DIR)).unwrap();
+        std::fs::write(dir.join("c.txt"), b"c").unwrap();
+        assert!(store.rescan().await.unwrap());
+        assert!(
+            dir.join(STATE_DIR).join(INDEX_FILE).exists(),
+            "digest cache not saved after its directory vanished"
+        );
+        assert_eq!(store.list().await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn only_regular_files_are_indexed_compared_or_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("share");
+        let store = Store::open(&dir).await.unwrap();
+        std::fs::write(dir.join("plain"), b"same").unwrap();
+        std::fs::write(tmp.path().join("outside"), b"same").unwrap();
+        mkfifo(&dir.join("fifo"));
+        std::os::unix::fs::symlink(dir.join("fifo"), dir.join("to-fifo")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside"), dir.join("to-file")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join("to-device")).unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(dir.join("sock")).unwrap();
+        std::fs::create_dir(dir.join("subdir")).unwrap();
+
+        bounded("rescan", store.rescan()).await.unwrap();
+        let names: Vec<_> = store.list().await.into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["plain"]);
+        // One log line per odd entry, not one per scan.
+        let odd: BTreeSet<String> = ["fifo", "sock", "subdir", "to-device", "to-fifo", "to-file"]
+            .map(String::from)
+            .into();
+        assert_eq!(store.note_skipped(odd.clone()), 0, "logged again");
+        bounded("rescan", store.rescan()).await.unwrap();
+        assert_eq!(store.skipped.lock().unwrap().clone(), odd);
+
+        // The same answer whatever the name holds or points to: no oracle, no hang, and the
+        // name is left as it was.
+        let p = dir.join(PARTIAL_DIR).join("upload-x");
+        for content in [&b"same"[..], b"other"] {
+            for name in odd.iter() {
+                std::fs::write(&p, content).unwrap();
+                let (size, digest) = hash_file(&p).unwrap();
+                let got = bounded(name, store.publish(&p, name, size, &digest))
+                    .await
+                    .unwrap();
+                assert_eq!(got, Published::NotAFile, "{name}");
+                assert!(!p.exists(), "temp file left behind");
+            }
+        }
+        assert!(
+            std::fs::symlink_metadata(dir.join("to-file"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        for name in ["fifo", "to-fifo", "to-file", "to-device", "sock"] {
+            assert!(hash_file(&dir.join(name)).is_err(), "{name} hashed");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashing_does_not_hold_up_publication() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("share");
+        let store = Store::open(&dir).await.unwrap();
+        // Sparse: seconds of hashing without writing gigabytes in a test.
+        let big = std::fs::File::create(dir.join("big")).unwrap();
+        big.set_len(512 << 20).unwrap();
+        drop(big);
+        let mut pending = store.pending_hashes();
+        let scanning = {
+            let store = store.clone();
+            tokio::spawn(async move { store.rescan().await })
+        };
+        bounded("hashing to start", pending.wait_for(|n| *n > 0))
+            .await
+            .unwrap();
+
+        let p = dir.join(PARTIAL_DIR).join("upload-1");
+        std::fs::write(&p, b"small").unwrap();
+        let (size, digest) = hash_file(&p).unwrap();
+        let got = bounded("publish", store.publish(&p, "small", size, &digest))
+            .await
+            .unwrap();
+        assert_eq!(got, Published::Created);
+        assert!(
+            !scanning.is_finished() && *pending.borrow() > 0,
+            "publication waited for the hashing"
+        );
+        // The scan's commit keeps what was published while it ran.
+        bounded("rescan", scanning).await.unwrap().unwrap();
+        let names: Vec<_> = store.list().await.into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["big", "small"]);
     }
 }

@@ -32,7 +32,7 @@ pub struct ServerConfig {
     #[serde(with = "p2p_common::config::duration")]
     pub header_timeout: Duration,
     /// A connection with no call in flight for this long is closed (pings do not count).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "p2p_common::config::duration")]
     pub idle_timeout: Duration,
 }
 
