@@ -192,6 +192,7 @@ run "cloud-init templates render (YAML, bash -n)" cloud_init
 run "checkov terraform" "$checkov" --config-file .checkov.yaml -d terraform --framework terraform
 
 # --- the port contract across config/*.toml, Dockerfile, Helm and Terraform --------------------------
+run "run lines agree: docs/deploy.md, cloud-init (check_run_lines.py)" python3 scripts/check_run_lines.py
 run "ports agree (check_ports_agree.py)" "$py" scripts/check_ports_agree.py "$rendered"/*.yaml
 
 echo

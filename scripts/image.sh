@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# The container image: build it, run the original layout from it, push it.
+#
+#   scripts/image.sh build            # localhost/p2pshare:dev from the workspace's own debug build
+#                                     #   (stripped; BINARIES_PROFILE=release for a release build)
+#   scripts/image.sh build --full     # the Dockerfile's own multi-stage build (what users run)
+#   scripts/image.sh smoke [IMAGE]    # one tracker + three peers as containers, checked from here
+#   scripts/image.sh push REF         # tag localhost/p2pshare:dev as REF and push it
+#   scripts/image.sh registry-test    # push to a registry on loopback, drop the local copy, pull,
+#                                     #   smoke-test the pulled image
+#   scripts/image.sh kube-play        # the chart's rendered pods under `podman kube play`
+#   scripts/image.sh engine           # prints the engine that can run containers (exit 1: none)
+#
+# Engine: docker when a daemon answers, else podman. With podman and no registry reachable the
+# base images the Dockerfile names are made locally from Debian packages (mmdebstrap) and kept in
+# the engine's storage, so later builds reuse them. The smoke test runs exactly the `docker run`
+# lines of docs/deploy.md (scripts/deploy-run.sh prints them; scripts/check-run-lines.sh checks
+# that docs/deploy.md and the Terraform cloud-init templates agree with it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+work=$root/target/image
+image=${IMAGE:-localhost/p2pshare:dev}
+runtime_base=gcr.io/distroless/cc-debian12:nonroot
+builder_base=docker.io/library/rust:1.95-slim-bookworm
+debian_suite=bookworm
+
+log() { echo "image.sh: $*" >&2; }
+die() { echo "image.sh: $*" >&2; exit 1; }
+
+# --- engine ----------------------------------------------------------------------------------------
+engine=
+pick_engine() {
+  [ -n "$engine" ] && return 0
+  if [ -n "${ENGINE:-}" ]; then engine=$ENGINE
+  elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then engine=docker
+  elif command -v podman >/dev/null 2>&1; then engine=podman
+  else return 1
+  fi
+  if [ "$engine" = podman ]; then
+    # Sandboxed VMs: the default rlimits cannot be raised (no CAP_SYS_RESOURCE) and crun refuses
+    # hybrid cgroups. A config of our own keeps the machine's /etc/containers untouched.
+    mkdir -p "$work"
+    local nofile; nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] && nofile=1048576
+    {
+      echo '[containers]'
+      echo "default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=32768:32768\"]"
+      if command -v runc >/dev/null 2>&1; then echo '[engine]'; echo 'runtime = "runc"'; fi
+    } > "$work/containers.conf"
+    export CONTAINERS_CONF=$work/containers.conf
+  fi
+}
+e() { "$engine" "$@"; }
+
+# Can this engine start a container? (podman installed is not enough: no runtime, no cgroups...)
+engine_can_run() {
+  pick_engine || return 1
+  image_exists "$runtime_base" || make_runtime_base >/dev/null 2>&1 || return 1
+  e run --rm --pull=never "$runtime_base" /usr/local/bin/nonexistent >/dev/null 2>&1
+  # exit 127 (not found) from inside the container means it started; 125 means the engine failed
+  local rc=0; e run --rm --pull=never --entrypoint /bin/true "$runtime_base" >/dev/null 2>&1 || rc=$?
+  [ "$rc" != 125 ]
+}
+
+image_exists() {
+  if [ "$engine" = docker ]; then docker image inspect "$1" >/dev/null 2>&1
+  else podman image exists "$1"; fi
+}
+
+# --- base images (no registry: made from Debian packages) -----------------------------------------
+try_pull() { # IMAGE: a registry that answers within a minute wins over making the image
+  timeout 60 "$engine" pull -q "$1" >/dev/null 2>&1
+}
+
+need_mmdebstrap() {
+  command -v mmdebstrap >/dev/null 2>&1 || die "no registry answers and mmdebstrap is not installed (apt-get install mmdebstrap)"
+  [ "$engine" = podman ] || [ "$engine" = docker ] || die "unknown engine $engine"
+}
+
+apt_sources() { # the machine's own mirror when it has one, else Debian's
+  local f
+  for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
+    [ -s "$f" ] && { echo "$f"; return; }
+  done
+  echo http://deb.debian.org/debian
+}
+
+# Distroless-like: glibc, libgcc, libssl, CA certificates, tzdata; no shell, no package manager;
+# users root and nonroot (65532), like gcr.io/distroless/cc-debian12:nonroot.
+make_runtime_base() {
+  image_exists "$runtime_base" && return 0
+  pick_engine
+  try_pull "$runtime_base" && return 0
+  need_mmdebstrap
+  log "making $runtime_base locally with mmdebstrap"
+  local tar=$work/runtime-base.tar
+  mkdir -p "$work"
+  mmdebstrap --quiet --variant=extract \
+    --include=base-files,netbase,tzdata,libc6,libgcc-s1,libssl3,ca-certificates \
+    --extract-hook='printf "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n" > "$1/etc/passwd"' \
+    --extract-hook='printf "root:x:0:\nnonroot:x:65532:\n" > "$1/etc/group"' \
+    --extract-hook='install -d -m 0700 -o 65532 -g 65532 "$1/home/nonroot" && install -d -m 1777 "$1/tmp"' \
+    --extract-hook='install -d "$1/etc/ssl/certs" && cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/"' \
+    "$debian_suite" "$tar" "$(apt_sources)"
+  e import --change 'USER 65532:65532' --change 'WORKDIR /home/nonroot' "$tar" "$runtime_base" >/dev/null
+  rm -f "$tar"
+}
+
+# Rust builder for `build --full`: Debian minbase + gcc + this machine's Rust toolchain (the
+# version the Dockerfile names) and its CA bundle (egress may go through a proxy with its own CA).
+make_builder_base() {
+  image_exists "$builder_base" && return 0
+  try_pull "$builder_base" && return 0
+  need_mmdebstrap
+  local want sysroot
+  want=$(sed -n 's/^FROM rust:\([0-9.]*\)-.*/\1/p' Dockerfile | head -1)
+  sysroot=$(rustc --print sysroot)
+  case "$(rustc -V)" in "rustc $want"*) ;; *) die "the Dockerfile wants Rust $want, this machine has $(rustc -V)";; esac
+  log "making $builder_base locally with mmdebstrap and $sysroot"
+  local tar=$work/builder-base.tar
+  mkdir -p "$work"
+  mmdebstrap --quiet --variant=minbase --include=gcc,libc6-dev,ca-certificates \
+    --customize-hook="cp -a $sysroot/bin $sysroot/lib $sysroot/libexec \"\$1/usr/local/\"" \
+    --customize-hook='mkdir -p "$1/usr/local/cargo/bin"' \
+    --customize-hook='cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/ca-certificates.crt"' \
+    "$debian_suite" "$tar" "$(apt_sources)"
+  e import --change 'ENV CARGO_HOME=/usr/local/cargo' \
+    --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change "ENV RUST_VERSION=$want" "$tar" "$builder_base" >/dev/null
+  rm -f "$tar"
+}
+
+# --- build -----------------------------------------------------------------------------------------
+# The prebuilt binaries the Dockerfile's `prebuilt` stage copies (target/image/out/): stripped, with
+# the debug info kept beside them (target/image/debug/*.debug, linked by .gnu_debuglink).
+stage_binaries() {
+  local profile=${BINARIES_PROFILE:-debug} b
+  local args=(--locked -p p2p-tracker -p p2p-peer --bins)
+  [ "$profile" = release ] && args+=(--release)
+  [ "${SKIP_CARGO:-0}" = 1 ] || cargo build -q "${args[@]}"
+  rm -rf "$work/out" "$work/debug"
+  install -d "$work/out/usr/local/bin" "$work/debug" "$work/out/data"
+  for b in p2p-tracker p2p-peer; do
+    [ -x "target/$profile/$b" ] || die "target/$profile/$b is missing"
+    strip_binary "target/$profile/$b" "$work/out/usr/local/bin/$b" "$work/debug/$b.debug"
+  done
+}
+
+strip_binary() { # IN OUT DEBUG: the rule for every image's binaries, host build or not
+  objcopy --only-keep-debug "$1" "$3"
+  objcopy --strip-all --add-gnu-debuglink="$3" "$1" "$2"
+}
+
+build() {
+  local full=0
+  [ "${1:-}" = --full ] && full=1
+  pick_engine || die "no container engine (docker or podman) is installed"
+  make_runtime_base
+  local args=(--pull=never
+    --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)")
+  [ "$engine" = podman ] && args+=(--format docker)
+  if [ "$full" = 1 ]; then
+    make_builder_base
+    args+=(--build-arg BINARIES=builder)
+  else
+    stage_binaries
+    args+=(--build-arg BINARIES=prebuilt)
+  fi
+  local t0=$SECONDS
+  e build "${args[@]}" -t "$image" .
+  if [ "$full" = 1 ]; then
+    # the symbols of the binaries in this image, for a crash (gdb finds them by debuglink)
+    rm -rf "$work/debug"
+    e build "${args[@]}" --target debug-symbols -o "type=local,dest=$work/debug" . >/dev/null
+  fi
+  log "built $image in $((SECONDS - t0)) s ($(image_size) MB); debug symbols in $work/debug"
+}
+
+image_size() {
+  e image inspect --format '{{.Size}}' "$image" | awk '{printf "%.1f", $1 / 1000000}'
+}
+
+# --- smoke: the original layout from the image -----------------------------------------------------
+smoke_label=p2pshare-smoke=1
+smoke_names=(p2p-tracker p2p-peer1 p2p-peer2 p2p-peer3)
+smoke_net=p2pshare
+smoke_subnet=${SMOKE_SUBNET:-10.89.50.0/24}
+
+# The `docker run` lines of docs/deploy.md, as they are there.
+run_lines() {
+  sed -n '/<!-- run-lines:begin -->/,/<!-- run-lines:end -->/p' docs/deploy.md | sed '/^```/d; /^<!--/d'
+}
+
+# `docker` as the run lines call it: the engine, every object labelled (cleanup removes only
+# what carries the label), ports published on loopback, no pull.
+smoke_docker() {
+  local args=() a
+  case "$1" in
+    network) args=(network create --label "$smoke_label" --subnet "$smoke_subnet"); shift 2 ;;
+    volume) args=(volume create --label "$smoke_label"); shift 2 ;;
+    run)
+      args=(run --label "$smoke_label" --pull=never); shift
+      while [ $# -gt 0 ]; do
+        a=$1; shift
+        if [ "$a" = -p ]; then args+=(-p "127.0.0.1:$1"); shift; else args+=("$a"); fi
+      done ;;
+    *) die "smoke: the run lines call 'docker $1', which the smoke test does not know" ;;
+  esac
+  e "${args[@]}" "$@"
+}
+
+smoke_cleanup() {
+  local n
+  for n in "${smoke_names[@]}"; do
+    if [ "$(e inspect --format '{{index .Config.Labels "p2pshare-smoke"}}' "$n" 2>/dev/null)" = 1 ]; then
+      e rm -f -t 0 "$n" >/dev/null 2>&1 || e rm -f "$n" >/dev/null 2>&1 || true
+    fi
+  done
+  for n in 1 2 3; do
+    if [ "$(e volume inspect --format '{{index .Labels "p2pshare-smoke"}}' "p2p-peer$n" 2>/dev/null)" = 1 ]; then
+      e volume rm -f "p2p-peer$n" >/dev/null 2>&1 || true
+    fi
+  done
+  if [ "$(e network inspect --format '{{index .Labels "p2pshare-smoke"}}' "$smoke_net" 2>/dev/null)" = 1 ]; then
+    e network rm -f "$smoke_net" >/dev/null 2>&1 || true
+  fi
+}
+
+smoke_refuse_foreign() { # containers/volumes/network of these names that the smoke test did not make
+  local n
+  for n in "${smoke_names[@]}"; do
+    e container exists "$n" 2>/dev/null || e inspect --type container "$n" >/dev/null 2>&1 || continue
+    [ "$(e inspect --format '{{index .Config.Labels "p2pshare-smoke"}}' "$n")" = 1 ] ||
+      die "smoke: a container named $n exists and is not from the smoke test; remove it first"
+  done
+}
+
+wait_for() { # DEADLINE_S WHAT CMD...: poll until CMD succeeds
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || { log "smoke: timed out waiting for $what"; return 1; }
+    sleep 1
+  done
+}
+
+healthy() { e healthcheck run "$1"; }
+docker_healthy() { [ "$(docker inspect --format '{{.State.Health.Status}}' "$1")" = healthy ]; }
+
+smoke_fail() {
+  log "smoke: FAILED: $*"
+  [ -s "$tmp/engine.log" ] && { echo "--- $engine said" >&2; tail -20 "$tmp/engine.log" >&2; }
+  local n
+  for n in "${smoke_names[@]}"; do echo "--- logs of $n" >&2; e logs --tail 20 "$n" >&2 2>&1 || true; done
+  exit 1
+}
+
+smoke() {
+  local img=${1:-$image}
+  pick_engine || die "no container engine"
+  image_exists "$img" || die "smoke: no image $img (scripts/image.sh build)"
+  cargo build -q --locked -p p2p-peer --bins
+  local cli=$root/target/debug/p2p-peer tracker=http://127.0.0.1:50051
+  tmp=$(mktemp -d)  # global: the EXIT trap removes it
+  smoke_refuse_foreign
+  smoke_cleanup
+  trap 'smoke_cleanup; rm -rf "$tmp"' EXIT
+  trap 'exit 130' INT TERM
+  local t0=$SECONDS
+  log "smoke: $img with $engine: the run lines of docs/deploy.md"
+  ( IMAGE=$img HOST_IP=127.0.0.1
+    docker() { smoke_docker "$@"; }
+    eval "$(run_lines | grep -vE '^(IMAGE|HOST_IP)=')" ) >/dev/null 2>>"$tmp/engine.log" ||
+    smoke_fail "the run lines of docs/deploy.md did not start"
+
+  # every container reports healthy through the image's own HEALTHCHECK
+  local n check=healthy
+  [ "$engine" = docker ] && check=docker_healthy
+  for n in "${smoke_names[@]}"; do
+    wait_for 90 "$n healthy" $check "$n" || smoke_fail "$n never became healthy"
+    [ "$(e inspect --format '{{.Config.User}}' "$n")" = 65532:65532 ] || smoke_fail "$n does not run as 65532"
+  done
+  log "smoke: 4 containers healthy ($((SECONDS - t0)) s)"
+
+  # put into two peers, search, verified get from the host (bytes come out of the containers)
+  head -c 3000000 /dev/urandom > "$tmp/report.bin"
+  echo "p2pshare smoke $(date -u)" > "$tmp/notes.txt"
+  "$cli" put "$tmp/report.bin" --peer 127.0.0.1:5000 || smoke_fail "put into p2p-peer1"
+  "$cli" put "$tmp/notes.txt" --peer 127.0.0.1:5001 || smoke_fail "put into p2p-peer2"
+  wait_for 60 "the tracker to list both files" \
+    sh -c "'$cli' --tracker $tracker search report.bin --exact && '$cli' --tracker $tracker search notes.txt --exact" ||
+    smoke_fail "search"
+  # the CLI in the image, on the containers' network, finds them through the tracker by name
+  e run --rm --pull=never --network "$smoke_net" --read-only --cap-drop ALL "$img" \
+    /usr/local/bin/p2p-peer --tracker http://p2p-tracker:50051 search notes >"$tmp/in-net.txt" ||
+    smoke_fail "search from a container on the network"
+  grep -q notes.txt "$tmp/in-net.txt" || smoke_fail "search from a container: no notes.txt"
+  "$cli" --tracker "$tracker" get report.bin -o "$tmp/report.got" || smoke_fail "get report.bin"
+  "$cli" --tracker "$tracker" get notes.txt -o "$tmp/notes.got" || smoke_fail "get notes.txt"
+  cmp "$tmp/report.bin" "$tmp/report.got" && cmp "$tmp/notes.txt" "$tmp/notes.got" ||
+    smoke_fail "downloaded bytes differ"
+  log "smoke: put, search (host and in-network), verified get ok"
+
+  # SIGTERM: the peer leaves at once (long before the lease runs out) ...
+  e stop -t 40 p2p-peer2 >/dev/null 2>>"$tmp/engine.log" || smoke_fail "stop p2p-peer2"
+  [ "$(e inspect --format '{{.State.ExitCode}}' p2p-peer2)" = 0 ] || smoke_fail "p2p-peer2 exited non-zero on SIGTERM"
+  local rc=0
+  "$cli" --tracker "$tracker" search notes.txt --exact >/dev/null 2>&1 || rc=$?
+  [ "$rc" = 3 ] || smoke_fail "after SIGTERM the tracker still lists notes.txt (search exit $rc, want 3)"
+  # ... and, started again on its volume, shares the same file under the same id
+  e start p2p-peer2 >/dev/null 2>>"$tmp/engine.log" || smoke_fail "start p2p-peer2"
+  wait_for 90 "p2p-peer2 healthy again" $check p2p-peer2 || smoke_fail "p2p-peer2 not healthy after restart"
+  wait_for 60 "notes.txt back" "$cli" --tracker "$tracker" search notes.txt --exact ||
+    smoke_fail "notes.txt not shared again after restart"
+  "$cli" --tracker "$tracker" --json search notes.txt --exact >"$tmp/search.json"
+  grep -q '"peer_2"' "$tmp/search.json" || smoke_fail "notes.txt is not held by peer_2 again: $(cat "$tmp/search.json")"
+  rm -f "$tmp/notes.got"
+  "$cli" --tracker "$tracker" get notes.txt -o "$tmp/notes.got" && cmp "$tmp/notes.txt" "$tmp/notes.got" ||
+    smoke_fail "get notes.txt after the restart"
+  log "smoke: SIGTERM leaves, restart on the volume shares again as peer_2"
+  log "smoke: passed in $((SECONDS - t0)) s"
+}
+
+case "${1:-}" in
+  build) shift; build "$@" ;;
+  smoke) shift; smoke "$@" ;;
+  engine) pick_engine && engine_can_run && echo "$engine" ;;
+  *) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
+esac
