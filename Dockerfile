@@ -48,6 +48,7 @@ RUN cargo build --release --locked -p p2p-tracker -p p2p-peer \
 FROM scratch AS prebuilt
 COPY target/image/out/ /out/
 
+# checkov:skip=CKV_DOCKER_7: BINARIES names a stage of this file (builder or prebuilt), not an image
 FROM ${BINARIES} AS binaries
 
 # --- the debug info of the image's binaries: `--target debug-symbols -o type=local,dest=DIR` ---

@@ -377,11 +377,104 @@ registry_test() {
   e rmi "$ref" >/dev/null
 }
 
+# --- podman kube play: the pods the Helm chart renders -----------------------------------------------
+# Renders the chart for this image and plays its ConfigMap, the tracker Deployment and the peers'
+# StatefulSet pod template (as pod p2pshare-peer-0: kube play has no StatefulSet). No cluster, so
+# no Services: the tracker Service's name is a hostAlias to the tracker pod's fixed IP.
+kube_net=p2pshare-kube
+kube_subnet=10.89.51.0/24
+kube_tracker_ip=10.89.51.10
+kube_peer_ip=10.89.51.11
+kube_cleanup() {
+  if [ -f "$work/kube.yaml" ]; then e kube down "$work/kube.yaml" >/dev/null 2>&1 || true; fi
+  e network rm -f "$kube_net" >/dev/null 2>&1 || true
+  local v
+  # kube play's named volumes: ours (p2pshare-kube-*) and the chart's ConfigMap (p2pshare-config)
+  for v in $(e volume ls -q | grep -E '^(p2pshare-kube-.*|p2pshare-config)$' || true); do
+    e volume rm -f "$v" >/dev/null 2>&1 || true
+  done
+}
+kube_play() {
+  pick_engine
+  [ "$engine" = podman ] || die "kube-play needs podman"
+  image_exists "$image" || die "no image $image (scripts/image.sh build)"
+  bash scripts/install-helm.sh "$root/.local/bin" >/dev/null
+  mkdir -p "$work"
+  "$root/.local/bin/helm" template p2pshare helm/p2pshare --set image.repository="${image%:*}" \
+    --set image.tag="${image##*:}" --set image.pullPolicy=Never > "$work/kube-rendered.yaml"
+  # podman 4.3 resolves no fieldRef but metadata.name: the others become the values a cluster
+  # would give (reported on stderr).
+  python3 - "$work/kube-rendered.yaml" "$kube_tracker_ip" "$kube_peer_ip" > "$work/kube.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+out = [d for d in docs if d["kind"] in ("ConfigMap", "Deployment")]
+for d in docs:
+    if d["kind"] == "StatefulSet":
+        spec = d["spec"]["template"]["spec"]
+        spec["hostAliases"] = [{"ip": sys.argv[2], "hostnames": ["p2pshare-tracker"]}]
+        out.append({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": d["metadata"]["name"] + "-0", "labels": d["spec"]["template"]["metadata"]["labels"]},
+                    "spec": spec})
+literal = {"metadata.namespace": "default"}
+for d in out:
+    spec = d.get("spec", {}) if d["kind"] == "Pod" else d.get("spec", {}).get("template", {}).get("spec")
+    # kube play mounts a configMap volume as a directory even with subPath: mount the directory
+    # where the file would be. Volumes get names of their own (kube play makes named volumes).
+    for v in (spec or {}).get("volumes", []):
+        old = v["name"]
+        v["name"] = f"p2pshare-kube-{old}"
+        for c in spec["containers"]:
+            for m in c.get("volumeMounts", []):
+                if m["name"] == old:
+                    m["name"] = v["name"]
+                    if m.pop("subPath", None):
+                        m["mountPath"] = m["mountPath"].rsplit("/", 1)[0]
+                        print(f"kube-play: {d['metadata']['name']}: subPath mount of {old} as the directory {m['mountPath']}", file=sys.stderr)
+    for c in (spec or {}).get("containers", []):
+        # Kubernetes expands $(VAR) in env values; podman 4.3 does not.
+        pod_name = d["metadata"]["name"] + ("-pod-0" if d["kind"] == "Deployment" else "")
+        for env in c.get("env", []):
+            if "$(POD_NAME)" in env.get("value", ""):
+                env["value"] = env["value"].replace("$(POD_NAME)", pod_name)
+                print(f"kube-play: {d['metadata']['name']}: {env['name']}: $(POD_NAME) expanded to {pod_name}", file=sys.stderr)
+            path = env.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+            if path in literal or path == "status.podIP":
+                value = literal.get(path) or (sys.argv[2] if d["kind"] == "Deployment" else sys.argv[3])
+                print(f"kube-play: {d['metadata']['name']}: {env['name']} from {path} set to {value}", file=sys.stderr)
+                env.pop("valueFrom")
+                env["value"] = value
+print(yaml.safe_dump_all(out))
+PY
+  kube_cleanup
+  trap kube_cleanup EXIT
+  e network create --subnet "$kube_subnet" "$kube_net" >/dev/null
+  e kube play --network "$kube_net" --ip "$kube_tracker_ip" --ip "$kube_peer_ip" "$work/kube.yaml"
+  local tracker peer
+  tracker=$(e ps --filter label=app.kubernetes.io/component=tracker --format '{{.Names}}' | grep -v infra | head -1)
+  peer=$(e ps --filter label=app.kubernetes.io/component=peer --format '{{.Names}}' | grep -v infra | head -1)
+  [ -n "$tracker" ] && [ -n "$peer" ] || { e ps -a >&2; die "kube-play: the tracker and peer containers are not running"; }
+  local c
+  for c in "$tracker" "$peer"; do
+    [ "$(e inspect --format '{{.HostConfig.ReadonlyRootfs}} {{.Config.User}}' "$c")" = "true 65532:65532" ] ||
+      die "kube-play: $c: not read-only as 65532: $(e inspect --format '{{.HostConfig.ReadonlyRootfs}} {{.Config.User}}' "$c")"
+  done
+  wait_for 60 "the tracker pod serving" e exec -e P2P_CONFIG= "$tracker" /usr/local/bin/p2p-peer health --addr 127.0.0.1:50051 ||
+    { e logs "$tracker" >&2; die "kube-play: tracker not serving"; }
+  wait_for 60 "the peer pod registered and serving" e exec "$peer" /usr/local/bin/p2p-peer health ||
+    { e logs "$peer" >&2; die "kube-play: peer not serving"; }
+  e exec "$peer" /usr/local/bin/p2p-peer put /etc/hostname --peer 127.0.0.1:5000 >/dev/null
+  wait_for 30 "the tracker to list the peer pod's file" \
+    e exec -e P2P_CONFIG= "$tracker" /usr/local/bin/p2p-peer --tracker http://127.0.0.1:50051 search hostname --exact ||
+    die "kube-play: the tracker does not list the peer pod's file"
+  log "kube-play: tracker Deployment and peer pod from the chart run read-only as 65532; the peer registered and shares"
+}
+
 case "${1:-}" in
   build) shift; build "$@" ;;
   smoke) shift; smoke "$@" ;;
   push) shift; push "$@" ;;
   registry-test) registry_test ;;
+  kube-play) kube_play ;;
   engine) engine_can_run && echo "$engine" ;;
   *) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac
