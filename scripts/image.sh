@@ -249,7 +249,7 @@ docker_healthy() { [ "$(docker inspect --format '{{.State.Health.Status}}' "$1")
 
 smoke_fail() {
   log "smoke: FAILED: $*"
-  [ -s "$tmp/engine.log" ] && { echo "--- $engine said" >&2; tail -20 "$tmp/engine.log" >&2; }
+  [ -s "$tmp/engine.log" ] && { echo "--- $engine said" >&2; grep -v "systemd connection" "$tmp/engine.log" | tail -20 >&2; }
   local n
   for n in "${smoke_names[@]}"; do echo "--- logs of $n" >&2; e logs --tail 20 "$n" >&2 2>&1 || true; done
   exit 1

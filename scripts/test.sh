@@ -17,11 +17,15 @@ for check in scripts/check-deploy.sh scripts/check-observability.sh; do
 done
 
 # The image: built from the binaries cargo test just built (stripped), run as containers, pushed
-# to and pulled from a registry on loopback when Debian's docker-registry is installed.
+# to and pulled from a registry on loopback when Debian's docker-registry is installed, and the
+# chart's pods played by podman.
 if engine=$(scripts/image.sh engine 2>/dev/null); then
-  for step in build smoke registry-test; do
+  for step in build smoke registry-test kube-play; do
     if [ "$step" = registry-test ] && ! command -v docker-registry >/dev/null 2>&1; then
       echo "== scripts/image.sh registry-test: SKIPPED (docker-registry is not installed)"; continue
+    fi
+    if [ "$step" = kube-play ] && [ "$engine" != podman ]; then
+      echo "== scripts/image.sh kube-play: SKIPPED (needs podman)"; continue
     fi
     echo "== scripts/image.sh $step ($engine)"
     t0=$SECONDS
