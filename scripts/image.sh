@@ -17,8 +17,8 @@
 # Engine: docker when a daemon answers, else podman. With podman and no registry reachable the
 # base images the Dockerfile names are made locally from Debian packages (mmdebstrap) and kept in
 # the engine's storage, so later builds reuse them. The smoke test runs exactly the `docker run`
-# lines of docs/deploy.md (scripts/deploy-run.sh prints them; scripts/check-run-lines.sh checks
-# that docs/deploy.md and the Terraform cloud-init templates agree with it).
+# lines of docs/deploy.md; scripts/check_run_lines.py holds the Terraform cloud-init templates
+# to them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -88,6 +88,7 @@ apt_sources() { # the machine's own mirror when it has one, else Debian's
 
 # Distroless-like: glibc, libgcc, libssl, CA certificates, tzdata; no shell, no package manager;
 # users root and nonroot (65532), like gcr.io/distroless/cc-debian12:nonroot.
+# shellcheck disable=SC2016  # hooks are single-quoted: mmdebstrap runs them with $1 = the root
 make_runtime_base() {
   image_exists "$runtime_base" && return 0
   pick_engine
@@ -109,6 +110,7 @@ make_runtime_base() {
 
 # Rust builder for `build --full`: Debian minbase + gcc + this machine's Rust toolchain (the
 # version the Dockerfile names) and its CA bundle (egress may go through a proxy with its own CA).
+# shellcheck disable=SC2016  # as above
 make_builder_base() {
   image_exists "$builder_base" && return 0
   try_pull "$builder_base" && return 0
@@ -268,6 +270,7 @@ smoke() {
   trap 'exit 130' INT TERM
   local t0=$SECONDS
   log "smoke: $img with $engine: the run lines of docs/deploy.md"
+  # shellcheck disable=SC2034,SC2317  # used by the evaluated run lines
   ( IMAGE=$img HOST_IP=127.0.0.1
     docker() { smoke_docker "$@"; }
     eval "$(run_lines | grep -vE '^(IMAGE|HOST_IP)=')" ) >/dev/null 2>>"$tmp/engine.log" ||
@@ -297,8 +300,9 @@ smoke() {
   grep -q notes.txt "$tmp/in-net.txt" || smoke_fail "search from a container: no notes.txt"
   "$cli" --tracker "$tracker" get report.bin -o "$tmp/report.got" || smoke_fail "get report.bin"
   "$cli" --tracker "$tracker" get notes.txt -o "$tmp/notes.got" || smoke_fail "get notes.txt"
-  cmp "$tmp/report.bin" "$tmp/report.got" && cmp "$tmp/notes.txt" "$tmp/notes.got" ||
+  if ! cmp "$tmp/report.bin" "$tmp/report.got" || ! cmp "$tmp/notes.txt" "$tmp/notes.got"; then
     smoke_fail "downloaded bytes differ"
+  fi
   log "smoke: put, search (host and in-network), verified get ok"
 
   # SIGTERM: the peer leaves at once (long before the lease runs out) ...
@@ -315,8 +319,8 @@ smoke() {
   "$cli" --tracker "$tracker" --json search notes.txt --exact >"$tmp/search.json"
   grep -q '"peer_2"' "$tmp/search.json" || smoke_fail "notes.txt is not held by peer_2 again: $(cat "$tmp/search.json")"
   rm -f "$tmp/notes.got"
-  "$cli" --tracker "$tracker" get notes.txt -o "$tmp/notes.got" && cmp "$tmp/notes.txt" "$tmp/notes.got" ||
-    smoke_fail "get notes.txt after the restart"
+  "$cli" --tracker "$tracker" get notes.txt -o "$tmp/notes.got" || smoke_fail "get notes.txt after the restart"
+  cmp "$tmp/notes.txt" "$tmp/notes.got" || smoke_fail "notes.txt differs after the restart"
   log "smoke: SIGTERM leaves, restart on the volume shares again as peer_2"
   log "smoke: passed in $((SECONDS - t0)) s"
 }
@@ -338,7 +342,7 @@ push() {
   log "pushed $image as $ref"
 }
 
-registry_pid= registry_dir=
+registry_pid='' registry_dir=''
 registry_cleanup() {
   if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
   if [ -n "$registry_dir" ]; then rm -rf "$registry_dir"; fi
@@ -452,7 +456,7 @@ PY
   local tracker peer
   tracker=$(e ps --filter label=app.kubernetes.io/component=tracker --format '{{.Names}}' | grep -v infra | head -1)
   peer=$(e ps --filter label=app.kubernetes.io/component=peer --format '{{.Names}}' | grep -v infra | head -1)
-  [ -n "$tracker" ] && [ -n "$peer" ] || { e ps -a >&2; die "kube-play: the tracker and peer containers are not running"; }
+  if [ -z "$tracker" ] || [ -z "$peer" ]; then e ps -a >&2; die "kube-play: the tracker and peer containers are not running"; fi
   local c
   for c in "$tracker" "$peer"; do
     [ "$(e inspect --format '{{.HostConfig.ReadonlyRootfs}} {{.Config.User}}' "$c")" = "true 65532:65532" ] ||
