@@ -159,9 +159,9 @@ build() {
   [ "${1:-}" = --full ] && full=1
   pick_engine || die "no container engine (docker or podman) is installed"
   make_runtime_base
-  local args=(--pull=never
-    --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)")
-  [ "$engine" = podman ] && args+=(--format docker)
+  local args=(--build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)")
+  # podman: never pull (the bases may be local stand-ins), keep HEALTHCHECK (docker format)
+  if [ "$engine" = podman ]; then args+=(--pull=never --format docker); fi
   if [ "$full" = 1 ]; then
     make_builder_base
     args+=(--build-arg BINARIES=builder)
