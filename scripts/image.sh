@@ -295,7 +295,7 @@ smoke() {
     smoke_fail "search"
   # the CLI in the image, on the containers' network, finds them through the tracker by name
   e run --rm --pull=never --network "$smoke_net" --read-only --cap-drop ALL "$img" \
-    /usr/local/bin/p2p-peer --tracker http://p2p-tracker:50051 search notes >"$tmp/in-net.txt" ||
+    /usr/local/bin/p2p-peer --tracker http://p2p-tracker:50051 search notes >"$tmp/in-net.txt" 2>>"$tmp/engine.log" ||
     smoke_fail "search from a container on the network"
   grep -q notes.txt "$tmp/in-net.txt" || smoke_fail "search from a container: no notes.txt"
   "$cli" --tracker "$tracker" get report.bin -o "$tmp/report.got" || smoke_fail "get report.bin"
@@ -452,7 +452,7 @@ PY
   kube_cleanup
   trap kube_cleanup EXIT
   e network create --subnet "$kube_subnet" "$kube_net" >/dev/null
-  e kube play --network "$kube_net" --ip "$kube_tracker_ip" --ip "$kube_peer_ip" "$work/kube.yaml"
+  e kube play --network "$kube_net" --ip "$kube_tracker_ip" --ip "$kube_peer_ip" "$work/kube.yaml" >/dev/null
   local tracker peer
   tracker=$(e ps --filter label=app.kubernetes.io/component=tracker --format '{{.Names}}' | grep -v infra | head -1)
   peer=$(e ps --filter label=app.kubernetes.io/component=peer --format '{{.Names}}' | grep -v infra | head -1)
