@@ -14,6 +14,8 @@ export PATH="$local_dir/bin:$PATH"
 export BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true
 
 chart=helm/p2pshare
+# The chart has no default image (nothing is published): every render names one.
+image_set=(--set image.repository=registry.example.com/p2pshare)
 # Kubernetes schemas: the chart's minimum (Chart.yaml kubeVersion) and the current release.
 k8s_versions=(1.27.0 1.37.0)
 # Kinds from CRDs (cert-manager, prometheus-operator): no upstream schema in kubernetes-validate.
@@ -108,9 +110,9 @@ fi
 for set in "${value_sets[@]}"; do
   c=$chart; [ "$set" = monitoring ] && c=$render_chart
   # shellcheck disable=SC2046
-  run "helm lint [$set]" helm lint --strict "$c" $(values_args "$set")
+  run "helm lint [$set]" helm lint --strict "$c" "${image_set[@]}" $(values_args "$set")
   # shellcheck disable=SC2046
-  run "helm template [$set]" sh -c "helm template p2pshare $c $(values_args "$set") > $rendered/$set.yaml"
+  run "helm template [$set]" sh -c "helm template p2pshare $c ${image_set[*]} $(values_args "$set") > $rendered/$set.yaml"
   run "kubernetes-validate --strict ${k8s_versions[*]} [$set]" validate_manifests "$rendered/$set.yaml"
 done
 # Broken values must be refused (values.schema.json and the chart's required checks).
@@ -140,20 +142,25 @@ PY
   done
 }
 run "rendered config files load in the binaries" configs_load
-run "helm refuses peers.replicas=0" expect_fail replicas "minimum" helm template x "$chart" --set peers.replicas=0
-run "helm refuses a port that is not a number" expect_fail port "want integer" helm template x "$chart" --set-string tracker.port=grpc
-run "helm refuses auth without a token" expect_fail auth "auth.token or auth.existingSecret" helm template x "$chart" --set auth.enabled=true
-run "helm refuses tls without certificates" expect_fail tls "tls.existingSecret or tls.certManager" helm template x "$chart" --set tls.enabled=true
-run "helm refuses unknown values" expect_fail unknown "additional properties|additionalProperties" helm template x "$chart" --set peers.replica=2
+run "helm refuses peers.replicas=0" expect_fail replicas "minimum" helm template x "$chart" "${image_set[@]}" --set peers.replicas=0
+run "helm refuses a port that is not a number" expect_fail port "want integer" helm template x "$chart" "${image_set[@]}" --set-string tracker.port=grpc
+run "helm refuses auth without a token" expect_fail auth "auth.token or auth.existingSecret" helm template x "$chart" "${image_set[@]}" --set auth.enabled=true
+run "helm refuses tls without certificates" expect_fail tls "tls.existingSecret or tls.certManager" helm template x "$chart" "${image_set[@]}" --set tls.enabled=true
+run "helm refuses unknown values" expect_fail unknown "additional properties|additionalProperties" helm template x "$chart" "${image_set[@]}" --set peers.replica=2
 # A config change must roll the pods (checksum/config annotation).
 config_rolls() {
   local a b
-  a=$(helm template p2pshare "$chart" | grep -m1 '^ *checksum/config:')
-  b=$(helm template p2pshare "$chart" --set telemetry.logLevel=debug | grep -m1 '^ *checksum/config:')
+  a=$(helm template p2pshare "$chart" "${image_set[@]}" | grep -m1 '^ *checksum/config:')
+  b=$(helm template p2pshare "$chart" "${image_set[@]}" --set telemetry.logLevel=debug | grep -m1 '^ *checksum/config:')
   if [ -z "$a" ] || [ "$a" = "$b" ]; then echo "checksum/config did not change: $a / $b"; return 1; fi
 }
 run "helm config change rolls pods" config_rolls
-run "checkov helm chart (default values)" "$checkov" --config-file .checkov.yaml -d "$chart" --framework helm
+run "helm refuses the chart without an image" expect_fail image "image.repository is not set: .*Build and push" helm template x "$chart"
+# checkov renders the chart with its values.yaml: a copy that names an image.
+image_chart=$local_dir/chart-image/p2pshare
+rm -rf "$image_chart"; mkdir -p "$(dirname "$image_chart")"; cp -r "$chart" "$image_chart"
+sed -i 's|^  repository: ""|  repository: registry.example.com/p2pshare|' "$image_chart/values.yaml"
+run "checkov helm chart (default values)" "$checkov" --config-file .checkov.yaml -d "$image_chart" --framework helm
 run "checkov rendered value sets" "$checkov" --config-file .checkov.yaml -d "$rendered" --framework kubernetes
 
 # --- Terraform ---------------------------------------------------------------------------------------
@@ -201,6 +208,7 @@ print(sys.argv[1], "cloud-init ok:", len(script.splitlines()), "script lines")
 run "checkov terraform" "$checkov" --config-file .checkov.yaml -d terraform --framework terraform
 
 # --- the port contract across config/*.toml, Dockerfile, Helm and Terraform --------------------------
+run "run lines agree: docs/deploy.md, cloud-init (check_run_lines.py)" python3 scripts/check_run_lines.py
 run "ports agree (check_ports_agree.py)" "$py" scripts/check_ports_agree.py "$rendered"/*.yaml
 
 echo

@@ -64,9 +64,10 @@ variable "client_cidrs" {
 }
 
 variable "image" {
-  description = "p2pshare container image (both binaries), pinned by tag or digest."
+  # No default: no registry publishes the image. Build and push it (scripts/image.sh build --full;
+  # scripts/image.sh push REGISTRY/p2pshare:TAG) to a registry the instances can pull from.
+  description = "p2pshare container image (both binaries) as pushed by scripts/image.sh push, pinned by tag or digest."
   type        = string
-  default     = "ghcr.io/p2pshare/p2pshare:0.1.0"
 
   validation {
     condition     = can(regex("^[a-z0-9][a-z0-9._/:-]*(@sha256:[a-f0-9]{64}|:[A-Za-z0-9._-]+)$", var.image)) && !endswith(var.image, ":latest")

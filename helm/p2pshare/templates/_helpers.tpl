@@ -70,8 +70,11 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "p2pshare.fullname" . }}-client: "true"
 {{- end }}
 
-{{/* Image, by digest when one is given. */}}
+{{/* Image, by digest when one is given. No default registry has it: the user pushes it. */}}
 {{- define "p2pshare.image" -}}
+{{- if not .Values.image.repository }}
+{{- fail "image.repository is not set: no registry publishes the p2pshare image. Build and push it (scripts/image.sh build --full; scripts/image.sh push REGISTRY/p2pshare:TAG), then --set image.repository=REGISTRY/p2pshare (and image.tag=TAG); see the README, Deploy on Kubernetes" }}
+{{- end }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
