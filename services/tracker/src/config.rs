@@ -1,7 +1,7 @@
 //! The tracker's configuration (see `config/tracker.toml` for the documented defaults).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use p2p_common::auth::AuthConfig;
@@ -48,6 +48,7 @@ impl Default for ServerConfig {
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     Memory,
+    Redis,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +57,18 @@ pub struct RegistryConfig {
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
     pub store: StoreKind,
+    /// `redis://host:6379/0`, or `rediss://` for TLS (with `store = "redis"`).
+    pub redis_url: String,
+    /// File holding the Redis password (overrides one in the URL); empty for none.
+    pub redis_password_file: PathBuf,
+    /// Prefix of every key, so several networks can share one Redis.
+    pub redis_prefix: String,
+    /// Bound on connecting to Redis and on each command.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
     pub max_files_per_peer: usize,
+    /// Files one Register or Announce may carry (larger shares come in batches).
+    pub max_files_per_request: usize,
     pub max_page_size: usize,
 }
 
@@ -65,9 +77,30 @@ impl Default for RegistryConfig {
         Self {
             lease_ttl: Duration::from_secs(30),
             store: StoreKind::Memory,
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            redis_password_file: PathBuf::new(),
+            redis_prefix: "p2pshare:".into(),
+            redis_timeout: Duration::from_secs(2),
             max_files_per_peer: 100_000,
+            max_files_per_request: 1000,
             max_page_size: 1000,
         }
+    }
+}
+
+impl RegistryConfig {
+    /// The password from `redis_password_file` (trailing newline dropped), if one is set.
+    pub fn redis_password(&self) -> Result<Option<String>, String> {
+        if self.redis_password_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&self.redis_password_file)
+            .map_err(|e| format!("cannot read {}: {e}", self.redis_password_file.display()))?;
+        let pw = text.trim_end_matches(['\r', '\n']);
+        if pw.is_empty() {
+            return Err(format!("{} is empty", self.redis_password_file.display()));
+        }
+        Ok(Some(pw.to_owned()))
     }
 }
 
@@ -81,6 +114,27 @@ impl TrackerConfig {
         config::require_positive(&loaded, "registry.lease_ttl", cfg.registry.lease_ttl)?;
         if cfg.registry.max_page_size == 0 {
             return Err(loaded.invalid("registry.max_page_size", "must be at least 1"));
+        }
+        if cfg.registry.max_files_per_request == 0 {
+            return Err(loaded.invalid("registry.max_files_per_request", "must be at least 1"));
+        }
+        if cfg.registry.store == StoreKind::Redis {
+            if !(cfg.registry.redis_url.starts_with("redis://")
+                || cfg.registry.redis_url.starts_with("rediss://"))
+            {
+                return Err(loaded.invalid(
+                    "registry.redis_url",
+                    "must start with redis:// or rediss:// (TLS)",
+                ));
+            }
+            config::require_positive(
+                &loaded,
+                "registry.redis_timeout",
+                cfg.registry.redis_timeout,
+            )?;
+            if let Err(e) = cfg.registry.redis_password() {
+                return Err(loaded.invalid("registry.redis_password_file", e));
+            }
         }
         if cfg.server.max_message_bytes < 1024 {
             return Err(loaded.invalid("server.max_message_bytes", "must be at least 1024"));
