@@ -161,4 +161,31 @@ mod tests {
         let cfg = TrackerConfig::load(Some(Path::new(path)), Flags::new()).unwrap();
         assert_eq!(cfg, TrackerConfig::default());
     }
+
+    fn load_toml(text: &str) -> Result<TrackerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tracker.toml");
+        std::fs::write(&path, text).unwrap();
+        TrackerConfig::load(Some(&path), Flags::new())
+    }
+
+    #[test]
+    fn the_redis_store_needs_a_redis_url_and_a_readable_password() {
+        let err = load_toml("[registry]\nstore = \"redis\"\nredis_url = \"http://h:6379\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("registry.redis_url"), "{err}");
+        let err =
+            load_toml("[registry]\nstore = \"redis\"\nredis_password_file = \"/nonexistent/pw\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("registry.redis_password_file"), "{err}");
+        let cfg = load_toml("[registry]\nstore = \"redis\"\nredis_url = \"rediss://h:6380/1\"\n")
+            .unwrap();
+        assert_eq!(cfg.registry.store, StoreKind::Redis);
+        let err = load_toml("[registry]\nmax_files_per_request = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("registry.max_files_per_request"), "{err}");
+    }
 }

@@ -136,6 +136,11 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
         stopped.clone(),
     ));
     let task = tokio::spawn(async move {
+        // Ready at once when the store answers; otherwise the readiness loop says when it does.
+        match registry.store().ping().await {
+            Ok(()) => set_health(&health, ServingStatus::Serving).await,
+            Err(e) => tracing::warn!(error = %e, "store unreachable at start: not ready"),
+        }
         tracing::info!(%local_addr, "tracker listening");
 
         let drain = {
