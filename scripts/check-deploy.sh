@@ -122,7 +122,7 @@ done
 configs_load() {
   local tracker=target/debug/p2p-tracker peer=target/debug/p2p-peer
   [ -x "$tracker" ] && [ -x "$peer" ] || cargo build --locked --bins -q
-  for set in default replicas-5 persistence; do
+  for set in default replicas-5 persistence redis; do
     "$py" - "$rendered/$set.yaml" "$local_dir/cfg-$set" <<'PY' || return 1
 import os, sys, yaml
 out = sys.argv[2]; os.makedirs(out, exist_ok=True)
@@ -146,6 +146,8 @@ run "helm refuses peers.replicas=0" expect_fail replicas "minimum" helm template
 run "helm refuses a port that is not a number" expect_fail port "want integer" helm template x "$chart" "${image_set[@]}" --set-string tracker.port=grpc
 run "helm refuses auth without a token" expect_fail auth "auth.token or auth.existingSecret" helm template x "$chart" "${image_set[@]}" --set auth.enabled=true
 run "helm refuses tls without certificates" expect_fail tls "tls.existingSecret or tls.certManager" helm template x "$chart" "${image_set[@]}" --set tls.enabled=true
+run "helm refuses tracker replicas on the memory store" expect_fail tracker-replicas "needs tracker.redis.enabled" helm template x "$chart" "${image_set[@]}" --set tracker.replicas=2
+run "helm refuses the Redis store without a URL" expect_fail redis-url "tracker.redis.url or tracker.redis.existingSecret" helm template x "$chart" "${image_set[@]}" --set tracker.redis.enabled=true
 run "helm refuses unknown values" expect_fail unknown "additional properties|additionalProperties" helm template x "$chart" "${image_set[@]}" --set peers.replica=2
 # A config change must roll the pods (checksum/config annotation).
 config_rolls() {

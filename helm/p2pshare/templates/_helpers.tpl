@@ -105,6 +105,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.tls.certManager.enabled (not .Values.tls.certManager.issuerRef.name) }}
 {{- fail "tls.certManager.enabled needs tls.certManager.issuerRef.name" }}
 {{- end }}
+{{- if and (gt (int .Values.tracker.replicas) 1) (not .Values.tracker.redis.enabled) }}
+{{- fail "tracker.replicas > 1 needs tracker.redis.enabled: the memory store lives in one tracker process, so replicas would split the network (see README \"Run several trackers\")" }}
+{{- end }}
+{{- if and .Values.tracker.redis.enabled (not .Values.tracker.redis.url) (not .Values.tracker.redis.existingSecret) }}
+{{- fail "tracker.redis.enabled needs tracker.redis.url or tracker.redis.existingSecret" }}
+{{- end }}
+{{- end }}
+
+{{/* Secret with the Redis URL (and password) of the tracker store. */}}
+{{- define "p2pshare.redisSecretName" -}}
+{{- .Values.tracker.redis.existingSecret | default (printf "%s-redis" (include "p2pshare.tracker.fullname" .)) }}
 {{- end }}
 
 {{/* URL of the tracker that peers and clients dial. */}}
@@ -226,6 +237,9 @@ grpc:
 {{- define "p2pshare.trackerToml" -}}
 {{- $cfg := mergeOverwrite (dict "telemetry" (include "p2pshare.telemetryConfig" . | fromYaml)) (deepCopy (.Values.tracker.config | default dict)) }}
 {{- $_ := set $cfg "server" (merge (dict "listen" (printf "0.0.0.0:%d" (int .Values.tracker.port))) ($cfg.server | default dict)) }}
+{{- if .Values.tracker.redis.enabled }}
+{{- $_ := set $cfg "registry" (merge (dict "store" "redis" "redis_prefix" .Values.tracker.redis.prefix) ($cfg.registry | default dict)) }}
+{{- end }}
 {{- include "p2pshare.toToml" $cfg }}
 {{- end }}
 
@@ -256,4 +270,12 @@ authorization:
   type: Bearer
   credentials: {name: {{ include "p2pshare.authSecretName" . }}, key: {{ include "p2pshare.authSecretKey" . }}}
 {{- end }}
+{{- end }}
+
+{{/* Where the tracker reads the Redis password: a file when the chart's Secret has one or an
+     existing Secret is used (its password key is then required), else empty (no password). */}}
+{{- define "p2pshare.redisPasswordFile" -}}
+{{- if or .Values.tracker.redis.password .Values.tracker.redis.existingSecret -}}
+/etc/p2pshare/redis/password
+{{- end -}}
 {{- end }}

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod failover;
 pub mod health;
 pub mod metrics;
 pub mod names;
@@ -21,15 +22,16 @@ pub mod proto {
 pub type TrackerClient = proto::tracker_service_client::TrackerServiceClient<
     telemetry::ClientSpan<
         tonic::service::interceptor::InterceptedService<
-            tonic::transport::Channel,
+            failover::FailoverChannel,
             telemetry::InjectContext,
         >,
     >,
 >;
 
-/// A tracker client over `channel` that sends `token` (when authentication is on).
+/// A tracker client over `channel` (one or several trackers) that sends `token` (when
+/// authentication is on).
 pub fn tracker_client(
-    channel: tonic::transport::Channel,
+    channel: failover::FailoverChannel,
     token: Option<&auth::Tokens>,
 ) -> TrackerClient {
     proto::tracker_service_client::TrackerServiceClient::new(telemetry::ClientSpan(

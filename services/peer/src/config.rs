@@ -109,12 +109,16 @@ impl PeerConfig {
         if cfg.peer.files_dir.as_os_str().is_empty() {
             return Err(loaded.invalid("peer.files_dir", "must not be empty"));
         }
-        if !(cfg.tracker.endpoint.starts_with("http://")
-            || cfg.tracker.endpoint.starts_with("https://"))
+        // One URL, or several tracker replicas separated by commas.
+        let endpoints = p2p_common::failover::split_endpoints(&cfg.tracker.endpoint);
+        if endpoints.is_empty()
+            || !endpoints
+                .iter()
+                .all(|e| e.starts_with("http://") || e.starts_with("https://"))
         {
             return Err(loaded.invalid(
                 "tracker.endpoint",
-                "must be a URL such as http://127.0.0.1:50051",
+                "must be a URL such as http://127.0.0.1:50051 (or several, comma-separated)",
             ));
         }
         config::require_positive(&loaded, "peer.scan_interval", cfg.peer.scan_interval)?;
@@ -147,7 +151,10 @@ impl PeerConfig {
         {
             return Err(loaded.invalid("tls", e.to_string()));
         }
-        if cfg.tls.dials() != cfg.tracker.endpoint.starts_with("https://") {
+        if endpoints
+            .iter()
+            .any(|e| cfg.tls.dials() != e.starts_with("https://"))
+        {
             return Err(loaded.invalid(
                 "tracker.endpoint",
                 "use https:// exactly when tls.ca is set (a network is all TLS or all plaintext)",

@@ -2,29 +2,39 @@
 //! with the configured TLS and bearer token.
 
 use p2p_common::auth::Tokens;
+use p2p_common::failover::{FailoverChannel, split_endpoints};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::config::PeerConfig;
 use crate::error::{Error, Result};
 
-/// A lazily connecting channel to `tracker.endpoint`.
-pub fn tracker_channel(cfg: &PeerConfig) -> Result<Channel> {
-    let endpoint = &cfg.tracker.endpoint;
-    let mut ep = Endpoint::from_shared(endpoint.clone())
-        .map_err(|e| Error::Refused(format!("bad tracker endpoint {endpoint:?}: {e}")))?
-        .connect_timeout(cfg.tracker.request_timeout)
-        .timeout(cfg.tracker.request_timeout);
-    if let Some(tls) = cfg
+/// Lazily connecting channels to each URL of `tracker.endpoint` (comma-separated), as one
+/// channel that moves to the next tracker when one is unreachable.
+pub fn tracker_channel(cfg: &PeerConfig) -> Result<FailoverChannel> {
+    let tls = cfg
         .tls
         .tonic_client()
-        .map_err(|e| Error::Refused(e.to_string()))?
-    {
-        ep = ep
-            .tls_config(tls)
-            .map_err(|e| Error::Refused(format!("TLS for {endpoint}: {e}")))?;
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    let mut channels = Vec::new();
+    for endpoint in split_endpoints(&cfg.tracker.endpoint) {
+        let mut ep = Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| Error::Refused(format!("bad tracker endpoint {endpoint:?}: {e}")))?
+            .connect_timeout(cfg.tracker.request_timeout)
+            .timeout(cfg.tracker.request_timeout);
+        if let Some(tls) = &tls {
+            ep = ep
+                .tls_config(tls.clone())
+                .map_err(|e| Error::Refused(format!("TLS for {endpoint}: {e}")))?;
+        }
+        channels.push(ep.connect_lazy());
     }
-    Ok(ep.connect_lazy())
+    FailoverChannel::new(channels).ok_or_else(|| {
+        Error::Refused(format!(
+            "tracker.endpoint {:?} lists no URL",
+            cfg.tracker.endpoint
+        ))
+    })
 }
 
 pub fn tokens(cfg: &PeerConfig) -> Result<Option<Tokens>> {

@@ -1,7 +1,7 @@
 //! The tracker's configuration (see `config/tracker.toml` for the documented defaults).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use p2p_common::auth::AuthConfig;
@@ -52,6 +52,7 @@ impl Default for ServerConfig {
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     Memory,
+    Redis,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,7 +61,18 @@ pub struct RegistryConfig {
     #[serde(with = "p2p_common::config::duration")]
     pub lease_ttl: Duration,
     pub store: StoreKind,
+    /// `redis://host:6379/0`, or `rediss://` for TLS (with `store = "redis"`).
+    pub redis_url: String,
+    /// File holding the Redis password (overrides one in the URL); empty for none.
+    pub redis_password_file: PathBuf,
+    /// Prefix of every key, so several networks can share one Redis.
+    pub redis_prefix: String,
+    /// Bound on connecting to Redis and on each command.
+    #[serde(with = "p2p_common::config::duration")]
+    pub redis_timeout: Duration,
     pub max_files_per_peer: usize,
+    /// Files one Register or Announce may carry (larger shares come in batches).
+    pub max_files_per_request: usize,
     pub max_page_size: usize,
 }
 
@@ -69,9 +81,30 @@ impl Default for RegistryConfig {
         Self {
             lease_ttl: Duration::from_secs(30),
             store: StoreKind::Memory,
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            redis_password_file: PathBuf::new(),
+            redis_prefix: "p2pshare:".into(),
+            redis_timeout: Duration::from_secs(2),
             max_files_per_peer: 100_000,
+            max_files_per_request: 1000,
             max_page_size: 1000,
         }
+    }
+}
+
+impl RegistryConfig {
+    /// The password from `redis_password_file` (trailing newline dropped), if one is set.
+    pub fn redis_password(&self) -> Result<Option<String>, String> {
+        if self.redis_password_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&self.redis_password_file)
+            .map_err(|e| format!("cannot read {}: {e}", self.redis_password_file.display()))?;
+        let pw = text.trim_end_matches(['\r', '\n']);
+        if pw.is_empty() {
+            return Err(format!("{} is empty", self.redis_password_file.display()));
+        }
+        Ok(Some(pw.to_owned()))
     }
 }
 
@@ -85,6 +118,27 @@ impl TrackerConfig {
         config::require_positive(&loaded, "registry.lease_ttl", cfg.registry.lease_ttl)?;
         if cfg.registry.max_page_size == 0 {
             return Err(loaded.invalid("registry.max_page_size", "must be at least 1"));
+        }
+        if cfg.registry.max_files_per_request == 0 {
+            return Err(loaded.invalid("registry.max_files_per_request", "must be at least 1"));
+        }
+        if cfg.registry.store == StoreKind::Redis {
+            if !(cfg.registry.redis_url.starts_with("redis://")
+                || cfg.registry.redis_url.starts_with("rediss://"))
+            {
+                return Err(loaded.invalid(
+                    "registry.redis_url",
+                    "must start with redis:// or rediss:// (TLS)",
+                ));
+            }
+            config::require_positive(
+                &loaded,
+                "registry.redis_timeout",
+                cfg.registry.redis_timeout,
+            )?;
+            if let Err(e) = cfg.registry.redis_password() {
+                return Err(loaded.invalid("registry.redis_password_file", e));
+            }
         }
         if cfg.server.max_message_bytes < 1024 {
             return Err(loaded.invalid("server.max_message_bytes", "must be at least 1024"));
@@ -111,5 +165,32 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/tracker.toml");
         let cfg = TrackerConfig::load(Some(Path::new(path)), Flags::new()).unwrap();
         assert_eq!(cfg, TrackerConfig::default());
+    }
+
+    fn load_toml(text: &str) -> Result<TrackerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tracker.toml");
+        std::fs::write(&path, text).unwrap();
+        TrackerConfig::load(Some(&path), Flags::new())
+    }
+
+    #[test]
+    fn the_redis_store_needs_a_redis_url_and_a_readable_password() {
+        let err = load_toml("[registry]\nstore = \"redis\"\nredis_url = \"http://h:6379\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("registry.redis_url"), "{err}");
+        let err =
+            load_toml("[registry]\nstore = \"redis\"\nredis_password_file = \"/nonexistent/pw\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("registry.redis_password_file"), "{err}");
+        let cfg = load_toml("[registry]\nstore = \"redis\"\nredis_url = \"rediss://h:6380/1\"\n")
+            .unwrap();
+        assert_eq!(cfg.registry.store, StoreKind::Redis);
+        let err = load_toml("[registry]\nmax_files_per_request = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("registry.max_files_per_request"), "{err}");
     }
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p2p_common::names::{self, NameError};
-use subtle::ConstantTimeEq;
+use sha2::{Digest, Sha256};
 
 use crate::store::{
-    FileEntry, FileHolders, FileKey, Holder, NameQuery, PeerRecord, Store, StoreError,
+    FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery, PeerRecord, Store, StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -32,14 +32,35 @@ pub enum RegistryError {
     WrongSecret(String),
     #[error("no live peer holds sha256 {0}")]
     DigestNotFound(String),
+    /// The peer would hold more files than `registry.max_files_per_peer`; nothing was written.
+    #[error("{0}")]
+    OverCap(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownPeer(id) => Self::UnknownPeer(id),
+            StoreError::WrongSecret(id) => Self::WrongSecret(id),
+            StoreError::IdTaken { id, remaining_ms } => Self::IdTaken {
+                id,
+                remaining_s: remaining_ms.div_ceil(1000),
+            },
+            e @ StoreError::OverCap { .. } => Self::OverCap(e.to_string()),
+            e @ (StoreError::Unavailable(_) | StoreError::Corrupt(_)) => Self::Store(e),
+        }
+    }
 }
 
 /// Bounds on what one request may ask of the tracker.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_files_per_peer: usize,
+    /// Files (added or removed) one Register or Announce may carry; larger shares come in
+    /// Announce batches, so every message stays far below the gRPC size limit.
+    pub max_files_per_request: usize,
     pub default_page_size: usize,
     pub max_page_size: usize,
 }
@@ -48,6 +69,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_files_per_peer: 100_000,
+            max_files_per_request: 1000,
             default_page_size: 100,
             max_page_size: 1000,
         }
@@ -79,6 +101,14 @@ fn new_secret() -> Result<String, RegistryError> {
         RegistryError::Store(StoreError::Unavailable(format!("no randomness: {e}")))
     })?;
     Ok(hex::encode(buf))
+}
+
+/// What stores keep instead of a lease secret; empty for "no secret presented".
+fn secret_hash(secret: &str) -> String {
+    if secret.is_empty() {
+        return String::new();
+    }
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 fn check_files(files: &[FileEntry], limit: usize) -> Result<(), RegistryError> {
@@ -168,51 +198,38 @@ impl Registry {
             field: "address",
             source,
         })?;
-        check_files(&files, self.limits.max_files_per_peer)?;
-        let now = now_ms();
-        if let Some(old) = self.store.get_peer(id).await? {
-            let reclaim = !previous_secret.is_empty()
-                && bool::from(old.secret.as_bytes().ct_eq(previous_secret.as_bytes()));
-            if old.expires_at_ms > now && !reclaim {
-                return Err(RegistryError::IdTaken {
-                    id: id.to_owned(),
-                    remaining_s: (old.expires_at_ms - now).div_ceil(1000),
-                });
-            }
+        check_files(&files, self.limits.max_files_per_request)?;
+        if files.len() > self.limits.max_files_per_peer {
+            return Err(RegistryError::OverCap(format!(
+                "peer {id:?} would share {} files; at most {} are allowed",
+                files.len(),
+                self.limits.max_files_per_peer
+            )));
         }
+        let now = now_ms();
         let secret = new_secret()?;
         let record = PeerRecord {
             id: id.to_owned(),
             address: address.to_owned(),
-            secret: secret.clone(),
+            secret_hash: secret_hash(&secret),
             expires_at_ms: self.expiry(now),
         };
-        self.store.put_peer(record, files).await?;
+        self.store
+            .register(record, &secret_hash(previous_secret), now, files)
+            .await?;
         Ok(secret)
     }
 
-    /// The live record of `id`, if `secret` is its lease secret.
-    async fn authorize(&self, id: &str, secret: &str) -> Result<PeerRecord, RegistryError> {
+    pub async fn heartbeat(&self, id: &str, secret: &str) -> Result<(), RegistryError> {
         check_id(id)?;
         let now = now_ms();
-        let peer = self
-            .store
-            .get_peer(id)
-            .await?
-            .filter(|p| p.expires_at_ms > now)
-            .ok_or_else(|| RegistryError::UnknownPeer(id.to_owned()))?;
-        if !bool::from(peer.secret.as_bytes().ct_eq(secret.as_bytes())) {
-            return Err(RegistryError::WrongSecret(id.to_owned()));
-        }
-        Ok(peer)
-    }
-
-    pub async fn heartbeat(&self, id: &str, secret: &str) -> Result<(), RegistryError> {
-        self.authorize(id, secret).await?;
-        if !self.store.renew(id, self.expiry(now_ms())).await? {
-            return Err(RegistryError::UnknownPeer(id.to_owned()));
-        }
-        Ok(())
+        let hash = secret_hash(secret);
+        let lease = Lease {
+            id,
+            secret_hash: &hash,
+            now_ms: now,
+        };
+        Ok(self.store.renew(lease, self.expiry(now)).await?)
     }
 
     pub async fn announce(
@@ -222,13 +239,13 @@ impl Registry {
         added: Vec<FileEntry>,
         removed: Vec<String>,
     ) -> Result<usize, RegistryError> {
-        self.authorize(id, secret).await?;
-        check_files(&added, self.limits.max_files_per_peer)?;
-        if removed.len() > self.limits.max_files_per_peer {
+        check_id(id)?;
+        check_files(&added, self.limits.max_files_per_request)?;
+        if removed.len() > self.limits.max_files_per_request {
             return Err(RegistryError::Invalid(format!(
                 "{} removals in one request; at most {} are allowed",
                 removed.len(),
-                self.limits.max_files_per_peer
+                self.limits.max_files_per_request
             )));
         }
         for name in &removed {
@@ -237,25 +254,27 @@ impl Registry {
                 source,
             })?;
         }
-        let count = self
+        let hash = secret_hash(secret);
+        let lease = Lease {
+            id,
+            secret_hash: &hash,
+            now_ms: now_ms(),
+        };
+        Ok(self
             .store
-            .update_files(id, added, removed)
-            .await?
-            .ok_or_else(|| RegistryError::UnknownPeer(id.to_owned()))?;
-        if count > self.limits.max_files_per_peer {
-            // Over the cap after the merge: drop the peer's claim rather than keep a huge index.
-            return Err(RegistryError::Invalid(format!(
-                "peer would share {count} files; at most {} are allowed",
-                self.limits.max_files_per_peer
-            )));
-        }
-        Ok(count)
+            .announce(lease, added, removed, self.limits.max_files_per_peer)
+            .await?)
     }
 
     pub async fn leave(&self, id: &str, secret: &str) -> Result<(), RegistryError> {
-        self.authorize(id, secret).await?;
-        self.store.remove_peer(id).await?;
-        Ok(())
+        check_id(id)?;
+        let hash = secret_hash(secret);
+        let lease = Lease {
+            id,
+            secret_hash: &hash,
+            now_ms: now_ms(),
+        };
+        Ok(self.store.leave(lease).await?)
     }
 
     pub async fn search(
@@ -353,24 +372,32 @@ impl Registry {
         Ok((size, live))
     }
 
-    /// Forgets peers whose lease ended; returns how many.
+    /// Forgets peers whose lease ended; returns how many this tracker removed (a peer removed
+    /// by another replica sharing the store is not counted here).
     pub async fn sweep(&self) -> Result<usize, RegistryError> {
+        const BATCH: usize = 1000;
         let now = now_ms();
         let mut n = 0;
-        for id in self.store.expired_peers(now).await? {
-            // Re-check: the peer may have renewed between the two calls.
-            if let Some(p) = self.store.get_peer(&id).await? {
-                if p.expires_at_ms <= now && self.store.remove_peer(&id).await? {
-                    n += 1;
+        loop {
+            let expired = self.store.expired_peers(now, BATCH).await?;
+            let full = expired.len() == BATCH;
+            let mut removed_here = 0;
+            for id in expired {
+                if self.store.remove_if_expired(&id, now).await? {
+                    removed_here += 1;
                 }
             }
+            n += removed_here;
+            // Another replica may hold the same batch; stop when a pass made no progress.
+            if !full || removed_here == 0 {
+                return Ok(n);
+            }
         }
-        Ok(n)
     }
 
-    /// Live peers and distinct files.
+    /// Registered peers and distinct files (see [`Store::counts`]).
     pub async fn counts(&self) -> Result<(usize, usize), RegistryError> {
-        Ok(self.store.counts(now_ms()).await?)
+        Ok(self.store.counts().await?)
     }
 }
 
@@ -378,6 +405,7 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+    use crate::store::conformance::{self, file};
 
     fn reg(ttl_ms: u64) -> Registry {
         Registry::new(
@@ -385,131 +413,24 @@ mod tests {
             Duration::from_millis(ttl_ms),
             Limits {
                 max_files_per_peer: 10,
+                max_files_per_request: 10,
                 default_page_size: 2,
                 max_page_size: 3,
             },
         )
     }
 
-    fn file(name: &str, byte: u8) -> FileEntry {
-        FileEntry {
-            name: name.into(),
-            size: byte as u64,
-            sha256: hex::encode([byte; 32]),
-        }
+    #[tokio::test]
+    async fn memory_store_passes_the_conformance_suite() {
+        conformance::run_all(|| async { Arc::new(MemoryStore::new()) as Arc<dyn Store> }).await;
     }
 
-    #[tokio::test]
-    async fn register_search_and_leave() {
-        let r = reg(60_000);
-        let s1 = r
-            .register(
-                "p1",
-                "127.0.0.1:5000",
-                vec![file("a.txt", 1), file("b.txt", 2)],
-                "",
-            )
-            .await
-            .unwrap();
-        r.register(
-            "p2",
-            "127.0.0.1:5001",
-            vec![file("a.txt", 1), file("ab.bin", 3)],
-            "",
-        )
-        .await
-        .unwrap();
-
-        let page = r.search("a.txt", true, 0, "").await.unwrap();
-        assert_eq!(page.files.len(), 1);
-        let ids: Vec<_> = page.files[0].1.iter().map(|h| h.peer_id.as_str()).collect();
-        assert_eq!(ids, ["p1", "p2"]);
-
-        // Case-insensitive substring.
-        let ab = r.search("AB", false, 0, "").await.unwrap();
-        assert_eq!(ab.files.len(), 1);
-        assert_eq!(ab.files[0].0.name, "ab.bin");
-        // Paged two by two.
-        let p1 = r.search(".", false, 0, "").await.unwrap();
-        assert_eq!(p1.files.len(), 2);
-        let token = p1.next_token.expect("more pages");
-        let p2 = r.search(".", false, 0, &token).await.unwrap();
-        let names: Vec<_> = p1
-            .files
-            .iter()
-            .chain(&p2.files)
-            .map(|f| f.0.name.clone())
-            .collect();
-        assert_eq!(names, ["a.txt", "ab.bin", "b.txt"]);
-        assert!(p2.next_token.is_none());
-
-        r.leave("p1", &s1).await.unwrap();
-        let page = r.search("b.txt", true, 0, "").await.unwrap();
-        assert!(page.files.is_empty());
-        let (size, holders) = r.peers_by_digest(&hex::encode([1u8; 32])).await.unwrap();
-        assert_eq!((size, holders.len()), (1, 1));
-    }
-
-    #[tokio::test]
-    async fn leases_and_secrets() {
-        let r = reg(200);
-        let s = r
-            .register("p1", "h:1", vec![file("x", 1)], "")
-            .await
-            .unwrap();
-        // Another process cannot take a live id, nor act for it.
-        assert!(matches!(
-            r.register("p1", "h:2", vec![], "").await,
-            Err(RegistryError::IdTaken { .. })
-        ));
-        assert!(matches!(
-            r.heartbeat("p1", "nope").await,
-            Err(RegistryError::WrongSecret(_))
-        ));
-        assert!(matches!(
-            r.leave("p1", "").await,
-            Err(RegistryError::WrongSecret(_))
-        ));
-        // The holder of the secret can reclaim the id (a restarted peer).
-        let s2 = r
-            .register("p1", "h:1", vec![file("x", 1)], &s)
-            .await
-            .unwrap();
-        assert_ne!(s, s2);
-        r.heartbeat("p1", &s2).await.unwrap();
-
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(r.search("x", true, 0, "").await.unwrap().files.is_empty());
-        assert!(matches!(
-            r.heartbeat("p1", &s2).await,
-            Err(RegistryError::UnknownPeer(_))
-        ));
-        assert_eq!(r.counts().await.unwrap(), (0, 0));
-        assert_eq!(r.sweep().await.unwrap(), 1);
-        // Expired: anyone may take the id now.
-        r.register("p1", "h:9", vec![], "").await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn announce_updates_the_index() {
-        let r = reg(60_000);
-        let s = r
-            .register("p1", "h:1", vec![file("x", 1)], "")
-            .await
-            .unwrap();
-        let n = r
-            .announce("p1", &s, vec![file("x", 2), file("y", 3)], vec![])
-            .await
-            .unwrap();
-        assert_eq!(n, 2);
-        let page = r.search("x", true, 0, "").await.unwrap();
-        assert_eq!(page.files.len(), 1);
-        assert_eq!(page.files[0].0.sha256, hex::encode([2u8; 32]));
-        assert!(r.peers_by_digest(&hex::encode([1u8; 32])).await.is_err());
-        r.announce("p1", &s, vec![], vec!["y".into()])
-            .await
-            .unwrap();
-        assert!(r.search("y", true, 0, "").await.unwrap().files.is_empty());
+    #[test]
+    fn secrets_are_kept_hashed() {
+        let h = secret_hash("s3cret");
+        assert_eq!(h.len(), 64);
+        assert_ne!(h, "s3cret");
+        assert_eq!(secret_hash(""), "");
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use crate::config::{StoreKind, TrackerConfig};
 use crate::metrics::Metrics;
 use crate::registry::{Limits, Registry};
 use crate::service::TrackerApi;
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, RedisOptions, RedisStore, Store};
 
 /// A running tracker: its bound address and a way to stop it.
 pub struct Running {
@@ -51,6 +51,20 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
     let local_addr = listener.local_addr()?;
     let store: Arc<dyn Store> = match cfg.registry.store {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Redis => {
+            // rediss:// uses rustls with the process-wide provider.
+            p2p_common::tls::install_provider();
+            let password = cfg
+                .registry
+                .redis_password()
+                .map_err(|e| anyhow::anyhow!("registry.redis_password_file: {e}"))?;
+            Arc::new(RedisStore::new(RedisOptions {
+                url: cfg.registry.redis_url.clone(),
+                password,
+                prefix: cfg.registry.redis_prefix.clone(),
+                timeout: cfg.registry.redis_timeout,
+            })?)
+        }
     };
     let registry = Arc::new(Registry::new(
         store,
@@ -58,6 +72,7 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
         Limits {
             max_page_size: cfg.registry.max_page_size,
             max_files_per_peer: cfg.registry.max_files_per_peer,
+            max_files_per_request: cfg.registry.max_files_per_request,
             ..Limits::default()
         },
     ));
@@ -117,14 +132,17 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
         idle_timeout: cfg.server.idle_timeout,
         ..Default::default()
     };
+    let readiness = tokio::spawn(readiness_loop(
+        registry.clone(),
+        health.clone(),
+        stopped.clone(),
+    ));
     let task = tokio::spawn(async move {
-        // Ready once the store answers.
-        registry
-            .store()
-            .ping()
-            .await
-            .context("store is not reachable")?;
-        set_health(&health, ServingStatus::Serving).await;
+        // Ready at once when the store answers; otherwise the readiness loop says when it does.
+        match registry.store().ping().await {
+            Ok(()) => set_health(&health, ServingStatus::Serving).await,
+            Err(e) => tracing::warn!(error = %e, "store unreachable at start: not ready"),
+        }
         tracing::info!(%local_addr, "tracker listening");
 
         let drain = {
@@ -146,6 +164,7 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
         )
         .await;
         sweeper.abort();
+        readiness.abort();
         Ok(())
     });
     Ok(Running {
@@ -203,6 +222,48 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
         )
         .await;
     health.set_service_status("", status).await;
+}
+
+/// Ready while the store answers: a tracker whose Redis is gone leaves the Service's endpoints
+/// (and comes back when Redis does) instead of failing every RPC it is sent.
+async fn readiness_loop(
+    registry: Arc<Registry>,
+    health: tonic_health::server::HealthReporter,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ready = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let ok = match registry.store().ping().await {
+            Ok(()) => true,
+            Err(e) => {
+                if ready != Some(false) {
+                    tracing::warn!(error = %e, "store unreachable: not ready");
+                }
+                false
+            }
+        };
+        if ready != Some(ok) {
+            if ok && ready.is_some() {
+                tracing::info!("store reachable again: ready");
+            }
+            let status = if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            // Draining wins: a stopping tracker stays NOT_SERVING.
+            if !*stopped.borrow() {
+                set_health(&health, status).await;
+            }
+            ready = Some(ok);
+        }
+    }
 }
 
 async fn sweep_loop(

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::registry::{Page, Registry, RegistryError};
-use crate::store::{FileEntry, Holder};
+use crate::store::{FileEntry, Holder, StoreError};
 
 pub struct TrackerApi {
     registry: Arc<Registry>,
@@ -57,6 +57,8 @@ impl From<RegistryError> for Status {
             }
             RegistryError::IdTaken { .. } => Status::already_exists(msg),
             RegistryError::WrongSecret(_) => Status::permission_denied(msg),
+            RegistryError::OverCap(_) => Status::resource_exhausted(msg),
+            RegistryError::Store(StoreError::Corrupt(_)) => Status::internal(msg),
             RegistryError::Store(_) => Status::unavailable(msg),
         }
     }
@@ -126,7 +128,8 @@ impl TrackerService for TrackerApi {
         let span = rpc_span("Register", &req);
         self.observe("Register", span, async {
             let r = req.into_inner();
-            let cap = u32::try_from(self.registry.limits().max_files_per_peer).unwrap_or(u32::MAX);
+            let limits = self.registry.limits();
+            let bound = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
             let secret = self
                 .registry
                 .register(&r.peer_id, &r.address, entries(r.files), &r.lease_secret)
@@ -135,9 +138,8 @@ impl TrackerService for TrackerApi {
             Ok(RegisterResponse {
                 lease_secret: secret,
                 lease_ttl_ms: ttl_ms(&self.registry),
-                max_files_per_peer: cap,
-                // Today one request may carry the whole share (up to the cap).
-                max_files_per_request: cap,
+                max_files_per_peer: bound(limits.max_files_per_peer),
+                max_files_per_request: bound(limits.max_files_per_request),
             })
         })
         .await

@@ -1,12 +1,22 @@
-//! Where the tracker keeps peers and their files. The gRPC layer and the lease rules live in
-//! [`crate::registry`]; a store only persists records and answers index lookups, so a shared
-//! backend (Redis, for several tracker replicas) can replace the in-memory one unchanged.
+//! Where the tracker keeps peers and their files. Every rule that must hold when several tracker
+//! replicas share one store is a single store operation here (register if the id is free or the
+//! secret matches, renew if the secret matches, announce within the per-peer cap, remove if still
+//! expired), so no replica can interleave a read and a write of another. The request checks
+//! (names, digests, bounds) and the paging rules live in [`crate::registry`].
 
+#[cfg(test)]
+pub mod conformance;
 mod memory;
+mod names;
+mod redis;
+#[cfg(test)]
+pub mod redis_server;
 
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
+pub use names::trigrams;
+pub use redis::{RedisOptions, RedisStore};
 
 /// A file as a peer shares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,12 +26,14 @@ pub struct FileEntry {
     pub sha256: String,
 }
 
-/// One live (or not yet swept) peer.
+/// What a store keeps about a peer. The lease secret is never stored: only its SHA-256, so a
+/// dump of the store (or a Redis replica) does not hand out the right to act for a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerRecord {
     pub id: String,
     pub address: String,
-    pub secret: String,
+    /// Lowercase hex SHA-256 of the lease secret.
+    pub secret_hash: String,
     /// Unix time in milliseconds; wall-clock so that several trackers can share a store.
     pub expires_at_ms: u64,
 }
@@ -57,37 +69,82 @@ pub enum NameQuery {
 }
 
 impl NameQuery {
-    pub fn matches(&self, name: &str) -> bool {
+    /// `lower` is the name lower-cased (see [`names::lower`]).
+    pub fn matches(&self, name: &str, lower: &str) -> bool {
         match self {
             NameQuery::All => true,
             NameQuery::Exact(q) => name == q,
-            NameQuery::Contains(q) => name.to_lowercase().contains(q.as_str()),
+            NameQuery::Contains(q) => lower.contains(q.as_str()),
         }
     }
 }
 
+/// A lease check made inside a store operation: the peer's id, the SHA-256 of the secret it
+/// presented, and the time the request is judged at.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub id: &'a str,
+    pub secret_hash: &'a str,
+    pub now_ms: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store unavailable: {0}")]
+    /// The backend did not answer (down, timed out, refused the connection or the password).
+    #[error("{0}")]
     Unavailable(String),
+    /// No live lease for this id (never registered, left, or expired).
+    #[error("peer {0:?} is not registered (or its lease expired)")]
+    UnknownPeer(String),
+    /// The id belongs to a live peer and the request did not carry its secret.
+    #[error("peer id {id:?} is held by a live peer for another {remaining_ms} ms")]
+    IdTaken { id: String, remaining_ms: u64 },
+    #[error("lease secret does not match peer {0:?}")]
+    WrongSecret(String),
+    /// The change would make the peer hold more files than allowed; nothing was written.
+    #[error("peer {id:?} would share {would_hold} files; at most {cap} are allowed")]
+    OverCap {
+        id: String,
+        would_hold: usize,
+        cap: usize,
+    },
+    /// The backend answered something this code did not write (another program's keys under
+    /// our prefix, or a different version of the scripts).
+    #[error("store holds unexpected data: {0}")]
+    Corrupt(String),
 }
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Replaces everything known about `peer` (its record and its whole file list).
-    async fn put_peer(&self, peer: PeerRecord, files: Vec<FileEntry>) -> Result<(), StoreError>;
-    async fn get_peer(&self, id: &str) -> Result<Option<PeerRecord>, StoreError>;
-    /// Sets a new expiry; false if the peer is unknown.
-    async fn renew(&self, id: &str, expires_at_ms: u64) -> Result<bool, StoreError>;
-    /// Adds (or replaces, by name) and removes files; the peer's file count, or None if unknown.
-    async fn update_files(
+    /// Writes `peer` with exactly `files` if its id is free, expired, or held under
+    /// `previous_secret_hash`; otherwise [`StoreError::IdTaken`]. A re-registration replaces the
+    /// old file list. `files.len() <= cap` is the caller's check; names are distinct.
+    async fn register(
         &self,
-        id: &str,
+        peer: PeerRecord,
+        previous_secret_hash: &str,
+        now_ms: u64,
+        files: Vec<FileEntry>,
+    ) -> Result<(), StoreError>;
+    /// Moves the lease's expiry to `expires_at_ms` if the lease is live and the secret matches.
+    async fn renew(&self, lease: Lease<'_>, expires_at_ms: u64) -> Result<(), StoreError>;
+    /// Removes `removed` names, then adds (or replaces, by name) `added`, if the lease is live,
+    /// the secret matches and the peer then holds at most `cap` files; returns that count. On
+    /// any refusal nothing is written.
+    async fn announce(
+        &self,
+        lease: Lease<'_>,
         added: Vec<FileEntry>,
         removed: Vec<String>,
-    ) -> Result<Option<usize>, StoreError>;
-    /// Forgets the peer and its files; false if it was unknown.
-    async fn remove_peer(&self, id: &str) -> Result<bool, StoreError>;
+        cap: usize,
+    ) -> Result<usize, StoreError>;
+    /// Forgets the peer and its files if the lease is live and the secret matches.
+    async fn leave(&self, lease: Lease<'_>) -> Result<(), StoreError>;
+    /// Forgets the peer if its lease is still over at `now_ms` (it may have renewed since it
+    /// was listed); true for exactly one caller when several race.
+    async fn remove_if_expired(&self, id: &str, now_ms: u64) -> Result<bool, StoreError>;
+    /// Up to `limit` ids of peers whose lease ended at or before `now_ms`.
+    async fn expired_peers(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Matching files in (name, digest) order, strictly after `after`, at most `limit` of them.
     /// Holders include expired peers: filtering on read is the registry's job.
     async fn find_files(
@@ -101,10 +158,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         sha256: &str,
     ) -> Result<Option<(u64, Vec<Holder>)>, StoreError>;
-    /// Ids of peers whose lease ended before `now_ms`.
-    async fn expired_peers(&self, now_ms: u64) -> Result<Vec<String>, StoreError>;
-    /// Live peers and distinct (name, digest) pairs they share.
-    async fn counts(&self, now_ms: u64) -> Result<(usize, usize), StoreError>;
+    /// Registered peers and distinct (name, digest) pairs, from counters kept on write (not a
+    /// scan): peers whose lease ended count until the sweeper removes them.
+    async fn counts(&self) -> Result<(usize, usize), StoreError>;
     /// Fails when the backend cannot answer (for readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Whether a presented secret's hash is the stored one, in constant time (both are SHA-256
+/// hex; an empty presented hash never matches).
+pub fn secret_matches(stored_hash: &str, presented_hash: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    !presented_hash.is_empty()
+        && bool::from(stored_hash.as_bytes().ct_eq(presented_hash.as_bytes()))
 }
