@@ -238,7 +238,9 @@ grpc:
 {{- $cfg := mergeOverwrite (dict "telemetry" (include "p2pshare.telemetryConfig" . | fromYaml)) (deepCopy (.Values.tracker.config | default dict)) }}
 {{- $_ := set $cfg "server" (merge (dict "listen" (printf "0.0.0.0:%d" (int .Values.tracker.port))) ($cfg.server | default dict)) }}
 {{- if .Values.tracker.redis.enabled }}
-{{- $_ := set $cfg "registry" (merge (dict "store" "redis" "redis_prefix" .Values.tracker.redis.prefix) ($cfg.registry | default dict)) }}
+{{- $redis := dict "store" "redis" "redis_prefix" .Values.tracker.redis.prefix }}
+{{- if not .Values.tracker.redis.existingSecret }}{{ $_ := set $redis "redis_url" .Values.tracker.redis.url }}{{ end }}
+{{- $_ := set $cfg "registry" (merge $redis ($cfg.registry | default dict)) }}
 {{- end }}
 {{- include "p2pshare.toToml" $cfg }}
 {{- end }}
