@@ -93,6 +93,7 @@ pub async fn run_probe(addr: &str, tls: &crate::tls::TlsConfig) -> std::process:
     } else {
         None
     };
+    let over_tls = client_tls.is_some();
     match probe(addr, "", Duration::from_secs(3), client_tls).await {
         Ok(ServingStatus::Serving) => {
             println!("{addr}: SERVING");
@@ -104,6 +105,12 @@ pub async fn run_probe(addr: &str, tls: &crate::tls::TlsConfig) -> std::process:
         }
         Err(e) => {
             eprintln!("{e}");
+            let url = endpoint_url(addr, over_tls);
+            if over_tls
+                && let Some(cause) = crate::tls::diagnose(&url, tls, Duration::from_secs(3)).await
+            {
+                eprintln!("{url}: the TLS session was refused: {cause}");
+            }
             std::process::ExitCode::from(1)
         }
     }

@@ -257,6 +257,40 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// Why a TLS server at `url` turns this client away, found by opening one session of our own
+/// and sending the HTTP/2 preface; None when the session works or nothing answers. A server
+/// that requires a client certificate says so (TLS 1.3 `CertificateRequired`) only after the
+/// client's side of the handshake is done; hyper drops that alert with the connection, so a
+/// failed call carries no cause. Meant for failure paths only: it costs a round trip.
+pub async fn diagnose(url: &str, tls: &TlsConfig, timeout: std::time::Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The client preface and an empty SETTINGS frame; a server that accepts us answers.
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(443);
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).ok()?;
+    let mut config = tls.client_config().ok()??;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        let mut tls = match connector.connect(name, tcp).await {
+            Ok(tls) => tls,
+            Err(e) => return Some(error_chain(&e)),
+        };
+        if let Err(e) = tls.write_all(PREFACE).await {
+            return Some(error_chain(&e));
+        }
+        let mut answer = [0u8; 64];
+        match tls.read(&mut answer).await {
+            Err(e) => Some(error_chain(&e)),
+            Ok(_) => None,
+        }
+    };
+    tokio::time::timeout(timeout, attempt).await.ok().flatten()
+}
+
 /// A gRPC status's message and the causes behind it (see [`error_chain`]).
 pub fn status_chain(status: &tonic::Status) -> String {
     let message = status.message();

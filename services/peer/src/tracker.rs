@@ -1,7 +1,13 @@
 //! The client side of the tracker API, as the CLI uses it.
 
+use std::time::Duration;
+
 use p2p_common::TrackerClient;
+use p2p_common::failover::split_endpoints;
 use p2p_common::proto::{FileMatch, ListFilesRequest, SearchRequest};
+use p2p_common::tls::TlsConfig;
+
+use tonic::Code;
 
 use crate::config::PeerConfig;
 use crate::error::{Error, Result};
@@ -13,6 +19,9 @@ const MAX_RESULTS: usize = 10_000;
 pub struct Tracker {
     client: TrackerClient,
     endpoint: String,
+    /// Lets a failure over TLS name its cause.
+    tls: TlsConfig,
+    timeout: Duration,
 }
 
 impl Tracker {
@@ -22,10 +31,28 @@ impl Tracker {
         Ok(Self {
             client: p2p_common::tracker_client(channel, tokens.as_ref()),
             endpoint: cfg.tracker.endpoint.clone(),
+            tls: cfg.tls.clone(),
+            timeout: cfg.tracker.request_timeout,
         })
     }
 
-    fn status(&self, s: tonic::Status) -> Error {
+    /// A failed call as the user sees it. A transport failure over TLS is looked into once
+    /// more, because the TLS layer's own reason (a client certificate required, say) does not
+    /// survive inside the gRPC status.
+    async fn status(&self, s: tonic::Status) -> Error {
+        let transport = matches!(
+            s.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled
+        );
+        if transport && self.tls.dials() {
+            for url in split_endpoints(&self.endpoint) {
+                if let Some(cause) = p2p_common::tls::diagnose(url, &self.tls, self.timeout).await {
+                    return Error::Unreachable(format!(
+                        "{url}: tracker unreachable: the TLS session was refused: {cause}"
+                    ));
+                }
+            }
+        }
         Error::from_status(&self.endpoint, s)
     }
 
@@ -69,9 +96,10 @@ impl Tracker {
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
-            let (files, next) = page(self.client.clone(), token)
-                .await
-                .map_err(|s| self.status(s))?;
+            let (files, next) = match page(self.client.clone(), token).await {
+                Ok(answer) => answer,
+                Err(s) => return Err(self.status(s).await),
+            };
             out.extend(files);
             if next.is_empty() || out.len() >= MAX_RESULTS {
                 return Ok(out);

@@ -86,9 +86,11 @@ async fn put_and_leave_aimed_at_the_tracker_fail_clearly() {
     t.shutdown().await.unwrap();
 }
 
-/// A web server that answers every request with 200 and `body` as `content_type`.
+/// A web server that answers every request with 200 and `body` as `content_type`, once it
+/// has read the request (answering first can cut the client's upload with a broken pipe, which
+/// is another failure than the one under test).
 async fn imposter(content_type: &'static str, body: &'static str) -> SocketAddr {
-    let app = axum::Router::new().fallback(move || async move {
+    let app = axum::Router::new().fallback(move |_request: axum::body::Bytes| async move {
         ([(axum::http::header::CONTENT_TYPE, content_type)], body)
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -269,9 +271,21 @@ async fn tls_failures_reach_the_user_with_their_cause() {
     )
     .await;
     // The server's CertificateRequired alert arrives after the client's handshake is done and
-    // ends hyper's connection task, which drops the cause: only the exit code is checked here
-    // (see the README's Security section).
+    // ends hyper's connection task, which drops it; the CLI finds it by opening a session of
+    // its own after the failure.
     assert_eq!(code, 4, "no client cert: {err}");
+    assert!(err.contains("CertificateRequired"), "no client cert: {err}");
+    // The health probe too.
+    let (code, _, err) = run_cli(
+        args(&["health", "--addr", &t.local_addr.to_string()]),
+        trusting(&good.ca),
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("CertificateRequired"),
+        "health without a client cert: {err}"
+    );
     // With one, the same call goes through (nothing matches: 3).
     let mut with_cert = trusting(&good.ca);
     with_cert.push(("P2P_TLS__CERT".into(), good.cert.display().to_string()));

@@ -175,10 +175,16 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
 }
 
 /// Unknown paths: gRPC calls get UNIMPLEMENTED as gRPC clients expect, anything else an HTTP
-/// 404 (a plain 200 with `grpc-status: 12` reads as success to HTTP clients).
-async fn unknown_path(headers: axum::http::HeaderMap) -> axum::response::Response {
+/// 404 (a plain 200 with `grpc-status: 12` reads as success to HTTP clients). The 404 waits
+/// for a small request body first: answering and closing while a client still writes (a
+/// `put` aimed at the tracker's port) cuts its upload with a broken pipe before it can read
+/// the answer, and it would report that instead of the 404.
+async fn unknown_path(request: axum::extract::Request) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let grpc = headers
+    const DRAIN_BYTES: usize = 1 << 20;
+    const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+    let grpc = request
+        .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"));
@@ -188,6 +194,8 @@ async fn unknown_path(headers: axum::http::HeaderMap) -> axum::response::Respons
             .into_parts();
         axum::response::Response::from_parts(parts, axum::body::Body::empty())
     } else {
+        let drain = axum::body::to_bytes(request.into_body(), DRAIN_BYTES);
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
         (axum::http::StatusCode::NOT_FOUND, "not found\n").into_response()
     }
 }
