@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub struct PeerConfig {
     pub peer: PeerSection,
     pub tracker: TrackerSection,
+    pub transfer: crate::transfer::TransferSection,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub telemetry: TelemetryConfig,
@@ -94,7 +95,7 @@ impl Default for TrackerSection {
     }
 }
 
-pub const SECTIONS: &[&str] = &["peer", "tracker", "auth", "tls", "telemetry"];
+pub const SECTIONS: &[&str] = &["peer", "tracker", "transfer", "auth", "tls", "telemetry"];
 
 impl PeerConfig {
     pub fn load(file: Option<&Path>, flags: Flags) -> Result<Self, ConfigError> {
@@ -137,6 +138,9 @@ impl PeerConfig {
         config::require_positive(&loaded, "peer.idle_timeout", cfg.peer.idle_timeout)?;
         if cfg.peer.max_concurrent_transfers == 0 {
             return Err(loaded.invalid("peer.max_concurrent_transfers", "must be at least 1"));
+        }
+        if cfg.transfer.max_sources == 0 {
+            return Err(loaded.invalid("transfer.max_sources", "must be at least 1"));
         }
         if cfg.peer.uploads_per_minute == 0 {
             return Err(loaded.invalid("peer.uploads_per_minute", "must be at least 1"));

@@ -33,6 +33,8 @@ pub struct Target {
     pub name: String,
     pub size: u64,
     pub sha256: String,
+    /// Hex `pieces_root` the tracker returned with the file (empty: not announced).
+    pub pieces_root: String,
     pub peers: Vec<PeerInfo>,
 }
 
@@ -43,6 +45,7 @@ impl Target {
             name: f.name,
             size: f.size,
             sha256: f.sha256,
+            pieces_root: f.pieces_root,
             peers: m.peers,
         })
     }

@@ -53,6 +53,7 @@ fn info(e: &Entry) -> FileInfo {
         name: e.name.clone(),
         size: e.size,
         sha256: e.sha256.clone(),
+        ..Default::default()
     }
 }
 
@@ -311,6 +312,7 @@ impl Membership {
                 lease_secret: secret.to_owned(),
                 added: new.clone(),
                 removed: gone.clone(),
+                ..Default::default()
             };
             traced(tracing::info_span!("announce"), self.client.announce(req)).await?;
             for name in gone {

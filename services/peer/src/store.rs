@@ -90,7 +90,11 @@ pub struct Store {
     pending: watch::Sender<usize>,
     /// Entries that are not regular files, already logged once.
     skipped: std::sync::Mutex<BTreeSet<String>>,
+    /// Piece manifests by (name, mtime, size).
+    manifests: std::sync::Mutex<ManifestCache>,
 }
+
+type ManifestCache = BTreeMap<(String, u128, u64), Arc<crate::share::Manifest>>;
 
 fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
     meta.modified()
@@ -217,6 +221,7 @@ impl Store {
             changed,
             pending,
             skipped: std::sync::Mutex::new(BTreeSet::new()),
+            manifests: std::sync::Mutex::new(BTreeMap::new()),
         };
         store.ensure_layout().await?;
         // Uploads and probes interrupted by a crash: never published, nothing to keep.
@@ -301,6 +306,50 @@ impl Store {
 
     pub async fn get(&self, name: &str) -> Option<Entry> {
         self.index.read().await.get(name).cloned()
+    }
+
+    /// A shared file with these bytes (`sha256` in lowercase hex), whatever its name.
+    pub async fn by_digest(&self, sha256: &str) -> Option<Entry> {
+        self.index
+            .read()
+            .await
+            .values()
+            .find(|e| e.sha256 == sha256)
+            .cloned()
+    }
+
+    /// The piece manifest of a shared file.
+    // Swarm wiring (issue 9): computed on first use and kept in memory; the index pass is to
+    // compute it in the same read as the file's digest and cache it with the index.
+    pub async fn manifest(
+        &self,
+        entry: &Entry,
+    ) -> Result<Arc<crate::share::Manifest>, crate::share::ShareError> {
+        let key = (entry.name.clone(), entry.mtime_ns, entry.size);
+        if let Ok(m) = self.manifests.lock() {
+            if let Some(found) = m.get(&key) {
+                return Ok(found.clone());
+            }
+        }
+        let path = self.dir.join(&entry.name);
+        let hashed = tokio::task::spawn_blocking(move || crate::share::pieces::hash_file(&path))
+            .await
+            .map_err(|e| crate::share::ShareError::Io {
+                path: self.dir.join(&entry.name),
+                source: io::Error::other(e),
+            })??;
+        if hashed.sha256.to_hex() != entry.sha256 {
+            return Err(crate::share::ShareError::Changed {
+                path: self.dir.join(&entry.name),
+                expected: entry.size,
+                read: hashed.manifest.size(),
+            });
+        }
+        let manifest = Arc::new(hashed.manifest);
+        if let Ok(mut m) = self.manifests.lock() {
+            m.insert(key, manifest.clone());
+        }
+        Ok(manifest)
     }
 
     /// Brings the index in line with the directory: hashes new or changed files, forgets

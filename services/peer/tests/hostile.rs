@@ -341,6 +341,7 @@ async fn register_fake(n: &Net, id: &str, addr: SocketAddr, name: &str, content:
                 name: name.into(),
                 size: content.len() as u64,
                 sha256: sha256_hex(content),
+                ..Default::default()
             }],
             lease_secret: String::new(),
         })
@@ -445,6 +446,7 @@ async fn tracker_answers_bad_requests_with_status_codes() {
             name: name.into(),
             size: 1,
             sha256: sha.into(),
+            ..Default::default()
         }],
         lease_secret: String::new(),
     };
@@ -508,6 +510,7 @@ async fn tracker_answers_bad_requests_with_status_codes() {
             name: format!("file-{i:08}-{}", "x".repeat(40)),
             size: 1,
             sha256: digest.clone(),
+            ..Default::default()
         })
         .collect();
     let e = c

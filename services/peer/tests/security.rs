@@ -112,6 +112,7 @@ async fn rpc_codes(ch: Channel, token: Option<&str>) -> Vec<(&'static str, Code)
                     lease_secret: "x".into(),
                     added: vec![],
                     removed: vec![],
+                    ..Default::default()
                 })
                 .await,
             ),

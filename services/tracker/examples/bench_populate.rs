@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
                     name: format!("report-{p:05}-{f:03}.pdf"),
                     size: (p * files + f) as u64,
                     sha256: format!("{:064x}", p * files + f),
+                    ..Default::default()
                 })
                 .collect();
             let mut chunks = all.chunks(1000);
@@ -65,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
                     lease_secret: secret.clone(),
                     added: chunk.to_vec(),
                     removed: vec![],
+                    ..Default::default()
                 })
                 .await?;
             }

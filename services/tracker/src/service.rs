@@ -81,6 +81,7 @@ fn peers(holders: Vec<Holder>) -> Vec<PeerInfo> {
         .map(|h| PeerInfo {
             peer_id: h.peer_id,
             address: h.address,
+            ..Default::default()
         })
         .collect()
 }
@@ -94,6 +95,7 @@ fn matches(page: Page) -> (Vec<FileMatch>, String) {
                 name: f.name,
                 size: f.size,
                 sha256: f.sha256,
+                ..Default::default()
             }),
             peers: peers(holders),
         })

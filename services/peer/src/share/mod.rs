@@ -5,6 +5,7 @@
 
 pub mod bitfield;
 pub mod digest;
+pub mod partial;
 pub mod pieces;
 
 use std::path::{Path, PathBuf};

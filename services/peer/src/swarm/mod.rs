@@ -1,4 +1,56 @@
-//! Downloading one file from many holders at once. Swarm groundwork (issue 9): the piece picker
-//! is complete and tested; the sources and the download loop that call it come next.
+//! Downloading one file from many holders at once: the piece picker, the sources, the download
+//! loop.
 
 pub mod picker;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::download::{self, Progress, Target};
+use crate::error::Result;
+use crate::net::Net;
+use crate::share::partial::Partials;
+use crate::transfer::Limits;
+
+/// Everything a download needs from its process. The CLI, the menu and the daemon build one
+/// each and call [`Swarm::fetch`]; nothing else starts a download.
+#[derive(Clone)]
+pub struct Swarm {
+    pub net: Net,
+    /// Holders are refreshed from the tracker by digest while a download runs.
+    pub tracker: Option<crate::tracker::Tracker>,
+    /// The process's transfer limits (one bucket per direction, shared by all transfers).
+    pub limits: Limits,
+    /// Holders one download uses at once (`transfer.max_sources`).
+    pub max_sources: usize,
+    /// A source that sends nothing for this long loses its piece to another.
+    pub io_timeout: Duration,
+    /// The daemon's registry of downloads in progress: set, its verified pieces are served and
+    /// announced while it downloads. `None` for the CLI, which serves nothing.
+    pub partials: Option<Arc<Partials>>,
+    pub metrics: Option<crate::metrics::Metrics>,
+    /// An address never to fetch from (this peer's own).
+    pub skip: Option<String>,
+}
+
+impl Swarm {
+    /// A verified copy of `target` at the returned path inside `partial_dir`, ready to publish.
+    // Swarm wiring (issue 9): for now one holder after another, whole-file; the piece engine
+    // replaces the body of this function and keeps its contract.
+    pub async fn fetch(
+        &self,
+        target: &Target,
+        partial_dir: &Path,
+        progress: &dyn Progress,
+    ) -> Result<PathBuf> {
+        download::fetch(
+            &self.net,
+            target,
+            partial_dir,
+            self.skip.as_deref(),
+            progress,
+        )
+        .await
+    }
+}

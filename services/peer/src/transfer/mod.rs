@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub use limit::{Bucket, ByteRate, Direction, Limits};
 
 /// The `[transfer]` section of the peer's configuration (DESIGN "Transfer limits"); the peer and
-/// the CLI take the same keys. Not yet part of `PeerConfig`: the swarm engine adds it there.
+/// the CLI take the same keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransferSection {
