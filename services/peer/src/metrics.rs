@@ -212,6 +212,7 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
         Some("/healthz") => "/healthz",
         Some("/metrics") => "/metrics",
         Some("/leave") => "/leave",
+        Some("/downloads") => "/downloads",
         Some(_) => "other",
     }
 }

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PeerConfig;
+use crate::daemon::Daemon;
 use crate::http::{self, AppState};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
@@ -24,6 +25,8 @@ pub struct Running {
     pub advertised: String,
     pub store: Arc<Store>,
     pub shutdown: CancellationToken,
+    /// Downloads into this peer's share (`POST /downloads`, the serving menu).
+    pub daemon: Daemon,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -135,6 +138,20 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
 
+    let daemon = Daemon {
+        store: store.clone(),
+        swarm: crate::client::swarm(
+            &cfg,
+            Some(crate::tracker::Tracker::connect(&cfg)?),
+            cfg.transfer.limits(),
+            Some(crate::share::partial::Partials::new()),
+            Some(metrics.clone()),
+            Some(advertised.clone()),
+        )?,
+        tracker: crate::tracker::Tracker::connect(&cfg)?,
+        metrics: metrics.clone(),
+        tokens: tokens.clone(),
+    };
     let app = http::router(AppState {
         store: store.clone(),
         max_upload_bytes: cfg.peer.max_upload_bytes,
@@ -151,7 +168,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     })
     // grpc.health.v1 on the same port (h2c), for orchestrators. Routed by path so that other
     // unknown paths keep their plain HTTP 404 (tonic's own fallback answers 200 + grpc-status).
-    .route_service("/grpc.health.v1.Health/{*method}", health_service);
+    .route_service("/grpc.health.v1.Health/{*method}", health_service)
+    .merge(daemon.clone().routes());
     tracing::info!(%local_addr, %advertised, peer = %cfg.peer.id, "peer listening");
 
     let stop = shutdown.clone();
@@ -197,6 +215,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         advertised,
         store,
         shutdown,
+        daemon,
         task,
     })
 }
