@@ -52,6 +52,10 @@ pub struct Metrics {
     pub integrity_failures: IntCounter,
     pub active_transfers: IntGaugeVec,
     pub tracker_errors: IntCounter,
+    // Swarm downloads (issue 9): pieces fetched by result, sources in use, sources dropped.
+    pub pieces: IntCounterVec,
+    pub download_sources: IntGauge,
+    pub bad_sources: IntCounterVec,
     pub unshared_files: IntGauge,
     shared_files: IntGauge,
     shared_bytes: IntGauge,
@@ -112,7 +116,33 @@ impl Metrics {
         ] {
             uploads.with_label_values(&[r]);
         }
+        let pieces = counter_vec(
+            &reg,
+            "p2p_peer_pieces_total",
+            "Pieces this peer fetched, by result (ok, bad: failed verification, cancelled: an endgame copy not needed).",
+            &["result"],
+        );
+        for r in ["ok", "bad", "cancelled"] {
+            pieces.with_label_values(&[r]);
+        }
+        let download_sources = register(
+            &reg,
+            IntGauge::new(
+                "p2p_peer_download_sources",
+                "Sources in use by this peer's running downloads.",
+            )
+            .expect("static metric definition"),
+        );
+        let bad_sources = counter_vec(
+            &reg,
+            "p2p_peer_bad_sources_total",
+            "Sources dropped from a download for sending a bad piece, by peer id.",
+            &["peer"],
+        );
         Self {
+            pieces,
+            download_sources,
+            bad_sources,
             http_requests: counter_vec(
                 &reg,
                 "p2p_peer_http_requests_total",
