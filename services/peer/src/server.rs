@@ -16,13 +16,20 @@ use crate::http::{self, AppState};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::share::partial::Partials;
 use crate::store::Store;
+use crate::transfer::Limits;
 
 pub struct Running {
     pub local_addr: SocketAddr,
     pub metrics: Metrics,
     pub advertised: String,
     pub store: Arc<Store>,
+    /// Downloads in progress in this share: a download registers here to be served and
+    /// announced as a partial holder.
+    pub partials: Arc<Partials>,
+    /// The process's transfer rate limits, shared by what it serves and what it downloads.
+    pub limits: Limits,
     pub shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -103,6 +110,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     let channel = crate::net::tracker_channel(&cfg)?;
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
+    let partials = Partials::new();
+    let limits = cfg.transfer.limits();
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Arc::new(Readiness::new(reporter).await);
 
@@ -137,6 +146,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
 
     let app = http::router(AppState {
         store: store.clone(),
+        partials: partials.clone(),
+        limits: limits.clone(),
         max_upload_bytes: cfg.peer.max_upload_bytes,
         readiness: readiness.clone(),
         shutdown: shutdown.clone(),
@@ -196,6 +207,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         metrics,
         advertised,
         store,
+        partials,
+        limits,
         shutdown,
         task,
     })
