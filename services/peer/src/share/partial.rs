@@ -249,7 +249,12 @@ impl PartialWriter {
                 tracing::warn!(path = %data_path.display(), "data file has the wrong length; starting from no verified pieces");
             }
             verified = Bitfield::new(manifest.piece_count());
-            preallocate(&data, manifest.size()).map_err(super::io_err(&data_path))?;
+            if let Err(e) = preallocate(&data, manifest.size()) {
+                // No room for the file: nothing of it is worth keeping (the lock is still ours).
+                let _ = std::fs::remove_file(&data_path);
+                let _ = std::fs::remove_file(&bitfield_path);
+                return Err(super::io_err(&data_path)(e));
+            }
         }
         let file = Arc::new(PartialFile::new(sha256, manifest, data_path, verified));
         Ok(PartialWriter {
