@@ -2,7 +2,6 @@
 //! calls) and the serving menu's get. Both go through [`Daemon::download`]: into this peer's
 //! share, with its partials registry so that verified pieces are served while it downloads.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -257,9 +256,10 @@ async fn post_downloads(
 /// [`PROGRESS_EVERY`]) and into the peer's download metrics.
 struct EventProgress<'a> {
     size: u64,
+    /// Verified bytes.
     have: AtomicU64,
-    /// Addresses of the holders in use.
-    sources: Mutex<BTreeSet<String>>,
+    /// Holders in use, as the engine last said.
+    sources: AtomicU64,
     last: Mutex<Instant>,
     metrics: crate::metrics::DownloadProgress<'a>,
     events: &'a (dyn Fn(Event) + Send + Sync),
@@ -270,15 +270,11 @@ impl<'a> EventProgress<'a> {
         Self {
             size: t.size,
             have: AtomicU64::new(0),
-            sources: Mutex::new(BTreeSet::new()),
+            sources: AtomicU64::new(0),
             last: Mutex::new(Instant::now()),
             metrics: crate::metrics::DownloadProgress(metrics),
             events,
         }
-    }
-
-    fn sources(&self) -> u64 {
-        self.sources.lock().map_or(0, |s| s.len() as u64)
     }
 
     /// Sends a progress line if none went out for `every`.
@@ -294,7 +290,7 @@ impl<'a> EventProgress<'a> {
             (self.events)(Event::Progress {
                 have: self.have.load(Ordering::Relaxed).min(self.size),
                 size: self.size,
-                sources: self.sources(),
+                sources: self.sources.load(Ordering::Relaxed),
             });
         }
     }
@@ -307,13 +303,8 @@ impl<'a> EventProgress<'a> {
 impl Progress for EventProgress<'_> {
     fn attempt(&self, peer: &PeerInfo, total: u64, already: u64) {
         self.metrics.attempt(peer, total, already);
-        if let Ok(mut s) = self.sources.lock() {
-            // The first source of a (re)start says where the verified bytes stand.
-            if s.is_empty() {
-                self.have.store(already, Ordering::Relaxed);
-            }
-            s.insert(peer.address.clone());
-        }
+        // `already`: the bytes verified when this source started (a resume, at first).
+        self.have.fetch_max(already, Ordering::Relaxed);
         self.report(PROGRESS_EVERY);
     }
 
@@ -325,9 +316,6 @@ impl Progress for EventProgress<'_> {
 
     fn failed(&self, peer: &PeerInfo, why: &str, bad: bool) {
         self.metrics.failed(peer, why, bad);
-        if let Ok(mut s) = self.sources.lock() {
-            s.remove(&peer.address);
-        }
         (self.events)(Event::SourceFailed {
             peer: peer.peer_id.clone(),
             address: peer.address.clone(),
@@ -338,14 +326,17 @@ impl Progress for EventProgress<'_> {
 
     fn done(&self) {
         self.metrics.done();
-        if let Ok(mut s) = self.sources.lock() {
-            s.clear();
-        }
+        self.sources.store(0, Ordering::Relaxed);
+        self.have.store(self.size, Ordering::Relaxed);
         (self.events)(Event::Progress {
             have: self.size,
             size: self.size,
             sources: 0,
         });
+    }
+
+    fn sources(&self, n: usize) {
+        self.sources.store(n as u64, Ordering::Relaxed);
     }
 }
 

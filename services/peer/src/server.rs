@@ -17,13 +17,20 @@ use crate::http::{self, AppState};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::share::partial::Partials;
 use crate::store::Store;
+use crate::transfer::Limits;
 
 pub struct Running {
     pub local_addr: SocketAddr,
     pub metrics: Metrics,
     pub advertised: String,
     pub store: Arc<Store>,
+    /// Downloads in progress in this share: a download registers here to be served and
+    /// announced as a partial holder.
+    pub partials: Arc<Partials>,
+    /// The process's transfer rate limits, shared by what it serves and what it downloads.
+    pub limits: Limits,
     pub shutdown: CancellationToken,
     /// Downloads into this peer's share (`POST /downloads`, the serving menu).
     pub daemon: Daemon,
@@ -106,6 +113,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     let channel = crate::net::tracker_channel(&cfg)?;
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
+    let partials = Partials::new();
+    let limits = cfg.transfer.limits();
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Arc::new(Readiness::new(reporter).await);
 
@@ -143,8 +152,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         swarm: crate::client::swarm(
             &cfg,
             Some(crate::tracker::Tracker::connect(&cfg)?),
-            cfg.transfer.limits(),
-            Some(crate::share::partial::Partials::new()),
+            limits.clone(),
+            Some(partials.clone()),
             Some(metrics.clone()),
             Some(advertised.clone()),
         )?,
@@ -154,6 +163,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     };
     let app = http::router(AppState {
         store: store.clone(),
+        partials: partials.clone(),
+        limits: limits.clone(),
         max_upload_bytes: cfg.peer.max_upload_bytes,
         readiness: readiness.clone(),
         shutdown: shutdown.clone(),
@@ -214,6 +225,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         metrics,
         advertised,
         store,
+        partials,
+        limits,
         shutdown,
         daemon,
         task,
