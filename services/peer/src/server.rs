@@ -124,6 +124,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         heartbeat: cfg.tracker.heartbeat_interval,
         client: p2p_common::tracker_client(channel, tokens.as_ref()),
         store: store.clone(),
+        partials: partials.clone(),
         readiness: readiness.clone(),
         tracker_errors: metrics.tracker_errors.clone(),
         unshared_files: metrics.unshared_files.clone(),
