@@ -385,14 +385,21 @@ pub(super) async fn run(
         }
         Outcome::Local(path, e) => Err(local_failure(Some(writer), &path, &e).await),
         Outcome::GaveUp(e) => {
-            // The verified pieces stay for a resume; the record of them is brought up to date.
+            // Verified pieces stay for a resume, with their record brought up to date; a
+            // download that verified nothing leaves nothing behind.
             let (path, field) = (
                 writer.bitfield_path().to_path_buf(),
                 writer.file().bitfield(),
             );
-            let _ =
-                tokio::task::spawn_blocking(move || bitfield::save(&path, &sha256, &field)).await;
-            drop(writer);
+            let _ = tokio::task::spawn_blocking(move || {
+                if field.count() == 0 {
+                    writer.discard();
+                } else {
+                    let _ = bitfield::save(&path, &sha256, &field);
+                    drop(writer);
+                }
+            })
+            .await;
             Err(e)
         }
     }
