@@ -52,6 +52,7 @@ async fn holder(
     content: &[u8],
     tweak: impl FnOnce(&mut p2p_peer::config::PeerConfig),
 ) -> p2p_peer::server::Running {
+    p2p_common::tls::install_provider();
     let share = root.join(id);
     std::fs::create_dir_all(&share).unwrap();
     std::fs::write(share.join(name), content).unwrap();
