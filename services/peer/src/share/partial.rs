@@ -360,3 +360,181 @@ fn sync_dir(dir: &Path) {
         let _ = d.sync_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::digest::sha256;
+
+    /// A 3-piece file (pieces of 4 MiB, the last shorter) and its manifest.
+    fn sample() -> (Vec<u8>, Digest, Arc<Manifest>) {
+        let data: Vec<u8> = (0..(9u32 << 20)).map(|i| (i * 31 + i / 7) as u8).collect();
+        let size = data.len() as u64;
+        let ps = super::super::pieces::piece_size(size) as usize;
+        let digests = data.chunks(ps).map(sha256).collect();
+        (
+            data.clone(),
+            sha256(&data),
+            Arc::new(Manifest::new(size, digests).unwrap()),
+        )
+    }
+
+    fn piece_bytes(data: &[u8], m: &Manifest, i: u32) -> Vec<u8> {
+        let r = m.range(PieceIndex(i)).unwrap();
+        data[r.start as usize..r.end as usize].to_vec()
+    }
+
+    #[test]
+    fn a_second_writer_in_this_process_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = sha256(b"x");
+        let first = WriteLock::try_acquire(dir.path(), &d).unwrap();
+        assert!(first.is_some());
+        // Another open of the same lock file in the same process: a separate open file
+        // description, so flock excludes it.
+        assert!(WriteLock::try_acquire(dir.path(), &d).unwrap().is_none());
+        // Another digest is another writer.
+        assert!(
+            WriteLock::try_acquire(dir.path(), &sha256(b"y"))
+                .unwrap()
+                .is_some()
+        );
+        drop(first);
+        assert!(
+            !dir.path().join(format!("{d}.lock")).exists(),
+            "the holder removes the lock file"
+        );
+        assert!(WriteLock::try_acquire(dir.path(), &d).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn acquire_waits_until_the_holder_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = sha256(b"x");
+        let held = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let path = dir.path().to_path_buf();
+        let waiter = tokio::spawn(async move { WriteLock::acquire(&path, &d).await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished(), "took a lock that is held");
+        drop(held);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(20), waiter)
+            .await
+            .expect("lock not taken after release")
+            .unwrap();
+        assert!(got.is_ok());
+    }
+
+    #[test]
+    fn resume_finds_only_the_pieces_that_were_verified_and_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, d, m) = sample();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        assert_eq!(w.file().bitfield().count(), 0);
+        PartialWriter::write_piece(
+            w.file(),
+            &w.data(),
+            PieceIndex(1),
+            &piece_bytes(&data, &m, 1),
+        )
+        .unwrap();
+        w.save().unwrap();
+        // Written and synced after the last save: not claimed by the record.
+        PartialWriter::write_piece(
+            w.file(),
+            &w.data(),
+            PieceIndex(2),
+            &piece_bytes(&data, &m, 2),
+        )
+        .unwrap();
+        drop(w);
+
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        let b = w.file().bitfield();
+        assert_eq!(b.ones().collect::<Vec<_>>(), [PieceIndex(1)]);
+        // The resumed data file still holds the verified piece.
+        let on_disk = std::fs::read(w.file().data_path()).unwrap();
+        let r = m.range(PieceIndex(1)).unwrap();
+        assert_eq!(
+            &on_disk[r.start as usize..r.end as usize],
+            &piece_bytes(&data, &m, 1)[..]
+        );
+        assert_eq!(on_disk.len() as u64, m.size());
+    }
+
+    #[test]
+    fn a_torn_bitfield_or_a_data_file_of_the_wrong_length_starts_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, d, m) = sample();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        for i in 0..2 {
+            PartialWriter::write_piece(
+                w.file(),
+                &w.data(),
+                PieceIndex(i),
+                &piece_bytes(&data, &m, i),
+            )
+            .unwrap();
+        }
+        w.save().unwrap();
+        let bf = w.bitfield_path().to_path_buf();
+        let data_path = w.file().data_path().to_path_buf();
+        drop(w);
+
+        // Torn: the record cut short.
+        let full = std::fs::read(&bf).unwrap();
+        std::fs::write(&bf, &full[..full.len() - 1]).unwrap();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        assert_eq!(w.file().bitfield().count(), 0);
+        drop(w);
+
+        // A sound record next to a data file that is not the one it describes.
+        std::fs::write(&bf, &full).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&data_path)
+            .unwrap()
+            .set_len(5)
+            .unwrap();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        assert_eq!(w.file().bitfield().count(), 0);
+        assert_eq!(std::fs::metadata(&data_path).unwrap().len(), m.size());
+    }
+
+    #[test]
+    fn finish_moves_the_data_aside_and_discard_removes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, d, m) = sample();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        for i in 0..3 {
+            PartialWriter::write_piece(
+                w.file(),
+                &w.data(),
+                PieceIndex(i),
+                &piece_bytes(&data, &m, i),
+            )
+            .unwrap();
+        }
+        w.save().unwrap();
+        let done = w.finish().unwrap();
+        assert_eq!(done, done_path(dir.path(), &d));
+        assert_eq!(std::fs::read(&done).unwrap(), data);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from(format!("{d}.done"))]);
+
+        std::fs::remove_file(&done).unwrap();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        w.save().unwrap();
+        assert!(w.discard());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -385,14 +385,21 @@ pub(super) async fn run(
         }
         Outcome::Local(path, e) => Err(local_failure(Some(writer), &path, &e).await),
         Outcome::GaveUp(e) => {
-            // The verified pieces stay for a resume; the record of them is brought up to date.
+            // Verified pieces stay for a resume, with their record brought up to date; a
+            // download that verified nothing leaves nothing behind.
             let (path, field) = (
                 writer.bitfield_path().to_path_buf(),
                 writer.file().bitfield(),
             );
-            let _ =
-                tokio::task::spawn_blocking(move || bitfield::save(&path, &sha256, &field)).await;
-            drop(writer);
+            let _ = tokio::task::spawn_blocking(move || {
+                if field.count() == 0 {
+                    writer.discard();
+                } else {
+                    let _ = bitfield::save(&path, &sha256, &field);
+                    drop(writer);
+                }
+            })
+            .await;
             Err(e)
         }
     }
@@ -442,6 +449,8 @@ struct Engine<'a> {
     requests: HashMap<(usize, PieceIndex), Request>,
     /// Pieces whose bytes are in and being checked: nobody else needs to fetch them now.
     checking: HashSet<PieceIndex>,
+    /// Pieces checked at once: one per core.
+    check_slots: usize,
     tasks: JoinSet<Event>,
     wake: mpsc::Sender<()>,
     hasher: tokio::task::JoinHandle<std::io::Result<Option<Digest>>>,
@@ -494,6 +503,7 @@ impl<'a> Engine<'a> {
             in_flight: InFlight::new(),
             requests: HashMap::new(),
             checking: HashSet::new(),
+            check_slots: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             tasks: JoinSet::new(),
             wake,
             hasher,
@@ -553,7 +563,9 @@ impl<'a> Engine<'a> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if self.file.bitfield().is_complete() {
+            // Pieces are marked verified by their check before its event arrives here: wait for
+            // the events too, so that each piece is counted and reported.
+            if self.file.bitfield().is_complete() && self.checking.is_empty() {
                 return Outcome::Complete;
             }
             if let Err(e) = self.schedule() {
@@ -615,7 +627,9 @@ impl<'a> Engine<'a> {
                 self.ask_bitfield(src);
             }
             let s = &self.sources[src];
-            if s.busy {
+            // Pieces waiting for their check sit in memory: while the checks lag behind the
+            // network, no new piece is asked for.
+            if s.busy || self.checking.len() >= self.check_slots {
                 continue;
             }
             let Some(has) = &s.has else { continue };
