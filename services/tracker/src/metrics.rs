@@ -30,6 +30,7 @@ pub struct Metrics {
     pub lease_expirations: IntCounter,
     peers: IntGauge,
     files: IntGauge,
+    partial_holders: IntGauge,
 }
 
 impl Metrics {
@@ -75,6 +76,14 @@ impl Metrics {
             )
             .expect("static metric definition"),
         );
+        let partial_holders = register(
+            &registry,
+            IntGauge::new(
+                "p2p_tracker_partial_holders",
+                "(peer, sha256) pairs held in part: downloads in progress that serve pieces.",
+            )
+            .expect("static metric definition"),
+        );
         // Every method has its OK and latency series from the start, so rates and error ratios
         // read 0 on a quiet tracker instead of "No data".
         for method in METHODS {
@@ -88,6 +97,7 @@ impl Metrics {
             lease_expirations,
             peers,
             files,
+            partial_holders,
         }
     }
 
@@ -109,9 +119,10 @@ impl Metrics {
 
     /// Text exposition, with the registry gauges read fresh.
     pub async fn render(&self, registry: &Arc<PeerRegistry>) -> String {
-        if let Ok((peers, files)) = registry.counts().await {
-            self.peers.set(peers as i64);
-            self.files.set(files as i64);
+        if let Ok(c) = registry.counts().await {
+            self.peers.set(c.peers as i64);
+            self.files.set(c.files as i64);
+            self.partial_holders.set(c.partial_holders as i64);
         }
         p2p_common::metrics::encode(&self.registry)
     }
@@ -150,6 +161,38 @@ mod tests {
         assert_eq!(bucket("0.000025"), Some(0.0), "{text}");
         assert_eq!(bucket("0.00005"), Some(1.0), "{text}");
         assert_eq!(bucket("10"), Some(1.0), "{text}");
+    }
+
+    #[tokio::test]
+    async fn partial_holders_gauge_is_zero_from_start_and_follows_the_registry() {
+        use crate::registry::Limits;
+        use crate::store::MemoryStore;
+        use crate::store::conformance::{partial, partials_change};
+
+        let m = Metrics::new();
+        let text = p2p_common::metrics::encode(&m.registry);
+        assert!(
+            text.lines().any(|l| l == "p2p_tracker_partial_holders 0"),
+            "{text}"
+        );
+        let r = Arc::new(PeerRegistry::new(
+            Arc::new(MemoryStore::new()),
+            Duration::from_secs(60),
+            Limits::default(),
+        ));
+        let s = r.register("p1", "h:1", vec![], "").await.unwrap();
+        r.announce(
+            "p1",
+            &s,
+            partials_change(vec![partial(1), partial(2)], vec![]),
+        )
+        .await
+        .unwrap();
+        let text = m.render(&r).await;
+        assert!(
+            text.lines().any(|l| l == "p2p_tracker_partial_holders 2"),
+            "{text}"
+        );
     }
 
     #[test]

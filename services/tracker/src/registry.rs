@@ -1,7 +1,7 @@
 //! The tracker's rules: validation, leases and their secrets, filtering expired peers on read,
 //! paging. Storage is behind [`Store`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,8 @@ use p2p_common::names::{self, NameError};
 use sha2::{Digest, Sha256};
 
 use crate::store::{
-    FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery, PeerRecord, Store, StoreError,
+    Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
+    PeerRecord, Store, StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -124,10 +125,8 @@ fn check_files(files: &[FileEntry], limit: usize) -> Result<(), RegistryError> {
             field: "file name",
             source,
         })?;
-        names::validate_digest(&f.sha256).map_err(|source| RegistryError::BadName {
-            field: "sha256",
-            source,
-        })?;
+        check_digest("sha256", &f.sha256)?;
+        check_root(&f.pieces_root)?;
         if !seen.insert(f.name.as_str()) {
             return Err(RegistryError::Invalid(format!(
                 "file name {:?} appears twice",
@@ -136,6 +135,77 @@ fn check_files(files: &[FileEntry], limit: usize) -> Result<(), RegistryError> {
         }
     }
     Ok(())
+}
+
+fn check_digest(field: &'static str, sha256: &str) -> Result<(), RegistryError> {
+    names::validate_digest(sha256).map_err(|source| RegistryError::BadName { field, source })
+}
+
+/// A pieces_root is optional on complete files (peers that do not split files send none).
+fn check_root(root: &str) -> Result<(), RegistryError> {
+    if root.is_empty() {
+        return Ok(());
+    }
+    check_digest("pieces_root", root)
+}
+
+fn check_count(what: &str, n: usize, limit: usize) -> Result<(), RegistryError> {
+    if n > limit {
+        return Err(RegistryError::Invalid(format!(
+            "{n} {what} in one request; at most {limit} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Every part of an Announce, checked before the store sees any of it.
+fn check_announcement(a: &Announcement, limit: usize) -> Result<(), RegistryError> {
+    check_files(&a.added, limit)?;
+    check_count("removals", a.removed.len(), limit)?;
+    for name in &a.removed {
+        names::validate_file_name(name).map_err(|source| RegistryError::BadName {
+            field: "removed file name",
+            source,
+        })?;
+    }
+    check_count("partial files", a.partial_added.len(), limit)?;
+    let mut seen = HashSet::with_capacity(a.partial_added.len());
+    for p in &a.partial_added {
+        check_digest("partial sha256", &p.sha256)?;
+        // Without its root nobody could check the pieces a partial holder serves.
+        if p.pieces_root.is_empty() {
+            return Err(RegistryError::Invalid(format!(
+                "partial file {} has no pieces_root",
+                p.sha256
+            )));
+        }
+        check_root(&p.pieces_root)?;
+        if !seen.insert(p.sha256.as_str()) {
+            return Err(RegistryError::Invalid(format!(
+                "partial sha256 {} appears twice",
+                p.sha256
+            )));
+        }
+    }
+    check_count("partial removals", a.partial_removed.len(), limit)?;
+    for d in &a.partial_removed {
+        check_digest("removed partial sha256", d)?;
+    }
+    Ok(())
+}
+
+/// The root most of `holders` announced: empty only when none announced one; a tie goes to
+/// the smallest root, so every replica answers alike.
+fn majority_root(holders: &[Holder]) -> String {
+    let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
+    for h in holders.iter().filter(|h| !h.pieces_root.is_empty()) {
+        *tally.entry(h.pieces_root.as_str()).or_default() += 1;
+    }
+    tally
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+        .map(|(root, _)| root.to_owned())
+        .unwrap_or_default()
 }
 
 fn check_id(id: &str) -> Result<(), RegistryError> {
@@ -232,28 +302,16 @@ impl Registry {
         Ok(self.store.renew(lease, self.expiry(now)).await?)
     }
 
+    /// Applies one Announce (see [`Announcement`]); returns how many entries (files and
+    /// partial holdings) the peer then has.
     pub async fn announce(
         &self,
         id: &str,
         secret: &str,
-        added: Vec<FileEntry>,
-        removed: Vec<String>,
+        change: Announcement,
     ) -> Result<usize, RegistryError> {
         check_id(id)?;
-        check_files(&added, self.limits.max_files_per_request)?;
-        if removed.len() > self.limits.max_files_per_request {
-            return Err(RegistryError::Invalid(format!(
-                "{} removals in one request; at most {} are allowed",
-                removed.len(),
-                self.limits.max_files_per_request
-            )));
-        }
-        for name in &removed {
-            names::validate_file_name(name).map_err(|source| RegistryError::BadName {
-                field: "removed file name",
-                source,
-            })?;
-        }
+        check_announcement(&change, self.limits.max_files_per_request)?;
         let hash = secret_hash(secret);
         let lease = Lease {
             id,
@@ -262,7 +320,7 @@ impl Registry {
         };
         Ok(self
             .store
-            .announce(lease, added, removed, self.limits.max_files_per_peer)
+            .announce(lease, change, self.limits.max_files_per_peer)
             .await?)
     }
 
@@ -322,7 +380,7 @@ impl Registry {
         loop {
             let batch = self.store.find_files(q, cursor.as_ref(), size).await?;
             let exhausted = batch.len() < size;
-            for FileHolders { file, holders } in batch {
+            for FileHolders { mut file, holders } in batch {
                 cursor = Some(FileKey {
                     name: file.name.clone(),
                     sha256: file.sha256.clone(),
@@ -332,6 +390,7 @@ impl Registry {
                     .filter(|h| h.expires_at_ms > now)
                     .collect();
                 if !live.is_empty() {
+                    file.pieces_root = majority_root(&live);
                     files.push((file, live));
                     if files.len() == size {
                         let next = cursor.as_ref().map(encode_token);
@@ -351,25 +410,32 @@ impl Registry {
         }
     }
 
-    pub async fn peers_by_digest(&self, sha256: &str) -> Result<(u64, Vec<Holder>), RegistryError> {
-        names::validate_digest(sha256).map_err(|source| RegistryError::BadName {
-            field: "sha256",
-            source,
-        })?;
+    /// Live holders of `sha256`: complete ones, and partial ones that do not also hold it
+    /// complete; NOT_FOUND when there are none of either.
+    pub async fn peers_by_digest(&self, sha256: &str) -> Result<DigestHolders, RegistryError> {
+        check_digest("sha256", sha256)?;
         let now = now_ms();
-        let (size, holders) = self
+        let not_found = || RegistryError::DigestNotFound(sha256.to_owned());
+        let DigestHolders {
+            size,
+            mut complete,
+            mut partial,
+        } = self
             .store
             .holders_of_digest(sha256)
             .await?
-            .ok_or_else(|| RegistryError::DigestNotFound(sha256.to_owned()))?;
-        let live: Vec<Holder> = holders
-            .into_iter()
-            .filter(|h| h.expires_at_ms > now)
-            .collect();
-        if live.is_empty() {
-            return Err(RegistryError::DigestNotFound(sha256.to_owned()));
+            .ok_or_else(not_found)?;
+        complete.retain(|h| h.expires_at_ms > now);
+        let whole: HashSet<&str> = complete.iter().map(|h| h.peer_id.as_str()).collect();
+        partial.retain(|h| h.expires_at_ms > now && !whole.contains(h.peer_id.as_str()));
+        if complete.is_empty() && partial.is_empty() {
+            return Err(not_found());
         }
-        Ok((size, live))
+        Ok(DigestHolders {
+            size,
+            complete,
+            partial,
+        })
     }
 
     /// Forgets peers whose lease ended; returns how many this tracker removed (a peer removed
@@ -395,8 +461,8 @@ impl Registry {
         }
     }
 
-    /// Registered peers and distinct files (see [`Store::counts`]).
-    pub async fn counts(&self) -> Result<(usize, usize), RegistryError> {
+    /// Registered peers, distinct files and partial holdings (see [`Store::counts`]).
+    pub async fn counts(&self) -> Result<Counts, RegistryError> {
         Ok(self.store.counts().await?)
     }
 }
@@ -404,8 +470,8 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
-    use crate::store::conformance::{self, file};
+    use crate::store::conformance::{self, file, partial, partials_change};
+    use crate::store::{MemoryStore, PartialEntry};
 
     fn reg(ttl_ms: u64) -> Registry {
         Registry::new(
@@ -450,6 +516,7 @@ mod tests {
                 name: "a".into(),
                 size: 1,
                 sha256: "XYZ".into(),
+                pieces_root: String::new(),
             }],
         ];
         for files in bad_files {
@@ -459,5 +526,89 @@ mod tests {
         assert!(r.search("a\nb", false, 0, "").await.is_err());
         assert!(r.search("a", false, 0, "zz").await.is_err());
         assert!(r.peers_by_digest("abc").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_roots_and_partial_holdings() {
+        let r = reg(60_000);
+        let s = r.register("ok", "h:1", vec![], "").await.unwrap();
+        let upper = file("a", 1).pieces_root.to_uppercase();
+        for bad_root in [upper.as_str(), "abc", &"g".repeat(64)] {
+            let mut f = file("a", 1);
+            f.pieces_root = bad_root.to_owned();
+            assert!(matches!(
+                r.register("x", "h:1", vec![f.clone()], "").await,
+                Err(RegistryError::BadName {
+                    field: "pieces_root",
+                    ..
+                })
+            ));
+            assert!(matches!(
+                r.announce("ok", &s, conformance::files_change(vec![f], vec![]))
+                    .await,
+                Err(RegistryError::BadName {
+                    field: "pieces_root",
+                    ..
+                })
+            ));
+            let mut p = partial(1);
+            p.pieces_root = bad_root.to_owned();
+            assert!(matches!(
+                r.announce("ok", &s, partials_change(vec![p], vec![])).await,
+                Err(RegistryError::BadName {
+                    field: "pieces_root",
+                    ..
+                })
+            ));
+        }
+        let rootless = PartialEntry {
+            pieces_root: String::new(),
+            ..partial(1)
+        };
+        let bad_digest = PartialEntry {
+            sha256: "XYZ".into(),
+            ..partial(1)
+        };
+        let bad = [
+            partials_change(vec![rootless], vec![]),
+            partials_change(vec![bad_digest], vec![]),
+            partials_change(vec![partial(1), partial(1)], vec![]),
+            partials_change((0..11).map(partial).collect(), vec![]),
+            partials_change(vec![], vec!["not-a-digest".into()]),
+            partials_change(vec![], (0..11).map(conformance::sha).collect()),
+        ];
+        for change in bad {
+            let err = r.announce("ok", &s, change.clone()).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    RegistryError::Invalid(_) | RegistryError::BadName { .. }
+                ),
+                "{change:?}: {err}"
+            );
+        }
+        assert_eq!(
+            r.counts().await.unwrap(),
+            Counts {
+                peers: 1,
+                files: 0,
+                partial_holders: 0
+            }
+        );
+    }
+
+    #[test]
+    fn the_majority_root_ignores_peers_without_one_and_breaks_ties_low() {
+        let h = |root: &str| Holder {
+            peer_id: "p".into(),
+            address: "h:1".into(),
+            expires_at_ms: 0,
+            pieces_root: root.into(),
+        };
+        assert_eq!(majority_root(&[]), "");
+        assert_eq!(majority_root(&[h(""), h("")]), "");
+        assert_eq!(majority_root(&[h(""), h(""), h("b")]), "b");
+        assert_eq!(majority_root(&[h("b"), h("a")]), "a");
+        assert_eq!(majority_root(&[h("a"), h("b"), h("b")]), "b");
     }
 }

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::registry::{Page, Registry, RegistryError};
-use crate::store::{FileEntry, Holder, StoreError};
+use crate::store::{Announcement, DigestHolders, FileEntry, Holder, PartialEntry, StoreError};
 
 pub struct TrackerApi {
     registry: Arc<Registry>,
@@ -71,19 +71,30 @@ fn entries(files: Vec<FileInfo>) -> Vec<FileEntry> {
             name: f.name,
             size: f.size,
             sha256: f.sha256,
+            pieces_root: f.pieces_root,
         })
         .collect()
 }
 
-fn peers(holders: Vec<Holder>) -> Vec<PeerInfo> {
-    holders
+/// Partial holdings are keyed by digest; the name a peer may send with one is ignored.
+fn partial_entries(files: Vec<FileInfo>) -> Vec<PartialEntry> {
+    files
         .into_iter()
-        .map(|h| PeerInfo {
-            peer_id: h.peer_id,
-            address: h.address,
-            ..Default::default()
+        .map(|f| PartialEntry {
+            sha256: f.sha256,
+            size: f.size,
+            pieces_root: f.pieces_root,
         })
         .collect()
+}
+
+fn peers(holders: Vec<Holder>, partial: bool) -> impl Iterator<Item = PeerInfo> {
+    holders.into_iter().map(move |h| PeerInfo {
+        peer_id: h.peer_id,
+        address: h.address,
+        partial,
+        pieces_root: h.pieces_root,
+    })
 }
 
 fn matches(page: Page) -> (Vec<FileMatch>, String) {
@@ -95,9 +106,9 @@ fn matches(page: Page) -> (Vec<FileMatch>, String) {
                 name: f.name,
                 size: f.size,
                 sha256: f.sha256,
-                ..Default::default()
+                pieces_root: f.pieces_root,
             }),
-            peers: peers(holders),
+            peers: peers(holders, false).collect(),
         })
         .collect();
     (files, page.next_token.unwrap_or_default())
@@ -169,9 +180,15 @@ impl TrackerService for TrackerApi {
         let span = rpc_span("Announce", &req);
         self.observe("Announce", span, async {
             let r = req.into_inner();
+            let change = Announcement {
+                added: entries(r.added),
+                removed: r.removed,
+                partial_added: partial_entries(r.partial_added),
+                partial_removed: r.partial_removed,
+            };
             let n = self
                 .registry
-                .announce(&r.peer_id, &r.lease_secret, entries(r.added), r.removed)
+                .announce(&r.peer_id, &r.lease_secret, change)
                 .await?;
             Ok(AnnounceResponse {
                 files: u32::try_from(n).unwrap_or(u32::MAX),
@@ -235,9 +252,13 @@ impl TrackerService for TrackerApi {
         let span = rpc_span("GetPeersByDigest", &req);
         self.observe("GetPeersByDigest", span, async {
             let r = req.into_inner();
-            let (size, holders) = self.registry.peers_by_digest(&r.sha256).await?;
+            let DigestHolders {
+                size,
+                complete,
+                partial,
+            } = self.registry.peers_by_digest(&r.sha256).await?;
             Ok(GetPeersByDigestResponse {
-                peers: peers(holders),
+                peers: peers(complete, false).chain(peers(partial, true)).collect(),
                 size,
             })
         })

@@ -6,10 +6,10 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::{ApiError, AppState, transfer_slot};
+use crate::share::pieces;
 use crate::store::{self, Published};
 
 /// Room for multipart boundaries and part headers on top of the file itself.
@@ -115,7 +115,6 @@ async fn receive(
             .await
             .map_err(|e| internal(std::io::Error::other(e.to_string())))?;
         let mut out = BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
-        let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = tokio::time::timeout(st.io_timeout, field.chunk())
             .await
@@ -126,17 +125,25 @@ async fn receive(
             if size > limit {
                 return Err(too_large());
             }
-            hasher.update(&chunk);
             out.write_all(&chunk).await.map_err(internal)?;
         }
         out.flush().await.map_err(internal)?;
         out.get_ref().sync_all().await.map_err(internal)?;
         drop(out);
-        let sha256 = hex::encode(hasher.finalize());
+        // One read of the written file gives the digest and the piece manifest together, on two
+        // threads and off the runtime, instead of a digest inline on the receive loop and a
+        // second pass for the pieces.
+        let written = tmp_path.to_path_buf();
+        let hashed = tokio::task::spawn_blocking(move || pieces::hash_file(&written))
+            .await
+            .map_err(std::io::Error::other)
+            .map_err(internal)?
+            .map_err(|e| internal(std::io::Error::other(e.to_string())))?;
+        let sha256 = hashed.sha256.to_hex();
 
         let outcome = st
             .store
-            .publish(&tmp_path, &name, size, &sha256)
+            .publish_hashed(&tmp_path, &name, &hashed)
             .await
             .map_err(|e| match e {
                 store::StoreError::BadName(_) | store::StoreError::Reserved(_) => {

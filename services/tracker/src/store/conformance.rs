@@ -5,14 +5,85 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::registry::{Limits, Registry, RegistryError};
-use crate::store::{FileEntry, Store};
+use crate::store::{Announcement, FileEntry, Holder, PartialEntry, Store};
 
+/// The digest of file `byte`'s bytes.
+pub fn sha(byte: u8) -> String {
+    hex::encode([byte; 32])
+}
+
+/// The pieces_root honest peers announce for file `byte`.
+pub fn root(byte: u8) -> String {
+    hex::encode([!byte; 32])
+}
+
+/// A file named `name` holding bytes `byte`: size `byte`, digest [`sha`], root [`root`].
 pub fn file(name: &str, byte: u8) -> FileEntry {
     FileEntry {
         name: name.into(),
         size: u64::from(byte),
-        sha256: hex::encode([byte; 32]),
+        sha256: sha(byte),
+        pieces_root: root(byte),
     }
+}
+
+/// An Announce of complete files only.
+pub fn files_change(added: Vec<FileEntry>, removed: Vec<String>) -> Announcement {
+    Announcement {
+        added,
+        removed,
+        ..Announcement::default()
+    }
+}
+
+/// File `byte` held in part: size `byte` + 1000 (so answers show whose size they carry).
+pub fn partial(byte: u8) -> PartialEntry {
+    PartialEntry {
+        sha256: sha(byte),
+        size: 1000 + u64::from(byte),
+        pieces_root: root(byte),
+    }
+}
+
+/// An Announce of partial holdings only.
+pub fn partials_change(added: Vec<PartialEntry>, removed: Vec<String>) -> Announcement {
+    Announcement {
+        partial_added: added,
+        partial_removed: removed,
+        ..Announcement::default()
+    }
+}
+
+/// (peer id, pieces_root) of each holder, sorted by id (stores differ in holder order).
+fn ids_and_roots(holders: &[Holder]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = holders
+        .iter()
+        .map(|h| (h.peer_id.clone(), h.pieces_root.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// (complete, partial) holders of file `byte`'s digest, as [`ids_and_roots`].
+async fn by_digest(
+    r: &Registry,
+    byte: u8,
+) -> Option<(Vec<(String, String)>, Vec<(String, String)>)> {
+    match r.peers_by_digest(&sha(byte)).await {
+        Ok(d) => Some((ids_and_roots(&d.complete), ids_and_roots(&d.partial))),
+        Err(RegistryError::DigestNotFound(_)) => None,
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+fn pair(id: &str, root: &str) -> (String, String) {
+    (id.to_owned(), root.to_owned())
+}
+
+/// (peers, files, partial holdings) as the store counts them.
+async fn counts(r: &Registry) -> (usize, usize, usize) {
+    let c = r.counts().await.unwrap();
+    (c.peers, c.files, c.partial_holders)
 }
 
 fn registry(store: Arc<dyn Store>, ttl: Duration) -> Registry {
@@ -111,9 +182,9 @@ pub async fn register_search_and_leave(store: Arc<dyn Store>) {
             .files
             .is_empty()
     );
-    let (size, holders) = r.peers_by_digest(&hex::encode([1u8; 32])).await.unwrap();
-    assert_eq!((size, holders.len()), (1, 1));
-    assert_eq!(r.counts().await.unwrap(), (1, 3));
+    let found = r.peers_by_digest(&hex::encode([1u8; 32])).await.unwrap();
+    assert_eq!((found.size, found.complete.len()), (1, 1));
+    assert_eq!(counts(&r).await, (1, 3, 0));
 }
 
 /// Several digests under one name page in digest order, and exact search pages through them.
@@ -170,7 +241,8 @@ pub async fn leases_and_secrets(store: Arc<dyn Store>) {
         Err(RegistryError::WrongSecret(_))
     ));
     assert!(matches!(
-        r.announce("p1", "nope", vec![file("y", 2)], vec![]).await,
+        r.announce("p1", "nope", files_change(vec![file("y", 2)], vec![]))
+            .await,
         Err(RegistryError::WrongSecret(_))
     ));
     assert!(r.search("y", true, 0, "").await.unwrap().files.is_empty());
@@ -194,7 +266,7 @@ pub async fn leases_and_secrets(store: Arc<dyn Store>) {
     ));
     assert_eq!(r.sweep().await.unwrap(), 1);
     assert_eq!(r.sweep().await.unwrap(), 0);
-    assert_eq!(r.counts().await.unwrap(), (0, 0));
+    assert_eq!(counts(&r).await, (0, 0, 0));
     // Expired: anyone may take the id now.
     r.register("p1", "h:9", vec![], "").await.unwrap();
     assert!(matches!(
@@ -211,7 +283,11 @@ pub async fn announce_within_the_cap(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let n = r
-        .announce("p1", &s, vec![file("x", 2), file("y", 3)], vec![])
+        .announce(
+            "p1",
+            &s,
+            files_change(vec![file("x", 2), file("y", 3)], vec![]),
+        )
         .await
         .unwrap();
     assert_eq!(n, 2);
@@ -219,7 +295,7 @@ pub async fn announce_within_the_cap(store: Arc<dyn Store>) {
     assert_eq!(page.files[0].0.sha256, hex::encode([2u8; 32]));
     assert!(r.peers_by_digest(&hex::encode([1u8; 32])).await.is_err());
     assert_eq!(
-        r.announce("p1", &s, vec![], vec!["y".into()])
+        r.announce("p1", &s, files_change(vec![], vec!["y".into()]))
             .await
             .unwrap(),
         1
@@ -228,10 +304,16 @@ pub async fn announce_within_the_cap(store: Arc<dyn Store>) {
 
     // 1 + 6 + 4 = 11 > 10: refused, and none of the 4 is indexed.
     let six: Vec<_> = (0..6).map(|i| file(&format!("six{i}"), 10 + i)).collect();
-    assert_eq!(r.announce("p1", &s, six, vec![]).await.unwrap(), 7);
+    assert_eq!(
+        r.announce("p1", &s, files_change(six, vec![]))
+            .await
+            .unwrap(),
+        7
+    );
     let four: Vec<_> = (0..4).map(|i| file(&format!("over{i}"), 20 + i)).collect();
     assert!(matches!(
-        r.announce("p1", &s, four.clone(), vec![]).await,
+        r.announce("p1", &s, files_change(four.clone(), vec![]))
+            .await,
         Err(RegistryError::OverCap(_))
     ));
     assert!(
@@ -242,15 +324,21 @@ pub async fn announce_within_the_cap(store: Arc<dyn Store>) {
             .is_empty()
     );
     assert!(r.peers_by_digest(&hex::encode([20u8; 32])).await.is_err());
-    assert_eq!(r.counts().await.unwrap(), (1, 7));
+    assert_eq!(counts(&r).await, (1, 7, 0));
     // Removing in the same request makes room: the count is judged after the whole change.
     let gone: Vec<String> = (0..3).map(|i| format!("six{i}")).collect();
-    assert_eq!(r.announce("p1", &s, four, gone).await.unwrap(), 8);
+    assert_eq!(
+        r.announce("p1", &s, files_change(four, gone))
+            .await
+            .unwrap(),
+        8
+    );
     assert_eq!(r.search("over", false, 0, "").await.unwrap().files.len(), 2);
     // More than one request may carry is a bad request, not a cap refusal.
     let seven: Vec<_> = (0..7).map(|i| file(&format!("big{i}"), 40 + i)).collect();
     assert!(matches!(
-        r.announce("p1", &s, seven.clone(), vec![]).await,
+        r.announce("p1", &s, files_change(seven.clone(), vec![]))
+            .await,
         Err(RegistryError::Invalid(_))
     ));
     assert!(matches!(
@@ -326,7 +414,317 @@ pub async fn concurrent_races(store: Arc<dyn Store>) {
             .files
             .is_empty()
     );
-    assert_eq!(r.counts().await.unwrap(), (1, 1));
+    assert_eq!(counts(&r).await, (1, 1, 0));
+}
+
+/// Each holder's root comes back with it in Search, ListFiles and GetPeersByDigest; a match's
+/// root is the one most of its holders announced (peers without one do not vote).
+pub async fn pieces_root_is_returned_with_every_match(store: Arc<dyn Store>) {
+    let r = registry(store, Duration::from_secs(60));
+    let liar = hex::encode([0xeeu8; 32]);
+    for (id, f) in [
+        ("p1", file("a.iso", 1)),
+        ("p2", with_root(file("a.iso", 1), &liar)),
+        ("p3", file("a.iso", 1)),
+        ("p4", with_root(file("a.iso", 1), "")),
+    ] {
+        r.register(id, "h:1", vec![f], "").await.unwrap();
+    }
+    let want = vec![
+        pair("p1", &root(1)),
+        pair("p2", &liar),
+        pair("p3", &root(1)),
+        pair("p4", ""),
+    ];
+    let exact = r.search("a.iso", true, 0, "").await.unwrap();
+    let listed = r.list_files(0, "").await.unwrap();
+    let substring = r.search("A.IS", false, 0, "").await.unwrap();
+    for page in [exact, listed, substring] {
+        assert_eq!(page.files.len(), 1);
+        let (f, holders) = &page.files[0];
+        assert_eq!(f.pieces_root, root(1), "two of three roots say so");
+        assert_eq!(ids_and_roots(holders), want);
+    }
+    assert_eq!(by_digest(&r, 1).await, Some((want, vec![])));
+
+    // A tie goes to the smaller root; a file nobody announced a root for has none.
+    let low = hex::encode([0x01u8; 32]);
+    let high = hex::encode([0x02u8; 32]);
+    let s5 = r
+        .register(
+            "p5",
+            "h:5",
+            vec![
+                with_root(file("tie", 7), &high),
+                with_root(file("old", 8), ""),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    r.register("p6", "h:6", vec![with_root(file("tie", 7), &low)], "")
+        .await
+        .unwrap();
+    let tie = r.search("tie", true, 0, "").await.unwrap();
+    assert_eq!(tie.files[0].0.pieces_root, low);
+    let old = r.search("old", true, 0, "").await.unwrap();
+    assert_eq!(old.files[0].0.pieces_root, "");
+    assert_eq!(ids_and_roots(&old.files[0].1), vec![pair("p5", "")]);
+
+    // Announcing the file again with another root replaces it everywhere.
+    let again = with_root(file("tie", 7), &low);
+    r.announce("p5", &s5, files_change(vec![again], vec![]))
+        .await
+        .unwrap();
+    let tie = r.search("tie", true, 0, "").await.unwrap();
+    assert_eq!(
+        ids_and_roots(&tie.files[0].1),
+        vec![pair("p5", &low), pair("p6", &low)]
+    );
+    assert_eq!(
+        by_digest(&r, 7).await,
+        Some((vec![pair("p5", &low), pair("p6", &low)], vec![]))
+    );
+}
+
+fn with_root(mut f: FileEntry, root: &str) -> FileEntry {
+    f.pieces_root = root.to_owned();
+    f
+}
+
+/// Partial holders come after complete ones by digest, never in Search or ListFiles; a digest
+/// held only in part still answers, with the size its partial holders announced.
+pub async fn partial_holders_are_found_by_digest_only(store: Arc<dyn Store>) {
+    let r = registry(store, Duration::from_secs(60));
+    let s1 = r
+        .register("p1", "h:1", vec![file("a.iso", 1)], "")
+        .await
+        .unwrap();
+    let s2 = r.register("p2", "h:2", vec![], "").await.unwrap();
+    let s3 = r.register("p3", "h:3", vec![], "").await.unwrap();
+    assert_eq!(
+        r.announce(
+            "p2",
+            &s2,
+            partials_change(vec![partial(1), partial(2)], vec![])
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    r.announce("p3", &s3, partials_change(vec![partial(1)], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_digest(&r, 1).await,
+        Some((
+            vec![pair("p1", &root(1))],
+            vec![pair("p2", &root(1)), pair("p3", &root(1))]
+        ))
+    );
+    let d = r.peers_by_digest(&sha(1)).await.unwrap();
+    assert_eq!(d.size, 1, "a complete holder's size wins");
+    let d = r.peers_by_digest(&sha(2)).await.unwrap();
+    assert_eq!(d.size, 1002, "size from the partial announcement");
+    assert!(d.complete.is_empty());
+    assert_eq!(ids_and_roots(&d.partial), vec![pair("p2", &root(2))]);
+    assert_eq!(d.partial[0].address, "h:2");
+
+    let listed = r.list_files(0, "").await.unwrap();
+    assert_eq!(names(&listed), ["a.iso"]);
+    let holders: Vec<&str> = listed.files[0]
+        .1
+        .iter()
+        .map(|h| h.peer_id.as_str())
+        .collect();
+    assert_eq!(holders, ["p1"]);
+    let found = r.search("a.iso", true, 0, "").await.unwrap();
+    assert_eq!(found.files[0].1.len(), 1);
+    assert_eq!(counts(&r).await, (3, 1, 3));
+
+    // A peer listed complete is not listed again as partial (a second download of bytes it
+    // has is its own business).
+    r.announce("p1", &s1, partials_change(vec![partial(1)], vec![]))
+        .await
+        .unwrap();
+    let (complete, partial_holders) = by_digest(&r, 1).await.unwrap();
+    assert_eq!(complete, vec![pair("p1", &root(1))]);
+    assert_eq!(partial_holders.len(), 2);
+    r.announce("p1", &s1, partials_change(vec![], vec![sha(1)]))
+        .await
+        .unwrap();
+
+    // Given up: gone from the answers and the count; the last partial holder of a digest
+    // takes the digest with it.
+    r.announce("p2", &s2, partials_change(vec![], vec![sha(2), sha(9)]))
+        .await
+        .unwrap();
+    assert_eq!(by_digest(&r, 2).await, None);
+    assert_eq!(counts(&r).await, (3, 1, 2));
+    // Removing and adding one digest in one request keeps it (removals go first), with the
+    // newly announced root.
+    let mut moved = partial(1);
+    moved.pieces_root = hex::encode([0x33u8; 32]);
+    assert_eq!(
+        r.announce(
+            "p3",
+            &s3,
+            partials_change(vec![moved.clone()], vec![sha(1)])
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    let (_, partial_holders) = by_digest(&r, 1).await.unwrap();
+    assert_eq!(
+        partial_holders,
+        vec![pair("p2", &root(1)), pair("p3", &moved.pieces_root)]
+    );
+    assert_eq!(counts(&r).await, (3, 1, 2));
+}
+
+/// A peer that announces a digest as a complete file stops being a partial holder of it,
+/// also when both come in one request.
+pub async fn a_complete_announce_replaces_the_partial_entry(store: Arc<dyn Store>) {
+    let r = registry(store, Duration::from_secs(60));
+    let s = r.register("p1", "h:1", vec![], "").await.unwrap();
+    r.announce(
+        "p1",
+        &s,
+        partials_change(vec![partial(1), partial(2)], vec![]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(counts(&r).await, (1, 0, 2));
+    let n = r
+        .announce("p1", &s, files_change(vec![file("one.bin", 1)], vec![]))
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "one file and one partial holding");
+    assert_eq!(
+        by_digest(&r, 1).await,
+        Some((vec![pair("p1", &root(1))], vec![]))
+    );
+    assert_eq!(counts(&r).await, (1, 1, 1));
+    // Finished and announced together: the complete file wins.
+    let both = Announcement {
+        added: vec![file("two.bin", 2)],
+        partial_added: vec![partial(2), partial(3)],
+        ..Announcement::default()
+    };
+    assert_eq!(r.announce("p1", &s, both).await.unwrap(), 3);
+    assert_eq!(
+        by_digest(&r, 2).await,
+        Some((vec![pair("p1", &root(2))], vec![]))
+    );
+    assert_eq!(
+        by_digest(&r, 3).await,
+        Some((vec![], vec![pair("p1", &root(3))]))
+    );
+    assert_eq!(counts(&r).await, (1, 2, 1));
+    // Re-registering starts from the files it carries: partial holdings are forgotten.
+    r.register("p1", "h:1", vec![file("one.bin", 1)], &s)
+        .await
+        .unwrap();
+    assert_eq!(by_digest(&r, 3).await, None);
+    assert_eq!(counts(&r).await, (1, 1, 0));
+}
+
+/// Partial holdings count against `max_files_per_peer` with the files, in the one operation
+/// that enforces the cap: a refused Announce writes nothing.
+pub async fn partials_count_against_the_cap(store: Arc<dyn Store>) {
+    let r = registry(store, Duration::from_secs(60));
+    let six: Vec<_> = (0..6).map(|i| file(&format!("f{i}"), 10 + i)).collect();
+    let s = r.register("p1", "h:1", six, "").await.unwrap();
+    let three: Vec<_> = (1..=3).map(partial).collect();
+    assert_eq!(
+        r.announce("p1", &s, partials_change(three, vec![]))
+            .await
+            .unwrap(),
+        9
+    );
+    // 9 + 2 = 11 > 10: refused, neither indexed.
+    let over = vec![partial(4), partial(5)];
+    assert!(matches!(
+        r.announce("p1", &s, partials_change(over.clone(), vec![]))
+            .await,
+        Err(RegistryError::OverCap(_))
+    ));
+    assert_eq!(by_digest(&r, 4).await, None);
+    assert_eq!(by_digest(&r, 5).await, None);
+    assert_eq!(counts(&r).await, (1, 6, 3));
+    // A complete file alongside a refused partial: nothing of either is written.
+    let mixed = Announcement {
+        added: vec![file("new", 20)],
+        partial_added: over.clone(),
+        ..Announcement::default()
+    };
+    assert!(matches!(
+        r.announce("p1", &s, mixed).await,
+        Err(RegistryError::OverCap(_))
+    ));
+    assert!(r.search("new", true, 0, "").await.unwrap().files.is_empty());
+    // Room made in the same request counts: 9 - 1 + 2 = 10.
+    assert_eq!(
+        r.announce("p1", &s, partials_change(over, vec![sha(1)]))
+            .await
+            .unwrap(),
+        10
+    );
+    // At the cap, finishing a download is no growth: the file replaces the partial entry.
+    assert_eq!(
+        r.announce("p1", &s, files_change(vec![file("two", 2)], vec![]))
+            .await
+            .unwrap(),
+        10
+    );
+    assert!(matches!(
+        r.announce("p1", &s, files_change(vec![file("eleven", 30)], vec![]))
+            .await,
+        Err(RegistryError::OverCap(_))
+    ));
+    assert_eq!(counts(&r).await, (1, 7, 3));
+}
+
+/// Partial holdings end with the lease: on Leave at once, on expiry at once for readers and
+/// for the count when the sweeper runs.
+pub async fn partial_holders_follow_the_lease(store: Arc<dyn Store>) {
+    let r = registry(store, Duration::from_millis(400));
+    let s1 = r.register("p1", "h:1", vec![], "").await.unwrap();
+    let s2 = r.register("p2", "h:2", vec![], "").await.unwrap();
+    r.announce("p1", &s1, partials_change(vec![partial(1)], vec![]))
+        .await
+        .unwrap();
+    r.announce(
+        "p2",
+        &s2,
+        partials_change(vec![partial(1), partial(2)], vec![]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(counts(&r).await, (2, 0, 3));
+    r.leave("p2", &s2).await.unwrap();
+    assert_eq!(by_digest(&r, 2).await, None);
+    assert_eq!(
+        by_digest(&r, 1).await,
+        Some((vec![], vec![pair("p1", &root(1))]))
+    );
+    assert_eq!(counts(&r).await, (1, 0, 1));
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        by_digest(&r, 1).await,
+        None,
+        "expired holders are filtered on read"
+    );
+    assert_eq!(r.sweep().await.unwrap(), 1);
+    assert_eq!(counts(&r).await, (0, 0, 0));
+    assert!(matches!(
+        r.announce("p1", &s1, partials_change(vec![partial(3)], vec![]))
+            .await,
+        Err(RegistryError::UnknownPeer(_))
+    ));
+    assert_eq!(by_digest(&r, 3).await, None);
 }
 
 /// Runs every check, each on a fresh store from `fresh`.
@@ -340,4 +738,9 @@ where
     leases_and_secrets(fresh().await).await;
     announce_within_the_cap(fresh().await).await;
     concurrent_races(fresh().await).await;
+    pieces_root_is_returned_with_every_match(fresh().await).await;
+    partial_holders_are_found_by_digest_only(fresh().await).await;
+    a_complete_announce_replaces_the_partial_entry(fresh().await).await;
+    partials_count_against_the_cap(fresh().await).await;
+    partial_holders_follow_the_lease(fresh().await).await;
 }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use super::names::{lower, trigrams};
 use super::{
-    FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery, PeerRecord, Store, StoreError,
-    secret_matches,
+    Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
+    PartialEntry, PeerRecord, Store, StoreError, secret_matches,
 };
 
 #[derive(Default)]
@@ -41,8 +41,12 @@ struct Inner {
     leases: BTreeSet<(u64, String)>,
     /// (name, digest) -> size and holders.
     by_name: BTreeMap<FileKey, (u64, BTreeSet<String>)>,
-    /// digest -> peer id -> how many of that peer's names carry these bytes.
-    by_digest: HashMap<String, BTreeMap<String, usize>>,
+    /// digest -> complete holders of these bytes.
+    by_digest: HashMap<String, DigestIndex>,
+    /// digest -> peer id -> its partial holding.
+    partial_by_digest: HashMap<String, BTreeMap<String, PartialEntry>>,
+    /// Sum of the peers' partial holdings.
+    partial_count: usize,
     /// name -> its lower-cased form and how many digests are shared under it.
     names: BTreeMap<String, (String, usize)>,
     /// trigram of lower-cased names -> the names holding it.
@@ -52,6 +56,16 @@ struct Inner {
 struct PeerEntry {
     record: PeerRecord,
     files: HashMap<String, FileEntry>,
+    /// digest -> partial holding.
+    partials: HashMap<String, PartialEntry>,
+}
+
+struct DigestIndex {
+    /// As last announced (one digest, one size, unless a peer lies).
+    size: u64,
+    /// peer id -> how many of its names carry these bytes, and the root it announced last
+    /// with them (one digest has one root unless a peer lies).
+    holders: BTreeMap<String, (usize, String)>,
 }
 
 impl Inner {
@@ -69,12 +83,17 @@ impl Inner {
         if new_key {
             self.add_name(&f.name);
         }
-        *self
+        let digest = self
             .by_digest
             .entry(f.sha256.clone())
-            .or_default()
-            .entry(peer.to_owned())
-            .or_default() += 1;
+            .or_insert_with(|| DigestIndex {
+                size: f.size,
+                holders: BTreeMap::new(),
+            });
+        digest.size = f.size;
+        let (n, root) = digest.holders.entry(peer.to_owned()).or_default();
+        *n += 1;
+        root.clone_from(&f.pieces_root);
     }
 
     fn unindex(&mut self, peer: &str, f: &FileEntry) {
@@ -89,16 +108,44 @@ impl Inner {
                 self.drop_name(&f.name);
             }
         }
-        if let Some(peers) = self.by_digest.get_mut(&f.sha256) {
-            if let Some(n) = peers.get_mut(peer) {
+        if let Some(digest) = self.by_digest.get_mut(&f.sha256) {
+            if let Some((n, _)) = digest.holders.get_mut(peer) {
                 *n -= 1;
                 if *n == 0 {
-                    peers.remove(peer);
+                    digest.holders.remove(peer);
                 }
             }
-            if peers.is_empty() {
+            if digest.holders.is_empty() {
                 self.by_digest.remove(&f.sha256);
             }
+        }
+    }
+
+    /// Makes the digest index say what `peer` now holds in part of `sha256` (`None`: nothing).
+    fn set_partial(&mut self, peer: &str, sha256: &str, now: Option<PartialEntry>) {
+        let before = match now {
+            Some(p) => self
+                .partial_by_digest
+                .entry(sha256.to_owned())
+                .or_default()
+                .insert(peer.to_owned(), p)
+                .is_some(),
+            None => {
+                let Some(holders) = self.partial_by_digest.get_mut(sha256) else {
+                    return;
+                };
+                let had = holders.remove(peer).is_some();
+                if holders.is_empty() {
+                    self.partial_by_digest.remove(sha256);
+                }
+                if had {
+                    self.partial_count -= 1;
+                }
+                return;
+            }
+        };
+        if !before {
+            self.partial_count += 1;
         }
     }
 
@@ -141,6 +188,9 @@ impl Inner {
                 for f in entry.files.values() {
                     self.unindex(id, f);
                 }
+                for sha in entry.partials.keys() {
+                    self.set_partial(id, sha, None);
+                }
                 true
             }
             None => false,
@@ -160,11 +210,27 @@ impl Inner {
         Ok(entry)
     }
 
-    fn holder(&self, id: &str) -> Option<Holder> {
+    fn holder(&self, id: &str, pieces_root: &str) -> Option<Holder> {
         self.peers.get(id).map(|p| Holder {
             peer_id: id.to_owned(),
             address: p.record.address.clone(),
             expires_at_ms: p.record.expires_at_ms,
+            pieces_root: pieces_root.to_owned(),
+        })
+    }
+
+    /// A holder of the file `name`, with the root it announced for it.
+    fn file_holder(&self, id: &str, name: &str) -> Option<Holder> {
+        let p = self.peers.get(id)?;
+        Some(Holder {
+            peer_id: id.to_owned(),
+            address: p.record.address.clone(),
+            expires_at_ms: p.record.expires_at_ms,
+            pieces_root: p
+                .files
+                .get(name)
+                .map(|f| f.pieces_root.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -192,8 +258,12 @@ impl Inner {
                     name: key.name.clone(),
                     size: *size,
                     sha256: key.sha256.clone(),
+                    pieces_root: String::new(),
                 },
-                holders: holders.iter().filter_map(|id| self.holder(id)).collect(),
+                holders: holders
+                    .iter()
+                    .filter_map(|id| self.file_holder(id, name))
+                    .collect(),
             });
         }
     }
@@ -231,6 +301,7 @@ impl Store for MemoryStore {
             PeerEntry {
                 record: peer,
                 files: map,
+                partials: HashMap::new(),
             },
         );
         Ok(())
@@ -248,10 +319,15 @@ impl Store for MemoryStore {
     async fn announce(
         &self,
         lease: Lease<'_>,
-        added: Vec<FileEntry>,
-        removed: Vec<String>,
+        change: Announcement,
         cap: usize,
     ) -> Result<usize, StoreError> {
+        let Announcement {
+            added,
+            removed,
+            partial_added,
+            partial_removed,
+        } = change;
         let mut guard = self.write();
         let inner = &mut *guard;
         let entry = inner.authorize(lease)?;
@@ -267,6 +343,22 @@ impl Store for MemoryStore {
                 count += 1;
             }
         }
+        let partial_gone: HashSet<&str> = partial_removed
+            .iter()
+            .map(String::as_str)
+            .filter(|d| entry.partials.contains_key(*d))
+            .collect();
+        let partial_new: HashSet<&str> = partial_added.iter().map(|p| p.sha256.as_str()).collect();
+        let completed: HashSet<&str> = added.iter().map(|f| f.sha256.as_str()).collect();
+        let held_after = |d: &str| {
+            partial_new.contains(d) || (entry.partials.contains_key(d) && !partial_gone.contains(d))
+        };
+        count += entry.partials.len() - partial_gone.len();
+        count += partial_new
+            .iter()
+            .filter(|d| !entry.partials.contains_key(**d) || partial_gone.contains(**d))
+            .count();
+        count -= completed.iter().filter(|d| held_after(d)).count();
         if count > cap {
             return Err(StoreError::OverCap {
                 id: lease.id.to_owned(),
@@ -274,6 +366,13 @@ impl Store for MemoryStore {
                 cap,
             });
         }
+        let touched: Vec<String> = partial_removed
+            .iter()
+            .map(String::as_str)
+            .chain(partial_new.iter().copied())
+            .chain(completed.iter().copied())
+            .map(str::to_owned)
+            .collect();
         let mut unindex = Vec::new();
         for name in &removed {
             if let Some(old) = entry.files.remove(name) {
@@ -287,12 +386,31 @@ impl Store for MemoryStore {
             }
             index.push(f);
         }
-        debug_assert_eq!(entry.files.len(), count);
+        for d in &partial_removed {
+            entry.partials.remove(d);
+        }
+        for p in partial_added {
+            entry.partials.insert(p.sha256.clone(), p);
+        }
+        for f in &index {
+            entry.partials.remove(&f.sha256);
+        }
+        debug_assert_eq!(entry.files.len() + entry.partials.len(), count);
+        let partial_now: Vec<(String, Option<PartialEntry>)> = touched
+            .into_iter()
+            .map(|d| {
+                let now = entry.partials.get(&d).cloned();
+                (d, now)
+            })
+            .collect();
         for f in &unindex {
             inner.unindex(lease.id, f);
         }
         for f in &index {
             inner.index(lease.id, f);
+        }
+        for (d, now) in partial_now {
+            inner.set_partial(lease.id, &d, now);
         }
         Ok(count)
     }
@@ -378,27 +496,37 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    async fn holders_of_digest(
-        &self,
-        sha256: &str,
-    ) -> Result<Option<(u64, Vec<Holder>)>, StoreError> {
+    async fn holders_of_digest(&self, sha256: &str) -> Result<Option<DigestHolders>, StoreError> {
         let inner = self.read();
-        let Some(peers) = inner.by_digest.get(sha256) else {
-            return Ok(None);
+        let complete = inner.by_digest.get(sha256);
+        let partial = inner.partial_by_digest.get(sha256);
+        let size = match (complete, partial) {
+            (Some(c), _) => c.size,
+            (None, Some(p)) => p.values().next().map_or(0, |p| p.size),
+            (None, None) => return Ok(None),
         };
-        let size = peers
-            .keys()
-            .filter_map(|id| inner.peers.get(id))
-            .flat_map(|p| p.files.values())
-            .find(|f| f.sha256 == sha256)
-            .map_or(0, |f| f.size);
-        let holders = peers.keys().filter_map(|id| inner.holder(id)).collect();
-        Ok(Some((size, holders)))
+        Ok(Some(DigestHolders {
+            size,
+            complete: complete
+                .into_iter()
+                .flat_map(|c| &c.holders)
+                .filter_map(|(id, (_, root))| inner.holder(id, root))
+                .collect(),
+            partial: partial
+                .into_iter()
+                .flatten()
+                .filter_map(|(id, p)| inner.holder(id, &p.pieces_root))
+                .collect(),
+        }))
     }
 
-    async fn counts(&self) -> Result<(usize, usize), StoreError> {
+    async fn counts(&self) -> Result<Counts, StoreError> {
         let inner = self.read();
-        Ok((inner.peers.len(), inner.by_name.len()))
+        Ok(Counts {
+            peers: inner.peers.len(),
+            files: inner.by_name.len(),
+            partial_holders: inner.partial_count,
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

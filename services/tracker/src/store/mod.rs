@@ -24,6 +24,28 @@ pub struct FileEntry {
     pub name: String,
     pub size: u64,
     pub sha256: String,
+    /// Lowercase hex root of the piece digests as this peer announced it; empty if none.
+    pub pieces_root: String,
+}
+
+/// A file a peer holds in part (it is downloading it and serves its verified pieces). Keyed by
+/// digest: names belong to complete files only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialEntry {
+    pub sha256: String,
+    pub size: u64,
+    pub pieces_root: String,
+}
+
+/// One Announce: applied in this order, as one step: `removed` names go, `added` files come
+/// (replacing by name), `partial_removed` digests go, `partial_added` come, and last every
+/// partial entry whose digest is in `added` goes (the download finished).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announcement {
+    pub added: Vec<FileEntry>,
+    pub removed: Vec<String>,
+    pub partial_added: Vec<PartialEntry>,
+    pub partial_removed: Vec<String>,
 }
 
 /// What a store keeps about a peer. The lease secret is never stored: only its SHA-256, so a
@@ -44,6 +66,28 @@ pub struct Holder {
     pub peer_id: String,
     pub address: String,
     pub expires_at_ms: u64,
+    /// The root this peer announced for the file (empty if none).
+    pub pieces_root: String,
+}
+
+/// Who holds some bytes, by digest: complete holders and partial ones, each set as stored
+/// (a peer may appear in both; expired peers included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestHolders {
+    pub size: u64,
+    pub complete: Vec<Holder>,
+    pub partial: Vec<Holder>,
+}
+
+/// Sizes kept by counters on write (not a scan).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Registered peers (those whose lease ended count until the sweeper removes them).
+    pub peers: usize,
+    /// Distinct (name, digest) pairs held complete.
+    pub files: usize,
+    /// (peer, digest) partial holdings.
+    pub partial_holders: usize,
 }
 
 /// One (name, digest) pair and who holds it.
@@ -118,7 +162,7 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Writes `peer` with exactly `files` if its id is free, expired, or held under
     /// `previous_secret_hash`; otherwise [`StoreError::IdTaken`]. A re-registration replaces the
-    /// old file list. `files.len() <= cap` is the caller's check; names are distinct.
+    /// old file list and forgets the old partial holdings. `files.len() <= cap` is the caller's check; names are distinct.
     async fn register(
         &self,
         peer: PeerRecord,
@@ -128,17 +172,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Moves the lease's expiry to `expires_at_ms` if the lease is live and the secret matches.
     async fn renew(&self, lease: Lease<'_>, expires_at_ms: u64) -> Result<(), StoreError>;
-    /// Removes `removed` names, then adds (or replaces, by name) `added`, if the lease is live,
-    /// the secret matches and the peer then holds at most `cap` files; returns that count. On
-    /// any refusal nothing is written.
+    /// Applies `change` (see [`Announcement`]) if the lease is live, the secret matches and the
+    /// peer then holds at most `cap` entries, files and partial holdings together; returns that
+    /// count. On any refusal nothing is written. Within `change`, names of `added` and digests
+    /// of `partial_added` are distinct (the caller's check).
     async fn announce(
         &self,
         lease: Lease<'_>,
-        added: Vec<FileEntry>,
-        removed: Vec<String>,
+        change: Announcement,
         cap: usize,
     ) -> Result<usize, StoreError>;
-    /// Forgets the peer and its files if the lease is live and the secret matches.
+    /// Forgets the peer, its files and its partial holdings if the lease is live and the
+    /// secret matches.
     async fn leave(&self, lease: Lease<'_>) -> Result<(), StoreError>;
     /// Forgets the peer if its lease is still over at `now_ms` (it may have renewed since it
     /// was listed); true for exactly one caller when several race.
@@ -153,14 +198,11 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&FileKey>,
         limit: usize,
     ) -> Result<Vec<FileHolders>, StoreError>;
-    /// Size of the bytes and the peers that hold them, or None if nobody does.
-    async fn holders_of_digest(
-        &self,
-        sha256: &str,
-    ) -> Result<Option<(u64, Vec<Holder>)>, StoreError>;
-    /// Registered peers and distinct (name, digest) pairs, from counters kept on write (not a
-    /// scan): peers whose lease ended count until the sweeper removes them.
-    async fn counts(&self) -> Result<(usize, usize), StoreError>;
+    /// Size of the bytes and the peers that hold them in whole or in part, or None if nobody
+    /// does. The size is a complete holder's when there is one, else a partial holder's.
+    async fn holders_of_digest(&self, sha256: &str) -> Result<Option<DigestHolders>, StoreError>;
+    /// See [`Counts`].
+    async fn counts(&self) -> Result<Counts, StoreError>;
     /// Fails when the backend cannot answer (for readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 }

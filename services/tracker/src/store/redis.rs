@@ -13,7 +13,8 @@ use redis::{Client, IntoConnectionInfo, Script};
 
 use super::names::{lower, trigrams};
 use super::{
-    FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery, PeerRecord, Store, StoreError,
+    Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
+    PartialEntry, PeerRecord, Store, StoreError,
 };
 
 macro_rules! script {
@@ -183,7 +184,7 @@ impl RedisStore {
             p.cmd("HGETALL")
                 .arg(self.key(&["holders:", &k.name, "\0", &k.sha256]));
         }
-        let holder_maps: Vec<BTreeMap<String, u64>> = self.pipe(&p).await?;
+        let holder_maps: Vec<BTreeMap<String, String>> = self.pipe(&p).await?;
         let ids: Vec<&String> = {
             let mut ids: Vec<&String> = holder_maps.iter().flat_map(|m| m.keys()).collect();
             ids.sort_unstable();
@@ -191,20 +192,33 @@ impl RedisStore {
             ids
         };
         let peers = self.peers(&ids).await?;
-        Ok(keys
-            .into_iter()
+        keys.into_iter()
             .zip(holder_maps.iter())
-            .map(|(k, m)| FileHolders {
-                file: FileEntry {
-                    size: m.values().next().copied().unwrap_or(0),
-                    name: k.name,
-                    sha256: k.sha256,
-                },
-                holders: m.keys().filter_map(|id| peers.get(id).cloned()).collect(),
+            .map(|(k, m)| {
+                let mut size = 0;
+                let mut holders = Vec::with_capacity(m.len());
+                for (id, value) in m {
+                    let (s, root) = size_and_root(value)?;
+                    size = s;
+                    if let Some(h) = peers.get(id) {
+                        holders.push(h.with_root(root));
+                    }
+                }
+                Ok(FileHolders {
+                    file: FileEntry {
+                        size,
+                        name: k.name,
+                        sha256: k.sha256,
+                        pieces_root: String::new(),
+                    },
+                    holders,
+                })
             })
-            .collect())
+            .collect()
     }
 
+    /// Peers by id, with an empty pieces_root (the caller knows which root goes with which
+    /// file).
     async fn peers(&self, ids: &[&String]) -> Result<HashMap<String, Holder>, StoreError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
@@ -227,6 +241,7 @@ impl RedisStore {
                         peer_id: (*id).clone(),
                         address,
                         expires_at_ms,
+                        pieces_root: String::new(),
                     },
                 )),
                 _ => None,
@@ -278,6 +293,24 @@ impl RedisStore {
     }
 }
 
+impl Holder {
+    fn with_root(&self, root: &str) -> Holder {
+        Holder {
+            pieces_root: root.to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
+/// A holding as the scripts write it: `size:root` (or just `size`, from before roots).
+fn size_and_root(value: &str) -> Result<(u64, &str), StoreError> {
+    let (size, root) = value.split_once(':').unwrap_or((value, ""));
+    let size = size
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("holding {value:?} has no size")))?;
+    Ok((size, root))
+}
+
 fn split_key(member: &str) -> Result<FileKey, StoreError> {
     let (name, sha) = member
         .split_once('\0')
@@ -317,7 +350,16 @@ impl ArgList for Vec<FileEntry> {
             inv.arg(&f.name)
                 .arg(f.size)
                 .arg(&f.sha256)
-                .arg(lower(&f.name));
+                .arg(lower(&f.name))
+                .arg(&f.pieces_root);
+        }
+    }
+}
+
+impl ArgList for Vec<PartialEntry> {
+    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        for p in self {
+            inv.arg(&p.sha256).arg(p.size).arg(&p.pieces_root);
         }
     }
 }
@@ -369,8 +411,7 @@ impl Store for RedisStore {
     async fn announce(
         &self,
         lease: Lease<'_>,
-        added: Vec<FileEntry>,
-        removed: Vec<String>,
+        change: Announcement,
         cap: usize,
     ) -> Result<usize, StoreError> {
         let answer = self
@@ -381,9 +422,14 @@ impl Store for RedisStore {
                     &lease.secret_hash,
                     &lease.now_ms,
                     &cap,
-                    &added.len(),
-                    &added,
-                    &removed,
+                    &change.added.len(),
+                    &change.added,
+                    &change.removed.len(),
+                    &change.removed,
+                    &change.partial_added.len(),
+                    &change.partial_added,
+                    &change.partial_removed.len(),
+                    &change.partial_removed,
                 ],
             )
             .await?;
@@ -467,33 +513,66 @@ impl Store for RedisStore {
         self.with_holders(keys).await
     }
 
-    async fn holders_of_digest(
-        &self,
-        sha256: &str,
-    ) -> Result<Option<(u64, Vec<Holder>)>, StoreError> {
+    async fn holders_of_digest(&self, sha256: &str) -> Result<Option<DigestHolders>, StoreError> {
         let mut p = redis::pipe();
         p.cmd("HKEYS")
             .arg(self.key(&["digest:", sha256]))
+            .cmd("HGETALL")
+            .arg(self.key(&["roots:", sha256]))
             .cmd("HGET")
             .arg(self.key(&["sizes"]))
-            .arg(sha256);
-        let (ids, size): (Vec<String>, Option<u64>) = self.pipe(&p).await?;
-        if ids.is_empty() {
+            .arg(sha256)
+            .cmd("HGETALL")
+            .arg(self.key(&["pholders:", sha256]));
+        type Read = (
+            Vec<String>,
+            HashMap<String, String>,
+            Option<u64>,
+            BTreeMap<String, String>,
+        );
+        let (ids, roots, size, partial): Read = self.pipe(&p).await?;
+        if ids.is_empty() && partial.is_empty() {
             return Ok(None);
         }
-        let refs: Vec<&String> = ids.iter().collect();
+        let refs: Vec<&String> = ids.iter().chain(partial.keys()).collect();
         let peers = self.peers(&refs).await?;
-        let holders = ids.iter().filter_map(|id| peers.get(id).cloned()).collect();
-        Ok(Some((size.unwrap_or(0), holders)))
+        let complete = ids
+            .iter()
+            .filter_map(|id| {
+                let root = roots.get(id).map_or("", String::as_str);
+                peers.get(id).map(|h| h.with_root(root))
+            })
+            .collect();
+        let mut partial_size = None;
+        let mut holders = Vec::with_capacity(partial.len());
+        for (id, value) in &partial {
+            let (s, root) = size_and_root(value)?;
+            partial_size.get_or_insert(s);
+            if let Some(h) = peers.get(id) {
+                holders.push(h.with_root(root));
+            }
+        }
+        Ok(Some(DigestHolders {
+            size: size.or(partial_size).unwrap_or(0),
+            complete,
+            partial: holders,
+        }))
     }
 
-    async fn counts(&self) -> Result<(usize, usize), StoreError> {
+    async fn counts(&self) -> Result<Counts, StoreError> {
         let mut p = redis::pipe();
         p.cmd("ZCARD")
             .arg(self.key(&["leases"]))
             .cmd("ZCARD")
-            .arg(self.key(&["keys"]));
-        self.pipe(&p).await
+            .arg(self.key(&["keys"]))
+            .cmd("GET")
+            .arg(self.key(&["npartial"]));
+        let (peers, files, partial): (usize, usize, Option<usize>) = self.pipe(&p).await?;
+        Ok(Counts {
+            peers,
+            files,
+            partial_holders: partial.unwrap_or(0),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -3,18 +3,22 @@
 -- leases           zset  id -> exp            (the sweeper's view; ZCARD = peer count)
 -- files:<id>       hash  name -> sha256 .. size
 -- keys             zset  "name\0sha256", all scores 0 (lexical order = page order; ZCARD = file count)
--- holders:<key>    hash  peer id -> size
+-- holders:<key>    hash  peer id -> size .. ":" .. pieces_root (just the size if written before roots)
 -- digest:<sha256>  hash  peer id -> how many of its names carry these bytes
+-- roots:<sha256>   hash  peer id -> the pieces_root it announced last with these bytes
 -- sizes            hash  sha256 -> size
 -- names            hash  name -> how many digests are shared under it
 -- lower            hash  name -> lower-cased name (computed by the tracker: Unicode-aware)
 -- tri:<3 bytes>    zset  names whose lower-cased form holds these bytes, all scores 0
+-- partials:<id>    hash  sha256 -> size .. ":" .. pieces_root (what the peer holds in part)
+-- pholders:<sha256> hash peer id -> size .. ":" .. pieces_root (who holds these bytes in part)
+-- npartial         string  how many (peer, sha256) partial holdings there are
 local P = ARGV[1]
 
-local function index_file(id, name, size, sha, low)
+local function index_file(id, name, size, sha, low, root)
   local key = name .. "\0" .. sha
   local hk = P .. "holders:" .. key
-  redis.call("HSET", hk, id, size)
+  redis.call("HSET", hk, id, size .. ":" .. root)
   if redis.call("HLEN", hk) == 1 then
     redis.call("ZADD", P .. "keys", 0, key)
     if redis.call("HINCRBY", P .. "names", name, 1) == 1 then
@@ -25,6 +29,7 @@ local function index_file(id, name, size, sha, low)
     end
   end
   redis.call("HINCRBY", P .. "digest:" .. sha, id, 1)
+  redis.call("HSET", P .. "roots:" .. sha, id, root)
   redis.call("HSET", P .. "sizes", sha, size)
   redis.call("HSET", P .. "files:" .. id, name, sha .. size)
 end
@@ -50,6 +55,7 @@ local function unindex_file(id, name, value)
   local dk = P .. "digest:" .. sha
   if redis.call("HINCRBY", dk, id, -1) <= 0 then
     redis.call("HDEL", dk, id)
+    redis.call("HDEL", P .. "roots:" .. sha, id)
     if redis.call("EXISTS", dk) == 0 then
       redis.call("HDEL", P .. "sizes", sha)
     end
@@ -57,11 +63,30 @@ local function unindex_file(id, name, value)
   redis.call("HDEL", P .. "files:" .. id, name)
 end
 
+-- Makes `id` hold `sha` in part as `value` (size:root), or not at all when value is nil.
+local function set_partial(id, sha, value)
+  local pk = P .. "partials:" .. id
+  local hk = P .. "pholders:" .. sha
+  if value then
+    if redis.call("HSET", pk, sha, value) == 1 then
+      redis.call("INCR", P .. "npartial")
+    end
+    redis.call("HSET", hk, id, value)
+  elseif redis.call("HDEL", pk, sha) == 1 then
+    redis.call("HDEL", hk, id)
+    redis.call("DECR", P .. "npartial")
+  end
+end
+
 local function remove_peer(id)
   local fk = P .. "files:" .. id
   local all = redis.call("HGETALL", fk)
   for i = 1, #all, 2 do
     unindex_file(id, all[i], all[i + 1])
+  end
+  local pk = P .. "partials:" .. id
+  for _, sha in ipairs(redis.call("HKEYS", pk)) do
+    set_partial(id, sha, nil)
   end
   redis.call("DEL", fk, P .. "peer:" .. id)
   redis.call("ZREM", P .. "leases", id)
