@@ -1,13 +1,8 @@
 //! What a download is asked for and how it reports progress. The download itself is
 //! [`crate::swarm::Swarm::fetch`]: pieces from many holders, each verified, then the whole file.
 
-use std::path::{Path, PathBuf};
-
 use p2p_common::proto::{FileMatch, PeerInfo};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-
-use crate::error::Result;
-use crate::net::Net;
 
 /// Characters left as they are in a path segment; everything else is percent-encoded.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -65,26 +60,4 @@ impl Progress for Silent {
         tracing::warn!(peer = %peer.peer_id, "download attempt failed: {why}");
     }
     fn done(&self) {}
-}
-
-/// A download with the process defaults (no tracker refresh, no limits, nothing served while
-/// it runs), for callers that have no [`crate::swarm::Swarm`] of their own yet.
-pub async fn fetch(
-    net: &Net,
-    target: &Target,
-    partial_dir: &Path,
-    skip: Option<&str>,
-    progress: &dyn Progress,
-) -> Result<PathBuf> {
-    let swarm = crate::swarm::Swarm {
-        net: net.clone(),
-        tracker: None,
-        limits: crate::transfer::Limits::unlimited(),
-        max_sources: crate::transfer::TransferSection::default().max_sources,
-        io_timeout: crate::config::PeerConfig::default().peer.io_timeout,
-        partials: None,
-        metrics: None,
-        skip: skip.map(str::to_owned),
-    };
-    swarm.fetch(target, partial_dir, progress).await
 }

@@ -33,6 +33,10 @@ const HOLDERS_EVERY: Duration = Duration::from_secs(5);
 const BITFIELD_EVERY: Duration = Duration::from_secs(3);
 /// In endgame, at most this many sources fetch one piece.
 const ENDGAME_COPIES: usize = 2;
+/// Piece requests one source may have running at once.
+const PER_SOURCE: usize = 2;
+/// Beyond one request per source, no more than this many requests in all.
+const REQUEST_BUDGET: usize = 8;
 
 /// A piece's check after its bytes arrived.
 enum Check {
@@ -294,6 +298,8 @@ pub(super) async fn run(
     peers.retain(|p| fits(p, root.as_ref()));
 
     let mut failures = Failures::default();
+    // Holders that already failed here are not sources (nor re-added by a refresh).
+    let mut failed = HashSet::new();
     let (manifest, manifest_from) = if target.size == 0 {
         (Manifest::new(0, Vec::new())?, String::from("(empty file)"))
     } else {
@@ -313,7 +319,10 @@ pub(super) async fn run(
                     found = Some((m, format!("{} ({})", p.peer_id, p.address)));
                     break;
                 }
-                Err(f) => note_failure(swarm, &mut failures, p, &f, progress),
+                Err(f) => {
+                    note_failure(swarm, &mut failures, p, &f, progress);
+                    failed.insert(p.address.clone());
+                }
             }
         }
         match found {
@@ -335,7 +344,7 @@ pub(super) async fn run(
         Err(e) => return Err(e.into()),
     };
     let mut engine = Engine::new(
-        swarm, target, sha256, manifest, &writer, peers, failures, progress,
+        swarm, target, sha256, manifest, &writer, root, peers, failed, failures, progress,
     );
     let outcome = engine.run().await;
     let Engine {
@@ -443,6 +452,8 @@ struct Engine<'a> {
     file: Arc<PartialFile>,
     data: Arc<std::fs::File>,
     bitfield_path: PathBuf,
+    /// The `pieces_root` holders must have announced (`None`: nobody announces roots).
+    root: Option<Digest>,
     sources: Vec<Source>,
     known: HashSet<String>,
     in_flight: InFlight,
@@ -475,7 +486,9 @@ impl<'a> Engine<'a> {
         sha256: Digest,
         manifest: Arc<Manifest>,
         writer: &PartialWriter,
+        root: Option<Digest>,
         peers: Vec<PeerInfo>,
+        failed: HashSet<String>,
         failures: Failures,
         progress: &'a dyn Progress,
     ) -> Self {
@@ -498,6 +511,7 @@ impl<'a> Engine<'a> {
             file,
             data,
             bitfield_path: writer.bitfield_path().to_path_buf(),
+            root,
             sources: Vec::new(),
             known: HashSet::new(),
             in_flight: InFlight::new(),
@@ -521,6 +535,7 @@ impl<'a> Engine<'a> {
             asked_when_out: false,
             last_progress: Instant::now(),
         };
+        engine.known.extend(failed);
         engine.add_holders(peers);
         engine
     }
@@ -548,14 +563,24 @@ impl<'a> Engine<'a> {
     }
 
     /// Sources in use: live and among the first `max_sources` live ones.
+    /// Sources in use, at most `max_sources`: those fetching now, then those holding a piece
+    /// still missing, then those whose pieces are not known yet; holders with nothing useful
+    /// wait (their bitfields are still refreshed, so they come in when they have something).
     fn active(&self) -> Vec<usize> {
-        self.sources
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !s.dropped)
-            .map(|(i, _)| i)
-            .take(self.swarm.max_sources.max(1))
-            .collect()
+        let verified = self.file.bitfield();
+        let rank = |s: &Source| match &s.has {
+            _ if s.requests > 0 => 0,
+            Some(h) if h.ones().any(|i| !verified.get(i)) => 1,
+            None => 2,
+            Some(_) => 3,
+        };
+        let mut live: Vec<usize> = (0..self.sources.len())
+            .filter(|&i| !self.sources[i].dropped)
+            .collect();
+        // Stable: holders of one rank keep their (random) order.
+        live.sort_by_key(|&i| rank(&self.sources[i]));
+        live.truncate(self.swarm.max_sources.max(1));
+        live
     }
 
     async fn run(&mut self) -> Outcome {
@@ -618,32 +643,43 @@ impl<'a> Engine<'a> {
                 .filter(|s| !s.dropped)
                 .filter_map(|s| s.has.as_ref()),
         );
-        for src in active {
+        for src in 0..self.sources.len() {
             let s = &self.sources[src];
             let stale = s
                 .bitfield_at
                 .is_none_or(|at| at.elapsed() >= BITFIELD_EVERY);
-            if s.peer.partial && !s.bitfield_pending && stale {
+            if s.peer.partial && !s.dropped && !s.bitfield_pending && stale {
                 self.ask_bitfield(src);
             }
-            let s = &self.sources[src];
-            // Pieces waiting for their check sit in memory: while the checks lag behind the
-            // network, no new piece is asked for.
-            if s.busy || self.checking.len() >= self.check_slots {
-                continue;
-            }
-            let Some(has) = &s.has else { continue };
-            let view = View {
-                verified: &wanted,
-                availability: &avail,
-                in_flight: &self.in_flight,
-                endgame_copies: ENDGAME_COPIES,
-            };
-            let piece = picker::pick(&view, SourceId(src as u32), has, self.seed)
-                .map(|p| p.piece())
-                .or_else(|| self.rescue(src, has));
-            if let Some(piece) = piece {
-                self.request(src, piece);
+        }
+        // Every source gets one request first; a second one each (so that a source never waits
+        // a round trip between pieces) only while few pieces are on the way, since each sits in
+        // memory until checked.
+        for depth in 1..=PER_SOURCE {
+            for &src in &active {
+                let s = &self.sources[src];
+                // While the checks lag behind the network, no new piece is asked for.
+                if s.requests >= depth || self.checking.len() >= self.check_slots {
+                    continue;
+                }
+                if depth > 1 && self.requests.len() >= REQUEST_BUDGET {
+                    break;
+                }
+                let Some(has) = &s.has else { continue };
+                let view = View {
+                    verified: &wanted,
+                    availability: &avail,
+                    in_flight: &self.in_flight,
+                    endgame_copies: ENDGAME_COPIES,
+                };
+                let mut piece =
+                    picker::pick(&view, SourceId(src as u32), has, self.seed).map(|p| p.piece());
+                if piece.is_none() && s.requests == 0 {
+                    piece = self.rescue(src, has);
+                }
+                if let Some(piece) = piece {
+                    self.request(src, piece);
+                }
             }
         }
         Ok(())
@@ -682,7 +718,7 @@ impl<'a> Engine<'a> {
             return;
         }
         let s = &mut self.sources[src];
-        s.busy = true;
+        s.requests += 1;
         if !s.started {
             s.started = true;
             let have = self.have_bytes();
@@ -774,7 +810,7 @@ impl<'a> Engine<'a> {
             return;
         }
         s.dropped = true;
-        s.busy = false;
+        s.requests = 0;
         for piece in self.in_flight.remove_source(SourceId(src as u32)) {
             if let Some(r) = self.requests.remove(&(src, piece)) {
                 r.abort.abort();
@@ -798,8 +834,11 @@ impl<'a> Engine<'a> {
                 took,
                 result,
             } => {
-                self.requests.remove(&(src, piece));
-                self.sources[src].busy = false;
+                // None: cancelled (the piece came from elsewhere, or the source was dropped)
+                // after it had already finished.
+                self.requests.remove(&(src, piece))?;
+                let s = &mut self.sources[src];
+                s.requests = s.requests.saturating_sub(1);
                 match result {
                     Ok(bytes) => {
                         self.sources[src].record_rate(bytes.len() as u64, took);
@@ -842,7 +881,8 @@ impl<'a> Engine<'a> {
                             }
                             if let Some(r) = self.requests.remove(&(other.0 as usize, piece)) {
                                 r.abort.abort();
-                                self.sources[other.0 as usize].busy = false;
+                                let s = &mut self.sources[other.0 as usize];
+                                s.requests = s.requests.saturating_sub(1);
                                 self.count_piece("cancelled");
                             }
                         }
@@ -880,10 +920,9 @@ impl<'a> Engine<'a> {
                 self.holders_pending = false;
                 match result {
                     Ok(peers) => {
-                        let root = self.manifest.root();
                         let peers = peers
                             .into_iter()
-                            .filter(|p| p.pieces_root.is_empty() || fits(p, Some(&root)))
+                            .filter(|p| fits(p, self.root.as_ref()))
                             .collect();
                         self.add_holders(peers);
                     }

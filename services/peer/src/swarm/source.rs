@@ -54,8 +54,8 @@ pub struct Source {
     /// Bytes per second over its finished pieces (an exponential average).
     pub rate: Option<f64>,
     pub dropped: bool,
-    /// A piece request is running.
-    pub busy: bool,
+    /// Piece requests running.
+    pub requests: usize,
     pub bitfield_pending: bool,
     /// It has been asked for a piece (and the progress told so).
     pub started: bool,
@@ -70,7 +70,7 @@ impl Source {
             bitfield_at: None,
             rate: None,
             dropped: false,
-            busy: false,
+            requests: 0,
             bitfield_pending: false,
             started: false,
         }
