@@ -83,6 +83,8 @@ enum Mode {
     Corrupt,
     /// Past the first 8 KiB of each connection, one byte per second.
     Trickle,
+    /// Past the first 8 KiB of each connection, nothing (the connection stays open).
+    Silent,
 }
 
 struct Proxy {
@@ -151,6 +153,15 @@ async fn proxy(upstream: SocketAddr, mode: Mode) -> Proxy {
                             }
                             cw.write_all(chunk).await
                         }
+                        Mode::Silent if at + n > 8192 => {
+                            let keep = 8192usize.saturating_sub(at);
+                            let r = cw.write_all(&chunk[..keep]).await;
+                            if r.is_ok() {
+                                std::future::pending::<()>().await;
+                            }
+                            r
+                        }
+                        Mode::Silent => cw.write_all(chunk).await,
                         Mode::Trickle => {
                             let mut r = Ok(());
                             for (k, b) in chunk.iter().enumerate() {
@@ -372,6 +383,47 @@ async fn a_trickling_holder_does_not_hold_the_download_back() {
     let bound = honest_time * 3 + io_timeout * 2 + Duration::from_secs(10);
     assert!(took < bound, "took {took:?}, honest alone {honest_time:?}");
     assert_eq!(metrics.pieces.with_label_values(&["ok"]).get(), 6);
+}
+
+/// A holder that goes silent mid-piece fails the download within `io_timeout` (it does not
+/// hang), as unreachable, keeping nothing unverified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_holder_fails_the_download_after_io_timeout() {
+    let root = tempfile::tempdir().unwrap();
+    let content = bytes(8 * MIB, 11);
+    let pr = root_of(&content);
+    let tracker = start_tracker().await;
+    let backing = holder(
+        tracker.local_addr,
+        "backing",
+        root.path(),
+        "f.bin",
+        &content,
+        |_| {},
+    )
+    .await;
+    let silent = proxy(backing.local_addr, Mode::Silent).await;
+    let t = target("f.bin", &content, vec![info("silent", silent.addr, &pr)]);
+    let dir = root.path().join("out");
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        swarm(Duration::from_secs(2), None).fetch(&t, &dir, &Seen::default()),
+    )
+    .await
+    .expect("a silent holder stalled the download");
+    match result {
+        Err(p2p_peer::error::Error::Unreachable(why)) => {
+            assert!(why.contains("silent"), "{why}")
+        }
+        other => panic!("expected unreachable, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 fn bitfield_count(dir: &Path, sha: &str, pieces: u32) -> u32 {

@@ -27,10 +27,12 @@ use crate::transfer::Direction;
 const TICK: Duration = Duration::from_millis(250);
 /// The persisted bitfield is rewritten at most this often (it only ever lags behind).
 const SAVE_EVERY: Duration = Duration::from_millis(250);
-/// Holders are asked of the tracker this often while the download runs.
-const HOLDERS_EVERY: Duration = Duration::from_secs(5);
-/// Partial holders' bitfields are refreshed this often: they grow while we download.
-const BITFIELD_EVERY: Duration = Duration::from_secs(3);
+/// Holders are asked of the tracker this often while the download runs: peers that started
+/// the same file a moment later are partial holders worth using within seconds.
+const HOLDERS_EVERY: Duration = Duration::from_secs(2);
+/// Partial holders' bitfields are refreshed this often: they grow while we download, and a
+/// piece they have is one the complete holders need not send (a few bytes per second each).
+const BITFIELD_EVERY: Duration = Duration::from_secs(1);
 /// In endgame, at most this many sources fetch one piece.
 const ENDGAME_COPIES: usize = 2;
 /// Piece requests one source may have running at once.
@@ -643,6 +645,26 @@ impl<'a> Engine<'a> {
                 .filter(|s| !s.dropped)
                 .filter_map(|s| s.has.as_ref()),
         );
+        // What complete holders are asked for: only pieces no partial holder has. Complete
+        // holders (a seed, above all) are the scarce upload when many peers fetch one file; a
+        // piece a partial holder has comes from there, and the seed's bytes go to pieces
+        // nobody else can send.
+        let partials: Vec<&Bitfield> = self
+            .sources
+            .iter()
+            .filter(|s| !s.dropped && s.peer.partial)
+            .filter_map(|s| s.has.as_ref())
+            .collect();
+        let only_complete = (!partials.is_empty()).then(|| {
+            let held = picker::availability(count, partials.iter().copied());
+            let mut b = Bitfield::new(count);
+            for (i, n) in held.iter().enumerate() {
+                if *n == 0 {
+                    b.set(PieceIndex(i as u32));
+                }
+            }
+            b
+        });
         for src in 0..self.sources.len() {
             let s = &self.sources[src];
             let stale = s
@@ -665,6 +687,11 @@ impl<'a> Engine<'a> {
                 if depth > 1 && self.requests.len() >= REQUEST_BUDGET {
                     break;
                 }
+                // One piece at a time from a complete holder that partial holders relieve, so
+                // that the downloaders sharing it ask it for different pieces.
+                if depth > 1 && only_complete.is_some() && !s.peer.partial {
+                    continue;
+                }
                 let Some(has) = &s.has else { continue };
                 let view = View {
                     verified: &wanted,
@@ -672,8 +699,12 @@ impl<'a> Engine<'a> {
                     in_flight: &self.in_flight,
                     endgame_copies: ENDGAME_COPIES,
                 };
+                let offer = match &only_complete {
+                    Some(only) if !s.peer.partial => only,
+                    _ => has,
+                };
                 let mut piece =
-                    picker::pick(&view, SourceId(src as u32), has, self.seed).map(|p| p.piece());
+                    picker::pick(&view, SourceId(src as u32), offer, self.seed).map(|p| p.piece());
                 if piece.is_none() && s.requests == 0 {
                     piece = self.rescue(src, has);
                 }
