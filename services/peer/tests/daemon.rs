@@ -160,9 +160,18 @@ fn get_via_exit_codes() {
     assert_eq!(v["kind"], "not_found");
     assert!(err.contains("nope.bin"), "{err}");
 
-    // A bad name is refused before anything is asked.
+    // A bad name is refused before anything is asked; so is a digest that is not one, by the
+    // peer (the same check as a plain get's).
     let (code, _, err) = sec.cli(&n.turl, &["get", "a/b", "--via", &via]);
     assert_eq!(code, 1, "{err}");
+    for args in [
+        &["get", "data.bin", "--via", &via, "--sha256", "ABC"][..],
+        &["get", "data.bin", "--sha256", "ABC"][..],
+    ] {
+        let (code, _, err) = sec.cli(&n.turl, args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains("bad sha256"), "{args:?}: {err}");
+    }
 
     // Nobody at the address: exit 4.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

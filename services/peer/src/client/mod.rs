@@ -39,11 +39,8 @@ pub async fn ls(cfg: &PeerConfig) -> Result<Vec<FileMatch>> {
 pub async fn resolve(tracker: &Tracker, name: &str, sha256: Option<&str>) -> Result<Target> {
     crate::store::check_name(name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
     if let Some(d) = sha256 {
-        if d.len() != 64 || !d.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(Error::Refused(format!(
-                "bad --sha256 {d:?}: 64 lowercase hex digits expected"
-            )));
-        }
+        d.parse::<crate::share::digest::Digest>()
+            .map_err(|e| Error::Refused(format!("bad sha256: {e}")))?;
     }
     let matches = tracker.search(name, true).await?;
     choose(matches, name, sha256)
@@ -216,8 +213,8 @@ pub async fn get(
     placed
 }
 
-/// What is at `dest` before a get to a path: `Some(true)` the very bytes wanted (nothing to
-/// do), `None` nothing; another file there is a refusal, before anything is downloaded.
+/// What is at `dest` before a get to a path: `true` the very bytes wanted (nothing to do),
+/// `false` nothing; anything else there is a refusal, before anything is downloaded.
 pub async fn existing(dest: &Path, sha256: &str) -> Result<bool> {
     let d = dest.to_path_buf();
     let found = tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&d) {
