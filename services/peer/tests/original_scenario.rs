@@ -117,7 +117,7 @@ fn scenario(root: &std::path::Path, sec: Sec) {
     assert_eq!(
         sec.metric(
             &peers[1].url_in(&sec),
-            r#"p2p_peer_http_requests_total{route="/files/{name}",status="200"}"#
+            r#"p2p_peer_http_requests_total{route="/blobs/{sha256}/pieces/{index}",status="200"}"#
         ),
         1.0
     );
