@@ -87,6 +87,7 @@ start_peer() {
 
 # wait_holders NAME COUNT: until the tracker lists COUNT complete holders of NAME.
 wait_holders() {
+  local n
   for _ in $(seq 600); do
     n=$("$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" --json search --exact "$1" 2>/dev/null \
       | python3 -c 'import json,sys; print(sum(len(f["peers"]) for f in json.load(sys.stdin)["files"]))' \
@@ -211,8 +212,11 @@ find_nginx() {
 fast_source() {
   local run=$work/fast
   mkdir -p "$run/share" "$run/nginx/logs"
+  # nginx's workers drop root for nobody/www-data: they must be able to read the share.
+  chmod a+rx "$work" "$run" "$run/share"
   start_tracker
   make_file "$run/share/big.bin" "$FAST_MIB"
+  chmod a+r "$run/share/big.bin"
   local want; want=$(sha256sum "$run/share/big.bin" | cut -d' ' -f1)
   start_peer fast "$run/share" 0; local fast_pid=$peer_pid
   wait_holders big.bin 1

@@ -44,7 +44,8 @@ async fn main() -> anyhow::Result<()> {
                     name: format!("report-{p:05}-{f:03}.pdf"),
                     size: (p * files + f) as u64,
                     sha256: format!("{:064x}", p * files + f),
-                    ..Default::default()
+                    // Every file carries a root, as swarm-capable peers announce them.
+                    pieces_root: format!("{:064x}", usize::MAX - (p * files + f)),
                 })
                 .collect();
             let mut chunks = all.chunks(1000);

@@ -123,29 +123,29 @@ impl Inner {
 
     /// Makes the digest index say what `peer` now holds in part of `sha256` (`None`: nothing).
     fn set_partial(&mut self, peer: &str, sha256: &str, now: Option<PartialEntry>) {
-        let before = match now {
+        let held = now.is_some();
+        let was_held = match now {
             Some(p) => self
                 .partial_by_digest
                 .entry(sha256.to_owned())
                 .or_default()
                 .insert(peer.to_owned(), p)
                 .is_some(),
-            None => {
-                let Some(holders) = self.partial_by_digest.get_mut(sha256) else {
-                    return;
-                };
-                let had = holders.remove(peer).is_some();
-                if holders.is_empty() {
-                    self.partial_by_digest.remove(sha256);
+            None => match self.partial_by_digest.get_mut(sha256) {
+                Some(holders) => {
+                    let had = holders.remove(peer).is_some();
+                    if holders.is_empty() {
+                        self.partial_by_digest.remove(sha256);
+                    }
+                    had
                 }
-                if had {
-                    self.partial_count -= 1;
-                }
-                return;
-            }
+                None => false,
+            },
         };
-        if !before {
-            self.partial_count += 1;
+        match (was_held, held) {
+            (false, true) => self.partial_count += 1,
+            (true, false) => self.partial_count -= 1,
+            _ => {}
         }
     }
 
@@ -219,19 +219,14 @@ impl Inner {
         })
     }
 
-    /// A holder of the file `name`, with the root it announced for it.
-    fn file_holder(&self, id: &str, name: &str) -> Option<Holder> {
-        let p = self.peers.get(id)?;
-        Some(Holder {
-            peer_id: id.to_owned(),
-            address: p.record.address.clone(),
-            expires_at_ms: p.record.expires_at_ms,
-            pieces_root: p
-                .files
-                .get(name)
-                .map(|f| f.pieces_root.clone())
-                .unwrap_or_default(),
-        })
+    /// A complete holder of `sha256`, with the root it announced last for those bytes.
+    fn digest_holder(&self, id: &str, sha256: &str) -> Option<Holder> {
+        let root = self
+            .by_digest
+            .get(sha256)
+            .and_then(|d| d.holders.get(id))
+            .map_or("", |(_, root)| root.as_str());
+        self.holder(id, root)
     }
 
     /// Appends the (name, digest) keys of `name` that sort after `after`, up to `limit`.
@@ -262,7 +257,7 @@ impl Inner {
                 },
                 holders: holders
                     .iter()
-                    .filter_map(|id| self.file_holder(id, name))
+                    .filter_map(|id| self.digest_holder(id, &key.sha256))
                     .collect(),
             });
         }

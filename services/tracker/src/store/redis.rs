@@ -182,28 +182,29 @@ impl RedisStore {
         let mut p = redis::pipe();
         for k in &keys {
             p.cmd("HGETALL")
-                .arg(self.key(&["holders:", &k.name, "\0", &k.sha256]));
+                .arg(self.key(&["holders:", &k.name, "\0", &k.sha256]))
+                .cmd("HGETALL")
+                .arg(self.key(&["roots:", &k.sha256]));
         }
-        let holder_maps: Vec<BTreeMap<String, String>> = self.pipe(&p).await?;
+        // Per key: its holders (id -> size), then the roots of its digest (id -> root).
+        let maps: Vec<BTreeMap<String, String>> = self.pipe(&p).await?;
         let ids: Vec<&String> = {
-            let mut ids: Vec<&String> = holder_maps.iter().flat_map(|m| m.keys()).collect();
+            let mut ids: Vec<&String> = maps.iter().step_by(2).flat_map(|m| m.keys()).collect();
             ids.sort_unstable();
             ids.dedup();
             ids
         };
         let peers = self.peers(&ids).await?;
         keys.into_iter()
-            .zip(holder_maps.iter())
-            .map(|(k, m)| {
-                let mut size = 0;
-                let mut holders = Vec::with_capacity(m.len());
-                for (id, value) in m {
-                    let (s, root) = size_and_root(value)?;
-                    size = s;
-                    if let Some(h) = peers.get(id) {
-                        holders.push(h.with_root(root));
-                    }
-                }
+            .zip(maps.chunks_exact(2))
+            .map(|(k, pair)| {
+                let (m, roots) = (&pair[0], &pair[1]);
+                let size = match m.values().next() {
+                    Some(v) => v.parse().map_err(|_| {
+                        StoreError::Corrupt(format!("holder size {v:?} is not a number"))
+                    })?,
+                    None => 0,
+                };
                 Ok(FileHolders {
                     file: FileEntry {
                         size,
@@ -211,7 +212,13 @@ impl RedisStore {
                         sha256: k.sha256,
                         pieces_root: String::new(),
                     },
-                    holders,
+                    holders: m
+                        .keys()
+                        .filter_map(|id| {
+                            let root = roots.get(id).map_or("", String::as_str);
+                            peers.get(id).map(|h| h.with_root(root))
+                        })
+                        .collect(),
                 })
             })
             .collect()
@@ -302,7 +309,7 @@ impl Holder {
     }
 }
 
-/// A holding as the scripts write it: `size:root` (or just `size`, from before roots).
+/// A partial holding as the scripts write it: `size:root`.
 fn size_and_root(value: &str) -> Result<(u64, &str), StoreError> {
     let (size, root) = value.split_once(':').unwrap_or((value, ""));
     let size = size
@@ -700,6 +707,14 @@ mod tests {
         r.register("p1", "h:1", vec![file("a", 1)], "")
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn partial_holdings_read_with_and_without_a_root() {
+        assert_eq!(size_and_root("12").unwrap(), (12, ""));
+        assert_eq!(size_and_root("12:").unwrap(), (12, ""));
+        assert_eq!(size_and_root("12:ab").unwrap(), (12, "ab"));
+        assert!(matches!(size_and_root("x:ab"), Err(StoreError::Corrupt(_))));
     }
 
     #[tokio::test]

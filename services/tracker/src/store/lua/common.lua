@@ -3,9 +3,10 @@
 -- leases           zset  id -> exp            (the sweeper's view; ZCARD = peer count)
 -- files:<id>       hash  name -> sha256 .. size
 -- keys             zset  "name\0sha256", all scores 0 (lexical order = page order; ZCARD = file count)
--- holders:<key>    hash  peer id -> size .. ":" .. pieces_root (just the size if written before roots)
+-- holders:<key>    hash  peer id -> size
 -- digest:<sha256>  hash  peer id -> how many of its names carry these bytes
--- roots:<sha256>   hash  peer id -> the pieces_root it announced last with these bytes
+-- roots:<sha256>   hash  peer id -> the pieces_root it announced last with these bytes (kept
+--                        apart from holders:<key>, whose values trackers before roots read)
 -- sizes            hash  sha256 -> size
 -- names            hash  name -> how many digests are shared under it
 -- lower            hash  name -> lower-cased name (computed by the tracker: Unicode-aware)
@@ -18,7 +19,7 @@ local P = ARGV[1]
 local function index_file(id, name, size, sha, low, root)
   local key = name .. "\0" .. sha
   local hk = P .. "holders:" .. key
-  redis.call("HSET", hk, id, size .. ":" .. root)
+  redis.call("HSET", hk, id, size)
   if redis.call("HLEN", hk) == 1 then
     redis.call("ZADD", P .. "keys", 0, key)
     if redis.call("HINCRBY", P .. "names", name, 1) == 1 then
