@@ -261,13 +261,16 @@ async fn a_corrupting_holder_is_dropped_and_named_and_the_download_succeeds() {
     let content = bytes(24 * MIB, 7);
     let pr = root_of(&content);
     let tracker = start_tracker().await;
+    // The honest holder is paced (8 MiB/s) so that the liar's first pieces arrive before the
+    // honest one could fetch them all and cancel the liar's as endgame losers: the liar must
+    // actually deliver a bad piece for the test to mean anything.
     let honest = holder(
         tracker.local_addr,
         "honest",
         root.path(),
         "f.bin",
         &content,
-        |_| {},
+        |c| c.transfer.upload_limit = p2p_peer::transfer::ByteRate::per_second(8 << 20),
     )
     .await;
     let backing = holder(

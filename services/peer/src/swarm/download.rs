@@ -677,6 +677,9 @@ impl<'a> Engine<'a> {
         // Every source gets one request first; a second one each (so that a source never waits
         // a round trip between pieces) only while few pieces are on the way, since each sits in
         // memory until checked.
+        let mut active = active;
+        // Partial holders first: complete holders fill in what they leave.
+        active.sort_by_key(|&i| !self.sources[i].peer.partial);
         for depth in 1..=PER_SOURCE {
             for &src in &active {
                 let s = &self.sources[src];
@@ -687,9 +690,13 @@ impl<'a> Engine<'a> {
                 if depth > 1 && self.requests.len() >= REQUEST_BUDGET {
                     break;
                 }
-                // One piece at a time from a complete holder that partial holders relieve, so
-                // that the downloaders sharing it ask it for different pieces.
-                if depth > 1 && only_complete.is_some() && !s.peer.partial {
+                // A complete holder that partial holders relieve is asked for one piece at a
+                // time, and only while the partial holders leave this download short of work:
+                // its upload is what every downloader of the file competes for.
+                if only_complete.is_some()
+                    && !s.peer.partial
+                    && (depth > 1 || !self.requests.is_empty())
+                {
                     continue;
                 }
                 let Some(has) = &s.has else { continue };
