@@ -13,11 +13,12 @@ use p2p_common::proto::{FileMatch, PeerInfo};
 use p2p_common::telemetry::Service;
 use serde_json::json;
 
+use crate::client::{self, Destination};
 use crate::config::PeerConfig;
-use crate::download::{self, Progress, Target};
+use crate::daemon::Event;
+use crate::download::{Progress, Target};
 use crate::error::{Error, Result, exit};
 use crate::net::Net;
-use crate::tracker::Tracker;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -109,14 +110,19 @@ pub enum Command {
         #[command(flatten)]
         tracker: TrackerFlag,
     },
-    /// Download a file from a live peer and verify its SHA-256.
+    /// Download a file from the live peers that hold it and verify its SHA-256.
     Get {
         /// Exact name of the file on the network.
         #[arg(value_parser = non_empty())]
         name: String,
-        /// Where to write it (a file, or a directory to put NAME in); default ./NAME.
+        /// Where to write it (a file, or a directory to put NAME in); default ./NAME, or
+        /// nowhere with --via.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Make the running peer at this address (host:port or URL) download the file into its
+        /// share, serving its pieces to others meanwhile; with -o, copy it here too.
+        #[arg(long, value_name = "ADDR")]
+        via: Option<String>,
         /// Pick these bytes when peers share different files under one name.
         #[arg(long)]
         sha256: Option<String>,
@@ -359,6 +365,13 @@ async fn client(command: Command, cfg: &PeerConfig, out: &Output) -> Result<()> 
         Command::Get {
             name,
             output,
+            via: Some(via),
+            sha256,
+            ..
+        } => get_via(cfg, out, &via, &name, output, sha256.as_deref()).await,
+        Command::Get {
+            name,
+            output,
             sha256,
             ..
         } => get(cfg, out, &name, output, sha256.as_deref()).await,
@@ -446,12 +459,8 @@ pub fn format_matches(matches: &[FileMatch]) -> String {
     s
 }
 
-pub fn tracker_of(cfg: &PeerConfig) -> Result<Tracker> {
-    Tracker::connect(cfg)
-}
-
 async fn search(cfg: &PeerConfig, out: &Output, name: &str, exact: bool) -> Result<()> {
-    let matches = tracker_of(cfg)?.search(name, exact).await?;
+    let matches = client::search(cfg, name, exact).await?;
     out.matches(&matches);
     if matches.is_empty() {
         return Err(Error::NotFound(format!(
@@ -462,32 +471,21 @@ async fn search(cfg: &PeerConfig, out: &Output, name: &str, exact: bool) -> Resu
 }
 
 async fn ls(cfg: &PeerConfig, out: &Output) -> Result<()> {
-    let files = tracker_of(cfg)?.list().await?;
+    let files = client::ls(cfg).await?;
     out.matches(&files);
     Ok(())
 }
 
-/// Picks the match to download: the requested digest, else the one most peers hold.
-pub fn choose(matches: Vec<FileMatch>, name: &str, sha256: Option<&str>) -> Result<Target> {
-    let mut targets: Vec<Target> = matches
-        .into_iter()
-        .filter_map(Target::from_match)
-        .filter(|t| t.name == name && sha256.is_none_or(|d| d == t.sha256))
-        .collect();
-    targets.sort_by_key(|t| std::cmp::Reverse(t.peers.len()));
-    let mut it = targets.into_iter();
-    let first = it
-        .next()
-        .ok_or_else(|| Error::NotFound(format!("no live peer shares {name:?}")))?;
-    if it.next().is_some() {
-        tracing::warn!(
-            "peers share different files named {name:?}; taking sha256 {} (held by most peers); use --sha256 to choose",
-            first.sha256
-        );
+/// Where `get -o` writes: a file, or NAME inside a directory; default ./NAME.
+fn destination(output: Option<PathBuf>, name: &str) -> PathBuf {
+    match output {
+        Some(p) if p.is_dir() => p.join(name),
+        Some(p) => p,
+        None => PathBuf::from(name),
     }
-    Ok(first)
 }
 
+/// `get` without `--via`: this process downloads alone (from many holders, serving none).
 async fn get(
     cfg: &PeerConfig,
     out: &Output,
@@ -495,75 +493,72 @@ async fn get(
     output: Option<PathBuf>,
     sha256: Option<&str>,
 ) -> Result<()> {
-    crate::store::check_name(name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
-    let dest = match output {
-        Some(p) if p.is_dir() => p.join(name),
-        Some(p) => p,
-        None => PathBuf::from(name),
-    };
-    let matches = tracker_of(cfg)?.search(name, true).await?;
-    let target = choose(matches, name, sha256)?;
-
-    let d = dest.clone();
-    let existing = tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&d) {
-        Ok(m) if m.file_type().is_file() => crate::store::hash_file(&d).map(Some),
-        Ok(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            "exists and is not a regular file",
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    })
-    .await
-    .map_err(|e| Error::Other(e.into()))?
-    .map_err(|e| Error::Refused(format!("{}: {e}", dest.display())))?;
-    if let Some((_, digest)) = existing {
-        if digest == target.sha256 {
-            out.got(&target, &dest, "already present");
-            return Ok(());
-        }
-        return Err(Error::Refused(format!(
-            "{} exists with other content; remove it or pick another -o",
-            dest.display()
-        )));
+    let tracker = client::tracker(cfg)?;
+    let target = client::resolve(&tracker, name, sha256).await?;
+    let dest = destination(output, name);
+    if client::existing(&dest, &target.sha256).await? {
+        out.got(&target, &dest, "already present");
+        return Ok(());
     }
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let partial_dir = parent.join(crate::store::PARTIAL_DIR);
+    let swarm = client::standalone_swarm(cfg, Some(tracker))?;
     let progress = ConsoleProgress::new(out.json, &target.name);
-    let net = Net::new(cfg)?;
-    let fetched = download::fetch(&net, &target, &partial_dir, None, &progress).await;
-    let placed = match fetched {
-        Ok(part) => publish_to(&part, &dest).await,
-        Err(e) => Err(e),
-    };
-    tidy_partial_dir(&parent).await;
-    placed?;
+    client::get(&swarm, &target, &Destination::Path(dest.clone()), &progress).await?;
     out.got(&target, &dest, "downloaded");
     Ok(())
 }
 
-/// Removes the `.partial/` a client download used in `dir` when it is empty, unless `dir` is a
-/// peer's share (it holds `.p2pshare/`): that `.partial/` is the peer's, not ours to remove.
-pub async fn tidy_partial_dir(dir: &Path) {
-    let state = dir.join(crate::store::STATE_DIR);
-    if tokio::fs::symlink_metadata(&state).await.is_ok() {
-        return;
+/// `get --via ADDR`: the peer at ADDR downloads into its share; with `-o`, a verified copy of
+/// its file comes here too.
+async fn get_via(
+    cfg: &PeerConfig,
+    out: &Output,
+    via: &str,
+    name: &str,
+    output: Option<PathBuf>,
+    sha256: Option<&str>,
+) -> Result<()> {
+    crate::store::check_name(name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
+    let net = Net::new(cfg)?;
+    let shown = ViaProgress::new(out.json, name, via);
+    let done = client::peer::download_via(&net, via, name, sha256, |e| shown.event(e)).await;
+    shown.finish();
+    let done = done?;
+    let target = Target {
+        name: done.name.clone(),
+        size: done.size,
+        sha256: done.sha256.clone(),
+        pieces_root: String::new(),
+        peers: vec![PeerInfo {
+            peer_id: via.to_owned(),
+            address: via.to_owned(),
+            ..Default::default()
+        }],
+    };
+    let Some(output) = output else {
+        if out.json {
+            println!(
+                "{}",
+                json!({"name": done.name, "size": done.size, "sha256": done.sha256, "status": done.status, "via": via})
+            );
+        } else {
+            println!(
+                "{}: {} on {via} ({} bytes, sha256 {} verified)",
+                done.status, done.name, done.size, done.sha256
+            );
+        }
+        return Ok(());
+    };
+    let dest = destination(Some(output), name);
+    if client::existing(&dest, &target.sha256).await? {
+        out.got(&target, &dest, "already present");
+        return Ok(());
     }
-    // Fails, as it should, when something is still inside (a partial kept for a resume).
-    let _ = tokio::fs::remove_dir(dir.join(crate::store::PARTIAL_DIR)).await;
-}
-
-/// Puts a verified partial in place without replacing anything there.
-async fn publish_to(part: &Path, dest: &Path) -> Result<()> {
-    let (p, d) = (part.to_path_buf(), dest.to_path_buf());
-    let placed = tokio::task::spawn_blocking(move || crate::store::place_new(&p, &d))
-        .await
-        .map_err(|e| Error::Other(e.into()))?;
-    // On failure the verified copy stays in `.partial/`: the next `get` only places it.
-    placed.map_err(|e| Error::Refused(format!("cannot write {}: {e}", dest.display())))
+    // The copy is a download like any other, from that one peer: verified the same way.
+    let swarm = client::standalone_swarm(cfg, None)?;
+    let progress = ConsoleProgress::new(out.json, &target.name);
+    client::get(&swarm, &target, &Destination::Path(dest.clone()), &progress).await?;
+    out.got(&target, &dest, "downloaded");
+    Ok(())
 }
 
 impl Output {
@@ -584,113 +579,8 @@ impl Output {
     }
 }
 
-/// What a peer answered to `POST /upload` (see the README's HTTP table).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Uploaded {
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-    /// `created`, `identical`, ...: shown to the user as the peer words it.
-    #[serde(default)]
-    pub status: String,
-}
-
-/// The error for an answer that no p2pshare peer gives: the address is something else (the
-/// tracker's port, another web server), which is as good as no peer there.
-fn not_a_peer(url: &str, what: impl std::fmt::Display) -> Error {
-    Error::Unreachable(format!(
-        "{url} does not answer as a p2pshare peer ({what}); check the --peer address"
-    ))
-}
-
-/// Whether a response says it carries JSON.
-fn is_json(resp: &reqwest::Response) -> bool {
-    resp.headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// A peer's refusal (its JSON `{"error": ...}`), or `not_a_peer` when the answer has another
-/// shape.
-async fn refusal(url: &str, resp: reqwest::Response) -> Error {
-    let status = resp.status();
-    if !is_json(&resp) {
-        return not_a_peer(url, format!("{status} without a JSON body"));
-    }
-    match resp.json::<serde_json::Value>().await {
-        Ok(body) => match body["error"].as_str() {
-            Some(msg) => Error::Refused(format!("{url} answered {status}: {msg}")),
-            None => not_a_peer(url, format!("{status} without an error message")),
-        },
-        Err(_) => not_a_peer(url, format!("{status} with a body that is not JSON")),
-    }
-}
-
-/// A failed request, with the cause a TLS failure hides in the error's sources.
-fn send_error(url: &str, e: &reqwest::Error) -> Error {
-    Error::Unreachable(format!("{url}: {}", p2p_common::tls::error_chain(e)))
-}
-
-/// Uploads `file` to the peer at `addr` as multipart field `file`, and checks that the answer
-/// is a peer's upload answer for that file.
-pub async fn upload(net: &Net, addr: &str, file: &Path) -> Result<Uploaded> {
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::Refused(format!("{} has no usable file name", file.display())))?
-        .to_owned();
-    let f = tokio::fs::File::open(file)
-        .await
-        .map_err(|e| Error::Refused(format!("cannot read {}: {e}", file.display())))?;
-    let len = f
-        .metadata()
-        .await
-        .map_err(|e| Error::Other(e.into()))?
-        .len();
-    let body =
-        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
-    let part = reqwest::multipart::Part::stream_with_length(body, len).file_name(name.clone());
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let url = net.url(addr, "/upload");
-    let resp = net
-        .http
-        .post(&url)
-        .multipart(form)
-        .send()
-        .await
-        .map_err(|e| send_error(&url, &e))?;
-    let status = resp.status();
-    if !matches!(
-        status,
-        reqwest::StatusCode::OK | reqwest::StatusCode::CREATED
-    ) {
-        return Err(refusal(&url, resp).await);
-    }
-    if !is_json(&resp) {
-        return Err(not_a_peer(&url, format!("{status} without a JSON body")));
-    }
-    let answer: Uploaded = resp
-        .json()
-        .await
-        .map_err(|e| not_a_peer(&url, format!("{status} with an unexpected body: {e}")))?;
-    let digest_ok =
-        answer.sha256.len() == 64 && answer.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-    if answer.name != name || answer.size != len || !digest_ok {
-        return Err(not_a_peer(
-            &url,
-            format!(
-                "{status} for {:?} ({} bytes, sha256 {:?}) instead of {name:?} ({len} bytes)",
-                answer.name, answer.size, answer.sha256
-            ),
-        ));
-    }
-    Ok(answer)
-}
-
 async fn put(cfg: &PeerConfig, out: &Output, file: &Path, addr: &str) -> Result<()> {
-    let up = upload(&Net::new(cfg)?, addr, file).await?;
+    let up = client::upload(&Net::new(cfg)?, addr, file).await?;
     if out.json {
         println!("{}", json!(up));
     } else {
@@ -707,30 +597,123 @@ async fn put(cfg: &PeerConfig, out: &Output, file: &Path, addr: &str) -> Result<
     Ok(())
 }
 
-/// Asks the peer at `addr` to leave; only its `202 Accepted` counts as yes.
-pub async fn request_leave(net: &Net, addr: &str) -> Result<()> {
-    let url = net.url(addr, "/leave");
-    let resp = net
-        .http
-        .post(&url)
-        .send()
-        .await
-        .map_err(|e| send_error(&url, &e))?;
-    match resp.status() {
-        reqwest::StatusCode::ACCEPTED => Ok(()),
-        s if s.is_success() => Err(not_a_peer(&url, format!("{s} instead of 202 Accepted"))),
-        _ => Err(refusal(&url, resp).await),
-    }
-}
-
 async fn leave(cfg: &PeerConfig, out: &Output, addr: &str) -> Result<()> {
-    request_leave(&Net::new(cfg)?, addr).await?;
+    client::request_leave(&Net::new(cfg)?, addr).await?;
     if out.json {
         println!("{}", json!({"peer": addr, "status": "leaving"}));
     } else {
         println!("{addr} is leaving the network");
     }
     Ok(())
+}
+
+fn bar(len: u64) -> ProgressBar {
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    b
+}
+
+/// What `get --via` shows of the peer's events: a bar on a terminal, else a line per event
+/// (progress at most once a second); nothing but the result with `--json`.
+struct ViaProgress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    name: String,
+    via: String,
+    last_line: Mutex<Option<std::time::Instant>>,
+}
+
+impl ViaProgress {
+    fn new(json: bool, name: &str, via: &str) -> Self {
+        Self {
+            bar: (!json && std::io::stderr().is_terminal()).then(|| bar(0)),
+            quiet: json,
+            name: name.to_owned(),
+            via: via.to_owned(),
+            last_line: Mutex::new(None),
+        }
+    }
+
+    fn line(&self, s: String) {
+        match &self.bar {
+            Some(b) => b.println(s),
+            None if !self.quiet => eprintln!("{s}"),
+            None => {}
+        }
+    }
+
+    fn event(&self, e: &Event) {
+        match e {
+            Event::Start { size, have, .. } => {
+                if let Some(b) = &self.bar {
+                    b.set_length(*size);
+                    b.set_position(*have);
+                    b.set_message(format!("{} via {}", self.name, self.via));
+                } else {
+                    self.line(format!(
+                        "{} downloading {} ({size} bytes{})",
+                        self.via,
+                        self.name,
+                        if *have > 0 {
+                            format!(", {have} already verified")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+            }
+            Event::Progress {
+                have,
+                size,
+                sources,
+            } => {
+                if let Some(b) = &self.bar {
+                    b.set_length(*size);
+                    b.set_position(*have);
+                    return;
+                }
+                let due = match self.last_line.lock() {
+                    Ok(mut last) if last.is_none_or(|t| t.elapsed().as_secs() >= 1) => {
+                        *last = Some(std::time::Instant::now());
+                        true
+                    }
+                    _ => false,
+                };
+                if due {
+                    self.line(format!(
+                        "{} {have}/{size} bytes from {sources} source(s)",
+                        self.name
+                    ));
+                }
+            }
+            Event::SourceFailed {
+                peer,
+                address,
+                reason,
+                bad,
+            } => self.line(format!(
+                "{peer} ({address}): {reason}{}",
+                if *bad {
+                    "; dropped as a bad source"
+                } else {
+                    ""
+                }
+            )),
+            Event::Done { .. } | Event::Error { .. } => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// A progress bar on a terminal, a line per event otherwise.
@@ -743,19 +726,8 @@ struct ConsoleProgress {
 
 impl ConsoleProgress {
     fn new(json: bool, name: &str) -> Self {
-        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-            let b = ProgressBar::new(0);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b
-        });
         Self {
-            bar,
+            bar: (!json && std::io::stderr().is_terminal()).then(|| bar(0)),
             quiet: json,
             name: name.to_owned(),
             started: Mutex::new(None),

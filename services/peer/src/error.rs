@@ -57,6 +57,19 @@ impl Error {
         }
     }
 
+    /// The error a peer reported by `kind` (see [`Error::kind`]) over the wire; an unknown
+    /// kind is a plain error.
+    pub fn from_kind(kind: &str, message: String) -> Self {
+        match kind {
+            "not_found" => Error::NotFound(message),
+            "unreachable" => Error::Unreachable(message),
+            "integrity" => Error::Integrity(message),
+            "id_taken" => Error::IdTaken(message),
+            "refused" => Error::Refused(message),
+            _ => Error::Other(anyhow::anyhow!(message)),
+        }
+    }
+
     /// A failed `serve`: errors of this crate keep their kind (and exit code).
     pub fn from_serve(e: anyhow::Error) -> Self {
         e.downcast::<Error>().unwrap_or_else(Error::Other)

@@ -2,7 +2,9 @@
 //! tracker, and the client commands (search, ls, get, put, leave, menu).
 
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod download;
 pub mod error;
 pub mod http;

@@ -17,6 +17,7 @@ use tonic::Code;
 
 use crate::error::Error;
 use crate::readiness::Readiness;
+use crate::share::partial::{PartialFile, Partials};
 use crate::store::{Entry, Store};
 
 const LEASE_FILE: &str = "lease.json";
@@ -34,6 +35,8 @@ pub struct Membership {
     pub heartbeat: Duration,
     pub client: p2p_common::TrackerClient,
     pub store: Arc<Store>,
+    /// Downloads in progress: announced as partial holdings.
+    pub partials: Arc<Partials>,
     pub readiness: Arc<Readiness>,
     pub tracker_errors: prometheus::IntCounter,
     pub unshared_files: prometheus::IntGauge,
@@ -53,11 +56,88 @@ fn info(e: &Entry) -> FileInfo {
         name: e.name.clone(),
         size: e.size,
         sha256: e.sha256.clone(),
-        ..Default::default()
+        pieces_root: e
+            .manifest
+            .as_ref()
+            .map(|m| m.root().to_hex())
+            .unwrap_or_default(),
     }
 }
 
 type Snapshot = BTreeMap<String, Entry>;
+/// Partial holdings by digest, as announced (name empty: the tracker ignores it).
+type PartialSnapshot = BTreeMap<String, FileInfo>;
+
+/// The downloads in progress to announce: not those whose bytes the share already holds
+/// complete (the complete file is what counts), and no more than `room` of them, since they
+/// count against the tracker's per-peer cap after the shared files.
+fn partial_snapshot(
+    partials: &[Arc<PartialFile>],
+    shared: &Snapshot,
+    room: usize,
+) -> PartialSnapshot {
+    let complete: std::collections::BTreeSet<&str> =
+        shared.values().map(|e| e.sha256.as_str()).collect();
+    partials
+        .iter()
+        .map(|p| FileInfo {
+            name: String::new(),
+            size: p.manifest().size(),
+            sha256: p.sha256().to_hex(),
+            pieces_root: p.manifest().root().to_hex(),
+        })
+        .filter(|f| !complete.contains(f.sha256.as_str()))
+        .take(room)
+        .map(|f| (f.sha256.clone(), f))
+        .collect()
+}
+
+/// One Announce's worth of changes.
+#[derive(Debug, Default, PartialEq)]
+struct Changes {
+    removed: Vec<String>,
+    partial_removed: Vec<String>,
+    added: Vec<FileInfo>,
+    partial_added: Vec<FileInfo>,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.removed.is_empty()
+            && self.partial_removed.is_empty()
+            && self.added.is_empty()
+            && self.partial_added.is_empty()
+    }
+
+    /// Splits into requests the tracker accepts (`per_request` entries, `MAX_REQUEST_BYTES`).
+    /// Removals go first, so that swapping files within the cap never passes it.
+    fn into_batches(self, per_request: usize) -> Vec<Changes> {
+        let mut removed = self.removed.into_iter().peekable();
+        let mut partial_removed = self.partial_removed.into_iter().peekable();
+        let mut added = self.added.into_iter().peekable();
+        let mut partial_added = self.partial_added.into_iter().peekable();
+        let mut out = Vec::new();
+        loop {
+            let (mut count, mut bytes) = (per_request, 0);
+            let name_len = |n: &String| n.len() + 2;
+            let batch = Changes {
+                removed: batch(&mut removed, &mut count, &mut bytes, name_len),
+                partial_removed: batch(&mut partial_removed, &mut count, &mut bytes, name_len),
+                added: batch(&mut added, &mut count, &mut bytes, Message::encoded_len),
+                partial_added: batch(
+                    &mut partial_added,
+                    &mut count,
+                    &mut bytes,
+                    Message::encoded_len,
+                ),
+            };
+            if batch.is_empty() {
+                return out;
+            }
+            out.push(batch);
+        }
+    }
+}
 
 /// How much the tracker accepts from this peer; learnt from each `RegisterResponse`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -273,55 +353,74 @@ impl Membership {
         Ok((resp.lease_secret, sent))
     }
 
-    /// Sends what changed since `announced`, in batches the tracker accepts; `announced`
-    /// follows each batch that got through. Returns whether anything was sent.
+    /// Sends what changed since `announced` and `partial` (shared files and downloads in
+    /// progress), in batches the tracker accepts; both follow each batch that got through.
+    /// Returns whether anything was sent.
     async fn announce(
         &mut self,
         secret: &str,
         announced: &mut Snapshot,
+        partial: &mut PartialSnapshot,
         cap: &mut Cap,
     ) -> Result<bool, tonic::Status> {
         let now = self.snapshot(cap).await;
-        let added: Vec<FileInfo> = now
-            .values()
-            .filter(|e| announced.get(&e.name) != Some(e))
-            .map(info)
-            .collect();
-        let removed: Vec<String> = announced
-            .keys()
-            .filter(|k| !now.contains_key(*k))
-            .cloned()
-            .collect();
-        if added.is_empty() && removed.is_empty() {
+        let room = cap.limits.per_peer.saturating_sub(now.len());
+        let partial_now = partial_snapshot(&self.partials.list(), &now, room);
+        let changes = Changes {
+            added: now
+                .values()
+                .filter(|e| announced.get(&e.name) != Some(e))
+                .map(info)
+                .collect(),
+            removed: announced
+                .keys()
+                .filter(|k| !now.contains_key(*k))
+                .cloned()
+                .collect(),
+            partial_added: partial_now
+                .values()
+                .filter(|f| partial.get(&f.sha256) != Some(f))
+                .cloned()
+                .collect(),
+            partial_removed: partial
+                .keys()
+                .filter(|k| !partial_now.contains_key(*k))
+                .cloned()
+                .collect(),
+        };
+        if changes.is_empty() {
             return Ok(false);
         }
         tracing::info!(
-            added = added.len(),
-            removed = removed.len(),
+            added = changes.added.len(),
+            removed = changes.removed.len(),
+            partial_added = changes.partial_added.len(),
+            partial_removed = changes.partial_removed.len(),
             "announcing changes"
         );
-        // Removals go first, so that swapping files within the cap never passes it.
-        let mut removed = removed.into_iter().peekable();
-        let mut added = added.into_iter().peekable();
-        while removed.peek().is_some() || added.peek().is_some() {
-            let (mut count, mut bytes) = (cap.limits.per_request, 0);
-            let gone = batch(&mut removed, &mut count, &mut bytes, |n| n.len() + 2);
-            let new = batch(&mut added, &mut count, &mut bytes, Message::encoded_len);
+        for b in changes.into_batches(cap.limits.per_request) {
             let req = AnnounceRequest {
                 peer_id: self.peer_id.clone(),
                 lease_secret: secret.to_owned(),
-                added: new.clone(),
-                removed: gone.clone(),
-                ..Default::default()
+                added: b.added.clone(),
+                removed: b.removed.clone(),
+                partial_added: b.partial_added.clone(),
+                partial_removed: b.partial_removed.clone(),
             };
             traced(tracing::info_span!("announce"), self.client.announce(req)).await?;
-            for name in gone {
+            for name in b.removed {
                 announced.remove(&name);
             }
-            for f in new {
+            for f in b.added {
                 if let Some(e) = now.get(&f.name) {
                     announced.insert(f.name, e.clone());
                 }
+            }
+            for sha in b.partial_removed {
+                partial.remove(&sha);
+            }
+            for f in b.partial_added {
+                partial.insert(f.sha256.clone(), f);
             }
         }
         Ok(true)
@@ -331,9 +430,11 @@ impl Membership {
     /// `Error::IdTaken` when another live peer keeps this id (unless told to wait).
     pub async fn run(mut self, stop: CancellationToken) -> Result<(), Error> {
         let mut changes = self.store.subscribe();
+        let mut downloads = self.partials.subscribe();
         let mut secret = self.load_secret().await;
         let mut lease: Option<String> = None;
         let mut announced = Snapshot::new();
+        let mut partial = PartialSnapshot::new();
         let mut cap = Cap::default();
         let mut dirty = false;
         // Whether the tracker answered our last call; readiness follows it.
@@ -359,6 +460,7 @@ impl Membership {
                         secret = s.clone();
                         lease = Some(s);
                         announced = files;
+                        partial.clear();
                         dirty = false;
                         answering = true;
                         taken = None;
@@ -413,17 +515,23 @@ impl Membership {
                         .map(|_| ());
                     match hb {
                         Ok(()) if dirty => self
-                            .announce(&current, &mut announced, &mut cap)
+                            .announce(&current, &mut announced, &mut partial, &mut cap)
                             .await
                             .map(|_| dirty = false),
                         other => other,
                     }
                 }
-                r = changes.changed() => {
+                // A change to the share or to the downloads in progress.
+                r = async {
+                    tokio::select! {
+                        r = changes.changed() => r,
+                        r = downloads.changed() => r,
+                    }
+                } => {
                     if r.is_err() {
                         return Ok(());
                     }
-                    match self.announce(&current, &mut announced, &mut cap).await {
+                    match self.announce(&current, &mut announced, &mut partial, &mut cap).await {
                         Ok(_) => { dirty = false; Ok(()) }
                         Err(e) => { dirty = true; Err(e) }
                     }
@@ -545,6 +653,71 @@ mod tests {
             ..Default::default()
         });
         assert_eq!((l.per_peer, l.per_request), (7, 3));
+    }
+
+    fn partial(bytes: &[u8]) -> Arc<PartialFile> {
+        use crate::share::pieces::Manifest;
+        let sha = crate::share::digest::sha256(bytes);
+        let m = Manifest::new(bytes.len() as u64, vec![sha]).unwrap();
+        Arc::new(PartialFile::new(
+            sha,
+            Arc::new(m),
+            std::path::PathBuf::from("unused"),
+            crate::share::bitfield::Bitfield::new(1),
+        ))
+    }
+
+    #[test]
+    fn downloads_in_progress_are_announced_with_size_and_root_within_the_cap() {
+        let (a, b, c) = (partial(b"a"), partial(b"b"), partial(b"c"));
+        let mut shared = Snapshot::new();
+        let done = Entry {
+            name: "b.txt".into(),
+            size: 1,
+            sha256: b.sha256().to_hex(),
+            mtime_ns: 0,
+            manifest: Some(b.manifest().clone()),
+        };
+        assert_eq!(info(&done).pieces_root, b.manifest().root().to_hex());
+        shared.insert(done.name.clone(), done);
+        let all = [a.clone(), b.clone(), c.clone()];
+        let got = partial_snapshot(&all, &shared, 10);
+        // b is held complete: announced as a file, not in part.
+        let digests: Vec<&String> = got.keys().collect();
+        let mut want = [a.sha256().to_hex(), c.sha256().to_hex()];
+        want.sort();
+        assert_eq!(digests, want.iter().collect::<Vec<_>>());
+        let fa = &got[&a.sha256().to_hex()];
+        assert_eq!(fa.size, 1);
+        assert_eq!(fa.pieces_root, a.manifest().root().to_hex());
+        assert!(fa.name.is_empty());
+        // Partial holdings take what the shared files leave of the per-peer cap.
+        assert_eq!(partial_snapshot(&all, &shared, 1).len(), 1);
+        assert!(partial_snapshot(&all, &shared, 0).is_empty());
+    }
+
+    #[test]
+    fn announce_batches_send_removals_first_and_respect_the_count() {
+        let f = |n: &str| FileInfo {
+            name: n.into(),
+            sha256: n.repeat(64),
+            ..Default::default()
+        };
+        let changes = Changes {
+            removed: vec!["r1".into(), "r2".into()],
+            partial_removed: vec!["p1".into()],
+            added: vec![f("a"), f("b")],
+            partial_added: vec![f("c")],
+        };
+        let batches = changes.into_batches(2);
+        assert_eq!(batches.len(), 3);
+        assert_eq!(batches[0].removed, ["r1", "r2"]);
+        assert!(batches[0].added.is_empty() && batches[0].partial_removed.is_empty());
+        assert_eq!(batches[1].partial_removed, ["p1"]);
+        assert_eq!(batches[1].added, [f("a")]);
+        assert_eq!(batches[2].added, [f("b")]);
+        assert_eq!(batches[2].partial_added, [f("c")]);
+        assert!(Changes::default().into_batches(5).is_empty());
     }
 
     #[test]

@@ -1,17 +1,18 @@
 //! The original interactive menu: 1 search, 2 get, 3 put, 4 leave.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::cli;
+use crate::client::{self, Destination, Placed};
 use crate::config::PeerConfig;
-use crate::download;
+use crate::daemon::Daemon;
+use crate::download::Silent;
+use crate::error::{Error, Result};
 use crate::net::Net;
-use crate::store::{Published, Store};
 
 /// What the menu acts on: the tracker, and this process's own peer when it serves one.
 pub struct Context {
@@ -20,8 +21,7 @@ pub struct Context {
 }
 
 struct Own {
-    store: Arc<Store>,
-    metrics: crate::metrics::Metrics,
+    daemon: Daemon,
     address: String,
     shutdown: CancellationToken,
 }
@@ -38,8 +38,7 @@ impl Context {
         Self {
             cfg: cfg.clone(),
             own: Some(Own {
-                store: running.store.clone(),
-                metrics: running.metrics.clone(),
+                daemon: running.daemon.clone(),
                 address: running.advertised.clone(),
                 shutdown: running.shutdown.clone(),
             }),
@@ -144,100 +143,42 @@ where
 }
 
 async fn search(ctx: &Context, name: &str) -> String {
-    let result = match cli::tracker_of(&ctx.cfg) {
-        Ok(t) => t.search(name, false).await,
-        Err(e) => Err(e),
-    };
-    match result {
+    match client::search(&ctx.cfg, name, false).await {
         Ok(m) if m.is_empty() => format!("No file matches {name:?}."),
         Ok(m) => cli::format_matches(&m).trim_end().to_owned(),
         Err(e) => format!("search failed: {e}"),
     }
 }
 
-/// Downloads into this peer's share (then serves it) or, without one, the current directory.
+/// Downloads into this peer's share (then serves it) through its own daemon or, without one,
+/// into the current directory.
 async fn get(ctx: &Context, name: &str) -> String {
-    let result = async {
-        crate::store::check_name(name).map_err(|e| crate::error::Error::Refused(e.to_string()))?;
-        let matches = cli::tracker_of(&ctx.cfg)?.search(name, true).await?;
-        let target = cli::choose(matches, name, None)?;
-        let net = Net::new(&ctx.cfg)?;
-        match &ctx.own {
-            Some(own) => {
-                let _active = own.metrics.transfer("download");
-                let fetched = download::fetch(
-                    &net,
-                    &target,
-                    &own.store.partial_dir(),
-                    Some(&own.address),
-                    &crate::metrics::DownloadProgress(&own.metrics),
+    let result = match &ctx.own {
+        Some(own) => own.daemon.download(name, None, &|_| {}).await.map(|d| {
+            if d.status == Placed::Identical.as_str() {
+                format!("Already sharing {}.", d.name)
+            } else {
+                format!(
+                    "Downloaded {} ({} bytes, sha256 verified); now sharing it.",
+                    d.name, d.size
                 )
-                .await;
-                let result = match &fetched {
-                    Ok(_) => "ok",
-                    Err(crate::error::Error::Integrity(_)) => "integrity_failure",
-                    Err(_) => "error",
-                };
-                own.metrics.downloads.with_label_values(&[result]).inc();
-                let part = fetched?;
-                let outcome = own
-                    .store
-                    .publish(&part, &target.name, target.size, &target.sha256)
-                    .await
-                    .map_err(|e| crate::error::Error::Other(e.into()))?;
-                Ok::<_, crate::error::Error>(match outcome {
-                    Published::Created => format!(
-                        "Downloaded {} ({} bytes, sha256 verified); now sharing it.",
-                        target.name, target.size
-                    ),
-                    Published::Identical => format!("Already sharing {}.", target.name),
-                    Published::Conflict => format!(
-                        "A different file named {} is already shared here; kept it.",
-                        target.name
-                    ),
-                    Published::NotAFile => format!(
-                        "{} is taken here by something that is not a shared file; kept it.",
-                        target.name
-                    ),
-                })
             }
-            None => {
-                let dir =
-                    std::env::current_dir().map_err(|e| crate::error::Error::Other(e.into()))?;
-                let partial = dir.join(crate::store::PARTIAL_DIR);
-                let fetched =
-                    download::fetch(&net, &target, &partial, None, &download::Silent).await;
-                if fetched.is_err() {
-                    cli::tidy_partial_dir(&dir).await;
-                }
-                let part = fetched?;
-                let dest = dir.join(&target.name);
-                let (p, d) = (part.clone(), dest.clone());
-                let placed = tokio::task::spawn_blocking(move || crate::store::place_new(&p, &d))
-                    .await
-                    .map_err(|e| crate::error::Error::Other(e.into()))?;
-                if let Err(e) = placed {
-                    let _ = tokio::fs::remove_file(&part).await;
-                    cli::tidy_partial_dir(&dir).await;
-                    return Ok(if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        format!("{} already exists here; not replaced.", dest.display())
-                    } else {
-                        format!("get failed: cannot write {}: {e}", dest.display())
-                    });
-                }
-                cli::tidy_partial_dir(&dir).await;
-                Ok(format!("Downloaded {} (sha256 verified).", dest.display()))
-            }
-        }
-    }
-    .await;
+        }),
+        None => get_here(ctx, name).await,
+    };
     result.unwrap_or_else(|e| format!("get failed: {e}"))
 }
 
-async fn upload(
-    cfg: &PeerConfig,
-    addr: &str,
-    path: &std::path::Path,
-) -> crate::error::Result<cli::Uploaded> {
-    cli::upload(&Net::new(cfg)?, addr, path).await
+async fn get_here(ctx: &Context, name: &str) -> Result<String> {
+    let tracker = client::tracker(&ctx.cfg)?;
+    let target = client::resolve(&tracker, name, None).await?;
+    let dir = std::env::current_dir().map_err(|e| Error::Other(e.into()))?;
+    let dest = dir.join(&target.name);
+    let swarm = client::standalone_swarm(&ctx.cfg, Some(tracker))?;
+    client::get(&swarm, &target, &Destination::Path(dest.clone()), &Silent).await?;
+    Ok(format!("Downloaded {} (sha256 verified).", dest.display()))
+}
+
+async fn upload(cfg: &PeerConfig, addr: &str, path: &std::path::Path) -> Result<client::Uploaded> {
+    client::upload(&Net::new(cfg)?, addr, path).await
 }

@@ -16,7 +16,9 @@ use prometheus::{
 };
 use tracing::Instrument;
 
+use crate::share::partial::Partials;
 use crate::store::Store;
+use crate::transfer::{Direction, Limits};
 
 /// Until the response head: tens of microseconds for a listing, minutes for a large upload
 /// (answered once its body is in).
@@ -52,9 +54,16 @@ pub struct Metrics {
     pub integrity_failures: IntCounter,
     pub active_transfers: IntGaugeVec,
     pub tracker_errors: IntCounter,
+    // Swarm downloads (issue 9): pieces fetched by result, sources in use, sources dropped.
+    pub pieces: IntCounterVec,
+    pub download_sources: IntGauge,
+    pub bad_sources: IntCounterVec,
     pub unshared_files: IntGauge,
     shared_files: IntGauge,
     shared_bytes: IntGauge,
+    // Serving side of the swarm (issue 9).
+    rate_limited_bytes: IntCounterVec,
+    partial_files: IntGauge,
 }
 
 impl Metrics {
@@ -112,7 +121,42 @@ impl Metrics {
         ] {
             uploads.with_label_values(&[r]);
         }
+        let pieces = counter_vec(
+            &reg,
+            "p2p_peer_pieces_total",
+            "Pieces this peer fetched, by result (ok, bad: failed verification, cancelled: an endgame copy not needed).",
+            &["result"],
+        );
+        for r in ["ok", "bad", "cancelled"] {
+            pieces.with_label_values(&[r]);
+        }
+        let download_sources = register(
+            &reg,
+            IntGauge::new(
+                "p2p_peer_download_sources",
+                "Sources in use by this peer's running downloads.",
+            )
+            .expect("static metric definition"),
+        );
+        let bad_sources = counter_vec(
+            &reg,
+            "p2p_peer_bad_sources_total",
+            "Sources dropped from a download for sending a bad piece, by peer id.",
+            &["peer"],
+        );
+        let rate_limited_bytes = counter_vec(
+            &reg,
+            "p2p_peer_rate_limited_bytes_total",
+            "Bytes that waited for this process's transfer rate limit, by direction.",
+            &["direction"],
+        );
+        for d in ["upload", "download"] {
+            rate_limited_bytes.with_label_values(&[d]);
+        }
         Self {
+            pieces,
+            download_sources,
+            bad_sources,
             http_requests: counter_vec(
                 &reg,
                 "p2p_peer_http_requests_total",
@@ -161,11 +205,31 @@ impl Metrics {
                 IntGauge::new("p2p_peer_shared_bytes", "Bytes shared.")
                     .expect("static metric definition"),
             ),
+            rate_limited_bytes,
+            partial_files: register(
+                &reg,
+                IntGauge::new(
+                    "p2p_peer_partial_files",
+                    "Downloads in progress whose verified pieces this peer serves.",
+                )
+                .expect("static metric definition"),
+            ),
             registry: reg,
         }
     }
 
-    pub async fn render(&self, store: &Store) -> String {
+    pub async fn render(&self, store: &Store, limits: &Limits, partials: &Partials) -> String {
+        // The buckets count the bytes that waited; the counters catch up at each scrape.
+        for (direction, word) in [
+            (Direction::Upload, "upload"),
+            (Direction::Download, "download"),
+        ] {
+            let counter = self.rate_limited_bytes.with_label_values(&[word]);
+            let delayed = limits.bucket(direction).delayed_bytes();
+            counter.inc_by(delayed.saturating_sub(counter.get()));
+        }
+        self.partial_files
+            .set(i64::try_from(partials.list().len()).unwrap_or(i64::MAX));
         let files = store.list().await;
         self.shared_files.set(files.len() as i64);
         self.shared_bytes.set(
@@ -212,6 +276,11 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
         Some("/healthz") => "/healthz",
         Some("/metrics") => "/metrics",
         Some("/leave") => "/leave",
+        Some("/blobs/{sha256}") => "/blobs/{sha256}",
+        Some("/blobs/{sha256}/manifest") => "/blobs/{sha256}/manifest",
+        Some("/blobs/{sha256}/bitfield") => "/blobs/{sha256}/bitfield",
+        Some("/blobs/{sha256}/pieces/{index}") => "/blobs/{sha256}/pieces/{index}",
+        Some("/downloads") => "/downloads",
         Some(_) => "other",
     }
 }

@@ -12,18 +12,28 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PeerConfig;
+use crate::daemon::Daemon;
 use crate::http::{self, AppState};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::share::partial::Partials;
 use crate::store::Store;
+use crate::transfer::Limits;
 
 pub struct Running {
     pub local_addr: SocketAddr,
     pub metrics: Metrics,
     pub advertised: String,
     pub store: Arc<Store>,
+    /// Downloads in progress in this share: a download registers here to be served and
+    /// announced as a partial holder.
+    pub partials: Arc<Partials>,
+    /// The process's transfer rate limits, shared by what it serves and what it downloads.
+    pub limits: Limits,
     pub shutdown: CancellationToken,
+    /// Downloads into this peer's share (`POST /downloads`, the serving menu).
+    pub daemon: Daemon,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -103,6 +113,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     let channel = crate::net::tracker_channel(&cfg)?;
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
+    let partials = Partials::new();
+    let limits = cfg.transfer.limits();
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Arc::new(Readiness::new(reporter).await);
 
@@ -112,6 +124,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         heartbeat: cfg.tracker.heartbeat_interval,
         client: p2p_common::tracker_client(channel, tokens.as_ref()),
         store: store.clone(),
+        partials: partials.clone(),
         readiness: readiness.clone(),
         tracker_errors: metrics.tracker_errors.clone(),
         unshared_files: metrics.unshared_files.clone(),
@@ -135,8 +148,24 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
 
+    let daemon = Daemon {
+        store: store.clone(),
+        swarm: crate::client::swarm(
+            &cfg,
+            Some(crate::tracker::Tracker::connect(&cfg)?),
+            limits.clone(),
+            Some(partials.clone()),
+            Some(metrics.clone()),
+            Some(advertised.clone()),
+        )?,
+        tracker: crate::tracker::Tracker::connect(&cfg)?,
+        metrics: metrics.clone(),
+        tokens: tokens.clone(),
+    };
     let app = http::router(AppState {
         store: store.clone(),
+        partials: partials.clone(),
+        limits: limits.clone(),
         max_upload_bytes: cfg.peer.max_upload_bytes,
         readiness: readiness.clone(),
         shutdown: shutdown.clone(),
@@ -151,7 +180,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     })
     // grpc.health.v1 on the same port (h2c), for orchestrators. Routed by path so that other
     // unknown paths keep their plain HTTP 404 (tonic's own fallback answers 200 + grpc-status).
-    .route_service("/grpc.health.v1.Health/{*method}", health_service);
+    .route_service("/grpc.health.v1.Health/{*method}", health_service)
+    .merge(daemon.clone().routes());
     tracing::info!(%local_addr, %advertised, peer = %cfg.peer.id, "peer listening");
 
     let stop = shutdown.clone();
@@ -196,7 +226,10 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         metrics,
         advertised,
         store,
+        partials,
+        limits,
         shutdown,
+        daemon,
         task,
     })
 }

@@ -1,12 +1,13 @@
-//! The share directory: an index of its files (size + SHA-256, cached on disk so a restart does
-//! not rehash unchanged files), atomic publication of uploads and downloads, and safe opening.
+//! The share directory: an index of its files (size, SHA-256 and piece manifest from one read,
+//! cached on disk so a restart does not rehash unchanged files), atomic publication of uploads
+//! and downloads, and safe opening.
 //!
 //! Layout: `<files_dir>/<name>` are the shared files (flat); `<files_dir>/.partial/` holds
 //! uploads and downloads in progress and `<files_dir>/.p2pshare/` the peer's own state. Both are
 //! reserved names, never listed and never served.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +15,10 @@ use std::time::UNIX_EPOCH;
 
 use p2p_common::names::{self, NameError};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, RwLock, watch};
+
+use crate::share::pieces::{self, Hashed};
+use crate::share::{Manifest, ShareError};
 
 pub const PARTIAL_DIR: &str = ".partial";
 pub const STATE_DIR: &str = ".p2pshare";
@@ -51,6 +54,76 @@ pub struct Entry {
     /// Modification time (ns since the epoch) when hashed: a changed file is rehashed.
     #[serde(default)]
     pub mtime_ns: u128,
+    /// The piece digests, from the same read as `sha256`. None only for an entry of a cache
+    /// written before manifests existed, until the next scan hashes it once more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Arc<Manifest>>,
+}
+
+impl Entry {
+    fn new(name: &str, hashed: &Hashed, meta: &std::fs::Metadata) -> Self {
+        Entry {
+            name: name.to_owned(),
+            size: hashed.manifest.size(),
+            sha256: hashed.sha256.to_hex(),
+            mtime_ns: mtime_ns(meta),
+            manifest: Some(Arc::new(hashed.manifest.clone())),
+        }
+    }
+
+    /// Whether a cached entry can stand for the file without a rehash: same size and mtime,
+    /// and a manifest that fits the size.
+    fn still_describes(&self, meta: &std::fs::Metadata) -> bool {
+        self.size == meta.len()
+            && self.mtime_ns == mtime_ns(meta)
+            && self
+                .manifest
+                .as_ref()
+                .is_some_and(|m| m.size() == self.size && m.validate(None).is_ok())
+    }
+}
+
+/// The shared files by name, and their names by digest (shares hold 100k files: a lookup by
+/// digest must not scan them).
+#[derive(Default)]
+struct Index {
+    by_name: BTreeMap<String, Entry>,
+    by_digest: HashMap<String, BTreeSet<String>>,
+}
+
+impl Index {
+    fn new(by_name: BTreeMap<String, Entry>) -> Self {
+        let mut by_digest: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for e in by_name.values() {
+            by_digest
+                .entry(e.sha256.clone())
+                .or_default()
+                .insert(e.name.clone());
+        }
+        Index { by_name, by_digest }
+    }
+
+    /// The one way an entry changes, so that both maps always agree.
+    fn insert(&mut self, entry: Entry) {
+        if let Some(old) = self.by_name.get(&entry.name) {
+            if let Some(names) = self.by_digest.get_mut(&old.sha256) {
+                names.remove(&entry.name);
+                if names.is_empty() {
+                    self.by_digest.remove(&old.sha256);
+                }
+            }
+        }
+        self.by_digest
+            .entry(entry.sha256.clone())
+            .or_default()
+            .insert(entry.name.clone());
+        self.by_name.insert(entry.name.clone(), entry);
+    }
+
+    fn by_digest(&self, sha256: &str) -> Option<&Entry> {
+        let name = self.by_digest.get(sha256)?.first()?;
+        self.by_name.get(name)
+    }
 }
 
 /// What publishing a verified file did.
@@ -78,7 +151,7 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
 
 pub struct Store {
     dir: PathBuf,
-    index: RwLock<BTreeMap<String, Entry>>,
+    index: RwLock<Index>,
     /// Serialises changes of the index and the share's names, so a check-then-rename cannot
     /// race another. Never held while hashing.
     publish: Mutex<()>,
@@ -90,11 +163,7 @@ pub struct Store {
     pending: watch::Sender<usize>,
     /// Entries that are not regular files, already logged once.
     skipped: std::sync::Mutex<BTreeSet<String>>,
-    /// Piece manifests by (name, mtime, size).
-    manifests: std::sync::Mutex<ManifestCache>,
 }
-
-type ManifestCache = BTreeMap<(String, u128, u64), Arc<crate::share::Manifest>>;
 
 fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
     meta.modified()
@@ -132,40 +201,38 @@ pub fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata
     Ok((file, meta))
 }
 
-/// SHA-256 of an open file, read in 1 MiB blocks: (bytes read, digest).
-fn hash_reader(mut f: impl Read) -> io::Result<(u64, String)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, hex::encode(hasher.finalize())))
-}
-
 /// SHA-256 of a regular file (see [`open_regular`]); anything else is an error.
 pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    hash_regular(path).map(|(size, digest, _)| (size, digest))
+    hash_regular(path).map(|(h, _)| (h.manifest.size(), h.sha256.to_hex()))
 }
 
-/// Hashes the regular file at `path` and returns its stat from before the hash, but only if the
-/// file did not change while it was read (same inode, size and mtime afterwards).
-fn hash_regular(path: &Path) -> io::Result<(u64, String, std::fs::Metadata)> {
-    let (file, before) = open_regular(path)?;
-    let (size, digest) = hash_reader(file)?;
-    let after = std::fs::symlink_metadata(path)?;
-    if size != before.len() || !same_file(&before, &after) {
-        return Err(io::Error::new(
-            io::ErrorKind::Interrupted,
-            "file changed while it was hashed",
-        ));
+fn changed_while_hashed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Interrupted,
+        "file changed while it was hashed",
+    )
+}
+
+/// The share modules' errors as I/O errors, a change of length as `Interrupted`.
+fn share_io(e: ShareError) -> io::Error {
+    match e {
+        ShareError::Io { source, .. } => source,
+        ShareError::Changed { .. } => changed_while_hashed(),
+        other => io::Error::other(other.to_string()),
     }
-    Ok((size, digest, before))
+}
+
+/// Hashes the regular file at `path` in one read (whole-file SHA-256 and piece manifest) and
+/// returns its stat from before the hash, but only if the file did not change while it was read
+/// (same inode, size and mtime afterwards).
+fn hash_regular(path: &Path) -> io::Result<(Hashed, std::fs::Metadata)> {
+    let (file, before) = open_regular(path)?;
+    let hashed = pieces::hash_open(file, path).map_err(share_io)?;
+    let after = std::fs::symlink_metadata(path)?;
+    if hashed.manifest.size() != before.len() || !same_file(&before, &after) {
+        return Err(changed_while_hashed());
+    }
+    Ok((hashed, before))
 }
 
 /// Puts the file at `tmp` in place as `dest`, never replacing anything already there
@@ -215,13 +282,12 @@ impl Store {
         let (pending, _) = watch::channel(0);
         let store = Self {
             dir: dir.clone(),
-            index: RwLock::new(BTreeMap::new()),
+            index: RwLock::new(Index::default()),
             publish: Mutex::new(()),
             scanning: Mutex::new(()),
             changed,
             pending,
             skipped: std::sync::Mutex::new(BTreeSet::new()),
-            manifests: std::sync::Mutex::new(BTreeMap::new()),
         };
         store.ensure_layout().await?;
         // Uploads and probes interrupted by a crash: never published, nothing to keep.
@@ -242,7 +308,7 @@ impl Store {
             }),
             Err(_) => BTreeMap::new(),
         };
-        *store.index.write().await = cached;
+        *store.index.write().await = Index::new(cached);
         Ok(Arc::new(store))
     }
 
@@ -301,55 +367,50 @@ impl Store {
     }
 
     pub async fn list(&self) -> Vec<Entry> {
-        self.index.read().await.values().cloned().collect()
+        self.index.read().await.by_name.values().cloned().collect()
     }
 
     pub async fn get(&self, name: &str) -> Option<Entry> {
-        self.index.read().await.get(name).cloned()
+        self.index.read().await.by_name.get(name).cloned()
     }
 
-    /// A shared file with these bytes (`sha256` in lowercase hex), whatever its name.
+    /// A shared file with these bytes (`sha256` in lowercase hex), whatever its name; the first
+    /// such name in name order.
     pub async fn by_digest(&self, sha256: &str) -> Option<Entry> {
-        self.index
-            .read()
-            .await
-            .values()
-            .find(|e| e.sha256 == sha256)
-            .cloned()
+        self.index.read().await.by_digest(sha256).cloned()
     }
 
-    /// The piece manifest of a shared file.
-    // Swarm wiring (issue 9): computed on first use and kept in memory; the index pass is to
-    // compute it in the same read as the file's digest and cache it with the index.
-    pub async fn manifest(
-        &self,
-        entry: &Entry,
-    ) -> Result<Arc<crate::share::Manifest>, crate::share::ShareError> {
-        let key = (entry.name.clone(), entry.mtime_ns, entry.size);
-        if let Ok(m) = self.manifests.lock() {
-            if let Some(found) = m.get(&key) {
-                return Ok(found.clone());
-            }
+    /// The piece manifest of a shared file, as the index holds it.
+    pub async fn manifest(&self, entry: &Entry) -> Result<Arc<Manifest>, ShareError> {
+        if let Some(m) = &entry.manifest {
+            return Ok(m.clone());
         }
         let path = self.dir.join(&entry.name);
-        let hashed = tokio::task::spawn_blocking(move || crate::share::pieces::hash_file(&path))
+        let current = self.get(&entry.name).await;
+        if let Some(m) = current
+            .filter(|e| e.sha256 == entry.sha256 && e.size == entry.size)
+            .and_then(|e| e.manifest)
+        {
+            return Ok(m);
+        }
+        // An entry from a cache older than manifests that the next scan has not reached yet.
+        let p = path.clone();
+        let (hashed, _) = tokio::task::spawn_blocking(move || hash_regular(&p))
             .await
-            .map_err(|e| crate::share::ShareError::Io {
-                path: self.dir.join(&entry.name),
-                source: io::Error::other(e),
-            })??;
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|source| ShareError::Io {
+                path: path.clone(),
+                source,
+            })?;
         if hashed.sha256.to_hex() != entry.sha256 {
-            return Err(crate::share::ShareError::Changed {
-                path: self.dir.join(&entry.name),
+            return Err(ShareError::Changed {
+                path,
                 expected: entry.size,
                 read: hashed.manifest.size(),
             });
         }
-        let manifest = Arc::new(hashed.manifest);
-        if let Ok(mut m) = self.manifests.lock() {
-            m.insert(key, manifest.clone());
-        }
-        Ok(manifest)
+        Ok(Arc::new(hashed.manifest))
     }
 
     /// Brings the index in line with the directory: hashes new or changed files, forgets
@@ -359,7 +420,7 @@ impl Store {
     /// the publication lock, and keeps whatever was published while the scan ran.
     pub async fn rescan(&self) -> Result<bool, StoreError> {
         let _one_scan = self.scanning.lock().await;
-        let known = self.index.read().await.clone();
+        let known = self.index.read().await.by_name.clone();
         let dir = self.dir.clone();
         let snapshot = known.clone();
         let pending = self.pending.clone();
@@ -373,19 +434,19 @@ impl Store {
         let mut fresh = scanned.entries;
         // Publications since the snapshot win: the scan may have listed the directory before
         // they landed.
-        for name in known.keys().chain(index.keys()) {
-            if known.get(name) != index.get(name) {
-                match index.get(name) {
+        for name in known.keys().chain(index.by_name.keys()) {
+            if known.get(name) != index.by_name.get(name) {
+                match index.by_name.get(name) {
                     Some(e) => fresh.insert(name.clone(), e.clone()),
                     None => fresh.remove(name),
                 };
             }
         }
-        if *index == fresh {
+        if index.by_name == fresh {
             return Ok(false);
         }
-        *index = fresh;
-        let snapshot = index.clone();
+        *index = Index::new(fresh);
+        let snapshot = index.by_name.clone();
         drop(index);
         self.save(&snapshot).await;
         self.changed.send_modify(|v| *v += 1);
@@ -423,9 +484,9 @@ impl Store {
         }
     }
 
-    /// Moves a verified, fsynced file at `tmp` into the share as `name`, unless the name is
-    /// taken. `tmp` must be inside this share (same file system, so the placement is atomic);
-    /// it is gone when this returns.
+    /// [`Store::publish_hashed`] for a caller that knows only the file's size and digest: the
+    /// bytes are read once more for their manifest, and refused (an `InvalidData` error) unless
+    /// they are the ones announced.
     pub async fn publish(
         &self,
         tmp: &Path,
@@ -433,7 +494,41 @@ impl Store {
         size: u64,
         sha256: &str,
     ) -> Result<Published, StoreError> {
-        let result = self.publish_inner(tmp, name, size, sha256).await;
+        let t = tmp.to_path_buf();
+        let hashed = blocking(tmp, move || pieces::hash_file(&t).map_err(share_io)).await;
+        let checked = hashed.and_then(|h| {
+            if h.sha256.to_hex() == sha256 && h.manifest.size() == size {
+                Ok(h)
+            } else {
+                Err(io_err(tmp)(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "holds {} bytes with sha256 {}, expected {size} bytes with sha256 {sha256}",
+                        h.manifest.size(),
+                        h.sha256
+                    ),
+                )))
+            }
+        });
+        match checked {
+            Ok(h) => self.publish_hashed(tmp, name, &h).await,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves a verified, fsynced file at `tmp`, hashed as `hashed`, into the share as `name`,
+    /// unless the name is taken. `tmp` must be inside this share (same file system, so the
+    /// placement is atomic); it is gone when this returns.
+    pub async fn publish_hashed(
+        &self,
+        tmp: &Path,
+        name: &str,
+        hashed: &Hashed,
+    ) -> Result<Published, StoreError> {
+        let result = self.publish_inner(tmp, name, hashed).await;
         if !matches!(result, Ok(Published::Created)) {
             let _ = tokio::fs::remove_file(tmp).await;
         }
@@ -444,14 +539,14 @@ impl Store {
         &self,
         tmp: &Path,
         name: &str,
-        size: u64,
-        sha256: &str,
+        hashed: &Hashed,
     ) -> Result<Published, StoreError> {
+        let sha256 = hashed.sha256.to_hex();
         check_name(name)?;
         let dest = self.dir.join(name);
         // A file put there by hand since the last scan is hashed before taking the lock, and
         // its digest used only if it is still the same file once the lock is held.
-        let mut hashed: Option<(String, std::fs::Metadata)> = None;
+        let mut seen: Option<(String, std::fs::Metadata)> = None;
         for _ in 0..3 {
             let d = dest.clone();
             let on_disk = blocking(&dest, move || match std::fs::symlink_metadata(&d) {
@@ -466,7 +561,7 @@ impl Store {
                 Some(m) => Some(m),
             };
             if let Some(meta) = existing {
-                let digest = match (self.get(name).await, &hashed) {
+                let digest = match (self.get(name).await, &seen) {
                     (Some(e), _) if e.size == meta.len() && e.mtime_ns == mtime_ns(&meta) => {
                         Some(e.sha256)
                     }
@@ -482,8 +577,8 @@ impl Store {
                 }
                 drop(guard);
                 let d = dest.clone();
-                hashed = match blocking(&dest, move || hash_regular(&d)).await {
-                    Ok((_, digest, meta)) => Some((digest, meta)),
+                seen = match blocking(&dest, move || hash_regular(&d)).await {
+                    Ok((h, meta)) => Some((h.sha256.to_hex(), meta)),
                     // Changing under us, or swapped for something else: look again.
                     Err(_) => None,
                 };
@@ -506,16 +601,11 @@ impl Store {
             let meta = tokio::fs::symlink_metadata(&dest)
                 .await
                 .map_err(io_err(&dest))?;
-            let entry = Entry {
-                name: name.to_owned(),
-                size,
-                sha256: sha256.to_owned(),
-                mtime_ns: mtime_ns(&meta),
-            };
+            let entry = Entry::new(name, hashed, &meta);
             let snapshot = {
                 let mut index = self.index.write().await;
-                index.insert(name.to_owned(), entry);
-                index.clone()
+                index.insert(entry);
+                index.by_name.clone()
             };
             drop(guard);
             self.save(&snapshot).await;
@@ -579,7 +669,7 @@ fn scan(
         }
         let Ok(meta) = e.metadata() else { continue };
         match known.get(&name) {
-            Some(k) if k.size == meta.len() && k.mtime_ns == mtime_ns(&meta) => {
+            Some(k) if k.still_describes(&meta) => {
                 entries.insert(name, k.clone());
             }
             _ => to_hash.push((name, e.path())),
@@ -588,14 +678,8 @@ fn scan(
     pending.send_replace(to_hash.len());
     for (name, path) in to_hash {
         match hash_regular(&path) {
-            Ok((size, sha256, meta)) => {
-                let entry = Entry {
-                    name: name.clone(),
-                    size,
-                    sha256,
-                    mtime_ns: mtime_ns(&meta),
-                };
-                entries.insert(name, entry);
+            Ok((hashed, meta)) => {
+                entries.insert(name.clone(), Entry::new(&name, &hashed, &meta));
             }
             // Still being written: the next scan sees a stable file.
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -665,6 +749,137 @@ mod tests {
             check_name(".partial"),
             Err(StoreError::Reserved(_))
         ));
+    }
+
+    fn piece_digests(bytes: &[u8]) -> Vec<crate::share::Digest> {
+        let size = pieces::piece_size(bytes.len() as u64) as usize;
+        bytes
+            .chunks(size)
+            .map(crate::share::digest::sha256)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn index_cache_carries_manifests() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("share");
+        let store = Store::open(&dir).await.unwrap();
+        let bytes: Vec<u8> = (0..(5 << 20) + 3).map(|i: u32| (i % 251) as u8).collect();
+        std::fs::write(dir.join("two-pieces"), &bytes).unwrap();
+        assert!(store.rescan().await.unwrap());
+        let entry = store.get("two-pieces").await.unwrap();
+        let m = entry
+            .manifest
+            .clone()
+            .expect("manifest computed with the digest");
+        assert_eq!(m.digests(), &piece_digests(&bytes)[..]);
+        assert_eq!(store.manifest(&entry).await.unwrap(), m);
+        let cache = dir.join(STATE_DIR).join(INDEX_FILE);
+        let on_disk: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+        assert_eq!(
+            on_disk["two-pieces"]["manifest"]["digests"][1],
+            piece_digests(&bytes)[1].to_hex()
+        );
+
+        // A restart takes the manifest from the cache: nothing to rehash.
+        drop(store);
+        let store = Store::open(&dir).await.unwrap();
+        assert!(!store.rescan().await.unwrap());
+        assert_eq!(
+            store.get("two-pieces").await.unwrap().manifest,
+            Some(m.clone())
+        );
+
+        // A cache written before manifests existed: served meanwhile, rehashed once.
+        let mut old = on_disk.clone();
+        old["two-pieces"]
+            .as_object_mut()
+            .unwrap()
+            .remove("manifest");
+        std::fs::write(&cache, serde_json::to_vec(&old).unwrap()).unwrap();
+        drop(store);
+        let store = Store::open(&dir).await.unwrap();
+        let stale = store.get("two-pieces").await.unwrap();
+        assert_eq!(stale.manifest, None);
+        assert_eq!(store.manifest(&stale).await.unwrap(), m);
+        assert!(store.rescan().await.unwrap(), "old entry not rehashed");
+        assert_eq!(
+            store.get("two-pieces").await.unwrap().manifest,
+            Some(m.clone())
+        );
+        assert!(!store.rescan().await.unwrap(), "rehashed twice");
+
+        // A cached manifest that does not fit the file is not trusted either.
+        let mut bad = on_disk;
+        bad["two-pieces"]["manifest"]["digests"]
+            .as_array_mut()
+            .unwrap()
+            .pop();
+        std::fs::write(&cache, serde_json::to_vec(&bad).unwrap()).unwrap();
+        drop(store);
+        let store = Store::open(&dir).await.unwrap();
+        assert!(store.rescan().await.unwrap());
+        assert_eq!(store.get("two-pieces").await.unwrap().manifest, Some(m));
+    }
+
+    #[tokio::test]
+    async fn uploads_carry_their_manifest_and_bad_bytes_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("share");
+        let store = Store::open(&dir).await.unwrap();
+        let p = dir.join(PARTIAL_DIR).join("upload-1");
+        std::fs::write(&p, b"uploaded").unwrap();
+        let hashed = pieces::hash_file(&p).unwrap();
+        assert_eq!(
+            store.publish_hashed(&p, "up", &hashed).await.unwrap(),
+            Published::Created
+        );
+        let e = store.get("up").await.unwrap();
+        assert_eq!(e.manifest.as_deref(), Some(&hashed.manifest));
+        assert_eq!(e.sha256, hashed.sha256.to_hex());
+
+        // The size-and-digest form checks the bytes before anything is placed.
+        std::fs::write(&p, b"other bytes").unwrap();
+        let err = store
+            .publish(&p, "other", 11, &hashed.sha256.to_hex())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("expected 11 bytes"), "{err}");
+        assert!(!p.exists(), "refused temp file left behind");
+        assert!(store.get("other").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn by_digest_follows_the_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("share");
+        let store = Store::open(&dir).await.unwrap();
+        std::fs::write(dir.join("b"), b"same").unwrap();
+        std::fs::write(dir.join("c"), b"same").unwrap();
+        std::fs::write(dir.join("d"), b"different").unwrap();
+        store.rescan().await.unwrap();
+        let same = crate::share::digest::sha256(b"same").to_hex();
+        assert_eq!(store.by_digest(&same).await.unwrap().name, "b");
+        // Published under a name that sorts first.
+        let p = dir.join(PARTIAL_DIR).join("upload-1");
+        std::fs::write(&p, b"same").unwrap();
+        let (size, digest) = hash_file(&p).unwrap();
+        store.publish(&p, "a", size, &digest).await.unwrap();
+        assert_eq!(store.by_digest(&same).await.unwrap().name, "a");
+        for (gone, next) in [("a", Some("b")), ("b", Some("c")), ("c", None)] {
+            std::fs::remove_file(dir.join(gone)).unwrap();
+            store.rescan().await.unwrap();
+            let found = store.by_digest(&same).await.map(|e| e.name);
+            assert_eq!(found.as_deref(), next, "after removing {gone}");
+        }
+        // A name rewritten with other bytes leaves the old digest.
+        let other = crate::share::digest::sha256(b"different").to_hex();
+        std::fs::write(dir.join("d"), b"rewritten, longer").unwrap();
+        store.rescan().await.unwrap();
+        assert!(store.by_digest(&other).await.is_none());
+        let now = crate::share::digest::sha256(b"rewritten, longer").to_hex();
+        assert_eq!(store.by_digest(&now).await.unwrap().name, "d");
     }
 
     fn mkfifo(path: &Path) {

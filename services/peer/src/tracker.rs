@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use p2p_common::TrackerClient;
 use p2p_common::failover::split_endpoints;
-use p2p_common::proto::{FileMatch, ListFilesRequest, SearchRequest};
+use p2p_common::proto::{
+    FileMatch, GetPeersByDigestRequest, ListFilesRequest, PeerInfo, SearchRequest,
+};
 use p2p_common::tls::TlsConfig;
 
 use tonic::Code;
@@ -86,6 +88,20 @@ impl Tracker {
             Ok((r.files, r.next_page_token))
         })
         .await
+    }
+
+    /// Every live holder of `sha256`: complete holders first, then partial ones.
+    pub async fn peers_by_digest(&self, sha256: &str) -> Result<Vec<PeerInfo>> {
+        let mut c = self.client.clone();
+        match c
+            .get_peers_by_digest(GetPeersByDigestRequest {
+                sha256: sha256.to_owned(),
+            })
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().peers),
+            Err(s) => Err(self.status(s).await),
+        }
     }
 
     async fn all_pages<F, Fut>(&self, mut page: F) -> Result<Vec<FileMatch>>

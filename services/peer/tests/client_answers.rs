@@ -122,7 +122,7 @@ async fn upload_and_leave_accept_only_a_peers_answer() {
     ];
     for (ct, body) in cases {
         let addr = imposter(ct, body).await.to_string();
-        let e = p2p_peer::cli::upload(&net, &addr, &file)
+        let e = p2p_peer::client::upload(&net, &addr, &file)
             .await
             .expect_err(&format!("an answer of {ct} {body} was taken for an upload"));
         assert_eq!(e.exit_code(), 4, "{e}");
@@ -130,7 +130,7 @@ async fn upload_and_leave_accept_only_a_peers_answer() {
             e.to_string().contains("does not answer as a p2pshare peer"),
             "{e}"
         );
-        let e = p2p_peer::cli::request_leave(&net, &addr)
+        let e = p2p_peer::client::request_leave(&net, &addr)
             .await
             .expect_err("a 200 from anything was taken for a leave");
         assert_eq!(e.exit_code(), 4, "{e}");

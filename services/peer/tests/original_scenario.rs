@@ -117,8 +117,9 @@ fn scenario(root: &std::path::Path, sec: Sec) {
     assert_eq!(
         sec.metric(
             &peers[1].url_in(&sec),
-            r#"p2p_peer_http_requests_total{route="/files/{name}",status="200"}"#
+            r#"p2p_peer_http_requests_total{route="/blobs/{sha256}/pieces/{index}",status="200"}"#
         ),
+        // A 3 MiB file is one piece: the swarm download fetched it once.
         1.0
     );
     assert_eq!(

@@ -253,7 +253,7 @@ fn one_get_is_one_trace_across_three_processes() {
     let server = find("p2p-tracker", "TrackerService/Search");
     assert_eq!(server.span.kind, SpanKind::Server as i32);
     assert_eq!(server.span.parent_span_id, client.span.span_id);
-    let served = find("p2p-peer", "GET /files/{name}");
+    let served = find("p2p-peer", "GET /blobs/{sha256}/pieces/{index}");
     assert!(!served.failed());
     // Replicas are told apart: the peer by its id, the tracker and the CLI by their host.
     assert_eq!(served.instance, "traced");

@@ -124,3 +124,417 @@ impl Partials {
         self.changed.subscribe()
     }
 }
+
+/// File names of one download in progress inside a partial directory.
+fn file_in(dir: &Path, sha256: &Digest, ext: &str) -> PathBuf {
+    dir.join(format!("{sha256}.{ext}"))
+}
+
+/// The exclusive right to write `<dir>/<sha256>.*`: an `flock` on `<sha256>.lock`, held by one
+/// writer at a time, in this process or another (a lock belongs to an open file description,
+/// so two opens in one process exclude each other too). The holder unlinks the lock file when
+/// it lets go, so an idle `.partial/` can be removed; a waiter that then wins the lock on the
+/// unlinked file notices and starts over on a fresh one.
+#[derive(Debug)]
+pub struct WriteLock {
+    /// The lock lives as long as this descriptor.
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl WriteLock {
+    /// One attempt: `Ok(None)` while another writer holds the lock.
+    pub fn try_acquire(dir: &Path, sha256: &Digest) -> std::io::Result<Option<Self>> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let path = file_in(dir, sha256, "lock");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        // SAFETY: flock on a descriptor this function owns; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // The previous holder may have unlinked the file between our open and our lock.
+        let held = file.metadata()?;
+        match std::fs::metadata(&path) {
+            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+                Ok(Some(WriteLock { _file: file, path }))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for the lock, polling so that the wait never blocks a runtime thread and ends
+    /// when the future is dropped.
+    pub async fn acquire(dir: &Path, sha256: &Digest) -> std::io::Result<Self> {
+        let mut waited = false;
+        loop {
+            let (d, s) = (dir.to_path_buf(), *sha256);
+            let got = tokio::task::spawn_blocking(move || WriteLock::try_acquire(&d, &s))
+                .await
+                .map_err(std::io::Error::other)??;
+            if let Some(lock) = got {
+                return Ok(lock);
+            }
+            if !waited {
+                tracing::info!(sha256 = %sha256, "another download of this file is writing here; waiting for it");
+                waited = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        // Unlinked while still held, so nobody can take a lock on a name about to vanish; the
+        // lock itself goes with the descriptor.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Where a finished, verified download waits to be placed: the caller links or renames it
+/// away. Kept under the lock's name space, so a later download of the digest into the same
+/// directory finds it (and checks it) instead of fetching again.
+pub fn done_path(dir: &Path, sha256: &Digest) -> PathBuf {
+    file_in(dir, sha256, "done")
+}
+
+/// The one writer of a download in progress: the data file (preallocated), the persisted
+/// bitfield, and the lock that makes it the only one.
+#[derive(Debug)]
+pub struct PartialWriter {
+    file: Arc<PartialFile>,
+    data: Arc<std::fs::File>,
+    bitfield_path: PathBuf,
+    dir: PathBuf,
+    lock: WriteLock,
+}
+
+impl PartialWriter {
+    /// Opens (or creates) the download of `sha256` in `dir` under `lock`, resuming from the
+    /// persisted bitfield. Nothing is re-verified: the bitfield is only ever saved after the
+    /// pieces it names were synced. A data file of the wrong length means the record does not
+    /// describe it, so that case starts from no pieces. Blocking.
+    pub fn open(
+        dir: &Path,
+        sha256: Digest,
+        manifest: Arc<Manifest>,
+        lock: WriteLock,
+    ) -> Result<Self, super::ShareError> {
+        let data_path = file_in(dir, &sha256, "data");
+        let bitfield_path = file_in(dir, &sha256, "bitfield");
+        let data = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&data_path)
+            .map_err(super::io_err(&data_path))?;
+        let len = data.metadata().map_err(super::io_err(&data_path))?.len();
+        let mut verified =
+            super::bitfield::load_or_empty(&bitfield_path, &sha256, manifest.piece_count());
+        if len != manifest.size() {
+            if verified.count() > 0 {
+                tracing::warn!(path = %data_path.display(), "data file has the wrong length; starting from no verified pieces");
+            }
+            verified = Bitfield::new(manifest.piece_count());
+            if let Err(e) = preallocate(&data, manifest.size()) {
+                // No room for the file: nothing of it is worth keeping (the lock is still ours).
+                let _ = std::fs::remove_file(&data_path);
+                let _ = std::fs::remove_file(&bitfield_path);
+                return Err(super::io_err(&data_path)(e));
+            }
+        }
+        let file = Arc::new(PartialFile::new(sha256, manifest, data_path, verified));
+        Ok(PartialWriter {
+            file,
+            data: Arc::new(data),
+            bitfield_path,
+            dir: dir.to_path_buf(),
+            lock,
+        })
+    }
+
+    pub fn file(&self) -> &Arc<PartialFile> {
+        &self.file
+    }
+
+    pub fn bitfield_path(&self) -> &Path {
+        &self.bitfield_path
+    }
+
+    /// A handle for writing pieces from other threads.
+    pub fn data(&self) -> Arc<std::fs::File> {
+        Arc::clone(&self.data)
+    }
+
+    /// Writes a verified piece at its offset and syncs it, then marks it verified. Blocking.
+    pub fn write_piece(
+        file: &PartialFile,
+        data: &std::fs::File,
+        index: PieceIndex,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let range = file
+            .manifest()
+            .range(index)
+            .ok_or_else(|| std::io::Error::other(format!("no piece {index}")))?;
+        data.write_all_at(bytes, range.start)?;
+        data.sync_data()?;
+        file.mark_verified(index);
+        Ok(())
+    }
+
+    /// Persists the verified pieces. Every bit set was set after its piece was synced, so the
+    /// record never claims bytes that a crash could lose. Blocking.
+    pub fn save(&self) -> Result<(), super::ShareError> {
+        super::bitfield::save(
+            &self.bitfield_path,
+            self.file.sha256(),
+            &self.file.bitfield(),
+        )
+    }
+
+    /// The download is complete and its whole-file digest checked: the data file becomes
+    /// [`done_path`] (the bitfield goes, since it would describe a file no longer there) and the
+    /// lock is released. Blocking.
+    pub fn finish(self) -> Result<PathBuf, super::ShareError> {
+        let done = done_path(&self.dir, self.file.sha256());
+        self.data
+            .sync_all()
+            .map_err(super::io_err(self.file.data_path()))?;
+        std::fs::rename(self.file.data_path(), &done).map_err(super::io_err(&done))?;
+        let _ = std::fs::remove_file(&self.bitfield_path);
+        sync_dir(&self.dir);
+        drop(self.lock);
+        Ok(done)
+    }
+
+    /// Gives the download up and deletes its state (a local write failure, or a file that is
+    /// wrong although every piece verified). Blocking. Returns whether everything went.
+    pub fn discard(self) -> bool {
+        let mut all = true;
+        for p in [self.file.data_path(), self.bitfield_path.as_path()] {
+            match std::fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => all = false,
+            }
+        }
+        drop(self.lock);
+        all
+    }
+}
+
+/// Reserves the whole file up front, so a full disk fails the download before any byte moves;
+/// file systems without `fallocate` get a sparse file of the right length.
+fn preallocate(file: &std::fs::File, size: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    file.set_len(0)?;
+    if size == 0 {
+        return Ok(());
+    }
+    let len = libc::off_t::try_from(size).map_err(std::io::Error::other)?;
+    // SAFETY: posix_fallocate on a descriptor we own; no memory is involved.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(size),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::digest::sha256;
+
+    /// A 3-piece file (pieces of 4 MiB, the last shorter) and its manifest.
+    fn sample() -> (Vec<u8>, Digest, Arc<Manifest>) {
+        let data: Vec<u8> = (0..(9u32 << 20)).map(|i| (i * 31 + i / 7) as u8).collect();
+        let size = data.len() as u64;
+        let ps = super::super::pieces::piece_size(size) as usize;
+        let digests = data.chunks(ps).map(sha256).collect();
+        (
+            data.clone(),
+            sha256(&data),
+            Arc::new(Manifest::new(size, digests).unwrap()),
+        )
+    }
+
+    fn piece_bytes(data: &[u8], m: &Manifest, i: u32) -> Vec<u8> {
+        let r = m.range(PieceIndex(i)).unwrap();
+        data[r.start as usize..r.end as usize].to_vec()
+    }
+
+    #[test]
+    fn a_second_writer_in_this_process_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = sha256(b"x");
+        let first = WriteLock::try_acquire(dir.path(), &d).unwrap();
+        assert!(first.is_some());
+        // Another open of the same lock file in the same process: a separate open file
+        // description, so flock excludes it.
+        assert!(WriteLock::try_acquire(dir.path(), &d).unwrap().is_none());
+        // Another digest is another writer.
+        assert!(
+            WriteLock::try_acquire(dir.path(), &sha256(b"y"))
+                .unwrap()
+                .is_some()
+        );
+        drop(first);
+        assert!(
+            !dir.path().join(format!("{d}.lock")).exists(),
+            "the holder removes the lock file"
+        );
+        assert!(WriteLock::try_acquire(dir.path(), &d).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn acquire_waits_until_the_holder_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = sha256(b"x");
+        let held = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let path = dir.path().to_path_buf();
+        let waiter = tokio::spawn(async move { WriteLock::acquire(&path, &d).await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished(), "took a lock that is held");
+        drop(held);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(20), waiter)
+            .await
+            .expect("lock not taken after release")
+            .unwrap();
+        assert!(got.is_ok());
+    }
+
+    #[test]
+    fn resume_finds_only_the_pieces_that_were_verified_and_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, d, m) = sample();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        assert_eq!(w.file().bitfield().count(), 0);
+        PartialWriter::write_piece(
+            w.file(),
+            &w.data(),
+            PieceIndex(1),
+            &piece_bytes(&data, &m, 1),
+        )
+        .unwrap();
+        w.save().unwrap();
+        // Written and synced after the last save: not claimed by the record.
+        PartialWriter::write_piece(
+            w.file(),
+            &w.data(),
+            PieceIndex(2),
+            &piece_bytes(&data, &m, 2),
+        )
+        .unwrap();
+        drop(w);
+
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        let b = w.file().bitfield();
+        assert_eq!(b.ones().collect::<Vec<_>>(), [PieceIndex(1)]);
+        // The resumed data file still holds the verified piece.
+        let on_disk = std::fs::read(w.file().data_path()).unwrap();
+        let r = m.range(PieceIndex(1)).unwrap();
+        assert_eq!(
+            &on_disk[r.start as usize..r.end as usize],
+            &piece_bytes(&data, &m, 1)[..]
+        );
+        assert_eq!(on_disk.len() as u64, m.size());
+    }
+
+    #[test]
+    fn a_torn_bitfield_or_a_data_file_of_the_wrong_length_starts_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, d, m) = sample();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        for i in 0..2 {
+            PartialWriter::write_piece(
+                w.file(),
+                &w.data(),
+                PieceIndex(i),
+                &piece_bytes(&data, &m, i),
+            )
+            .unwrap();
+        }
+        w.save().unwrap();
+        let bf = w.bitfield_path().to_path_buf();
+        let data_path = w.file().data_path().to_path_buf();
+        drop(w);
+
+        // Torn: the record cut short.
+        let full = std::fs::read(&bf).unwrap();
+        std::fs::write(&bf, &full[..full.len() - 1]).unwrap();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        assert_eq!(w.file().bitfield().count(), 0);
+        drop(w);
+
+        // A sound record next to a data file that is not the one it describes.
+        std::fs::write(&bf, &full).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&data_path)
+            .unwrap()
+            .set_len(5)
+            .unwrap();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        assert_eq!(w.file().bitfield().count(), 0);
+        assert_eq!(std::fs::metadata(&data_path).unwrap().len(), m.size());
+    }
+
+    #[test]
+    fn finish_moves_the_data_aside_and_discard_removes_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, d, m) = sample();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        for i in 0..3 {
+            PartialWriter::write_piece(
+                w.file(),
+                &w.data(),
+                PieceIndex(i),
+                &piece_bytes(&data, &m, i),
+            )
+            .unwrap();
+        }
+        w.save().unwrap();
+        let done = w.finish().unwrap();
+        assert_eq!(done, done_path(dir.path(), &d));
+        assert_eq!(std::fs::read(&done).unwrap(), data);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from(format!("{d}.done"))]);
+
+        std::fs::remove_file(&done).unwrap();
+        let lock = WriteLock::try_acquire(dir.path(), &d).unwrap().unwrap();
+        let w = PartialWriter::open(dir.path(), d, Arc::clone(&m), lock).unwrap();
+        w.save().unwrap();
+        assert!(w.discard());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -220,6 +220,12 @@ pub struct Hashed {
 /// buffers, so the pass runs at the speed of one SHA-256 stream rather than two.
 pub fn hash_file(path: &Path) -> Result<Hashed, ShareError> {
     let file = std::fs::File::open(path).map_err(io_err(path))?;
+    hash_open(file, path)
+}
+
+/// [`hash_file`] of a file the caller opened (with its own checks: no symlinks, no FIFOs);
+/// `path` names it in errors.
+pub fn hash_open(file: std::fs::File, path: &Path) -> Result<Hashed, ShareError> {
     let expected = file.metadata().map_err(io_err(path))?.len();
     hash_reader(file, expected).map_err(|e| match e {
         HashError::Io(source) => ShareError::Io {

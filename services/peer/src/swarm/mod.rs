@@ -1,13 +1,15 @@
 //! Downloading one file from many holders at once: the piece picker, the sources, the download
 //! loop.
 
+pub mod download;
 pub mod picker;
+pub mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::download::{self, Progress, Target};
+use crate::download::{Progress, Target};
 use crate::error::Result;
 use crate::net::Net;
 use crate::share::partial::Partials;
@@ -36,21 +38,19 @@ pub struct Swarm {
 
 impl Swarm {
     /// A verified copy of `target` at the returned path inside `partial_dir`, ready to publish.
-    // Swarm wiring (issue 9): for now one holder after another, whole-file; the piece engine
-    // replaces the body of this function and keeps its contract.
+    ///
+    /// One writer per digest and directory: a second fetch of the same file into the same
+    /// directory (in this process or another) waits for the first, then resumes from its
+    /// verified pieces or reuses its finished copy. The returned file is the caller's to link or
+    /// rename away (`Store::publish`, `store::place_new`); a later fetch that finds it still
+    /// there checks it again and hands it out once more, so a failed placement costs no
+    /// download.
     pub async fn fetch(
         &self,
         target: &Target,
         partial_dir: &Path,
         progress: &dyn Progress,
     ) -> Result<PathBuf> {
-        download::fetch(
-            &self.net,
-            target,
-            partial_dir,
-            self.skip.as_deref(),
-            progress,
-        )
-        .await
+        download::run(self, target, partial_dir, progress).await
     }
 }

@@ -1,0 +1,251 @@
+//! The client operations (search, ls, get, put, leave) that the CLI, the menu and the daemon
+//! call. `cli.rs` parses arguments and prints; `menu.rs` runs the prompt loop; neither holds an
+//! operation of its own.
+
+pub mod peer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use p2p_common::proto::FileMatch;
+
+use crate::config::PeerConfig;
+use crate::download::{Progress, Target};
+use crate::error::{Error, Result};
+use crate::net::Net;
+use crate::share::partial::Partials;
+use crate::store::{Published, Store};
+use crate::swarm::Swarm;
+use crate::tracker::Tracker;
+use crate::transfer::Limits;
+
+pub use peer::{Uploaded, request_leave, upload};
+
+pub fn tracker(cfg: &PeerConfig) -> Result<Tracker> {
+    Tracker::connect(cfg)
+}
+
+/// Files whose name contains `name` (or is `name`, with `exact`).
+pub async fn search(cfg: &PeerConfig, name: &str, exact: bool) -> Result<Vec<FileMatch>> {
+    tracker(cfg)?.search(name, exact).await
+}
+
+/// Every file on the network.
+pub async fn ls(cfg: &PeerConfig) -> Result<Vec<FileMatch>> {
+    tracker(cfg)?.list().await
+}
+
+/// The file to download for `name` (and `sha256` when given), with its holders.
+pub async fn resolve(tracker: &Tracker, name: &str, sha256: Option<&str>) -> Result<Target> {
+    crate::store::check_name(name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
+    if let Some(d) = sha256 {
+        d.parse::<crate::share::digest::Digest>()
+            .map_err(|e| Error::Refused(format!("bad sha256: {e}")))?;
+    }
+    let matches = tracker.search(name, true).await?;
+    choose(matches, name, sha256)
+}
+
+/// Picks the match to download: the requested digest, else the one most peers hold.
+pub fn choose(matches: Vec<FileMatch>, name: &str, sha256: Option<&str>) -> Result<Target> {
+    let mut targets: Vec<Target> = matches
+        .into_iter()
+        .filter_map(Target::from_match)
+        .filter(|t| t.name == name && sha256.is_none_or(|d| d == t.sha256))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.peers.len()));
+    let mut it = targets.into_iter();
+    let first = it
+        .next()
+        .ok_or_else(|| Error::NotFound(format!("no live peer shares {name:?}")))?;
+    if it.next().is_some() {
+        tracing::warn!(
+            "peers share different files named {name:?}; taking sha256 {} (held by most peers); use --sha256 to choose",
+            first.sha256
+        );
+    }
+    Ok(first)
+}
+
+/// The download machinery for a process that serves nothing (the CLI, the client menu): its
+/// own limits from `[transfer]`, no partials registry.
+pub fn standalone_swarm(cfg: &PeerConfig, tracker: Option<Tracker>) -> Result<Swarm> {
+    swarm(cfg, tracker, cfg.transfer.limits(), None, None, None)
+}
+
+/// A [`Swarm`] from the configuration. A serving peer passes its process-wide `limits` and
+/// `partials` (so that what it downloads is served while it downloads) and its own address
+/// as `skip`.
+pub fn swarm(
+    cfg: &PeerConfig,
+    tracker: Option<Tracker>,
+    limits: Limits,
+    partials: Option<Arc<Partials>>,
+    metrics: Option<crate::metrics::Metrics>,
+    skip: Option<String>,
+) -> Result<Swarm> {
+    Ok(Swarm {
+        net: Net::new(cfg)?,
+        tracker,
+        limits,
+        max_sources: cfg.transfer.max_sources,
+        io_timeout: cfg.peer.io_timeout,
+        partials,
+        metrics,
+        skip,
+    })
+}
+
+/// Where a verified download goes.
+pub enum Destination<'a> {
+    /// A peer's share: published, indexed, then announced (the store's change notification).
+    Share(&'a Store),
+    /// A path outside any share (`get -o`, the client menu's current directory).
+    Path(PathBuf),
+}
+
+impl Destination<'_> {
+    /// The `.partial/` the download is written in: on the destination's file system, so that
+    /// publishing is a link, not a copy.
+    pub fn partial_dir(&self) -> PathBuf {
+        match self {
+            Destination::Share(store) => store.partial_dir(),
+            Destination::Path(p) => parent_of(p).join(crate::store::PARTIAL_DIR),
+        }
+    }
+
+    fn describe(&self, name: &str) -> String {
+        match self {
+            Destination::Share(store) => store.dir().join(name).display().to_string(),
+            Destination::Path(p) => p.display().to_string(),
+        }
+    }
+}
+
+fn parent_of(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// What a successful get did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    Created,
+    /// These bytes were already there under that name.
+    Identical,
+}
+
+impl Placed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placed::Created => "created",
+            Placed::Identical => "identical",
+        }
+    }
+}
+
+/// The one publish rule: a verified, fsynced file at `part` becomes `target.name` in a share,
+/// or `dest` outside one, never replacing anything there. Every path (CLI, menu, daemon) ends
+/// a download here.
+pub async fn publish(part: &Path, target: &Target, dest: &Destination<'_>) -> Result<Placed> {
+    match dest {
+        Destination::Share(store) => {
+            let outcome = store
+                .publish(part, &target.name, target.size, &target.sha256)
+                .await
+                .map_err(|e| Error::Other(e.into()))?;
+            match outcome {
+                Published::Created => Ok(Placed::Created),
+                Published::Identical => Ok(Placed::Identical),
+                Published::Conflict => Err(Error::Refused(format!(
+                    "a different file named {} is already shared here; kept it",
+                    target.name
+                ))),
+                Published::NotAFile => Err(Error::Refused(format!(
+                    "{} is taken here by something that is not a shared file; kept it",
+                    target.name
+                ))),
+            }
+        }
+        Destination::Path(d) => {
+            let (p, d) = (part.to_path_buf(), d.clone());
+            let placed = tokio::task::spawn_blocking(move || crate::store::place_new(&p, &d))
+                .await
+                .map_err(|e| Error::Other(e.into()))?;
+            match placed {
+                Ok(()) => Ok(Placed::Created),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let _ = tokio::fs::remove_file(part).await;
+                    Err(Error::Refused(format!(
+                        "{} already exists; not replaced",
+                        dest.describe(&target.name)
+                    )))
+                }
+                // The verified copy stays in `.partial/`: the next get only places it.
+                Err(e) => Err(Error::Refused(format!(
+                    "cannot write {}: {e}",
+                    dest.describe(&target.name)
+                ))),
+            }
+        }
+    }
+}
+
+/// Downloads `target` with `swarm` and publishes it at `dest`: the whole of a get, whoever
+/// asks for it.
+pub async fn get(
+    swarm: &Swarm,
+    target: &Target,
+    dest: &Destination<'_>,
+    progress: &dyn Progress,
+) -> Result<Placed> {
+    let partial_dir = dest.partial_dir();
+    let fetched = swarm.fetch(target, &partial_dir, progress).await;
+    let placed = match fetched {
+        Ok(part) => publish(&part, target, dest).await,
+        Err(e) => Err(e),
+    };
+    if let Destination::Path(p) = dest {
+        tidy_partial_dir(&parent_of(p)).await;
+    }
+    placed
+}
+
+/// What is at `dest` before a get to a path: `true` the very bytes wanted (nothing to do),
+/// `false` nothing; anything else there is a refusal, before anything is downloaded.
+pub async fn existing(dest: &Path, sha256: &str) -> Result<bool> {
+    let d = dest.to_path_buf();
+    let found = tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&d) {
+        Ok(m) if m.file_type().is_file() => crate::store::hash_file(&d).map(Some),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists and is not a regular file",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
+    .map_err(|e| Error::Other(e.into()))?
+    .map_err(|e| Error::Refused(format!("{}: {e}", dest.display())))?;
+    match found {
+        None => Ok(false),
+        Some((_, digest)) if digest == sha256 => Ok(true),
+        Some(_) => Err(Error::Refused(format!(
+            "{} exists with other content; remove it or pick another -o",
+            dest.display()
+        ))),
+    }
+}
+
+/// Removes the `.partial/` a client download used in `dir` when it is empty, unless `dir` is a
+/// peer's share (it holds `.p2pshare/`): that `.partial/` is the peer's, not ours to remove.
+pub async fn tidy_partial_dir(dir: &Path) {
+    let state = dir.join(crate::store::STATE_DIR);
+    if tokio::fs::symlink_metadata(&state).await.is_ok() {
+        return;
+    }
+    // Fails, as it should, when something is still inside (a partial kept for a resume).
+    let _ = tokio::fs::remove_dir(dir.join(crate::store::PARTIAL_DIR)).await;
+}

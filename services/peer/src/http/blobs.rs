@@ -1,0 +1,250 @@
+//! `/blobs/{sha256}...`: bytes by digest for swarm downloads (wire contract of issue 9). Served
+//! from complete files in the share and from the verified pieces of downloads in progress.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncSeekExt;
+
+use super::files::serve_whole;
+use super::{ApiError, AppState, send_body, transfer_slot};
+use crate::share::bitfield::Bitfield;
+use crate::share::partial::PartialFile;
+use crate::share::{Digest, Manifest, PieceIndex, ShareError};
+use crate::store::Entry;
+
+/// Header of `GET /blobs/{sha256}/bitfield`: the number of pieces the bits stand for.
+pub const PIECES_HEADER: &str = "x-p2p-pieces";
+
+/// The body of `GET /blobs/{sha256}/manifest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestJson {
+    pub sha256: Digest,
+    pub size: u64,
+    pub piece_size: u64,
+    pub pieces: Vec<Digest>,
+    pub pieces_root: Digest,
+}
+
+impl ManifestJson {
+    pub fn new(sha256: Digest, m: &Manifest) -> Self {
+        Self {
+            sha256,
+            size: m.size(),
+            piece_size: m.piece_size(),
+            pieces: m.digests().to_vec(),
+            pieces_root: m.root(),
+        }
+    }
+
+    /// The manifest it describes, checked against itself (piece size, count, root); the caller
+    /// checks `sha256` and the root against what it asked for.
+    pub fn into_manifest(self) -> Result<Manifest, ShareError> {
+        let m = Manifest::new(self.size, self.pieces)?;
+        if m.piece_size() != self.piece_size {
+            return Err(ShareError::BadManifest(format!(
+                "piece size {} for a {}-byte file, expected {}",
+                self.piece_size,
+                self.size,
+                m.piece_size()
+            )));
+        }
+        m.validate(Some(&self.pieces_root))?;
+        Ok(m)
+    }
+}
+
+/// What this peer holds of a digest.
+enum Held {
+    Complete(Entry, Arc<Manifest>),
+    Partial(Arc<PartialFile>),
+}
+
+impl Held {
+    fn manifest(&self) -> &Arc<Manifest> {
+        match self {
+            Held::Complete(_, m) => m,
+            Held::Partial(p) => p.manifest(),
+        }
+    }
+}
+
+fn parse_digest(s: &str) -> Result<Digest, ApiError> {
+    s.parse().map_err(|e: crate::share::digest::BadDigest| {
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    })
+}
+
+fn not_here(sha256: &Digest) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no file with sha256 {sha256} here"),
+    )
+}
+
+/// A complete file wins over a download in progress of the same bytes.
+async fn held(st: &AppState, sha256: &Digest) -> Option<Held> {
+    if let Some(entry) = st.store.by_digest(&sha256.to_hex()).await {
+        match st.store.manifest(&entry).await {
+            Ok(m) => return Some(Held::Complete(entry, m)),
+            // Changed on disk since it was indexed: the next scan sorts it out.
+            Err(e) => {
+                tracing::warn!(file = %entry.name, error = %e, "no manifest for a shared file")
+            }
+        }
+    }
+    st.partials.get(sha256).map(Held::Partial)
+}
+
+pub(super) async fn get_blob(
+    State(st): State<AppState>,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let digest = parse_digest(&sha256)?;
+    let entry = st
+        .store
+        .by_digest(&sha256)
+        .await
+        .ok_or_else(|| not_here(&digest))?;
+    serve_whole(&st, &entry, &headers, || not_here(&digest)).await
+}
+
+pub(super) async fn get_manifest(
+    State(st): State<AppState>,
+    Path(sha256): Path<String>,
+) -> Result<Json<ManifestJson>, ApiError> {
+    let digest = parse_digest(&sha256)?;
+    let held = held(&st, &digest).await.ok_or_else(|| not_here(&digest))?;
+    Ok(Json(ManifestJson::new(digest, held.manifest())))
+}
+
+pub(super) async fn get_bitfield(
+    State(st): State<AppState>,
+    Path(sha256): Path<String>,
+) -> Result<Response, ApiError> {
+    let digest = parse_digest(&sha256)?;
+    let held = held(&st, &digest).await.ok_or_else(|| not_here(&digest))?;
+    let bits = match &held {
+        Held::Complete(_, m) => Bitfield::full(m.piece_count()),
+        Held::Partial(p) => p.bitfield(),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (
+                header::HeaderName::from_static(PIECES_HEADER),
+                bits.len().to_string(),
+            ),
+        ],
+        bits.as_bytes().to_vec(),
+    )
+        .into_response())
+}
+
+pub(super) async fn get_piece(
+    State(st): State<AppState>,
+    Path((sha256, index)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let digest = parse_digest(&sha256)?;
+    let index = index.parse::<u32>().map(PieceIndex).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("bad piece index {:?}: expected a whole number", index),
+        )
+    })?;
+    let held = held(&st, &digest).await.ok_or_else(|| not_here(&digest))?;
+    let manifest = held.manifest();
+    let range = manifest.range(index).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!(
+                "piece {index} is past the last piece (the file has {})",
+                manifest.piece_count()
+            ),
+        )
+    })?;
+    let missing = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("piece {index} of {digest} is not verified here"),
+        )
+    };
+    let (slot, mut file) = match &held {
+        Held::Complete(entry, _) => {
+            let slot = transfer_slot(&st)?;
+            let file = st.store.open_file(entry).await.map_err(|e| {
+                tracing::warn!(file = %entry.name, error = %e, "cannot open indexed file");
+                not_here(&digest)
+            })?;
+            (slot, file)
+        }
+        Held::Partial(p) => {
+            if !p.has(index) {
+                return Err(missing());
+            }
+            let slot = transfer_slot(&st)?;
+            let path = p.data_path().to_path_buf();
+            let file = tokio::task::spawn_blocking(move || crate::store::open_regular(&path))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(|e| {
+                    // Finished and moved away, or given up, since the lookup.
+                    tracing::debug!(error = %e, "cannot open a partial download's data");
+                    missing()
+                })?;
+            (slot, tokio::fs::File::from_std(file.0))
+        }
+    };
+    file.seek(std::io::SeekFrom::Start(range.start))
+        .await
+        .map_err(ApiError::internal)?;
+    let len = range.end - range.start;
+    let body = send_body(&st, slot, file, len);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, len)
+        .body(body)
+        .map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::digest::sha256;
+
+    #[test]
+    fn manifest_json_round_trips_and_is_checked() {
+        let d = sha256(b"piece");
+        let m = Manifest::new((4 << 20) + 1, vec![d, sha256(b"tail")]).unwrap();
+        let whole = sha256(b"whole");
+        let json = serde_json::to_value(ManifestJson::new(whole, &m)).unwrap();
+        assert_eq!(json["sha256"], whole.to_hex());
+        assert_eq!(json["size"], (4 << 20) + 1);
+        assert_eq!(json["piece_size"], 4 << 20);
+        assert_eq!(json["pieces"][0], d.to_hex());
+        assert_eq!(json["pieces_root"], m.root().to_hex());
+        let back: ManifestJson = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.into_manifest().unwrap(), m);
+
+        let mut forged = json.clone();
+        forged["pieces_root"] = serde_json::Value::String(d.to_hex());
+        let err = serde_json::from_value::<ManifestJson>(forged)
+            .unwrap()
+            .into_manifest()
+            .unwrap_err();
+        assert!(err.to_string().contains("pieces_root"), "{err}");
+        let mut forged = json;
+        forged["piece_size"] = serde_json::Value::from(8 << 20);
+        let err = serde_json::from_value::<ManifestJson>(forged)
+            .unwrap()
+            .into_manifest()
+            .unwrap_err();
+        assert!(err.to_string().contains("piece size"), "{err}");
+    }
+}

@@ -1,0 +1,104 @@
+//! `GET /files` and `GET /files/{name}`: the share by name, with single ranges.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::Serialize;
+use tokio::io::AsyncSeekExt;
+
+use super::{ApiError, AppState, send_body, transfer_slot};
+use crate::range::{self, RangeReply};
+use crate::store::{self, Entry};
+
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct FileJson {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+pub(super) async fn list_files(State(st): State<AppState>) -> Json<Vec<FileJson>> {
+    Json(
+        st.store
+            .list()
+            .await
+            .into_iter()
+            .map(|e| FileJson {
+                name: e.name,
+                size: e.size,
+                sha256: e.sha256,
+            })
+            .collect(),
+    )
+}
+
+pub(super) async fn get_file(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    store::check_name(&name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no file named {name:?}"));
+    let entry = st.store.get(&name).await.ok_or_else(not_found)?;
+    serve_whole(&st, &entry, &headers, not_found).await
+}
+
+/// A shared file's bytes with `ETag`, `Range` and `If-Range`: `/files/{name}` and
+/// `/blobs/{sha256}` answer the same way.
+pub(super) async fn serve_whole(
+    st: &AppState,
+    entry: &Entry,
+    headers: &HeaderMap,
+    not_found: impl FnOnce() -> ApiError,
+) -> Result<Response, ApiError> {
+    let slot = transfer_slot(st)?;
+    let mut file = st.store.open_file(entry).await.map_err(|e| {
+        tracing::warn!(file = %entry.name, error = %e, "cannot open indexed file");
+        not_found()
+    })?;
+
+    let etag = format!("\"{}\"", entry.sha256);
+    // If-Range with another validator: the client's partial copy is stale, send everything.
+    let stale = headers
+        .get(header::IF_RANGE)
+        .is_some_and(|v| v.as_bytes() != etag.as_bytes());
+    let range_header = if stale {
+        None
+    } else {
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok())
+    };
+
+    let mut resp = Response::builder()
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, &etag);
+    let (status, start, len) = match range::parse(range_header, entry.size) {
+        RangeReply::Full => (StatusCode::OK, 0, entry.size),
+        RangeReply::Partial { start, end } => {
+            resp = resp.header(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{}", entry.size),
+            );
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeReply::Unsatisfiable => {
+            return Ok(Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{}", entry.size))
+                .body(Body::empty())
+                .unwrap_or_default());
+        }
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let body = send_body(st, slot, file, len);
+    resp.status(status)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, len)
+        .body(body)
+        .map_err(ApiError::internal)
+}

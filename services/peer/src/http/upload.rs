@@ -1,0 +1,186 @@
+//! `POST /upload`: a multipart file into the share, hashed while it streams in.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Multipart, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Serialize;
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+use super::{ApiError, AppState, transfer_slot};
+use crate::share::pieces;
+use crate::store::{self, Published};
+
+/// Room for multipart boundaries and part headers on top of the file itself.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+#[derive(Debug, Serialize)]
+pub(super) struct UploadReply {
+    name: String,
+    size: u64,
+    sha256: String,
+    status: &'static str,
+}
+
+pub(super) async fn upload(
+    State(st): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<UploadReply>), ApiError> {
+    let result = if st.upload_limiter.check_key(&from.ip()).is_err() {
+        Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many uploads from this address; retry in a minute",
+        ))
+    } else {
+        receive(&st, headers, multipart).await
+    };
+    let word = match &result {
+        Ok((_, reply)) => reply.status,
+        Err(ApiError(StatusCode::CONFLICT, _)) => "conflict",
+        Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, _)) => "too_large",
+        Err(ApiError(StatusCode::BAD_REQUEST | StatusCode::REQUEST_TIMEOUT, _)) => "bad_request",
+        Err(ApiError(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE, _)) => {
+            "rejected"
+        }
+        Err(_) => "error",
+    };
+    st.metrics.uploads.with_label_values(&[word]).inc();
+    result
+}
+
+async fn receive(
+    st: &AppState,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<UploadReply>), ApiError> {
+    let _permit = transfer_slot(st)?;
+    let _active = st.metrics.transfer("download");
+    let limit = st.max_upload_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("upload is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_add(MULTIPART_OVERHEAD)) {
+        return Err(too_large());
+    }
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("bad multipart body: {e}"))
+    };
+
+    let stalled = || {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("upload stalled for {:?}", st.io_timeout),
+        )
+    };
+    // Every wait on the client is bounded, headers of a part included: a stalled upload must
+    // give its transfer slot back.
+    while let Some(mut field) = tokio::time::timeout(st.io_timeout, multipart.next_field())
+        .await
+        .map_err(|_| stalled())?
+        .map_err(bad)?
+    {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field
+            .file_name()
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "the \"file\" part has no filename (use curl -F file=@PATH)",
+                )
+            })?
+            .to_owned();
+        store::check_name(&name)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad file name: {e}")))?;
+
+        let internal = |e: std::io::Error| {
+            tracing::error!(error = %e, "upload failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the upload")
+        };
+        // Dropping `tmp_path` deletes the file: an aborted upload leaves nothing behind.
+        let (file, tmp_path) = st
+            .store
+            .temp_file("upload-")
+            .await
+            .map_err(|e| internal(std::io::Error::other(e.to_string())))?;
+        let mut out = BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+        let mut size = 0u64;
+        while let Some(chunk) = tokio::time::timeout(st.io_timeout, field.chunk())
+            .await
+            .map_err(|_| stalled())?
+            .map_err(bad)?
+        {
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(too_large());
+            }
+            out.write_all(&chunk).await.map_err(internal)?;
+        }
+        out.flush().await.map_err(internal)?;
+        out.get_ref().sync_all().await.map_err(internal)?;
+        drop(out);
+        // One read of the written file gives the digest and the piece manifest together, on two
+        // threads and off the runtime, instead of a digest inline on the receive loop and a
+        // second pass for the pieces.
+        let written = tmp_path.to_path_buf();
+        let hashed = tokio::task::spawn_blocking(move || pieces::hash_file(&written))
+            .await
+            .map_err(std::io::Error::other)
+            .map_err(internal)?
+            .map_err(|e| internal(std::io::Error::other(e.to_string())))?;
+        let sha256 = hashed.sha256.to_hex();
+
+        let outcome = st
+            .store
+            .publish_hashed(&tmp_path, &name, &hashed)
+            .await
+            .map_err(|e| match e {
+                store::StoreError::BadName(_) | store::StoreError::Reserved(_) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+                }
+                store::StoreError::Io { .. } => internal(std::io::Error::other(e.to_string())),
+            })?;
+        let (status, word) = match outcome {
+            Published::Created => (StatusCode::CREATED, "created"),
+            Published::Identical => (StatusCode::OK, "identical"),
+            Published::Conflict => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("{name:?} already exists here with other content"),
+                ));
+            }
+            Published::NotAFile => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("{name:?} is taken here by something that is not a shared file"),
+                ));
+            }
+        };
+        // No file name: log events become span events, and names stay out of traces.
+        tracing::info!(size, %sha256, status = word, "upload");
+        return Ok((
+            status,
+            Json(UploadReply {
+                name,
+                size,
+                sha256,
+                status: word,
+            }),
+        ));
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "no multipart field named \"file\" (use curl -F file=@PATH)",
+    ))
+}
