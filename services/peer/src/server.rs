@@ -166,6 +166,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         store: store.clone(),
         partials: partials.clone(),
         limits: limits.clone(),
+        seeding: Arc::default(),
         max_upload_bytes: cfg.peer.max_upload_bytes,
         readiness: readiness.clone(),
         shutdown: shutdown.clone(),

@@ -489,7 +489,11 @@ async fn a_resumed_download_does_not_fetch_its_verified_pieces_again() {
     let seen = Seen::default();
     let got = sw.fetch(&t, &dir, &seen).await.unwrap();
     assert_eq!(std::fs::read(&got).unwrap(), content);
-    let asked = second.pieces.lock().unwrap().clone();
+    // A piece the seed defers (it went out more often than others, see swarm::seeding) is asked
+    // twice: once refused, once with insistence; what matters is which pieces were asked.
+    let mut asked = second.pieces.lock().unwrap().clone();
+    asked.sort_unstable();
+    asked.dedup();
     for i in &asked {
         assert!(
             !verified.get(p2p_peer::share::PieceIndex(*i)),

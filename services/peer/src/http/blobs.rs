@@ -16,6 +16,7 @@ use crate::share::bitfield::Bitfield;
 use crate::share::partial::PartialFile;
 use crate::share::{Digest, Manifest, PieceIndex, ShareError};
 use crate::store::Entry;
+use crate::swarm::seeding;
 
 /// Header of `GET /blobs/{sha256}/bitfield`: the number of pieces the bits stand for.
 pub const PIECES_HEADER: &str = "x-p2p-pieces";
@@ -149,6 +150,7 @@ pub(super) async fn get_bitfield(
 pub(super) async fn get_piece(
     State(st): State<AppState>,
     Path((sha256, index)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let digest = parse_digest(&sha256)?;
     let index = index.parse::<u32>().map(PieceIndex).map_err(|_| {
@@ -176,6 +178,25 @@ pub(super) async fn get_piece(
     };
     let (slot, mut file) = match &held {
         Held::Complete(entry, _) => {
+            let insist = headers.contains_key(seeding::INSIST_HEADER);
+            if !st
+                .seeding
+                .admit(&digest, manifest.piece_count(), index, insist)
+            {
+                let mut resp = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "piece {index} went out more often than others; ask for a less served piece first (or send {}: 1)",
+                        seeding::INSIST_HEADER
+                    ),
+                )
+                .into_response();
+                resp.headers_mut().insert(
+                    header::HeaderName::from_static(seeding::LEAST_SERVED_HEADER),
+                    header::HeaderValue::from_static("1"),
+                );
+                return Ok(resp);
+            }
             let slot = transfer_slot(&st)?;
             let file = st.store.open_file(entry).await.map_err(|e| {
                 tracing::warn!(file = %entry.name, error = %e, "cannot open indexed file");

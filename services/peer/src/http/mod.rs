@@ -45,6 +45,8 @@ pub struct AppState {
     pub partials: Arc<Partials>,
     /// The process's rate limits; every served body is paced by the upload bucket.
     pub limits: Limits,
+    /// Which pieces of complete files went out how often (least served first).
+    pub seeding: Arc<crate::swarm::seeding::Seeding>,
     pub max_upload_bytes: u64,
     pub readiness: Arc<Readiness>,
     /// Cancelled to make the peer leave the network and stop.

@@ -279,7 +279,10 @@ impl PartialWriter {
         Arc::clone(&self.data)
     }
 
-    /// Writes a verified piece at its offset and syncs it, then marks it verified. Blocking.
+    /// Writes a verified piece at its offset, then marks it verified (served from the page cache
+    /// at once). It is not synced here: [`PartialWriter::save`] syncs the data file before it
+    /// persists a record naming the piece, one sync for every piece since the last record
+    /// rather than one per piece. Blocking.
     pub fn write_piece(
         file: &PartialFile,
         data: &std::fs::File,
@@ -292,15 +295,15 @@ impl PartialWriter {
             .range(index)
             .ok_or_else(|| std::io::Error::other(format!("no piece {index}")))?;
         data.write_all_at(bytes, range.start)?;
-        data.sync_data()?;
         file.mark_verified(index);
         Ok(())
     }
 
-    /// Persists the verified pieces. Every bit set was set after its piece was synced, so the
-    /// record never claims bytes that a crash could lose. Blocking.
+    /// Persists the verified pieces. Blocking.
     pub fn save(&self) -> Result<(), super::ShareError> {
-        super::bitfield::save(
+        save_synced(
+            &self.data,
+            self.file.data_path(),
             &self.bitfield_path,
             self.file.sha256(),
             &self.file.bitfield(),
@@ -336,6 +339,20 @@ impl PartialWriter {
         drop(self.lock);
         all
     }
+}
+
+/// Persists `field` (a snapshot of the verified pieces) after syncing the data file. Every bit
+/// in the snapshot was set after its piece was written, so the sync covers it and the record
+/// never claims bytes that a crash could lose. Blocking.
+pub fn save_synced(
+    data: &std::fs::File,
+    data_path: &Path,
+    bitfield_path: &Path,
+    sha256: &Digest,
+    field: &Bitfield,
+) -> Result<(), super::ShareError> {
+    data.sync_data().map_err(super::io_err(data_path))?;
+    super::bitfield::save(bitfield_path, sha256, field)
 }
 
 /// Reserves the whole file up front, so a full disk fails the download before any byte moves;

@@ -17,7 +17,7 @@ use super::picker::{self, InFlight, SourceId, View};
 use super::source::{self, Failure, Meter, Source};
 use crate::download::{Progress, Target};
 use crate::error::{Error, Result};
-use crate::share::bitfield::{self, Bitfield};
+use crate::share::bitfield::Bitfield;
 use crate::share::digest::Sha256;
 use crate::share::partial::{self, PartialFile, PartialWriter, Partials, WriteLock};
 use crate::share::{Digest, Manifest, PieceIndex, ShareError};
@@ -398,15 +398,13 @@ pub(super) async fn run(
         Outcome::GaveUp(e) => {
             // Verified pieces stay for a resume, with their record brought up to date; a
             // download that verified nothing leaves nothing behind.
-            let (path, field) = (
-                writer.bitfield_path().to_path_buf(),
-                writer.file().bitfield(),
-            );
             let _ = tokio::task::spawn_blocking(move || {
-                if field.count() == 0 {
+                if writer.file().bitfield().count() == 0 {
                     writer.discard();
                 } else {
-                    let _ = bitfield::save(&path, &sha256, &field);
+                    if let Err(e) = writer.save() {
+                        tracing::warn!(error = %e, "bitfield not saved");
+                    }
                     drop(writer);
                 }
             })
@@ -426,6 +424,8 @@ fn note_failure(
     let name = format!("{} ({})", peer.peer_id, peer.address);
     match f {
         Failure::NotThere(_) => failures.not_there += 1,
+        // Not a failure: the piece is asked again.
+        Failure::Deferred => return,
         Failure::Unreachable(_) => failures.unreachable += 1,
         Failure::Bad(why) => {
             tracing::warn!(peer = %peer.peer_id, address = %peer.address, "dropping a source that sent bad data: {why}");
@@ -710,13 +710,40 @@ impl<'a> Engine<'a> {
                     Some(only) if !s.peer.partial => only,
                     _ => has,
                 };
-                let mut piece =
-                    picker::pick(&view, SourceId(src as u32), offer, self.seed).map(|p| p.piece());
+                // Pieces this holder deferred are asked for last, and then with `insist`.
+                let trimmed;
+                let offer = if s.deferred.is_empty() {
+                    offer
+                } else {
+                    let mut b = Bitfield::new(count);
+                    for p in offer.ones().filter(|p| !s.deferred.contains(p)) {
+                        b.set(p);
+                    }
+                    trimmed = b;
+                    &trimmed
+                };
+                let mut piece = picker::pick(&view, SourceId(src as u32), offer, self.seed)
+                    .map(|p| (p.piece(), false));
                 if piece.is_none() && s.requests == 0 {
-                    piece = self.rescue(src, has);
+                    piece = s
+                        .deferred
+                        .iter()
+                        .copied()
+                        .filter(|p| {
+                            !wanted.get(*p)
+                                && !self.in_flight.is_requested_from(*p, SourceId(src as u32))
+                        })
+                        .min()
+                        .map(|p| (p, true));
                 }
-                if let Some(piece) = piece {
-                    self.request(src, piece);
+                if piece.is_none() && s.requests == 0 {
+                    piece = self.rescue(src, has).map(|p| (p, false));
+                }
+                if let Some((piece, insist)) = piece {
+                    if insist {
+                        self.sources[src].deferred.remove(&piece);
+                    }
+                    self.request(src, piece, insist);
                 }
             }
         }
@@ -748,7 +775,7 @@ impl<'a> Engine<'a> {
             .map(|(p, _)| p)
     }
 
-    fn request(&mut self, src: usize, piece: PieceIndex) {
+    fn request(&mut self, src: usize, piece: PieceIndex, insist: bool) {
         let Some(range) = self.manifest.range(piece) else {
             return;
         };
@@ -793,6 +820,7 @@ impl<'a> Engine<'a> {
                     timeout,
                     throttle,
                     m,
+                    insist,
                 )
                 .await;
                 Event::Received {
@@ -891,6 +919,11 @@ impl<'a> Engine<'a> {
                             Event::Checked { src, piece, check }
                         });
                     }
+                    Err(Failure::Deferred) => {
+                        // Asked again later with `insist` if nothing else is to be had there.
+                        self.in_flight.remove(piece, SourceId(src as u32));
+                        self.sources[src].deferred.insert(piece);
+                    }
                     Err(Failure::NotThere(why)) if self.sources[src].peer.partial => {
                         // It holds less than its bitfield said: ask again before asking it
                         // for pieces.
@@ -975,7 +1008,11 @@ impl<'a> Engine<'a> {
         let field = self.file.bitfield();
         if field != self.saved && self.saved_at.elapsed() >= SAVE_EVERY {
             let (path, sha, f) = (self.bitfield_path.clone(), self.sha256, field.clone());
-            let saved = tokio::task::spawn_blocking(move || bitfield::save(&path, &sha, &f)).await;
+            let (data, data_path) = (Arc::clone(&self.data), self.file.data_path().to_path_buf());
+            let saved = tokio::task::spawn_blocking(move || {
+                crate::share::partial::save_synced(&data, &data_path, &path, &sha, &f)
+            })
+            .await;
             match saved {
                 Ok(Ok(())) => {
                     self.saved = field;

@@ -3,6 +3,7 @@
 
 pub mod download;
 pub mod picker;
+pub mod seeding;
 pub mod source;
 
 use std::path::{Path, PathBuf};

@@ -24,12 +24,16 @@ pub enum Failure {
     Unreachable(String),
     /// The source sent bytes that contradict what it claims (a bad manifest or bitfield).
     Bad(String),
+    /// A complete holder asks for a piece it has sent less often first (see
+    /// [`super::seeding`]): not a failure of the source, the piece is asked elsewhere or later.
+    Deferred,
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::NotThere(w) | Failure::Unreachable(w) | Failure::Bad(w) => f.write_str(w),
+            Failure::Deferred => f.write_str("asks for a less served piece first"),
         }
     }
 }
@@ -59,6 +63,8 @@ pub struct Source {
     pub bitfield_pending: bool,
     /// It has been asked for a piece (and the progress told so).
     pub started: bool,
+    /// Pieces it asked to be asked for later (it sent them more often than others).
+    pub deferred: std::collections::BTreeSet<PieceIndex>,
 }
 
 impl Source {
@@ -73,6 +79,7 @@ impl Source {
             requests: 0,
             bitfield_pending: false,
             started: false,
+            deferred: std::collections::BTreeSet::new(),
         }
     }
 
@@ -90,7 +97,13 @@ fn blob_url(net: &Net, address: &str, sha256: &Digest, rest: &str) -> String {
 }
 
 async fn get(net: &Net, url: String, timeout: Duration) -> Result<reqwest::Response, Failure> {
-    let mut req = net.http.get(url);
+    send(net.http.get(url), timeout).await
+}
+
+async fn send(
+    mut req: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<reqwest::Response, Failure> {
     for (k, v) in p2p_common::telemetry::inject_http() {
         req = req.header(k, v);
     }
@@ -101,6 +114,13 @@ async fn get(net: &Net, url: String, timeout: Duration) -> Result<reqwest::Respo
     match resp.status() {
         StatusCode::OK => Ok(resp),
         StatusCode::NOT_FOUND => Err(Failure::NotThere("not held there".into())),
+        StatusCode::SERVICE_UNAVAILABLE
+            if resp
+                .headers()
+                .contains_key(super::seeding::LEAST_SERVED_HEADER) =>
+        {
+            Err(Failure::Deferred)
+        }
         s => Err(Failure::Unreachable(format!("HTTP {s}"))),
     }
 }
@@ -202,7 +222,8 @@ impl Meter {
 }
 
 /// The bytes of one piece from `address`: exactly `len` of them or a failure. Each chunk is
-/// paced by the download bucket and must come within `timeout` of the previous one.
+/// paced by the download bucket and must come within `timeout` of the previous one. `insist`:
+/// the holder may not defer it (see [`super::seeding`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn piece(
     net: &Net,
@@ -213,14 +234,16 @@ pub async fn piece(
     timeout: Duration,
     mut throttle: Throttle,
     meter: Arc<Meter>,
+    insist: bool,
 ) -> Result<Vec<u8>, Failure> {
     let started = Instant::now();
-    let resp = get(
-        net,
-        blob_url(net, address, sha256, &format!("/pieces/{index}")),
-        timeout,
-    )
-    .await?;
+    let mut req = net
+        .http
+        .get(blob_url(net, address, sha256, &format!("/pieces/{index}")));
+    if insist {
+        req = req.header(super::seeding::INSIST_HEADER, "1");
+    }
+    let resp = send(req, timeout).await?;
     if resp.content_length().is_some_and(|n| n != len) {
         return Err(Failure::Bad(format!(
             "piece {index} announced as {:?} bytes, expected {len}",
