@@ -139,6 +139,11 @@ fn six_peers_fetch_from_one_seed_and_each_other() {
         .map(|(p, _)| metric(&p.url(), "p2p_peer_served_bytes_total"))
         .sum();
     let f = (64 * MIB) as f64;
+    eprintln!(
+        "seed served {:.1} MiB, the peers {:.1} MiB",
+        served / MIB as f64,
+        by_peers / MIB as f64
+    );
     assert!(
         served < 2.0 * f,
         "the seed served {:.1} MiB of a 64 MiB file to 6 peers (the peers served {:.1} MiB)",
