@@ -9,6 +9,7 @@ pub mod download;
 pub mod error;
 pub mod http;
 pub mod membership;
+pub mod memory;
 pub mod menu;
 pub mod metrics;
 pub mod net;

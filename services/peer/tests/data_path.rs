@@ -432,7 +432,7 @@ async fn a_get_without_room_frees_what_it_wrote() {
     assert!(err.contains("removed the partial download"), "{err}");
     let part = out
         .join(".partial")
-        .join(format!("{}.part", sha256_hex(&content)));
+        .join(format!("{}.data", sha256_hex(&content)));
     assert!(!part.exists(), "partial left behind: {err}");
     assert!(!out.join("big.bin").exists());
     assert!(

@@ -691,12 +691,12 @@ impl<'a> Engine<'a> {
                     break;
                 }
                 // A complete holder that partial holders relieve is asked for one piece at a
-                // time, and only while the partial holders leave this download short of work:
-                // its upload is what every downloader of the file competes for.
-                if only_complete.is_some()
-                    && !s.peer.partial
-                    && (depth > 1 || !self.requests.is_empty())
-                {
+                // time, and only for pieces no partial holder has: its upload is what every
+                // downloader of the file competes for. It is never left idle, though: it hands
+                // out its least-sent pieces first (`swarm::seeding`), so what it sends is new
+                // to the swarm, and a seed kept busy is what the bound max(F/U, NF/((N+1)U))
+                // assumes.
+                if only_complete.is_some() && !s.peer.partial && depth > 1 {
                     continue;
                 }
                 let Some(has) = &s.has else { continue };
