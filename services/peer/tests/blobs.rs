@@ -3,6 +3,7 @@
 //! serves.
 
 mod common;
+use common::start_tracker;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,12 +23,6 @@ const MIB: usize = 1 << 20;
 fn expected_pieces(data: &[u8]) -> Vec<Digest> {
     let size = pieces::piece_size(data.len() as u64) as usize;
     data.chunks(size).map(sha256).collect()
-}
-
-async fn start_tracker() -> p2p_tracker::server::Running {
-    let mut cfg = p2p_tracker::config::TrackerConfig::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    p2p_tracker::server::start(cfg).await.unwrap()
 }
 
 fn peer_cfg(tracker: SocketAddr, share: &Path) -> p2p_peer::config::PeerConfig {

@@ -2,37 +2,14 @@
 //! and symlinks where files should be, clients that stall, a disk that runs out of room.
 
 mod common;
+use common::{start_peer, start_tracker};
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{PeerOpts, bytes, eventually, sha256_hex};
 use tokio::io::AsyncWriteExt;
-
-async fn start_tracker() -> p2p_tracker::server::Running {
-    let mut cfg = p2p_tracker::config::TrackerConfig::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    p2p_tracker::server::start(cfg).await.unwrap()
-}
-
-async fn start_peer(
-    tracker: SocketAddr,
-    id: &str,
-    share: &Path,
-    tweak: impl FnOnce(&mut p2p_peer::config::PeerConfig),
-) -> p2p_peer::server::Running {
-    let mut cfg = p2p_peer::config::PeerConfig::default();
-    cfg.peer.id = id.into();
-    cfg.peer.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.peer.files_dir = share.to_path_buf();
-    cfg.peer.scan_interval = Duration::from_millis(200);
-    cfg.tracker.endpoint = format!("http://{tracker}");
-    cfg.tracker.heartbeat_interval = Duration::from_millis(500);
-    tweak(&mut cfg);
-    p2p_peer::server::start(cfg).await.unwrap()
-}
 
 fn client() -> reqwest::Client {
     p2p_common::tls::install_provider();

@@ -2,6 +2,7 @@
 //! written outside the share, and no partial file is ever visible.
 
 mod common;
+use common::start_tracker;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,12 +29,6 @@ impl Net {
     fn peer_url(&self) -> String {
         format!("http://{}", self.peer.local_addr)
     }
-}
-
-async fn start_tracker() -> p2p_tracker::server::Running {
-    let mut cfg = p2p_tracker::config::TrackerConfig::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    p2p_tracker::server::start(cfg).await.unwrap()
 }
 
 async fn start_peer(

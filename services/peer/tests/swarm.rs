@@ -3,6 +3,7 @@
 //! was cut off. Proxies in front of real peers play the misbehaving holders.
 
 mod common;
+use common::{start_peer, start_tracker};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,29 +20,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const MIB: usize = 1 << 20;
-
-async fn start_tracker() -> p2p_tracker::server::Running {
-    let mut cfg = p2p_tracker::config::TrackerConfig::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    p2p_tracker::server::start(cfg).await.unwrap()
-}
-
-async fn start_peer(
-    tracker: SocketAddr,
-    id: &str,
-    share: &Path,
-    tweak: impl FnOnce(&mut p2p_peer::config::PeerConfig),
-) -> p2p_peer::server::Running {
-    let mut cfg = p2p_peer::config::PeerConfig::default();
-    cfg.peer.id = id.into();
-    cfg.peer.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.peer.files_dir = share.to_path_buf();
-    cfg.peer.scan_interval = Duration::from_millis(200);
-    cfg.tracker.endpoint = format!("http://{tracker}");
-    cfg.tracker.heartbeat_interval = Duration::from_millis(500);
-    tweak(&mut cfg);
-    p2p_peer::server::start(cfg).await.unwrap()
-}
 
 /// A peer holding `content` as `name`, ready to serve its pieces.
 async fn holder(

@@ -374,3 +374,29 @@ pub fn holders(tracker: &str, name: &str) -> Vec<(String, String)> {
 pub fn metric(base: &str, series: &str) -> f64 {
     Sec::plain().metric(base, series)
 }
+
+/// A tracker in this process on an ephemeral loopback port, with the embedded defaults.
+pub async fn start_tracker() -> p2p_tracker::server::Running {
+    let mut cfg = p2p_tracker::config::TrackerConfig::default();
+    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    p2p_tracker::server::start(cfg).await.unwrap()
+}
+
+/// A peer in this process on an ephemeral loopback port, registered with `tracker`; `tweak`
+/// adjusts its configuration before it starts.
+pub async fn start_peer(
+    tracker: SocketAddr,
+    id: &str,
+    share: &Path,
+    tweak: impl FnOnce(&mut p2p_peer::config::PeerConfig),
+) -> p2p_peer::server::Running {
+    let mut cfg = p2p_peer::config::PeerConfig::default();
+    cfg.peer.id = id.into();
+    cfg.peer.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.peer.files_dir = share.to_path_buf();
+    cfg.peer.scan_interval = Duration::from_millis(200);
+    cfg.tracker.endpoint = format!("http://{tracker}");
+    cfg.tracker.heartbeat_interval = Duration::from_millis(500);
+    tweak(&mut cfg);
+    p2p_peer::server::start(cfg).await.unwrap()
+}
