@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod digest;
 pub mod failover;
 pub mod health;
 pub mod metrics;
@@ -11,6 +12,8 @@ pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+
+pub use digest::Digest;
 
 /// The tracker API (`proto/p2pshare/tracker/v1/tracker.proto`).
 pub mod proto {

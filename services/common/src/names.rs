@@ -69,17 +69,12 @@ pub fn validate_file_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// Lowercase hex SHA-256, as `sha256sum` prints it.
+/// Lowercase hex SHA-256, as `sha256sum` prints it ([`crate::Digest`]'s own check).
 pub fn validate_digest(digest: &str) -> Result<(), NameError> {
-    if digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        Ok(())
-    } else {
-        Err(NameError::BadDigest)
-    }
+    digest
+        .parse::<crate::Digest>()
+        .map(|_| ())
+        .map_err(|_| NameError::BadDigest)
 }
 
 /// `host:port` as other peers will dial it (a name or an IP, IPv6 in brackets).
