@@ -2,6 +2,7 @@
 //! sides enforce, layered config loading, logging and shutdown signals.
 
 pub mod auth;
+mod client;
 pub mod config;
 pub mod digest;
 pub mod failover;
@@ -21,29 +22,7 @@ pub mod proto {
     tonic::include_proto!("p2pshare.tracker.v1");
 }
 
-/// A tracker API client that traces each call (a client span) and carries its context.
-pub type TrackerClient = proto::tracker_service_client::TrackerServiceClient<
-    telemetry::ClientSpan<
-        tonic::service::interceptor::InterceptedService<
-            failover::FailoverChannel,
-            telemetry::InjectContext,
-        >,
-    >,
->;
-
-/// A tracker client over `channel` (one or several trackers) that sends `token` (when
-/// authentication is on).
-pub fn tracker_client(
-    channel: failover::FailoverChannel,
-    token: Option<&auth::Tokens>,
-) -> TrackerClient {
-    proto::tracker_service_client::TrackerServiceClient::new(telemetry::ClientSpan(
-        tonic::service::interceptor::InterceptedService::new(
-            channel,
-            telemetry::InjectContext::new(token.map(auth::Tokens::outgoing)),
-        ),
-    ))
-}
+pub use client::{TrackerClient, tracker_client};
 
 /// Version of this build, reported by `--version` and in metrics.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

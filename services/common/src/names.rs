@@ -69,10 +69,10 @@ pub fn validate_file_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// Lowercase hex SHA-256, as `sha256sum` prints it ([`crate::Digest`]'s own check).
+/// Lowercase hex SHA-256, as `sha256sum` prints it ([`crate::digest::Digest`]'s own check).
 pub fn validate_digest(digest: &str) -> Result<(), NameError> {
     digest
-        .parse::<crate::Digest>()
+        .parse::<crate::digest::Digest>()
         .map(|_| ())
         .map_err(|_| NameError::BadDigest)
 }

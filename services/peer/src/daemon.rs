@@ -14,64 +14,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use p2p_common::auth::Tokens;
-use p2p_common::proto::PeerInfo;
-use serde::{Deserialize, Serialize};
 
-use crate::client::peer::Downloaded;
 use crate::client::{self, Destination, Placed};
-use crate::download::{Progress, Target};
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{DownloadMeter, Metrics};
+use crate::share::Digest;
 use crate::store::Store;
-use crate::swarm::Swarm;
+use crate::swarm::{Report, Swarm, Target};
 use crate::tracker::Tracker;
-
-/// The body of `POST /downloads`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct DownloadRequest {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-}
-
-/// One line of the NDJSON answer to `POST /downloads`; the last is `Done` or `Error`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    Start {
-        name: String,
-        sha256: String,
-        size: u64,
-        /// Bytes already verified here (a resumed download).
-        have: u64,
-    },
-    Progress {
-        have: u64,
-        size: u64,
-        /// Holders the download is using now.
-        sources: u64,
-    },
-    SourceFailed {
-        peer: String,
-        address: String,
-        reason: String,
-        /// The source sent bytes that did not verify (dropped for this download).
-        bad: bool,
-    },
-    Done {
-        name: String,
-        sha256: String,
-        size: u64,
-        /// `created` or `identical`.
-        status: String,
-    },
-    Error {
-        /// [`Error::kind`]: the CLI maps it to its exit code.
-        kind: String,
-        message: String,
-    },
-}
+use crate::wire::download::{self as wire, DownloadRequest, Downloaded, Event};
 
 /// Progress lines are sent at most this often...
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -118,15 +69,15 @@ impl Daemon {
     pub async fn download(
         &self,
         name: &str,
-        sha256: Option<&str>,
+        sha256: Option<&Digest>,
         events: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<Downloaded> {
         let target = client::resolve(&self.tracker, name, sha256).await?;
         let done = |status: Placed| Downloaded {
             name: target.name.clone(),
-            sha256: target.sha256.clone(),
+            sha256: target.sha256,
             size: target.size,
-            status: status.as_str().to_owned(),
+            status,
         };
         if let Some(entry) = self.store.get(&target.name).await {
             if entry.sha256 != target.sha256 {
@@ -176,7 +127,7 @@ impl Daemon {
 fn start(t: &Target, have: u64) -> Event {
     Event::Start {
         name: t.name.clone(),
-        sha256: t.sha256.clone(),
+        sha256: t.sha256,
         size: t.size,
         have,
     }
@@ -221,7 +172,7 @@ async fn post_downloads(
         let sink = move |e: Event| {
             let _ = tx.send(e);
         };
-        let last = match d.download(&req.name, req.sha256.as_deref(), &sink).await {
+        let last = match d.download(&req.name, req.sha256.as_ref(), &sink).await {
             Ok(done) => Event::Done {
                 name: done.name,
                 sha256: done.sha256,
@@ -240,20 +191,21 @@ async fn post_downloads(
     });
     let lines = futures::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;
-        let mut line = serde_json::to_vec(&event).unwrap_or_default();
-        line.push(b'\n');
-        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), rx))
+        Some((
+            Ok::<_, std::convert::Infallible>(Bytes::from(event.to_line())),
+            rx,
+        ))
     });
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CONTENT_TYPE, wire::CONTENT_TYPE)
         .header(header::CACHE_CONTROL, "no-store")
         .body(Body::from_stream(lines))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// Turns a download's progress into events (progress lines at most every
-/// [`PROGRESS_EVERY`]) and into the peer's download metrics.
+/// Streams a download's events (progress lines at most every [`PROGRESS_EVERY`], in their
+/// wire form) and counts them in the peer's download metrics.
 struct EventProgress<'a> {
     size: u64,
     /// Verified bytes.
@@ -261,7 +213,7 @@ struct EventProgress<'a> {
     /// Holders in use, as the engine last said.
     sources: AtomicU64,
     last: Mutex<Instant>,
-    metrics: crate::metrics::DownloadProgress<'a>,
+    meter: DownloadMeter<'a>,
     events: &'a (dyn Fn(Event) + Send + Sync),
 }
 
@@ -272,7 +224,7 @@ impl<'a> EventProgress<'a> {
             have: AtomicU64::new(0),
             sources: AtomicU64::new(0),
             last: Mutex::new(Instant::now()),
-            metrics: crate::metrics::DownloadProgress(metrics),
+            meter: DownloadMeter::new(metrics),
             events,
         }
     }
@@ -300,43 +252,33 @@ impl<'a> EventProgress<'a> {
     }
 }
 
-impl Progress for EventProgress<'_> {
-    fn attempt(&self, peer: &PeerInfo, total: u64, already: u64) {
-        self.metrics.attempt(peer, total, already);
-        // `already`: the bytes verified when this source started (a resume, at first).
-        self.have.fetch_max(already, Ordering::Relaxed);
-        self.report(PROGRESS_EVERY);
-    }
-
-    fn advance(&self, bytes: u64) {
-        self.metrics.advance(bytes);
-        self.have.fetch_add(bytes, Ordering::Relaxed);
-        self.report(PROGRESS_EVERY);
-    }
-
-    fn failed(&self, peer: &PeerInfo, why: &str, bad: bool) {
-        self.metrics.failed(peer, why, bad);
-        (self.events)(Event::SourceFailed {
-            peer: peer.peer_id.clone(),
-            address: peer.address.clone(),
-            reason: why.to_owned(),
-            bad,
-        });
-    }
-
-    fn done(&self) {
-        self.metrics.done();
-        self.sources.store(0, Ordering::Relaxed);
-        self.have.store(self.size, Ordering::Relaxed);
-        (self.events)(Event::Progress {
-            have: self.size,
-            size: self.size,
-            sources: 0,
-        });
-    }
-
-    fn sources(&self, n: usize) {
-        self.sources.store(n as u64, Ordering::Relaxed);
+impl Report for EventProgress<'_> {
+    fn event(&self, e: Event) {
+        self.meter.observe(&e);
+        match e {
+            // The bytes verified when a source starts (a resume, at first).
+            Event::Source { have, .. } => {
+                self.have.fetch_max(have, Ordering::Relaxed);
+                self.report(PROGRESS_EVERY);
+            }
+            Event::Progress { have, sources, .. } => {
+                self.have.fetch_max(have, Ordering::Relaxed);
+                self.sources.store(sources, Ordering::Relaxed);
+                self.report(PROGRESS_EVERY);
+            }
+            Event::Verified { size } => {
+                self.sources.store(0, Ordering::Relaxed);
+                self.have.store(size, Ordering::Relaxed);
+                if let Some(line) = (Event::Verified { size }).on_wire() {
+                    (self.events)(line);
+                }
+            }
+            other => {
+                if let Some(line) = other.on_wire() {
+                    (self.events)(line);
+                }
+            }
+        }
     }
 }
 
@@ -385,31 +327,5 @@ mod tests {
                 StatusCode::UNAUTHORIZED
             );
         }
-    }
-
-    #[test]
-    fn events_have_the_wire_shape() {
-        let e = Event::SourceFailed {
-            peer: "p1".into(),
-            address: "127.0.0.1:5000".into(),
-            reason: "bad piece 3".into(),
-            bad: true,
-        };
-        let v = serde_json::to_value(&e).unwrap();
-        assert_eq!(v["event"], "source_failed");
-        assert_eq!(v["bad"], true);
-        let line = r#"{"event":"done","name":"a","sha256":"00","size":3,"status":"created"}"#;
-        assert_eq!(
-            serde_json::from_str::<Event>(line).unwrap(),
-            Event::Done {
-                name: "a".into(),
-                sha256: "00".into(),
-                size: 3,
-                status: "created".into()
-            }
-        );
-        let req: DownloadRequest = serde_json::from_str(r#"{"name":"a"}"#).unwrap();
-        assert_eq!(req.sha256, None);
-        assert!(serde_json::from_str::<DownloadRequest>(r#"{"nmae":"a"}"#).is_err());
     }
 }

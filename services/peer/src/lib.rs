@@ -1,11 +1,11 @@
 //! The p2pshare peer: serves a share directory over HTTP, keeps itself registered with the
 //! tracker, and the client commands (search, ls, get, put, leave, menu).
 
+pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
-pub mod download;
 pub mod error;
 pub mod http;
 pub mod membership;
@@ -21,3 +21,4 @@ pub mod store;
 pub mod swarm;
 pub mod tracker;
 pub mod transfer;
+pub mod wire;

@@ -17,6 +17,7 @@ use tonic::Code;
 
 use crate::error::Error;
 use crate::readiness::Readiness;
+use crate::share::Digest;
 use crate::share::partial::{PartialFile, Partials};
 use crate::store::{Entry, Store};
 
@@ -55,7 +56,7 @@ fn info(e: &Entry) -> FileInfo {
     FileInfo {
         name: e.name.clone(),
         size: e.size,
-        sha256: e.sha256.clone(),
+        sha256: e.sha256.to_hex(),
         pieces_root: e
             .manifest
             .as_ref()
@@ -76,17 +77,17 @@ fn partial_snapshot(
     shared: &Snapshot,
     room: usize,
 ) -> PartialSnapshot {
-    let complete: std::collections::BTreeSet<&str> =
-        shared.values().map(|e| e.sha256.as_str()).collect();
+    let complete: std::collections::BTreeSet<&Digest> =
+        shared.values().map(|e| &e.sha256).collect();
     partials
         .iter()
+        .filter(|p| !complete.contains(p.sha256()))
         .map(|p| FileInfo {
             name: String::new(),
             size: p.manifest().size(),
             sha256: p.sha256().to_hex(),
             pieces_root: p.manifest().root().to_hex(),
         })
-        .filter(|f| !complete.contains(f.sha256.as_str()))
         .take(room)
         .map(|f| (f.sha256.clone(), f))
         .collect()
@@ -674,7 +675,7 @@ mod tests {
         let done = Entry {
             name: "b.txt".into(),
             size: 1,
-            sha256: b.sha256().to_hex(),
+            sha256: *b.sha256(),
             mtime_ns: 0,
             manifest: Some(b.manifest().clone()),
         };

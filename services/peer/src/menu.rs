@@ -6,13 +6,13 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufRea
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::cli;
+use crate::client::render::format_matches;
 use crate::client::{self, Destination, Placed};
 use crate::config::PeerConfig;
 use crate::daemon::Daemon;
-use crate::download::Silent;
 use crate::error::{Error, Result};
 use crate::net::Net;
+use crate::swarm::Logged;
 
 /// What the menu acts on: the tracker, and this process's own peer when it serves one.
 pub struct Context {
@@ -106,7 +106,7 @@ where
                     .instrument(put)
                     .await
                 {
-                    Ok(up) => format!("{} {} on {addr}", up.status, up.name),
+                    Ok(up) => format!("{} {} on {addr}", up.word(), up.name),
                     Err(e) => format!("put failed: {e}"),
                 }
             }
@@ -145,7 +145,7 @@ where
 async fn search(ctx: &Context, name: &str) -> String {
     match client::search(&ctx.cfg, name, false).await {
         Ok(m) if m.is_empty() => format!("No file matches {name:?}."),
-        Ok(m) => cli::format_matches(&m).trim_end().to_owned(),
+        Ok(m) => format_matches(&m).trim_end().to_owned(),
         Err(e) => format!("search failed: {e}"),
     }
 }
@@ -155,7 +155,7 @@ async fn search(ctx: &Context, name: &str) -> String {
 async fn get(ctx: &Context, name: &str) -> String {
     let result = match &ctx.own {
         Some(own) => own.daemon.download(name, None, &|_| {}).await.map(|d| {
-            if d.status == Placed::Identical.as_str() {
+            if d.status == Placed::Identical {
                 format!("Already sharing {}.", d.name)
             } else {
                 format!(
@@ -175,7 +175,7 @@ async fn get_here(ctx: &Context, name: &str) -> Result<String> {
     let dir = std::env::current_dir().map_err(|e| Error::Other(e.into()))?;
     let dest = dir.join(&target.name);
     let swarm = client::standalone_swarm(&ctx.cfg, Some(tracker))?;
-    client::get(&swarm, &target, &Destination::Path(dest.clone()), &Silent).await?;
+    client::get(&swarm, &target, &Destination::Path(dest.clone()), &Logged).await?;
     Ok(format!("Downloaded {} (sha256 verified).", dest.display()))
 }
 

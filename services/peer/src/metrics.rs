@@ -19,6 +19,8 @@ use tracing::Instrument;
 use crate::share::partial::Partials;
 use crate::store::Store;
 use crate::transfer::{Direction, Limits};
+use crate::wire::download::Event;
+use crate::wire::route;
 
 /// Until the response head: tens of microseconds for a listing, minutes for a large upload
 /// (answered once its body is in).
@@ -270,18 +272,11 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
     match matched.map(MatchedPath::as_str) {
         // No route matched: the router's fallback answers (404).
         None => "unmatched",
-        Some("/files") => "/files",
-        Some("/files/{name}") => "/files/{name}",
-        Some("/upload") => "/upload",
-        Some("/healthz") => "/healthz",
-        Some("/metrics") => "/metrics",
-        Some("/leave") => "/leave",
-        Some("/blobs/{sha256}") => "/blobs/{sha256}",
-        Some("/blobs/{sha256}/manifest") => "/blobs/{sha256}/manifest",
-        Some("/blobs/{sha256}/bitfield") => "/blobs/{sha256}/bitfield",
-        Some("/blobs/{sha256}/pieces/{index}") => "/blobs/{sha256}/pieces/{index}",
-        Some("/downloads") => "/downloads",
-        Some(_) => "other",
+        Some(path) => route::ALL
+            .iter()
+            .find(|r| **r == path)
+            .copied()
+            .unwrap_or("other"),
     }
 }
 
@@ -349,19 +344,43 @@ impl HttpBody for SpannedBody {
     }
 }
 
-/// Counts the bytes and failures of this peer's own downloads.
-pub struct DownloadProgress<'a>(pub &'a Metrics);
+/// Counts the bytes and failures of one of this peer's own downloads from its events.
+pub struct DownloadMeter<'a> {
+    metrics: &'a Metrics,
+    /// Verified bytes at the last event; `None` before the first (a resumed download starts
+    /// with bytes that were not downloaded now).
+    have: std::sync::Mutex<Option<u64>>,
+}
 
-impl crate::download::Progress for DownloadProgress<'_> {
-    fn attempt(&self, _: &p2p_common::proto::PeerInfo, _: u64, _: u64) {}
-    fn advance(&self, bytes: u64) {
-        self.0.downloaded_bytes.inc_by(bytes);
-    }
-    fn failed(&self, peer: &p2p_common::proto::PeerInfo, why: &str, integrity: bool) {
-        if integrity {
-            self.0.integrity_failures.inc();
+impl<'a> DownloadMeter<'a> {
+    pub fn new(metrics: &'a Metrics) -> Self {
+        Self {
+            metrics,
+            have: std::sync::Mutex::new(None),
         }
-        tracing::warn!(peer = %peer.peer_id, "download attempt failed: {why}");
     }
-    fn done(&self) {}
+
+    pub fn observe(&self, e: &Event) {
+        match e {
+            Event::Source { have, .. } | Event::Progress { have, .. } => {
+                if let Ok(mut last) = self.have.lock() {
+                    if let Some(before) = *last
+                        && *have > before
+                    {
+                        self.metrics.downloaded_bytes.inc_by(have - before);
+                    }
+                    *last = Some(last.map_or(*have, |b| b.max(*have)));
+                }
+            }
+            Event::SourceFailed {
+                peer, reason, bad, ..
+            } => {
+                if *bad {
+                    self.metrics.integrity_failures.inc();
+                }
+                tracing::warn!(%peer, "download attempt failed: {reason}");
+            }
+            _ => {}
+        }
+    }
 }

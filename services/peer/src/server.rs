@@ -110,7 +110,8 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         .context("cannot load the TLS files")?;
     p2p_common::serve::warn_if_plaintext(local_addr, tls.is_some());
     let tokens = crate::net::tokens(&cfg)?;
-    let channel = crate::net::tracker_channel(&cfg)?;
+    // One tracker client for the process: membership, the daemon's searches and its swarm.
+    let tracker = crate::tracker::Tracker::connect(&cfg)?;
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
     let partials = Partials::new();
@@ -122,7 +123,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         peer_id: cfg.peer.id.clone(),
         address: advertised.clone(),
         heartbeat: cfg.tracker.heartbeat_interval,
-        client: p2p_common::tracker_client(channel, tokens.as_ref()),
+        client: tracker.grpc(),
         store: store.clone(),
         partials: partials.clone(),
         readiness: readiness.clone(),
@@ -152,13 +153,13 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         store: store.clone(),
         swarm: crate::client::swarm(
             &cfg,
-            Some(crate::tracker::Tracker::connect(&cfg)?),
+            Some(tracker.clone()),
             limits.clone(),
             Some(partials.clone()),
             Some(metrics.clone()),
             Some(advertised.clone()),
         )?,
-        tracker: crate::tracker::Tracker::connect(&cfg)?,
+        tracker,
         metrics: metrics.clone(),
         tokens: tokens.clone(),
     };

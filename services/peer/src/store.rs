@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock, watch};
 
 use crate::share::pieces::{self, Hashed};
-use crate::share::{Manifest, ShareError};
+use crate::share::{Digest, Manifest, ShareError};
 
 pub const PARTIAL_DIR: &str = ".partial";
 pub const STATE_DIR: &str = ".p2pshare";
@@ -50,7 +50,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 pub struct Entry {
     pub name: String,
     pub size: u64,
-    pub sha256: String,
+    pub sha256: Digest,
     /// Modification time (ns since the epoch) when hashed: a changed file is rehashed.
     #[serde(default)]
     pub mtime_ns: u128,
@@ -65,7 +65,7 @@ impl Entry {
         Entry {
             name: name.to_owned(),
             size: hashed.manifest.size(),
-            sha256: hashed.sha256.to_hex(),
+            sha256: hashed.sha256,
             mtime_ns: mtime_ns(meta),
             manifest: Some(Arc::new(hashed.manifest.clone())),
         }
@@ -88,15 +88,15 @@ impl Entry {
 #[derive(Default)]
 struct Index {
     by_name: BTreeMap<String, Entry>,
-    by_digest: HashMap<String, BTreeSet<String>>,
+    by_digest: HashMap<Digest, BTreeSet<String>>,
 }
 
 impl Index {
     fn new(by_name: BTreeMap<String, Entry>) -> Self {
-        let mut by_digest: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let mut by_digest: HashMap<Digest, BTreeSet<String>> = HashMap::new();
         for e in by_name.values() {
             by_digest
-                .entry(e.sha256.clone())
+                .entry(e.sha256)
                 .or_default()
                 .insert(e.name.clone());
         }
@@ -114,13 +114,13 @@ impl Index {
             }
         }
         self.by_digest
-            .entry(entry.sha256.clone())
+            .entry(entry.sha256)
             .or_default()
             .insert(entry.name.clone());
         self.by_name.insert(entry.name.clone(), entry);
     }
 
-    fn by_digest(&self, sha256: &str) -> Option<&Entry> {
+    fn by_digest(&self, sha256: &Digest) -> Option<&Entry> {
         let name = self.by_digest.get(sha256)?.first()?;
         self.by_name.get(name)
     }
@@ -202,8 +202,8 @@ pub fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata
 }
 
 /// SHA-256 of a regular file (see [`open_regular`]); anything else is an error.
-pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    hash_regular(path).map(|(h, _)| (h.manifest.size(), h.sha256.to_hex()))
+pub fn hash_file(path: &Path) -> io::Result<(u64, Digest)> {
+    hash_regular(path).map(|(h, _)| (h.manifest.size(), h.sha256))
 }
 
 fn changed_while_hashed() -> io::Error {
@@ -374,9 +374,8 @@ impl Store {
         self.index.read().await.by_name.get(name).cloned()
     }
 
-    /// A shared file with these bytes (`sha256` in lowercase hex), whatever its name; the first
-    /// such name in name order.
-    pub async fn by_digest(&self, sha256: &str) -> Option<Entry> {
+    /// A shared file with these bytes, whatever its name; the first such name in name order.
+    pub async fn by_digest(&self, sha256: &Digest) -> Option<Entry> {
         self.index.read().await.by_digest(sha256).cloned()
     }
 
@@ -403,7 +402,7 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        if hashed.sha256.to_hex() != entry.sha256 {
+        if hashed.sha256 != entry.sha256 {
             return Err(ShareError::Changed {
                 path,
                 expected: entry.size,
@@ -492,12 +491,12 @@ impl Store {
         tmp: &Path,
         name: &str,
         size: u64,
-        sha256: &str,
+        sha256: &Digest,
     ) -> Result<Published, StoreError> {
         let t = tmp.to_path_buf();
         let hashed = blocking(tmp, move || pieces::hash_file(&t).map_err(share_io)).await;
         let checked = hashed.and_then(|h| {
-            if h.sha256.to_hex() == sha256 && h.manifest.size() == size {
+            if &h.sha256 == sha256 && h.manifest.size() == size {
                 Ok(h)
             } else {
                 Err(io_err(tmp)(io::Error::new(
@@ -541,12 +540,12 @@ impl Store {
         name: &str,
         hashed: &Hashed,
     ) -> Result<Published, StoreError> {
-        let sha256 = hashed.sha256.to_hex();
+        let sha256 = hashed.sha256;
         check_name(name)?;
         let dest = self.dir.join(name);
         // A file put there by hand since the last scan is hashed before taking the lock, and
         // its digest used only if it is still the same file once the lock is held.
-        let mut seen: Option<(String, std::fs::Metadata)> = None;
+        let mut seen: Option<(Digest, std::fs::Metadata)> = None;
         for _ in 0..3 {
             let d = dest.clone();
             let on_disk = blocking(&dest, move || match std::fs::symlink_metadata(&d) {
@@ -565,7 +564,7 @@ impl Store {
                     (Some(e), _) if e.size == meta.len() && e.mtime_ns == mtime_ns(&meta) => {
                         Some(e.sha256)
                     }
-                    (_, Some((digest, seen))) if same_file(seen, &meta) => Some(digest.clone()),
+                    (_, Some((digest, seen))) if same_file(seen, &meta) => Some(*digest),
                     _ => None,
                 };
                 if let Some(digest) = digest {
@@ -578,7 +577,7 @@ impl Store {
                 drop(guard);
                 let d = dest.clone();
                 seen = match blocking(&dest, move || hash_regular(&d)).await {
-                    Ok((h, meta)) => Some((h.sha256.to_hex(), meta)),
+                    Ok((h, meta)) => Some((h.sha256, meta)),
                     // Changing under us, or swapped for something else: look again.
                     Err(_) => None,
                 };
@@ -710,7 +709,7 @@ mod tests {
         let list = store.list().await;
         assert_eq!(list.len(), 1);
         assert_eq!(
-            list[0].sha256,
+            list[0].sha256.to_hex(),
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert!(!store.rescan().await.unwrap());
@@ -837,12 +836,12 @@ mod tests {
         );
         let e = store.get("up").await.unwrap();
         assert_eq!(e.manifest.as_deref(), Some(&hashed.manifest));
-        assert_eq!(e.sha256, hashed.sha256.to_hex());
+        assert_eq!(e.sha256, hashed.sha256);
 
         // The size-and-digest form checks the bytes before anything is placed.
         std::fs::write(&p, b"other bytes").unwrap();
         let err = store
-            .publish(&p, "other", 11, &hashed.sha256.to_hex())
+            .publish(&p, "other", 11, &hashed.sha256)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("expected 11 bytes"), "{err}");
@@ -859,7 +858,7 @@ mod tests {
         std::fs::write(dir.join("c"), b"same").unwrap();
         std::fs::write(dir.join("d"), b"different").unwrap();
         store.rescan().await.unwrap();
-        let same = crate::share::digest::sha256(b"same").to_hex();
+        let same = crate::share::digest::sha256(b"same");
         assert_eq!(store.by_digest(&same).await.unwrap().name, "b");
         // Published under a name that sorts first.
         let p = dir.join(PARTIAL_DIR).join("upload-1");
@@ -874,11 +873,11 @@ mod tests {
             assert_eq!(found.as_deref(), next, "after removing {gone}");
         }
         // A name rewritten with other bytes leaves the old digest.
-        let other = crate::share::digest::sha256(b"different").to_hex();
+        let other = crate::share::digest::sha256(b"different");
         std::fs::write(dir.join("d"), b"rewritten, longer").unwrap();
         store.rescan().await.unwrap();
         assert!(store.by_digest(&other).await.is_none());
-        let now = crate::share::digest::sha256(b"rewritten, longer").to_hex();
+        let now = crate::share::digest::sha256(b"rewritten, longer");
         assert_eq!(store.by_digest(&now).await.unwrap().name, "d");
     }
 

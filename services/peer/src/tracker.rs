@@ -1,4 +1,5 @@
-//! The client side of the tracker API, as the CLI uses it.
+//! The client side of the tracker API: one per process, shared by search, downloads and
+//! membership. Its answers are parsed here, once: the rest of the peer sees typed digests.
 
 use std::time::Duration;
 
@@ -13,9 +14,64 @@ use tonic::Code;
 
 use crate::config::PeerConfig;
 use crate::error::{Error, Result};
+use crate::share::Digest;
 
 /// Cap on what one command pulls from the tracker, across pages.
 const MAX_RESULTS: usize = 10_000;
+
+/// A live peer holding a file, as the tracker listed it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Holder {
+    pub peer_id: String,
+    /// `host:port` of its HTTP API.
+    pub address: String,
+    /// It is still downloading the file and serves only the pieces it verified.
+    pub partial: bool,
+    /// The root it announced for the file (`None`: it announced none, or one that is not a
+    /// digest, which no download can follow).
+    pub pieces_root: Option<Digest>,
+}
+
+impl From<PeerInfo> for Holder {
+    fn from(p: PeerInfo) -> Self {
+        Holder {
+            pieces_root: Digest::parse_optional(&p.pieces_root).ok().flatten(),
+            peer_id: p.peer_id,
+            address: p.address,
+            partial: p.partial,
+        }
+    }
+}
+
+/// A file on the network and its live holders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub name: String,
+    pub size: u64,
+    pub sha256: Digest,
+    /// The root most holders announced (`None`: none did).
+    pub pieces_root: Option<Digest>,
+    pub holders: Vec<Holder>,
+}
+
+impl Match {
+    /// `None` for a match without a file or with a digest that is not one: nothing could
+    /// download or verify it.
+    fn from_proto(m: FileMatch) -> Option<Self> {
+        let f = m.file?;
+        let Ok(sha256) = f.sha256.parse() else {
+            tracing::warn!(file = %f.name, "the tracker listed a file whose sha256 is not a digest; skipped");
+            return None;
+        };
+        Some(Match {
+            name: f.name,
+            size: f.size,
+            sha256,
+            pieces_root: Digest::parse_optional(&f.pieces_root).ok().flatten(),
+            holders: m.peers.into_iter().map(Holder::from).collect(),
+        })
+    }
+}
 
 #[derive(Clone)]
 pub struct Tracker {
@@ -58,8 +114,14 @@ impl Tracker {
         Error::from_status(&self.endpoint, s)
     }
 
+    /// The gRPC client itself, for the calls only membership makes (register, heartbeat,
+    /// announce, leave): the same channel as every other call of this process.
+    pub(crate) fn grpc(&self) -> TrackerClient {
+        self.client.clone()
+    }
+
     /// Every match, following pages.
-    pub async fn search(&self, query: &str, exact: bool) -> Result<Vec<FileMatch>> {
+    pub async fn search(&self, query: &str, exact: bool) -> Result<Vec<Match>> {
         self.all_pages(|mut c, page_token| async move {
             let r = c
                 .search(SearchRequest {
@@ -76,7 +138,7 @@ impl Tracker {
     }
 
     /// Every file on the network, following pages.
-    pub async fn list(&self) -> Result<Vec<FileMatch>> {
+    pub async fn list(&self) -> Result<Vec<Match>> {
         self.all_pages(|mut c, page_token| async move {
             let r = c
                 .list_files(ListFilesRequest {
@@ -91,20 +153,20 @@ impl Tracker {
     }
 
     /// Every live holder of `sha256`: complete holders first, then partial ones.
-    pub async fn peers_by_digest(&self, sha256: &str) -> Result<Vec<PeerInfo>> {
+    pub async fn peers_by_digest(&self, sha256: &Digest) -> Result<Vec<Holder>> {
         let mut c = self.client.clone();
         match c
             .get_peers_by_digest(GetPeersByDigestRequest {
-                sha256: sha256.to_owned(),
+                sha256: sha256.to_hex(),
             })
             .await
         {
-            Ok(r) => Ok(r.into_inner().peers),
+            Ok(r) => Ok(r.into_inner().peers.into_iter().map(Holder::from).collect()),
             Err(s) => Err(self.status(s).await),
         }
     }
 
-    async fn all_pages<F, Fut>(&self, mut page: F) -> Result<Vec<FileMatch>>
+    async fn all_pages<F, Fut>(&self, mut page: F) -> Result<Vec<Match>>
     where
         F: FnMut(TrackerClient, String) -> Fut,
         Fut: Future<Output = Result<(Vec<FileMatch>, String), tonic::Status>>,
@@ -116,7 +178,7 @@ impl Tracker {
                 Ok(answer) => answer,
                 Err(s) => return Err(self.status(s).await),
             };
-            out.extend(files);
+            out.extend(files.into_iter().filter_map(Match::from_proto));
             if next.is_empty() || out.len() >= MAX_RESULTS {
                 return Ok(out);
             }

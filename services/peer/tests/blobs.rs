@@ -106,12 +106,12 @@ fn blobs_of_a_complete_file() {
         assert_eq!(listed, want.iter().map(Digest::to_hex).collect::<Vec<_>>());
         assert_eq!(m["pieces_root"], pieces::pieces_root(&want).to_hex());
         // The typed form D's fetcher reads checks itself.
-        let typed: p2p_peer::http::ManifestJson = serde_json::from_slice(&body).unwrap();
+        let typed: p2p_peer::wire::blobs::ManifestJson = serde_json::from_slice(&body).unwrap();
         assert_eq!(typed.into_manifest().unwrap().digests(), &want[..]);
 
         let (s, h, body) = get(&format!("{base}/blobs/{sha}/bitfield")).await;
         assert_eq!(s, 200);
-        assert_eq!(h[p2p_peer::http::PIECES_HEADER], "3");
+        assert_eq!(h[p2p_peer::wire::blobs::PIECES_HEADER], "3");
         assert_eq!(h[reqwest::header::CONTENT_TYPE], "application/octet-stream");
         assert_eq!(body, [0b1110_0000]);
 
@@ -160,7 +160,7 @@ fn blobs_of_a_complete_file() {
         assert_eq!(m["pieces"], serde_json::json!([]));
         let (s, h, body) = get(&format!("{base}/blobs/{empty}/bitfield")).await;
         assert_eq!((s, body.len()), (200, 0));
-        assert_eq!(h[p2p_peer::http::PIECES_HEADER], "0");
+        assert_eq!(h[p2p_peer::wire::blobs::PIECES_HEADER], "0");
         assert_eq!(get(&format!("{base}/blobs/{empty}/pieces/0")).await.0, 416);
 
         // Unknown and malformed digests.
@@ -248,12 +248,12 @@ async fn pieces_of_a_download_in_progress() {
 
     let (s, _, body) = get(&format!("{base}/blobs/{sha}/manifest")).await;
     assert_eq!(s, 200);
-    let m: p2p_peer::http::ManifestJson = serde_json::from_slice(&body).unwrap();
+    let m: p2p_peer::wire::blobs::ManifestJson = serde_json::from_slice(&body).unwrap();
     assert_eq!(m.sha256, sha);
     assert_eq!(m.pieces_root, manifest.root());
     let (s, h, body) = get(&format!("{base}/blobs/{sha}/bitfield")).await;
     assert_eq!(s, 200);
-    assert_eq!(h[p2p_peer::http::PIECES_HEADER], "3");
+    assert_eq!(h[p2p_peer::wire::blobs::PIECES_HEADER], "3");
     assert_eq!(body, [0b0100_0000]);
 
     let (s, _, body) = get(&format!("{base}/blobs/{sha}/pieces/1")).await;

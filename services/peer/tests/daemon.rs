@@ -206,7 +206,7 @@ fn cut_stream_server() -> (String, std::thread::JoinHandle<()>) {
                 Ok(n) => req.extend_from_slice(&buf[..n]),
             }
         }
-        let line = b"{\"event\":\"start\",\"name\":\"data.bin\",\"sha256\":\"00\",\"size\":10,\"have\":0}\n";
+        let line = b"{\"event\":\"start\",\"name\":\"data.bin\",\"sha256\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\",\"size\":10,\"have\":0}\n";
         let _ = write!(
             s,
             "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",

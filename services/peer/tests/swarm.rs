@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{PeerOpts, bytes, eventually, sha256_hex};
-use p2p_common::proto::PeerInfo;
-use p2p_peer::download::{Progress, Target};
 use p2p_peer::share::Digest;
-use p2p_peer::swarm::Swarm;
+use p2p_peer::swarm::{Report, Swarm, Target};
+use p2p_peer::tracker::Holder;
+use p2p_peer::wire::download::Event;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -165,43 +165,49 @@ async fn proxy(upstream: SocketAddr, mode: Mode) -> Proxy {
     Proxy { addr, pieces, task }
 }
 
-/// Records what the engine reports.
+/// Records what the engine reports: failed sources, and the bytes verified by this fetch (the
+/// growth of `have` since its first event).
 #[derive(Default)]
 struct Seen {
     failed: Mutex<Vec<(String, bool)>>,
     advanced: Mutex<u64>,
+    have: Mutex<Option<u64>>,
 }
 
-impl Progress for Seen {
-    fn attempt(&self, _: &PeerInfo, _: u64, _: u64) {}
-    fn advance(&self, bytes: u64) {
-        *self.advanced.lock().unwrap() += bytes;
+impl Report for Seen {
+    fn event(&self, e: Event) {
+        match e {
+            Event::Source { have, .. } | Event::Progress { have, .. } => {
+                let mut last = self.have.lock().unwrap();
+                if let Some(before) = *last
+                    && have > before
+                {
+                    *self.advanced.lock().unwrap() += have - before;
+                }
+                *last = Some(last.map_or(have, |b| b.max(have)));
+            }
+            Event::SourceFailed { peer, bad, .. } => self.failed.lock().unwrap().push((peer, bad)),
+            _ => {}
+        }
     }
-    fn failed(&self, peer: &PeerInfo, _: &str, integrity: bool) {
-        self.failed
-            .lock()
-            .unwrap()
-            .push((peer.peer_id.clone(), integrity));
-    }
-    fn done(&self) {}
 }
 
-fn info(id: &str, addr: SocketAddr, root: &str) -> PeerInfo {
-    PeerInfo {
+fn info(id: &str, addr: SocketAddr, root: &str) -> Holder {
+    Holder {
         peer_id: id.into(),
         address: addr.to_string(),
-        pieces_root: root.into(),
+        pieces_root: Digest::parse_optional(root).unwrap(),
         ..Default::default()
     }
 }
 
-fn target(name: &str, content: &[u8], peers: Vec<PeerInfo>) -> Target {
+fn target(name: &str, content: &[u8], holders: Vec<Holder>) -> Target {
     Target {
         name: name.into(),
         size: content.len() as u64,
-        sha256: sha256_hex(content),
-        pieces_root: peers[0].pieces_root.clone(),
-        peers,
+        sha256: sha256_hex(content).parse().unwrap(),
+        pieces_root: holders[0].pieces_root,
+        holders,
     }
 }
 
@@ -467,7 +473,7 @@ async fn a_resumed_download_does_not_fetch_its_verified_pieces_again() {
     let seen = Seen::default();
     let got = sw.fetch(&t, &dir, &seen).await.unwrap();
     assert_eq!(std::fs::read(&got).unwrap(), content);
-    // A piece the seed defers (it went out more often than others, see swarm::seeding) is asked
+    // A piece the seed defers (it went out more often than others, see http::seeding) is asked
     // twice: once refused, once with insistence; what matters is which pieces were asked.
     let mut asked = second.pieces.lock().unwrap().clone();
     asked.sort_unstable();

@@ -3,57 +3,54 @@
 //! operation of its own.
 
 pub mod peer;
+pub mod render;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use p2p_common::proto::FileMatch;
-
 use crate::config::PeerConfig;
-use crate::download::{Progress, Target};
 use crate::error::{Error, Result};
 use crate::net::Net;
+use crate::share::Digest;
 use crate::share::partial::Partials;
 use crate::store::{Published, Store};
-use crate::swarm::Swarm;
-use crate::tracker::Tracker;
+use crate::swarm::{Report, Swarm, Target};
+use crate::tracker::{Match, Tracker};
 use crate::transfer::Limits;
+pub use crate::wire::Placed;
+pub use crate::wire::upload::Uploaded;
 
-pub use peer::{Uploaded, request_leave, upload};
+pub use peer::{request_leave, upload};
 
 pub fn tracker(cfg: &PeerConfig) -> Result<Tracker> {
     Tracker::connect(cfg)
 }
 
 /// Files whose name contains `name` (or is `name`, with `exact`).
-pub async fn search(cfg: &PeerConfig, name: &str, exact: bool) -> Result<Vec<FileMatch>> {
+pub async fn search(cfg: &PeerConfig, name: &str, exact: bool) -> Result<Vec<Match>> {
     tracker(cfg)?.search(name, exact).await
 }
 
 /// Every file on the network.
-pub async fn ls(cfg: &PeerConfig) -> Result<Vec<FileMatch>> {
+pub async fn ls(cfg: &PeerConfig) -> Result<Vec<Match>> {
     tracker(cfg)?.list().await
 }
 
 /// The file to download for `name` (and `sha256` when given), with its holders.
-pub async fn resolve(tracker: &Tracker, name: &str, sha256: Option<&str>) -> Result<Target> {
+pub async fn resolve(tracker: &Tracker, name: &str, sha256: Option<&Digest>) -> Result<Target> {
     crate::store::check_name(name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
-    if let Some(d) = sha256 {
-        d.parse::<crate::share::digest::Digest>()
-            .map_err(|e| Error::Refused(format!("bad sha256: {e}")))?;
-    }
     let matches = tracker.search(name, true).await?;
     choose(matches, name, sha256)
 }
 
 /// Picks the match to download: the requested digest, else the one most peers hold.
-pub fn choose(matches: Vec<FileMatch>, name: &str, sha256: Option<&str>) -> Result<Target> {
+pub fn choose(matches: Vec<Match>, name: &str, sha256: Option<&Digest>) -> Result<Target> {
     let mut targets: Vec<Target> = matches
         .into_iter()
-        .filter_map(Target::from_match)
-        .filter(|t| t.name == name && sha256.is_none_or(|d| d == t.sha256))
+        .map(Target::from)
+        .filter(|t| t.name == name && sha256.is_none_or(|d| d == &t.sha256))
         .collect();
-    targets.sort_by_key(|t| std::cmp::Reverse(t.peers.len()));
+    targets.sort_by_key(|t| std::cmp::Reverse(t.holders.len()));
     let mut it = targets.into_iter();
     let first = it
         .next()
@@ -129,23 +126,6 @@ fn parent_of(p: &Path) -> PathBuf {
     }
 }
 
-/// What a successful get did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placed {
-    Created,
-    /// These bytes were already there under that name.
-    Identical,
-}
-
-impl Placed {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Placed::Created => "created",
-            Placed::Identical => "identical",
-        }
-    }
-}
-
 /// The one publish rule: a verified, fsynced file at `part` becomes `target.name` in a share,
 /// or `dest` outside one, never replacing anything there. Every path (CLI, menu, daemon) ends
 /// a download here.
@@ -199,10 +179,10 @@ pub async fn get(
     swarm: &Swarm,
     target: &Target,
     dest: &Destination<'_>,
-    progress: &dyn Progress,
+    report: &dyn Report,
 ) -> Result<Placed> {
     let partial_dir = dest.partial_dir();
-    let fetched = swarm.fetch(target, &partial_dir, progress).await;
+    let fetched = swarm.fetch(target, &partial_dir, report).await;
     let placed = match fetched {
         Ok(part) => publish(&part, target, dest).await,
         Err(e) => Err(e),
@@ -215,7 +195,7 @@ pub async fn get(
 
 /// What is at `dest` before a get to a path: `true` the very bytes wanted (nothing to do),
 /// `false` nothing; anything else there is a refusal, before anything is downloaded.
-pub async fn existing(dest: &Path, sha256: &str) -> Result<bool> {
+pub async fn existing(dest: &Path, sha256: &Digest) -> Result<bool> {
     let d = dest.to_path_buf();
     let found = tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&d) {
         Ok(m) if m.file_type().is_file() => crate::store::hash_file(&d).map(Some),
@@ -231,7 +211,7 @@ pub async fn existing(dest: &Path, sha256: &str) -> Result<bool> {
     .map_err(|e| Error::Refused(format!("{}: {e}", dest.display())))?;
     match found {
         None => Ok(false),
-        Some((_, digest)) if digest == sha256 => Ok(true),
+        Some((_, digest)) if &digest == sha256 => Ok(true),
         Some(_) => Err(Error::Refused(format!(
             "{} exists with other content; remove it or pick another -o",
             dest.display()

@@ -4,20 +4,11 @@ use std::path::Path;
 
 use futures::StreamExt;
 
-use crate::daemon::{DownloadRequest, Event};
 use crate::error::{Error, Result};
 use crate::net::Net;
-
-/// What a peer answered to `POST /upload` (see the README's HTTP table).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Uploaded {
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-    /// `created`, `identical`, ...: shown to the user as the peer words it.
-    #[serde(default)]
-    pub status: String,
-}
+use crate::share::Digest;
+use crate::wire::download::{self, DownloadRequest, Downloaded, Event};
+use crate::wire::upload::Uploaded;
 
 /// The error for an answer that no p2pshare peer gives: the address is something else (the
 /// tracker's port, another web server), which is as good as no peer there.
@@ -103,17 +94,9 @@ pub async fn upload(net: &Net, addr: &str, file: &Path) -> Result<Uploaded> {
         .json()
         .await
         .map_err(|e| not_a_peer(&url, format!("{status} with an unexpected body: {e}")))?;
-    let digest_ok =
-        answer.sha256.len() == 64 && answer.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-    if answer.name != name || answer.size != len || !digest_ok {
-        return Err(not_a_peer(
-            &url,
-            format!(
-                "{status} for {:?} ({} bytes, sha256 {:?}) instead of {name:?} ({len} bytes)",
-                answer.name, answer.size, answer.sha256
-            ),
-        ));
-    }
+    answer
+        .check(&name, len)
+        .map_err(|what| not_a_peer(&url, format!("{status} for {what}")))?;
     Ok(answer)
 }
 
@@ -133,16 +116,6 @@ pub async fn request_leave(net: &Net, addr: &str) -> Result<()> {
     }
 }
 
-/// The last line of a daemon download that succeeded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Downloaded {
-    pub name: String,
-    pub sha256: String,
-    pub size: u64,
-    /// `created` or `identical`.
-    pub status: String,
-}
-
 /// Makes the peer at `addr` download `name` into its share (`POST /downloads`), handing each
 /// event it streams to `on_event`. The final line decides: `done` is the answer, `error` the
 /// error of its kind, and a stream that ends without either is "unreachable".
@@ -150,7 +123,7 @@ pub async fn download_via(
     net: &Net,
     addr: &str,
     name: &str,
-    sha256: Option<&str>,
+    sha256: Option<&Digest>,
     mut on_event: impl FnMut(&Event),
 ) -> Result<Downloaded> {
     let url = net.url(addr, "/downloads");
@@ -159,7 +132,7 @@ pub async fn download_via(
         .post(&url)
         .json(&DownloadRequest {
             name: name.to_owned(),
-            sha256: sha256.map(str::to_owned),
+            sha256: sha256.copied(),
         })
         .send()
         .await
@@ -168,7 +141,7 @@ pub async fn download_via(
     if status != reqwest::StatusCode::OK {
         return Err(refusal(&url, resp).await);
     }
-    if !has_type(&resp, "application/x-ndjson") {
+    if !has_type(&resp, download::CONTENT_TYPE) {
         return Err(not_a_peer(&url, format!("{status} without an NDJSON body")));
     }
     let mut body = resp.bytes_stream();
@@ -177,15 +150,16 @@ pub async fn download_via(
         while let Some(end) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=end).collect();
             let line = &line[..line.len() - 1];
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let event: Event = serde_json::from_slice(line).map_err(|e| {
-                not_a_peer(
-                    &url,
-                    format!("a line that is not a download event ({e}): {}", lossy(line)),
-                )
-            })?;
+            let event = match Event::parse_line(line) {
+                Ok(Some(e)) => e,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(not_a_peer(
+                        &url,
+                        format!("a line that is not a download event ({e}): {}", lossy(line)),
+                    ));
+                }
+            };
             on_event(&event);
             match event {
                 Event::Done {
@@ -212,7 +186,7 @@ pub async fn download_via(
                 buf.extend_from_slice(&chunk);
                 // One event is a short line; a peer that sends megabytes without a newline is
                 // not a peer.
-                if buf.len() > 1 << 20 {
+                if buf.len() > download::LINE_LIMIT {
                     return Err(not_a_peer(&url, "an event line over 1 MiB"));
                 }
             }

@@ -1,4 +1,4 @@
-//! `/blobs/{sha256}...`: bytes by digest for swarm downloads (wire contract of issue 9). Served
+//! `/blobs/{sha256}...`: bytes by digest for swarm downloads ([`crate::wire::blobs`]). Served
 //! from complete files in the share and from the verified pieces of downloads in progress.
 
 use std::sync::Arc;
@@ -7,57 +7,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncSeekExt;
 
 use super::files::serve_whole;
 use super::{ApiError, AppState, send_body, transfer_slot};
 use crate::share::bitfield::Bitfield;
 use crate::share::partial::PartialFile;
-use crate::share::{Digest, Manifest, PieceIndex, ShareError};
+use crate::share::{Digest, Manifest, PieceIndex};
 use crate::store::Entry;
-use crate::swarm::seeding;
-
-/// Header of `GET /blobs/{sha256}/bitfield`: the number of pieces the bits stand for.
-pub const PIECES_HEADER: &str = "x-p2p-pieces";
-
-/// The body of `GET /blobs/{sha256}/manifest`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestJson {
-    pub sha256: Digest,
-    pub size: u64,
-    pub piece_size: u64,
-    pub pieces: Vec<Digest>,
-    pub pieces_root: Digest,
-}
-
-impl ManifestJson {
-    pub fn new(sha256: Digest, m: &Manifest) -> Self {
-        Self {
-            sha256,
-            size: m.size(),
-            piece_size: m.piece_size(),
-            pieces: m.digests().to_vec(),
-            pieces_root: m.root(),
-        }
-    }
-
-    /// The manifest it describes, checked against itself (piece size, count, root); the caller
-    /// checks `sha256` and the root against what it asked for.
-    pub fn into_manifest(self) -> Result<Manifest, ShareError> {
-        let m = Manifest::new(self.size, self.pieces)?;
-        if m.piece_size() != self.piece_size {
-            return Err(ShareError::BadManifest(format!(
-                "piece size {} for a {}-byte file, expected {}",
-                self.piece_size,
-                self.size,
-                m.piece_size()
-            )));
-        }
-        m.validate(Some(&self.pieces_root))?;
-        Ok(m)
-    }
-}
+use crate::wire::blobs::{self as wire, ManifestJson};
 
 /// What this peer holds of a digest.
 enum Held {
@@ -89,7 +47,7 @@ fn not_here(sha256: &Digest) -> ApiError {
 
 /// A complete file wins over a download in progress of the same bytes.
 async fn held(st: &AppState, sha256: &Digest) -> Option<Held> {
-    if let Some(entry) = st.store.by_digest(&sha256.to_hex()).await {
+    if let Some(entry) = st.store.by_digest(sha256).await {
         match st.store.manifest(&entry).await {
             Ok(m) => return Some(Held::Complete(entry, m)),
             // Changed on disk since it was indexed: the next scan sorts it out.
@@ -109,7 +67,7 @@ pub(super) async fn get_blob(
     let digest = parse_digest(&sha256)?;
     let entry = st
         .store
-        .by_digest(&sha256)
+        .by_digest(&digest)
         .await
         .ok_or_else(|| not_here(&digest))?;
     serve_whole(&st, &entry, &headers, || not_here(&digest)).await
@@ -134,13 +92,11 @@ pub(super) async fn get_bitfield(
         Held::Complete(_, m) => Bitfield::full(m.piece_count()),
         Held::Partial(p) => p.bitfield(),
     };
+    let [(ct, ct_value), (pieces, count)] = wire::bitfield_headers(&bits);
     Ok((
         [
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (
-                header::HeaderName::from_static(PIECES_HEADER),
-                bits.len().to_string(),
-            ),
+            (header::HeaderName::from_static(ct), ct_value),
+            (header::HeaderName::from_static(pieces), count),
         ],
         bits.as_bytes().to_vec(),
     )
@@ -178,7 +134,7 @@ pub(super) async fn get_piece(
     };
     let (slot, mut file) = match &held {
         Held::Complete(entry, _) => {
-            let insist = headers.contains_key(seeding::INSIST_HEADER);
+            let insist = headers.contains_key(wire::INSIST_HEADER);
             if !st
                 .seeding
                 .admit(&digest, manifest.piece_count(), index, insist)
@@ -187,12 +143,12 @@ pub(super) async fn get_piece(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
                         "piece {index} went out more often than others; ask for a less served piece first (or send {}: 1)",
-                        seeding::INSIST_HEADER
+                        wire::INSIST_HEADER
                     ),
                 )
                 .into_response();
                 resp.headers_mut().insert(
-                    header::HeaderName::from_static(seeding::LEAST_SERVED_HEADER),
+                    header::HeaderName::from_static(wire::LEAST_SERVED_HEADER),
                     header::HeaderValue::from_static("1"),
                 );
                 return Ok(resp);
@@ -232,40 +188,4 @@ pub(super) async fn get_piece(
         .header(header::CONTENT_LENGTH, len)
         .body(body)
         .map_err(ApiError::internal)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::share::digest::sha256;
-
-    #[test]
-    fn manifest_json_round_trips_and_is_checked() {
-        let d = sha256(b"piece");
-        let m = Manifest::new((4 << 20) + 1, vec![d, sha256(b"tail")]).unwrap();
-        let whole = sha256(b"whole");
-        let json = serde_json::to_value(ManifestJson::new(whole, &m)).unwrap();
-        assert_eq!(json["sha256"], whole.to_hex());
-        assert_eq!(json["size"], (4 << 20) + 1);
-        assert_eq!(json["piece_size"], 4 << 20);
-        assert_eq!(json["pieces"][0], d.to_hex());
-        assert_eq!(json["pieces_root"], m.root().to_hex());
-        let back: ManifestJson = serde_json::from_value(json.clone()).unwrap();
-        assert_eq!(back.into_manifest().unwrap(), m);
-
-        let mut forged = json.clone();
-        forged["pieces_root"] = serde_json::Value::String(d.to_hex());
-        let err = serde_json::from_value::<ManifestJson>(forged)
-            .unwrap()
-            .into_manifest()
-            .unwrap_err();
-        assert!(err.to_string().contains("pieces_root"), "{err}");
-        let mut forged = json;
-        forged["piece_size"] = serde_json::Value::from(8 << 20);
-        let err = serde_json::from_value::<ManifestJson>(forged)
-            .unwrap()
-            .into_manifest()
-            .unwrap_err();
-        assert!(err.to_string().contains("piece size"), "{err}");
-    }
 }

@@ -5,19 +5,12 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use serde::Serialize;
 use tokio::io::AsyncSeekExt;
 
 use super::{ApiError, AppState, send_body, transfer_slot};
 use crate::range::{self, RangeReply};
 use crate::store::{self, Entry};
-
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct FileJson {
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-}
+use crate::wire::files::FileJson;
 
 pub(super) async fn list_files(State(st): State<AppState>) -> Json<Vec<FileJson>> {
     Json(

@@ -4,6 +4,7 @@
 
 mod blobs;
 mod files;
+mod seeding;
 mod upload;
 
 use std::net::{IpAddr, SocketAddr};
@@ -27,9 +28,6 @@ use futures::StreamExt;
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 
-pub use blobs::{ManifestJson, PIECES_HEADER};
-pub use files::FileJson;
-
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::share::partial::Partials;
@@ -46,7 +44,7 @@ pub struct AppState {
     /// The process's rate limits; every served body is paced by the upload bucket.
     pub limits: Limits,
     /// Which pieces of complete files went out how often (least served first).
-    pub seeding: Arc<crate::swarm::seeding::Seeding>,
+    pub seeding: Arc<seeding::Seeding>,
     pub max_upload_bytes: u64,
     pub readiness: Arc<Readiness>,
     /// Cancelled to make the peer leave the network and stop.

@@ -5,30 +5,23 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::extract::{ConnectInfo, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use serde::Serialize;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::{ApiError, AppState, transfer_slot};
 use crate::share::pieces;
 use crate::store::{self, Published};
+use crate::wire::Placed;
+use crate::wire::upload::Uploaded;
 
 /// Room for multipart boundaries and part headers on top of the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
-
-#[derive(Debug, Serialize)]
-pub(super) struct UploadReply {
-    name: String,
-    size: u64,
-    sha256: String,
-    status: &'static str,
-}
 
 pub(super) async fn upload(
     State(st): State<AppState>,
     ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     multipart: Multipart,
-) -> Result<(StatusCode, Json<UploadReply>), ApiError> {
+) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     let result = if st.upload_limiter.check_key(&from.ip()).is_err() {
         Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -38,7 +31,7 @@ pub(super) async fn upload(
         receive(&st, headers, multipart).await
     };
     let word = match &result {
-        Ok((_, reply)) => reply.status,
+        Ok((_, reply)) => reply.word(),
         Err(ApiError(StatusCode::CONFLICT, _)) => "conflict",
         Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, _)) => "too_large",
         Err(ApiError(StatusCode::BAD_REQUEST | StatusCode::REQUEST_TIMEOUT, _)) => "bad_request",
@@ -55,7 +48,7 @@ async fn receive(
     st: &AppState,
     headers: HeaderMap,
     mut multipart: Multipart,
-) -> Result<(StatusCode, Json<UploadReply>), ApiError> {
+) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     let _permit = transfer_slot(st)?;
     let _active = st.metrics.transfer("download");
     let limit = st.max_upload_bytes;
@@ -139,7 +132,7 @@ async fn receive(
             .map_err(std::io::Error::other)
             .map_err(internal)?
             .map_err(|e| internal(std::io::Error::other(e.to_string())))?;
-        let sha256 = hashed.sha256.to_hex();
+        let sha256 = hashed.sha256;
 
         let outcome = st
             .store
@@ -151,9 +144,9 @@ async fn receive(
                 }
                 store::StoreError::Io { .. } => internal(std::io::Error::other(e.to_string())),
             })?;
-        let (status, word) = match outcome {
-            Published::Created => (StatusCode::CREATED, "created"),
-            Published::Identical => (StatusCode::OK, "identical"),
+        let (status, placed) = match outcome {
+            Published::Created => (StatusCode::CREATED, Placed::Created),
+            Published::Identical => (StatusCode::OK, Placed::Identical),
             Published::Conflict => {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -168,14 +161,14 @@ async fn receive(
             }
         };
         // No file name: log events become span events, and names stay out of traces.
-        tracing::info!(size, %sha256, status = word, "upload");
+        tracing::info!(size, %sha256, status = %placed, "upload");
         return Ok((
             status,
-            Json(UploadReply {
+            Json(Uploaded {
                 name,
                 size,
                 sha256,
-                status: word,
+                status: Some(placed),
             }),
         ));
     }

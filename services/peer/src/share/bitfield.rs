@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::Path;
 
 use super::digest::{Digest, sha256};
-use super::pieces::PieceIndex;
-use super::{ShareError, io_err};
+use super::error::{ShareError, io_err};
+use super::index::PieceIndex;
 
 /// Pieces verified, one bit each. Bit `i` is bit `7 - i % 8` of byte `i / 8` (most significant
 /// first, as BitTorrent does), so the wire form reads left to right.

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::bitfield::Bitfield;
 use super::digest::Digest;
+use super::error::ShareError;
 use super::pieces::{Manifest, PieceIndex};
 
 /// One file being downloaded into the share.
@@ -231,7 +232,7 @@ impl PartialWriter {
         sha256: Digest,
         manifest: Arc<Manifest>,
         lock: WriteLock,
-    ) -> Result<Self, super::ShareError> {
+    ) -> Result<Self, ShareError> {
         let data_path = file_in(dir, &sha256, "data");
         let bitfield_path = file_in(dir, &sha256, "bitfield");
         let data = std::fs::OpenOptions::new()
@@ -300,7 +301,7 @@ impl PartialWriter {
     }
 
     /// Persists the verified pieces. Blocking.
-    pub fn save(&self) -> Result<(), super::ShareError> {
+    pub fn save(&self) -> Result<(), ShareError> {
         save_synced(
             &self.data,
             self.file.data_path(),
@@ -313,7 +314,7 @@ impl PartialWriter {
     /// The download is complete and its whole-file digest checked: the data file becomes
     /// [`done_path`] (the bitfield goes, since it would describe a file no longer there) and the
     /// lock is released. Blocking.
-    pub fn finish(self) -> Result<PathBuf, super::ShareError> {
+    pub fn finish(self) -> Result<PathBuf, ShareError> {
         let done = done_path(&self.dir, self.file.sha256());
         self.data
             .sync_all()
@@ -350,7 +351,7 @@ pub fn save_synced(
     bitfield_path: &Path,
     sha256: &Digest,
     field: &Bitfield,
-) -> Result<(), super::ShareError> {
+) -> Result<(), ShareError> {
     data.sync_data().map_err(super::io_err(data_path))?;
     super::bitfield::save(bitfield_path, sha256, field)
 }

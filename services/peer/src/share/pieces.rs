@@ -2,7 +2,6 @@
 //! size, so every peer derives the same piece list without talking; a manifest lists the pieces'
 //! SHA-256 digests and `pieces_root` binds them to one value the tracker can carry.
 
-use std::fmt;
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
@@ -12,7 +11,8 @@ use std::sync::mpsc;
 use serde::{Deserialize, Serialize};
 
 use super::digest::{Digest, Sha256, sha256};
-use super::{ShareError, io_err};
+use super::error::{ShareError, io_err};
+pub use super::index::PieceIndex;
 
 /// The smallest piece size (4 MiB).
 pub const MIN_PIECE_SIZE: u64 = 4 << 20;
@@ -27,25 +27,6 @@ const BLOCK: usize = 1 << 20;
 /// Blocks in flight between the reader and the piece hasher: enough to absorb jitter, small
 /// enough that the pass stays within a few MiB of memory whatever the piece size.
 const BLOCKS_IN_FLIGHT: usize = 4;
-
-/// Index of a piece within one file's manifest.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
-)]
-#[serde(transparent)]
-pub struct PieceIndex(pub u32);
-
-impl PieceIndex {
-    pub fn as_usize(self) -> usize {
-        self.0 as usize
-    }
-}
-
-impl fmt::Display for PieceIndex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// The piece size for a file of `file_size` bytes: 4 MiB, doubled while the file would have
 /// more than 2,048 pieces, at most 64 MiB.

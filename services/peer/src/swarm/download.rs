@@ -8,20 +8,21 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use p2p_common::proto::PeerInfo;
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::Instrument;
 
 use super::Swarm;
 use super::picker::{self, InFlight, SourceId, View};
 use super::source::{self, Failure, Meter, Source};
-use crate::download::{Progress, Target};
+use super::{Report, Target};
 use crate::error::{Error, Result};
 use crate::share::bitfield::Bitfield;
 use crate::share::digest::Sha256;
 use crate::share::partial::{self, PartialFile, PartialWriter, Partials, WriteLock};
 use crate::share::{Digest, Manifest, PieceIndex, ShareError};
+use crate::tracker::Holder;
 use crate::transfer::Direction;
+use crate::wire::download as wire;
 
 /// How often the loop looks at its requests, saves the bitfield and refreshes what it knows.
 const TICK: Duration = Duration::from_millis(250);
@@ -64,7 +65,7 @@ enum Event {
         src: usize,
         result: std::result::Result<Bitfield, Failure>,
     },
-    Holders(Result<Vec<PeerInfo>>),
+    Holders(Result<Vec<Holder>>),
 }
 
 struct Request {
@@ -161,14 +162,12 @@ fn other(what: &Path, e: impl std::fmt::Display) -> Error {
 
 /// The root the download follows: the one most holders announced (the tracker's own choice
 /// breaks ties), or, when no holder announced one, the tracker's.
-fn choose_root(peers: &[PeerInfo], announced: &str) -> Option<Digest> {
+fn choose_root(peers: &[Holder], announced: Option<&Digest>) -> Option<Digest> {
     let mut counts: HashMap<Digest, usize> = HashMap::new();
-    for p in peers {
-        if let Ok(r) = p.pieces_root.parse::<Digest>() {
-            *counts.entry(r).or_default() += 1;
-        }
+    for r in peers.iter().filter_map(|p| p.pieces_root) {
+        *counts.entry(r).or_default() += 1;
     }
-    let announced = announced.parse::<Digest>().ok();
+    let announced = announced.copied();
     counts
         .into_iter()
         .max_by_key(|(r, n)| (*n, Some(*r) == announced, *r))
@@ -178,10 +177,10 @@ fn choose_root(peers: &[PeerInfo], announced: &str) -> Option<Digest> {
 
 /// Whether a holder may serve this download: it announced the chosen root (holders of other
 /// roots would not agree on the pieces), or nobody announced one.
-fn fits(peer: &PeerInfo, root: Option<&Digest>) -> bool {
+fn fits(peer: &Holder, root: Option<&Digest>) -> bool {
     match root {
         None => true,
-        Some(r) => peer.pieces_root.parse::<Digest>().ok().as_ref() == Some(r),
+        Some(r) => peer.pieces_root.as_ref() == Some(r),
     }
 }
 
@@ -253,12 +252,9 @@ pub(super) async fn run(
     swarm: &Swarm,
     target: &Target,
     dir: &Path,
-    progress: &dyn Progress,
+    report: &dyn Report,
 ) -> Result<PathBuf> {
-    let sha256: Digest = target
-        .sha256
-        .parse()
-        .map_err(|_| Error::Refused(format!("{:?} is not a SHA-256 digest", target.sha256)))?;
+    let sha256 = target.sha256;
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| other(dir, e))?;
@@ -266,12 +262,12 @@ pub(super) async fn run(
         .await
         .map_err(|e| other(dir, e))?;
     if let Some(done) = earlier_copy(partial::done_path(dir, &sha256), sha256, target.size).await {
-        progress.done();
+        report.event(wire::Event::Verified { size: target.size });
         return Ok(done);
     }
 
-    let mut peers: Vec<PeerInfo> = target
-        .peers
+    let mut peers: Vec<Holder> = target
+        .holders
         .iter()
         .filter(|p| Some(p.address.as_str()) != swarm.skip.as_deref())
         .cloned()
@@ -296,7 +292,7 @@ pub(super) async fn run(
     // Spread load: holders in a random order.
     let n = peers.len();
     peers.rotate_left(seed() as usize % n);
-    let root = choose_root(&peers, &target.pieces_root);
+    let root = choose_root(&peers, target.pieces_root.as_ref());
     peers.retain(|p| fits(p, root.as_ref()));
 
     let mut failures = Failures::default();
@@ -322,7 +318,7 @@ pub(super) async fn run(
                     break;
                 }
                 Err(f) => {
-                    note_failure(swarm, &mut failures, p, &f, progress);
+                    note_failure(swarm, &mut failures, p, &f, report);
                     failed.insert(p.address.clone());
                 }
             }
@@ -346,7 +342,7 @@ pub(super) async fn run(
         Err(e) => return Err(e.into()),
     };
     let mut engine = Engine::new(
-        swarm, target, sha256, manifest, &writer, root, peers, failed, failures, progress,
+        swarm, target, sha256, manifest, &writer, root, peers, failed, failures, report,
     );
     let outcome = engine.run().await;
     let Engine {
@@ -385,7 +381,7 @@ pub(super) async fn run(
                 .map_err(|e| other(dir, e))?;
             match done {
                 Ok(p) => {
-                    progress.done();
+                    report.event(wire::Event::Verified { size: target.size });
                     Ok(p)
                 }
                 Err(ShareError::Io { path, source }) => {
@@ -417,9 +413,9 @@ pub(super) async fn run(
 fn note_failure(
     swarm: &Swarm,
     failures: &mut Failures,
-    peer: &PeerInfo,
+    peer: &Holder,
     f: &Failure,
-    progress: &dyn Progress,
+    report: &dyn Report,
 ) {
     let name = format!("{} ({})", peer.peer_id, peer.address);
     match f {
@@ -436,7 +432,12 @@ fn note_failure(
         }
     }
     failures.last = format!("{name}: {f}");
-    progress.failed(peer, &f.to_string(), matches!(f, Failure::Bad(_)));
+    report.event(wire::Event::SourceFailed {
+        peer: peer.peer_id.clone(),
+        address: peer.address.clone(),
+        reason: f.to_string(),
+        bad: matches!(f, Failure::Bad(_)),
+    });
 }
 
 enum Outcome {
@@ -448,7 +449,7 @@ enum Outcome {
 struct Engine<'a> {
     swarm: &'a Swarm,
     target: &'a Target,
-    progress: &'a dyn Progress,
+    report: &'a dyn Report,
     sha256: Digest,
     manifest: Arc<Manifest>,
     file: Arc<PartialFile>,
@@ -478,6 +479,8 @@ struct Engine<'a> {
     /// Sources ran out and the tracker was asked since: nothing new means giving up.
     asked_when_out: bool,
     last_progress: Instant,
+    /// Bytes of the verified pieces.
+    verified_bytes: u64,
 }
 
 impl<'a> Engine<'a> {
@@ -489,10 +492,10 @@ impl<'a> Engine<'a> {
         manifest: Arc<Manifest>,
         writer: &PartialWriter,
         root: Option<Digest>,
-        peers: Vec<PeerInfo>,
+        peers: Vec<Holder>,
         failed: HashSet<String>,
         failures: Failures,
-        progress: &'a dyn Progress,
+        report: &'a dyn Report,
     ) -> Self {
         let file = Arc::clone(writer.file());
         let data = writer.data();
@@ -507,7 +510,7 @@ impl<'a> Engine<'a> {
         let mut engine = Engine {
             swarm,
             target,
-            progress,
+            report,
             sha256,
             manifest,
             file,
@@ -536,13 +539,15 @@ impl<'a> Engine<'a> {
             holders_pending: false,
             asked_when_out: false,
             last_progress: Instant::now(),
+            verified_bytes: 0,
         };
+        engine.verified_bytes = engine.have_bytes();
         engine.known.extend(failed);
         engine.add_holders(peers);
         engine
     }
 
-    fn add_holders(&mut self, peers: Vec<PeerInfo>) {
+    fn add_holders(&mut self, peers: Vec<Holder>) {
         let count = self.manifest.piece_count();
         for p in peers {
             if Some(p.address.as_str()) == self.swarm.skip.as_deref()
@@ -564,7 +569,14 @@ impl<'a> Engine<'a> {
             .sum()
     }
 
-    /// Sources in use: live and among the first `max_sources` live ones.
+    fn report_progress(&self, sources: usize) {
+        self.report.event(wire::Event::Progress {
+            have: self.verified_bytes,
+            size: self.target.size,
+            sources: sources as u64,
+        });
+    }
+
     /// Sources in use, at most `max_sources`: those fetching now, then those holding a piece
     /// still missing, then those whose pieces are not known yet; holders with nothing useful
     /// wait (their bitfields are still refreshed, so they come in when they have something).
@@ -620,7 +632,7 @@ impl<'a> Engine<'a> {
         let active = self.active();
         if active.len() as i64 != self.gauge.n {
             self.gauge.set(active.len() as i64);
-            self.progress.sources(active.len());
+            self.report_progress(active.len());
         }
         if active.is_empty() {
             match &self.swarm.tracker {
@@ -693,7 +705,7 @@ impl<'a> Engine<'a> {
                 // A complete holder that partial holders relieve is asked for one piece at a
                 // time, and only for pieces no partial holder has: its upload is what every
                 // downloader of the file competes for. It is never left idle, though: it hands
-                // out its least-sent pieces first (`swarm::seeding`), so what it sends is new
+                // out its least-sent pieces first (`http::seeding`), so what it sends is new
                 // to the swarm, and a seed kept busy is what the bound max(F/U, NF/((N+1)U))
                 // assumes.
                 if only_complete.is_some() && !s.peer.partial && depth > 1 {
@@ -786,9 +798,13 @@ impl<'a> Engine<'a> {
         s.requests += 1;
         if !s.started {
             s.started = true;
-            let have = self.have_bytes();
             let s = &self.sources[src];
-            self.progress.attempt(&s.peer, self.target.size, have);
+            self.report.event(wire::Event::Source {
+                peer: s.peer.peer_id.clone(),
+                address: s.peer.address.clone(),
+                size: self.target.size,
+                have: self.verified_bytes,
+            });
         }
         let s = &self.sources[src];
         let meter = Arc::new(Meter::default());
@@ -864,7 +880,7 @@ impl<'a> Engine<'a> {
         };
         self.holders_pending = true;
         self.holders_at = Some(Instant::now());
-        let sha = self.target.sha256.clone();
+        let sha = self.target.sha256;
         self.tasks
             .spawn(async move { Event::Holders(tracker.peers_by_digest(&sha).await) });
     }
@@ -883,7 +899,7 @@ impl<'a> Engine<'a> {
             }
         }
         let peer = self.sources[src].peer.clone();
-        note_failure(self.swarm, &mut self.failures, &peer, f, self.progress);
+        note_failure(self.swarm, &mut self.failures, &peer, f, self.report);
     }
 
     fn count_piece(&self, result: &str) {
@@ -944,7 +960,8 @@ impl<'a> Engine<'a> {
                         self.count_piece("ok");
                         self.last_progress = Instant::now();
                         if let Some(r) = self.manifest.range(piece) {
-                            self.progress.advance(r.end - r.start);
+                            self.verified_bytes += r.end - r.start;
+                            self.report_progress(self.gauge.n as usize);
                         }
                         for other in self.in_flight.finish(piece) {
                             if other.0 as usize == src {

@@ -3,14 +3,15 @@
 
 pub mod download;
 pub mod picker;
-pub mod seeding;
 pub mod source;
+mod target;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::download::{Progress, Target};
+pub use target::{Logged, Report, Target};
+
 use crate::error::Result;
 use crate::net::Net;
 use crate::share::partial::Partials;
@@ -50,8 +51,8 @@ impl Swarm {
         &self,
         target: &Target,
         partial_dir: &Path,
-        progress: &dyn Progress,
+        report: &dyn Report,
     ) -> Result<PathBuf> {
-        download::run(self, target, partial_dir, progress).await
+        download::run(self, target, partial_dir, report).await
     }
 }

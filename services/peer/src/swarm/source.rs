@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use p2p_common::proto::PeerInfo;
 use reqwest::StatusCode;
-use serde::Deserialize;
 
 use crate::net::Net;
 use crate::share::bitfield::Bitfield;
 use crate::share::{Digest, Manifest, PieceIndex};
+use crate::tracker::Holder;
 use crate::transfer::limit::Throttle;
+use crate::wire::blobs::{self as wire, ManifestJson};
 
 /// Why a request to a source failed.
 #[derive(Debug)]
@@ -25,7 +25,7 @@ pub enum Failure {
     /// The source sent bytes that contradict what it claims (a bad manifest or bitfield).
     Bad(String),
     /// A complete holder asks for a piece it has sent less often first (see
-    /// [`super::seeding`]): not a failure of the source, the piece is asked elsewhere or later.
+    /// `http::seeding`): not a failure of the source, the piece is asked elsewhere or later.
     Deferred,
 }
 
@@ -38,20 +38,10 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// The manifest as `GET /blobs/{sha256}/manifest` sends it.
-#[derive(Debug, Deserialize)]
-struct WireManifest {
-    sha256: Digest,
-    size: u64,
-    piece_size: u64,
-    pieces: Vec<Digest>,
-    pieces_root: Digest,
-}
-
 /// A holder of one file, and how fast it has been.
 #[derive(Debug)]
 pub struct Source {
-    pub peer: PeerInfo,
+    pub peer: Holder,
     /// What it holds; `None` until asked (complete holders are taken to hold everything).
     pub has: Option<Bitfield>,
     pub bitfield_at: Option<Instant>,
@@ -68,7 +58,7 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn new(peer: PeerInfo, pieces: u32) -> Self {
+    pub fn new(peer: Holder, pieces: u32) -> Self {
         let has = (!peer.partial).then(|| Bitfield::full(pieces));
         Source {
             peer,
@@ -92,10 +82,6 @@ impl Source {
     }
 }
 
-fn blob_url(net: &Net, address: &str, sha256: &Digest, rest: &str) -> String {
-    net.url(address, &format!("/blobs/{sha256}{rest}"))
-}
-
 async fn get(net: &Net, url: String, timeout: Duration) -> Result<reqwest::Response, Failure> {
     send(net.http.get(url), timeout).await
 }
@@ -115,9 +101,7 @@ async fn send(
         StatusCode::OK => Ok(resp),
         StatusCode::NOT_FOUND => Err(Failure::NotThere("not held there".into())),
         StatusCode::SERVICE_UNAVAILABLE
-            if resp
-                .headers()
-                .contains_key(super::seeding::LEAST_SERVED_HEADER) =>
+            if resp.headers().contains_key(wire::LEAST_SERVED_HEADER) =>
         {
             Err(Failure::Deferred)
         }
@@ -159,25 +143,13 @@ pub async fn manifest(
     root: Option<&Digest>,
     timeout: Duration,
 ) -> Result<Manifest, Failure> {
-    let resp = get(net, blob_url(net, address, sha256, "/manifest"), timeout).await?;
-    // 2,048 pieces of 64 hex digits and then some; a bigger file has bigger pieces, not more.
-    let body = small_body(resp, 4 << 20, timeout).await?;
-    let wire: WireManifest = serde_json::from_slice(&body)
+    let resp = get(net, net.url(address, &wire::manifest_path(sha256)), timeout).await?;
+    let body = small_body(resp, wire::MANIFEST_LIMIT, timeout).await?;
+    let answer: ManifestJson = serde_json::from_slice(&body)
         .map_err(|e| Failure::Bad(format!("unreadable manifest: {e}")))?;
-    if &wire.sha256 != sha256 || wire.size != size {
-        return Err(Failure::Bad(format!(
-            "manifest is for {} ({} bytes), asked for {sha256} ({size} bytes)",
-            wire.sha256, wire.size
-        )));
-    }
-    let m = Manifest::new(wire.size, wire.pieces).map_err(|e| Failure::Bad(e.to_string()))?;
-    if m.piece_size() != wire.piece_size || m.root() != wire.pieces_root {
-        return Err(Failure::Bad(
-            "manifest contradicts its own piece size or pieces_root".into(),
-        ));
-    }
-    m.validate(root).map_err(|e| Failure::Bad(e.to_string()))?;
-    Ok(m)
+    answer
+        .check(sha256, size, root)
+        .map_err(|e| Failure::Bad(e.to_string()))
 }
 
 /// What `address` holds of `sha256` (a file of `pieces` pieces).
@@ -188,18 +160,13 @@ pub async fn bitfield(
     pieces: u32,
     timeout: Duration,
 ) -> Result<Bitfield, Failure> {
-    let resp = get(net, blob_url(net, address, sha256, "/bitfield"), timeout).await?;
+    let resp = get(net, net.url(address, &wire::bitfield_path(sha256)), timeout).await?;
     let declared = resp
         .headers()
-        .get("x-p2p-pieces")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u32>().ok());
-    if declared.is_some_and(|n| n != pieces) {
-        return Err(Failure::Bad(format!(
-            "bitfield of {declared:?} pieces, the file has {pieces}"
-        )));
-    }
-    let body = small_body(resp, (pieces as usize).div_ceil(8) + 1, timeout).await?;
+        .get(wire::PIECES_HEADER)
+        .and_then(|v| v.to_str().ok());
+    wire::check_declared_pieces(declared, pieces).map_err(Failure::Bad)?;
+    let body = small_body(resp, wire::bitfield_limit(pieces), timeout).await?;
     Bitfield::from_bytes(pieces, &body).map_err(|e| Failure::Bad(e.to_string()))
 }
 
@@ -207,23 +174,17 @@ pub async fn bitfield(
 #[derive(Debug, Default)]
 pub struct Meter {
     bytes: AtomicU64,
-    /// Milliseconds since the request started at which the last bytes arrived.
-    last_ms: AtomicU64,
 }
 
 impl Meter {
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
-
-    pub fn last_ms(&self) -> u64 {
-        self.last_ms.load(Ordering::Relaxed)
-    }
 }
 
 /// The bytes of one piece from `address`: exactly `len` of them or a failure. Each chunk is
 /// paced by the download bucket and must come within `timeout` of the previous one. `insist`:
-/// the holder may not defer it (see [`super::seeding`]).
+/// the holder may not defer it (see `http::seeding`).
 #[allow(clippy::too_many_arguments)]
 pub async fn piece(
     net: &Net,
@@ -236,12 +197,11 @@ pub async fn piece(
     meter: Arc<Meter>,
     insist: bool,
 ) -> Result<Vec<u8>, Failure> {
-    let started = Instant::now();
     let mut req = net
         .http
-        .get(blob_url(net, address, sha256, &format!("/pieces/{index}")));
+        .get(net.url(address, &wire::piece_path(sha256, index)));
     if insist {
-        req = req.header(super::seeding::INSIST_HEADER, "1");
+        req = req.header(wire::INSIST_HEADER, "1");
     }
     let resp = send(req, timeout).await?;
     if resp.content_length().is_some_and(|n| n != len) {
@@ -267,9 +227,6 @@ pub async fn piece(
         throttle.take(chunk.len() as u64).await;
         out.extend_from_slice(&chunk);
         meter.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        meter
-            .last_ms
-            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     if out.len() as u64 != len {
         return Err(Failure::Unreachable(format!(

@@ -1,21 +1,15 @@
-//! Super-seeding: a complete holder hands out the pieces it has sent least before sending any
+//! Upload policy, super-seeding: a complete holder hands out the pieces it has sent least before sending any
 //! piece again. When many peers fetch one file at once they all start from the seed, and each
 //! one alone cannot see what the seed is already sending to the others; the seed can. A piece
 //! it has sent more often than its least-sent piece is refused with a hint ("least served
 //! first"), and the downloader asks for another piece, or for the same one again with
-//! [`INSIST_HEADER`] when it has nothing else to ask this holder for, which is always answered.
+//! [`crate::wire::blobs::INSIST_HEADER`] when it has nothing else to ask this holder for, which is always answered.
 //! So the seed's upload goes to pieces the swarm does not have yet, and the peers trade the rest.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::share::{Digest, PieceIndex};
-
-/// Response header of a refusal (status 503): ask for a piece sent less often, or insist.
-pub const LEAST_SERVED_HEADER: &str = "x-p2p-least-served-first";
-/// Request header of a piece request that must be answered even if the piece was sent more
-/// often than others: the downloader has nothing else to ask this holder for.
-pub const INSIST_HEADER: &str = "x-p2p-insist";
 
 /// Digests whose counts are kept; beyond this the oldest counts are forgotten (they only steer
 /// which pieces go first, so forgetting them costs nothing but a little duplication).

@@ -1,0 +1,152 @@
+//! The command-line face of the client: one function per command, each a call into
+//! [`crate::client`] and its answer printed through [`crate::client::render`]. Parsing is in
+//! [`args`]; which command runs is `app`'s choice.
+
+pub mod args;
+
+use std::path::{Path, PathBuf};
+
+use crate::client::render::{Got, Output, Progress};
+use crate::client::{self, Destination};
+use crate::config::PeerConfig;
+use crate::error::{Error, Result};
+use crate::net::Net;
+use crate::share::Digest;
+use crate::swarm::Target;
+use crate::tracker::Holder;
+
+pub use args::Cli;
+
+/// A `--sha256` argument.
+pub(crate) fn parse_sha256(arg: Option<&str>) -> Result<Option<Digest>> {
+    arg.map(|d| {
+        d.parse::<Digest>()
+            .map_err(|e| Error::Refused(format!("bad sha256: {e}")))
+    })
+    .transpose()
+}
+
+pub(crate) async fn search(cfg: &PeerConfig, out: &Output, name: &str, exact: bool) -> Result<()> {
+    let matches = client::search(cfg, name, exact).await?;
+    out.matches(&matches);
+    if matches.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no live peer shares a file matching {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) async fn ls(cfg: &PeerConfig, out: &Output) -> Result<()> {
+    let files = client::ls(cfg).await?;
+    out.matches(&files);
+    Ok(())
+}
+
+/// Where `get -o` writes: a file, or NAME inside a directory; default ./NAME.
+fn destination(output: Option<PathBuf>, name: &str) -> PathBuf {
+    match output {
+        Some(p) if p.is_dir() => p.join(name),
+        Some(p) => p,
+        None => PathBuf::from(name),
+    }
+}
+
+fn got(t: &Target) -> Got<'_> {
+    Got {
+        name: &t.name,
+        size: t.size,
+        sha256: &t.sha256,
+    }
+}
+
+/// `get` without `--via`: this process downloads alone (from many holders, serving none).
+pub(crate) async fn get(
+    cfg: &PeerConfig,
+    out: &Output,
+    name: &str,
+    output: Option<PathBuf>,
+    sha256: Option<&str>,
+) -> Result<()> {
+    let sha256 = parse_sha256(sha256)?;
+    let tracker = client::tracker(cfg)?;
+    let target = client::resolve(&tracker, name, sha256.as_ref()).await?;
+    let dest = destination(output, name);
+    place(cfg, out, Some(tracker), &target, &dest).await
+}
+
+/// The download of `target` to `dest`, unless it is there already.
+async fn place(
+    cfg: &PeerConfig,
+    out: &Output,
+    tracker: Option<crate::tracker::Tracker>,
+    target: &Target,
+    dest: &Path,
+) -> Result<()> {
+    if client::existing(dest, &target.sha256).await? {
+        out.got(&got(target), dest, "already present");
+        return Ok(());
+    }
+    let swarm = client::standalone_swarm(cfg, tracker)?;
+    let progress = Progress::new(out.json, &target.name, None);
+    let result = client::get(
+        &swarm,
+        target,
+        &Destination::Path(dest.to_path_buf()),
+        &progress,
+    )
+    .await;
+    progress.finish();
+    result?;
+    out.got(&got(target), dest, "downloaded");
+    Ok(())
+}
+
+/// `get --via ADDR`: the peer at ADDR downloads into its share; with `-o`, a verified copy of
+/// its file comes here too.
+pub(crate) async fn get_via(
+    cfg: &PeerConfig,
+    out: &Output,
+    via: &str,
+    name: &str,
+    output: Option<PathBuf>,
+    sha256: Option<&str>,
+) -> Result<()> {
+    crate::store::check_name(name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
+    let sha256 = parse_sha256(sha256)?;
+    let net = Net::new(cfg)?;
+    let shown = Progress::new(out.json, name, Some(via));
+    let done =
+        client::peer::download_via(&net, via, name, sha256.as_ref(), |e| shown.show(e)).await;
+    shown.finish();
+    let done = done?;
+    let target = Target {
+        name: done.name.clone(),
+        size: done.size,
+        sha256: done.sha256,
+        pieces_root: None,
+        holders: vec![Holder {
+            peer_id: via.to_owned(),
+            address: via.to_owned(),
+            ..Default::default()
+        }],
+    };
+    let Some(output) = output else {
+        out.got_via(&got(&target), done.status.as_str(), via);
+        return Ok(());
+    };
+    // The copy is a download like any other, from that one peer: verified the same way.
+    place(cfg, out, None, &target, &destination(Some(output), name)).await
+}
+
+pub(crate) async fn put(cfg: &PeerConfig, out: &Output, file: &Path, addr: &str) -> Result<()> {
+    let up = client::upload(&Net::new(cfg)?, addr, file).await?;
+    out.uploaded(&up, addr);
+    Ok(())
+}
+
+pub(crate) async fn leave(cfg: &PeerConfig, out: &Output, addr: &str) -> Result<()> {
+    client::request_leave(&Net::new(cfg)?, addr).await?;
+    out.leaving(addr);
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! `/blobs/{sha256}...`: bytes by digest for swarm downloads. A holder answers the manifest, its
+//! bitfield and single pieces; a downloader checks each answer with the functions here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::share::bitfield::Bitfield;
+use crate::share::{Digest, Manifest, PieceIndex, ShareError};
+
+/// Header of `GET /blobs/{sha256}/bitfield`: the number of pieces the bits stand for.
+pub const PIECES_HEADER: &str = "x-p2p-pieces";
+/// Header of a refused piece (status 503): a complete holder hands out the pieces it sent
+/// least first; ask for another piece, or insist.
+pub const LEAST_SERVED_HEADER: &str = "x-p2p-least-served-first";
+/// Header of a piece request that must be answered even if the piece went out more often than
+/// others: the downloader has nothing else to ask this holder for.
+pub const INSIST_HEADER: &str = "x-p2p-insist";
+
+/// The largest manifest a downloader reads: 2,048 pieces of 64 hex digits and then some (a
+/// bigger file has bigger pieces, not more of them).
+pub const MANIFEST_LIMIT: usize = 4 << 20;
+
+pub fn blob_path(sha256: &Digest) -> String {
+    format!("/blobs/{sha256}")
+}
+
+pub fn manifest_path(sha256: &Digest) -> String {
+    format!("/blobs/{sha256}/manifest")
+}
+
+pub fn bitfield_path(sha256: &Digest) -> String {
+    format!("/blobs/{sha256}/bitfield")
+}
+
+pub fn piece_path(sha256: &Digest, index: PieceIndex) -> String {
+    format!("/blobs/{sha256}/pieces/{index}")
+}
+
+/// The body of `GET /blobs/{sha256}/manifest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestJson {
+    pub sha256: Digest,
+    pub size: u64,
+    pub piece_size: u64,
+    pub pieces: Vec<Digest>,
+    pub pieces_root: Digest,
+}
+
+impl ManifestJson {
+    pub fn new(sha256: Digest, m: &Manifest) -> Self {
+        Self {
+            sha256,
+            size: m.size(),
+            piece_size: m.piece_size(),
+            pieces: m.digests().to_vec(),
+            pieces_root: m.root(),
+        }
+    }
+
+    /// The manifest it describes, checked against itself (piece size, count, root).
+    pub fn into_manifest(self) -> Result<Manifest, ShareError> {
+        let m = Manifest::new(self.size, self.pieces)?;
+        if m.piece_size() != self.piece_size {
+            return Err(ShareError::BadManifest(format!(
+                "piece size {} for a {}-byte file, expected {}",
+                self.piece_size,
+                self.size,
+                m.piece_size()
+            )));
+        }
+        m.validate(Some(&self.pieces_root))?;
+        Ok(m)
+    }
+
+    /// What a downloader accepts: the manifest of the file it asked for (`sha256`, `size`),
+    /// consistent with itself and, when the download follows one, with `root`.
+    pub fn check(
+        self,
+        sha256: &Digest,
+        size: u64,
+        root: Option<&Digest>,
+    ) -> Result<Manifest, ShareError> {
+        if &self.sha256 != sha256 || self.size != size {
+            return Err(ShareError::BadManifest(format!(
+                "manifest is for {} ({} bytes), asked for {sha256} ({size} bytes)",
+                self.sha256, self.size
+            )));
+        }
+        let m = self.into_manifest()?;
+        m.validate(root)?;
+        Ok(m)
+    }
+}
+
+/// The headers of a bitfield answer.
+pub fn bitfield_headers(bits: &Bitfield) -> [(&'static str, String); 2] {
+    [
+        ("content-type", "application/octet-stream".to_owned()),
+        (PIECES_HEADER, bits.len().to_string()),
+    ]
+}
+
+/// Checks a bitfield answer's declared piece count (the header may be absent) against the
+/// file's, before its body is read.
+pub fn check_declared_pieces(declared: Option<&str>, pieces: u32) -> Result<(), String> {
+    let declared = declared.and_then(|v| v.parse::<u32>().ok());
+    if declared.is_some_and(|n| n != pieces) {
+        return Err(format!(
+            "bitfield of {declared:?} pieces, the file has {pieces}"
+        ));
+    }
+    Ok(())
+}
+
+/// The most a bitfield answer of a file of `pieces` pieces may hold.
+pub fn bitfield_limit(pieces: u32) -> usize {
+    (pieces as usize).div_ceil(8) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::digest::sha256;
+
+    #[test]
+    fn manifest_json_round_trips_and_is_checked() {
+        let d = sha256(b"piece");
+        let m = Manifest::new((4 << 20) + 1, vec![d, sha256(b"tail")]).unwrap();
+        let whole = sha256(b"whole");
+        let json = serde_json::to_value(ManifestJson::new(whole, &m)).unwrap();
+        assert_eq!(json["sha256"], whole.to_hex());
+        assert_eq!(json["size"], (4 << 20) + 1);
+        assert_eq!(json["piece_size"], 4 << 20);
+        assert_eq!(json["pieces"][0], d.to_hex());
+        assert_eq!(json["pieces_root"], m.root().to_hex());
+        let back: ManifestJson = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.into_manifest().unwrap(), m);
+
+        let mut forged = json.clone();
+        forged["pieces_root"] = serde_json::Value::String(d.to_hex());
+        let err = serde_json::from_value::<ManifestJson>(forged)
+            .unwrap()
+            .into_manifest()
+            .unwrap_err();
+        assert!(err.to_string().contains("pieces_root"), "{err}");
+        let mut forged = json;
+        forged["piece_size"] = serde_json::Value::from(8 << 20);
+        let err = serde_json::from_value::<ManifestJson>(forged)
+            .unwrap()
+            .into_manifest()
+            .unwrap_err();
+        assert!(err.to_string().contains("piece size"), "{err}");
+    }
+
+    #[test]
+    fn a_downloader_takes_only_the_manifest_it_asked_for() {
+        let m = Manifest::new(5, vec![sha256(b"hello")]).unwrap();
+        let whole = sha256(b"hello");
+        let json = || ManifestJson::new(whole, &m);
+        assert_eq!(json().check(&whole, 5, Some(&m.root())).unwrap(), m);
+        assert_eq!(json().check(&whole, 5, None).unwrap(), m);
+        let other = sha256(b"other");
+        for err in [
+            json().check(&other, 5, None).unwrap_err(),
+            json().check(&whole, 6, None).unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("asked for"), "{err}");
+        }
+        let err = json().check(&whole, 5, Some(&other)).unwrap_err();
+        assert!(err.to_string().contains("pieces_root"), "{err}");
+    }
+
+    #[test]
+    fn bitfield_answers_are_bounded_and_counted() {
+        assert!(check_declared_pieces(None, 3).is_ok());
+        assert!(check_declared_pieces(Some("3"), 3).is_ok());
+        assert!(check_declared_pieces(Some("4"), 3).is_err());
+        assert_eq!(bitfield_limit(0), 1);
+        assert_eq!(bitfield_limit(9), 3);
+        let mut b = Bitfield::new(9);
+        b.set(PieceIndex(8));
+        assert_eq!(bitfield_headers(&b)[1], (PIECES_HEADER, "9".to_owned()));
+    }
+}

@@ -1,0 +1,76 @@
+//! The peer HTTP protocol, as both ends speak it: route paths, header names, and each message
+//! with its one check. No I/O here: the serving side (`http`, `daemon`) and the client side
+//! (`swarm::source`, `client::peer`) import these types, so an answer and its parse cannot
+//! drift apart. The README's HTTP table documents the same routes.
+
+pub mod blobs;
+pub mod download;
+pub mod files;
+pub mod upload;
+
+use serde::{Deserialize, Serialize};
+
+/// Route templates (axum syntax). Metrics label requests by these and nothing else.
+pub mod route {
+    pub const FILES: &str = "/files";
+    pub const FILE: &str = "/files/{name}";
+    pub const UPLOAD: &str = "/upload";
+    pub const HEALTHZ: &str = "/healthz";
+    pub const METRICS: &str = "/metrics";
+    pub const LEAVE: &str = "/leave";
+    pub const BLOB: &str = "/blobs/{sha256}";
+    pub const MANIFEST: &str = "/blobs/{sha256}/manifest";
+    pub const BITFIELD: &str = "/blobs/{sha256}/bitfield";
+    pub const PIECE: &str = "/blobs/{sha256}/pieces/{index}";
+    pub const DOWNLOADS: &str = "/downloads";
+
+    /// Every route a peer answers over HTTP/1.1 (gRPC health has its own service path).
+    pub const ALL: &[&str] = &[
+        FILES, FILE, UPLOAD, HEALTHZ, METRICS, LEAVE, BLOB, MANIFEST, BITFIELD, PIECE, DOWNLOADS,
+    ];
+}
+
+/// What a successful upload or download did to the destination: the one set of words the
+/// upload answer, the download stream's last line and the client's output use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placed {
+    Created,
+    /// These bytes were already there under that name.
+    Identical,
+}
+
+impl Placed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placed::Created => "created",
+            Placed::Identical => "identical",
+        }
+    }
+}
+
+impl std::fmt::Display for Placed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The body of every error answer: `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placed_words_are_the_wire_words() {
+        for p in [Placed::Created, Placed::Identical] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+            assert_eq!(p.to_string(), p.as_str());
+        }
+        assert!(serde_json::from_str::<Placed>("\"conflict\"").is_err());
+    }
+}
