@@ -161,7 +161,6 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         )?,
         tracker,
         metrics: metrics.clone(),
-        tokens: tokens.clone(),
     };
     let app = http::router(AppState {
         store: store.clone(),
@@ -179,11 +178,11 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         )),
         upload_limiter: http::upload_limiter(cfg.peer.uploads_per_minute),
         io_timeout: cfg.peer.io_timeout,
+        daemon: daemon.clone(),
     })
     // grpc.health.v1 on the same port (h2c), for orchestrators. Routed by path so that other
     // unknown paths keep their plain HTTP 404 (tonic's own fallback answers 200 + grpc-status).
-    .route_service("/grpc.health.v1.Health/{*method}", health_service)
-    .merge(daemon.clone().routes());
+    .route_service("/grpc.health.v1.Health/{*method}", health_service);
     tracing::info!(%local_addr, %advertised, peer = %cfg.peer.id, "peer listening");
 
     let stop = shutdown.clone();

@@ -9,8 +9,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncSeekExt;
 
+use super::body::{send_body, transfer_slot};
+use super::error::ApiError;
 use super::files::serve_whole;
-use super::{ApiError, AppState, send_body, transfer_slot};
+use super::state::AppState;
 use crate::share::bitfield::Bitfield;
 use crate::share::partial::PartialFile;
 use crate::share::{Digest, Manifest, PieceIndex};

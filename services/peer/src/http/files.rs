@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use tokio::io::AsyncSeekExt;
 
-use super::{ApiError, AppState, send_body, transfer_slot};
+use super::body::{send_body, transfer_slot};
+use super::error::ApiError;
+use super::state::AppState;
 use crate::range::{self, RangeReply};
 use crate::store::{self, Entry};
 use crate::wire::files::FileJson;

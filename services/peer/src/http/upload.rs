@@ -7,7 +7,9 @@ use axum::extract::{ConnectInfo, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-use super::{ApiError, AppState, transfer_slot};
+use super::body::transfer_slot;
+use super::error::ApiError;
+use super::state::AppState;
 use crate::share::pieces;
 use crate::store::{self, Published};
 use crate::wire::Placed;

@@ -1,0 +1,51 @@
+//! What every route of the peer's HTTP API shares.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use p2p_common::auth::Tokens;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::seeding::Seeding;
+use crate::daemon::Daemon;
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+use crate::share::partial::Partials;
+use crate::store::Store;
+use crate::transfer::Limits;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    /// Downloads in progress in this share: their verified pieces are served too.
+    pub partials: Arc<Partials>,
+    /// The process's rate limits; every served body is paced by the upload bucket.
+    pub limits: Limits,
+    /// Which pieces of complete files went out how often (least served first).
+    pub seeding: Arc<Seeding>,
+    pub max_upload_bytes: u64,
+    pub readiness: Arc<Readiness>,
+    /// Cancelled to make the peer leave the network and stop.
+    pub shutdown: CancellationToken,
+    pub metrics: Metrics,
+    /// Accepted bearer tokens; None: authentication off.
+    pub tokens: Option<Tokens>,
+    pub protect_metrics: bool,
+    /// One permit per transfer (download served or upload received).
+    pub transfers: Arc<Semaphore>,
+    pub upload_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// A stalled upload body is cut after this long.
+    pub io_timeout: Duration,
+    /// Downloads into this share (`POST /downloads`).
+    pub daemon: Daemon,
+}
+
+/// Per-client upload budget: `per_minute` uploads, refilled evenly.
+pub fn upload_limiter(per_minute: u32) -> Arc<DefaultKeyedRateLimiter<IpAddr>> {
+    let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+    Arc::new(RateLimiter::keyed(Quota::per_minute(n)))
+}
