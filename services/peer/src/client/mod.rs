@@ -1,6 +1,7 @@
 //! The client operations (search, ls, get, put, leave) that the CLI, the menu and the daemon
-//! call. `cli.rs` parses arguments and prints; `menu.rs` runs the prompt loop; neither holds an
-//! operation of its own.
+//! call. The CLI (`cli`) and the menu (`menu`) are its two faces: neither holds an operation of
+//! its own, neither imports the other, and both print through [`render`]; `peer` holds the
+//! requests to one peer's HTTP API.
 
 pub mod peer;
 pub mod render;
