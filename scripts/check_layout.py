@@ -9,7 +9,8 @@
   file's own tests;
 - no source file is over 700 lines, except the tracker's store conformance suite.
 
-Usage: scripts/check_layout.py [--graph CRATE]   (--graph prints that crate's edges)
+Usage: scripts/check_layout.py [--graph CRATE | --self-test]
+  --graph prints that crate's edges; --self-test checks the checker on small made-up crates.
 Exit code 1 on any finding, with one line per finding.
 """
 
@@ -199,7 +200,41 @@ def find_cycles(edges, src):
     return out
 
 
+def self_test():
+    import tempfile
+
+    cases = {
+        # A real circle: each file uses the other's items.
+        "circle": ({"lib.rs": "mod a; mod b;", "a.rs": "use crate::b::B; pub struct A;",
+                    "b.rs": "pub struct B; fn f() -> crate::a::A { todo() }"}, 1),
+        # A facade: the parent re-exports a child that imports from the parent's sibling.
+        "facade": ({"lib.rs": "pub mod m;", "m/mod.rs": "mod x; mod y; pub use x::X;",
+                    "m/x.rs": "use super::y::Y; pub struct X(Y);", "m/y.rs": "pub struct Y;"}, 0),
+        # A parent whose code uses a child that imports the parent: a circle.
+        "parent": ({"lib.rs": "pub mod m;", "m/mod.rs": "mod x; pub struct S; fn f() { x::g() }",
+                    "m/x.rs": "use super::S; pub fn g() {}"}, 1),
+        # Test modules, comments and strings are not imports.
+        "tests": ({"lib.rs": "mod a; mod b;", "a.rs": "// crate::b::B\nconst S: &str = \"crate::b::B\";",
+                   "b.rs": "use crate::a::S;\n#[cfg(test)]\nmod tests { use crate::a::S; }"}, 0),
+    }
+    failed = 0
+    for name, (files, want) in cases.items():
+        with tempfile.TemporaryDirectory() as d:
+            src = pathlib.Path(d) / "src"
+            for rel, text in files.items():
+                (src / rel).parent.mkdir(parents=True, exist_ok=True)
+                (src / rel).write_text(text)
+            got = len(check_crate(src))
+            if got != want:
+                failed += 1
+                print(f"self-test {name}: {got} circles, expected {want}")
+    print("check_layout self-test:", "FAILED" if failed else "ok")
+    return 1 if failed else 0
+
+
 def main():
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
     show = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--graph" else None
     problems = []
     for src in sorted(ROOT.glob("services/*/src")):

@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The crates' shape: no import circles between source files, no file over 700 lines.
+python3 scripts/check_layout.py --self-test
+python3 scripts/check_layout.py
+
 t0=$SECONDS
 cargo test --workspace --locked
 echo "-- cargo test: $((SECONDS - t0)) s"
