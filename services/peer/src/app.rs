@@ -150,7 +150,7 @@ async fn client(command: Command, cfg: &PeerConfig, out: &Output) -> Result<()> 
             cli::leave(cfg, out, &addr).await
         }
         Command::Menu { .. } => {
-            let ctx = menu::Context::client(cfg);
+            let ctx = menu::Context::client(cfg)?;
             menu::run_stdio(ctx).await.map_err(Error::Other)
         }
         // Answered in `run`, before telemetry starts (health probes run often).

@@ -13,10 +13,13 @@ use crate::daemon::Daemon;
 use crate::error::{Error, Result};
 use crate::net::Net;
 use crate::swarm::Logged;
+use crate::tracker::Tracker;
 
 /// What the menu acts on: the tracker, and this process's own peer when it serves one.
 pub struct Context {
     cfg: PeerConfig,
+    /// The process's one tracker client (the serving peer's own, when there is one).
+    tracker: Tracker,
     own: Option<Own>,
 }
 
@@ -27,16 +30,18 @@ struct Own {
 }
 
 impl Context {
-    pub fn client(cfg: &PeerConfig) -> Self {
-        Self {
+    pub fn client(cfg: &PeerConfig) -> Result<Self> {
+        Ok(Self {
             cfg: cfg.clone(),
+            tracker: client::tracker(cfg)?,
             own: None,
-        }
+        })
     }
 
     pub fn serving(cfg: &PeerConfig, running: &crate::server::Running) -> Self {
         Self {
             cfg: cfg.clone(),
+            tracker: running.daemon.tracker.clone(),
             own: Some(Own {
                 daemon: running.daemon.clone(),
                 address: running.advertised.clone(),
@@ -143,7 +148,7 @@ where
 }
 
 async fn search(ctx: &Context, name: &str) -> String {
-    match client::search(&ctx.cfg, name, false).await {
+    match ctx.tracker.search(name, false).await {
         Ok(m) if m.is_empty() => format!("No file matches {name:?}."),
         Ok(m) => format_matches(&m).trim_end().to_owned(),
         Err(e) => format!("search failed: {e}"),
@@ -170,11 +175,10 @@ async fn get(ctx: &Context, name: &str) -> String {
 }
 
 async fn get_here(ctx: &Context, name: &str) -> Result<String> {
-    let tracker = client::tracker(&ctx.cfg)?;
-    let target = client::resolve(&tracker, name, None).await?;
+    let target = client::resolve(&ctx.tracker, name, None).await?;
     let dir = std::env::current_dir().map_err(|e| Error::Other(e.into()))?;
     let dest = dir.join(&target.name);
-    let swarm = client::standalone_swarm(&ctx.cfg, Some(tracker))?;
+    let swarm = client::standalone_swarm(&ctx.cfg, Some(ctx.tracker.clone()))?;
     client::get(&swarm, &target, &Destination::Path(dest.clone()), &Logged).await?;
     Ok(format!("Downloaded {} (sha256 verified).", dest.display()))
 }

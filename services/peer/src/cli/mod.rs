@@ -27,7 +27,7 @@ pub(crate) fn parse_sha256(arg: Option<&str>) -> Result<Option<Digest>> {
 }
 
 pub(crate) async fn search(cfg: &PeerConfig, out: &Output, name: &str, exact: bool) -> Result<()> {
-    let matches = client::search(cfg, name, exact).await?;
+    let matches = client::tracker(cfg)?.search(name, exact).await?;
     out.matches(&matches);
     if matches.is_empty() {
         return Err(Error::NotFound(format!(
@@ -38,7 +38,7 @@ pub(crate) async fn search(cfg: &PeerConfig, out: &Output, name: &str, exact: bo
 }
 
 pub(crate) async fn ls(cfg: &PeerConfig, out: &Output) -> Result<()> {
-    let files = client::ls(cfg).await?;
+    let files = client::tracker(cfg)?.list().await?;
     out.matches(&files);
     Ok(())
 }

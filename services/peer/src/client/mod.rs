@@ -27,16 +27,6 @@ pub fn tracker(cfg: &PeerConfig) -> Result<Tracker> {
     Tracker::connect(cfg)
 }
 
-/// Files whose name contains `name` (or is `name`, with `exact`).
-pub async fn search(cfg: &PeerConfig, name: &str, exact: bool) -> Result<Vec<Match>> {
-    tracker(cfg)?.search(name, exact).await
-}
-
-/// Every file on the network.
-pub async fn ls(cfg: &PeerConfig) -> Result<Vec<Match>> {
-    tracker(cfg)?.list().await
-}
-
 /// The file to download for `name` (and `sha256` when given), with its holders.
 pub async fn resolve(tracker: &Tracker, name: &str, sha256: Option<&Digest>) -> Result<Target> {
     crate::store::check_name(name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
