@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod metrics;
+mod proto;
 pub mod registry;
 pub mod server;
 pub mod service;

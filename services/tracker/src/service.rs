@@ -1,21 +1,22 @@
-//! The gRPC face of the registry: request/response mapping and status codes.
+//! The gRPC face of the registry: the RPCs and their status codes. Messages become typed
+//! values (and back) in [`crate::proto`].
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use p2p_common::proto::tracker_service_server::TrackerService;
 use p2p_common::proto::{
-    AnnounceRequest, AnnounceResponse, FileInfo, FileMatch, GetPeersByDigestRequest,
-    GetPeersByDigestResponse, HeartbeatRequest, HeartbeatResponse, LeaveRequest, LeaveResponse,
-    ListFilesRequest, ListFilesResponse, PeerInfo, RegisterRequest, RegisterResponse,
-    SearchRequest, SearchResponse,
+    AnnounceRequest, AnnounceResponse, GetPeersByDigestRequest, GetPeersByDigestResponse,
+    HeartbeatRequest, HeartbeatResponse, LeaveRequest, LeaveResponse, ListFilesRequest,
+    ListFilesResponse, RegisterRequest, RegisterResponse, SearchRequest, SearchResponse,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
-use crate::registry::{Page, Registry, RegistryError};
-use crate::store::{Announcement, DigestHolders, FileEntry, Holder, PartialEntry, StoreError};
+use crate::proto;
+use crate::registry::{Registry, RegistryError};
+use crate::store::StoreError;
 
 pub struct TrackerApi {
     registry: Arc<Registry>,
@@ -64,56 +65,6 @@ impl From<RegistryError> for Status {
     }
 }
 
-fn entries(files: Vec<FileInfo>) -> Vec<FileEntry> {
-    files
-        .into_iter()
-        .map(|f| FileEntry {
-            name: f.name,
-            size: f.size,
-            sha256: f.sha256,
-            pieces_root: f.pieces_root,
-        })
-        .collect()
-}
-
-/// Partial holdings are keyed by digest; the name a peer may send with one is ignored.
-fn partial_entries(files: Vec<FileInfo>) -> Vec<PartialEntry> {
-    files
-        .into_iter()
-        .map(|f| PartialEntry {
-            sha256: f.sha256,
-            size: f.size,
-            pieces_root: f.pieces_root,
-        })
-        .collect()
-}
-
-fn peers(holders: Vec<Holder>, partial: bool) -> impl Iterator<Item = PeerInfo> {
-    holders.into_iter().map(move |h| PeerInfo {
-        peer_id: h.peer_id,
-        address: h.address,
-        partial,
-        pieces_root: h.pieces_root,
-    })
-}
-
-fn matches(page: Page) -> (Vec<FileMatch>, String) {
-    let files = page
-        .files
-        .into_iter()
-        .map(|(f, holders)| FileMatch {
-            file: Some(FileInfo {
-                name: f.name,
-                size: f.size,
-                sha256: f.sha256,
-                pieces_root: f.pieces_root,
-            }),
-            peers: peers(holders, false).collect(),
-        })
-        .collect();
-    (files, page.next_token.unwrap_or_default())
-}
-
 /// A span for one RPC, child of the caller's trace when the metadata carries one.
 fn rpc_span<T>(method: &'static str, req: &Request<T>) -> tracing::Span {
     let span = tracing::info_span!(
@@ -143,9 +94,10 @@ impl TrackerService for TrackerApi {
             let r = req.into_inner();
             let limits = self.registry.limits();
             let bound = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            let files = proto::files(r.files)?;
             let secret = self
                 .registry
-                .register(&r.peer_id, &r.address, entries(r.files), &r.lease_secret)
+                .register(&r.peer_id, &r.address, files, &r.lease_secret)
                 .await?;
             tracing::info!(peer = %r.peer_id, address = %r.address, "peer registered");
             Ok(RegisterResponse {
@@ -180,12 +132,8 @@ impl TrackerService for TrackerApi {
         let span = rpc_span("Announce", &req);
         self.observe("Announce", span, async {
             let r = req.into_inner();
-            let change = Announcement {
-                added: entries(r.added),
-                removed: r.removed,
-                partial_added: partial_entries(r.partial_added),
-                partial_removed: r.partial_removed,
-            };
+            let change =
+                proto::announcement(r.added, r.removed, r.partial_added, r.partial_removed)?;
             let n = self
                 .registry
                 .announce(&r.peer_id, &r.lease_secret, change)
@@ -219,7 +167,7 @@ impl TrackerService for TrackerApi {
                 .registry
                 .search(&r.query, r.exact, r.page_size, &r.page_token)
                 .await?;
-            let (matches, next_page_token) = matches(page);
+            let (matches, next_page_token) = proto::matches(page);
             Ok(SearchResponse {
                 matches,
                 next_page_token,
@@ -236,7 +184,7 @@ impl TrackerService for TrackerApi {
         self.observe("ListFiles", span, async {
             let r = req.into_inner();
             let page = self.registry.list_files(r.page_size, &r.page_token).await?;
-            let (files, next_page_token) = matches(page);
+            let (files, next_page_token) = proto::matches(page);
             Ok(ListFilesResponse {
                 files,
                 next_page_token,
@@ -252,15 +200,9 @@ impl TrackerService for TrackerApi {
         let span = rpc_span("GetPeersByDigest", &req);
         self.observe("GetPeersByDigest", span, async {
             let r = req.into_inner();
-            let DigestHolders {
-                size,
-                complete,
-                partial,
-            } = self.registry.peers_by_digest(&r.sha256).await?;
-            Ok(GetPeersByDigestResponse {
-                peers: peers(complete, false).chain(peers(partial, true)).collect(),
-                size,
-            })
+            let sha256 = proto::digest("sha256", &r.sha256)?;
+            let holders = self.registry.peers_by_digest(&sha256).await?;
+            Ok(proto::peers_by_digest(holders))
         })
         .await
     }

@@ -1,20 +1,22 @@
 //! The rules every [`Store`] must keep, as one suite run against each backend (memory in this
-//! crate's unit tests, Redis in `tests/redis.rs`). Each check takes a fresh, empty store.
+//! crate's unit tests, Redis in `store::redis`'s). Each check takes a fresh, empty store.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use p2p_common::Digest;
 
 use crate::registry::{Limits, Registry, RegistryError};
 use crate::store::{Announcement, FileEntry, Holder, PartialEntry, Store};
 
 /// The digest of file `byte`'s bytes.
-pub fn sha(byte: u8) -> String {
-    hex::encode([byte; 32])
+pub fn sha(byte: u8) -> Digest {
+    Digest([byte; 32])
 }
 
 /// The pieces_root honest peers announce for file `byte`.
-pub fn root(byte: u8) -> String {
-    hex::encode([!byte; 32])
+pub fn root(byte: u8) -> Digest {
+    Digest([!byte; 32])
 }
 
 /// A file named `name` holding bytes `byte`: size `byte`, digest [`sha`], root [`root`].
@@ -23,7 +25,7 @@ pub fn file(name: &str, byte: u8) -> FileEntry {
         name: name.into(),
         size: u64::from(byte),
         sha256: sha(byte),
-        pieces_root: root(byte),
+        pieces_root: Some(root(byte)),
     }
 }
 
@@ -41,12 +43,12 @@ pub fn partial(byte: u8) -> PartialEntry {
     PartialEntry {
         sha256: sha(byte),
         size: 1000 + u64::from(byte),
-        pieces_root: root(byte),
+        pieces_root: Some(root(byte)),
     }
 }
 
 /// An Announce of partial holdings only.
-pub fn partials_change(added: Vec<PartialEntry>, removed: Vec<String>) -> Announcement {
+pub fn partials_change(added: Vec<PartialEntry>, removed: Vec<Digest>) -> Announcement {
     Announcement {
         partial_added: added,
         partial_removed: removed,
@@ -54,21 +56,20 @@ pub fn partials_change(added: Vec<PartialEntry>, removed: Vec<String>) -> Announ
     }
 }
 
+type IdAndRoot = (String, Option<Digest>);
+
 /// (peer id, pieces_root) of each holder, sorted by id (stores differ in holder order).
-fn ids_and_roots(holders: &[Holder]) -> Vec<(String, String)> {
+fn ids_and_roots(holders: &[Holder]) -> Vec<IdAndRoot> {
     let mut v: Vec<_> = holders
         .iter()
-        .map(|h| (h.peer_id.clone(), h.pieces_root.clone()))
+        .map(|h| (h.peer_id.clone(), h.pieces_root))
         .collect();
     v.sort();
     v
 }
 
 /// (complete, partial) holders of file `byte`'s digest, as [`ids_and_roots`].
-async fn by_digest(
-    r: &Registry,
-    byte: u8,
-) -> Option<(Vec<(String, String)>, Vec<(String, String)>)> {
+async fn by_digest(r: &Registry, byte: u8) -> Option<(Vec<IdAndRoot>, Vec<IdAndRoot>)> {
     match r.peers_by_digest(&sha(byte)).await {
         Ok(d) => Some((ids_and_roots(&d.complete), ids_and_roots(&d.partial))),
         Err(RegistryError::DigestNotFound(_)) => None,
@@ -76,8 +77,9 @@ async fn by_digest(
     }
 }
 
-fn pair(id: &str, root: &str) -> (String, String) {
-    (id.to_owned(), root.to_owned())
+/// `root` is a digest or `None` (the holder announced no root).
+fn pair(id: &str, root: impl Into<Option<Digest>>) -> IdAndRoot {
+    (id.to_owned(), root.into())
 }
 
 /// (peers, files, partial holdings) as the store counts them.
@@ -182,7 +184,7 @@ pub async fn register_search_and_leave(store: Arc<dyn Store>) {
             .files
             .is_empty()
     );
-    let found = r.peers_by_digest(&hex::encode([1u8; 32])).await.unwrap();
+    let found = r.peers_by_digest(&sha(1)).await.unwrap();
     assert_eq!((found.size, found.complete.len()), (1, 1));
     assert_eq!(counts(&r).await, (1, 3, 0));
 }
@@ -199,16 +201,13 @@ pub async fn one_name_many_digests(store: Arc<dyn Store>) {
         let first = r.search("same.iso", exact, 3, "").await.unwrap();
         let token = first.next_token.clone().expect("a second page");
         let second = r.search("same.iso", exact, 3, &token).await.unwrap();
-        let digests: Vec<String> = first
+        let digests: Vec<Digest> = first
             .files
             .iter()
             .chain(&second.files)
-            .map(|f| f.0.sha256.clone())
+            .map(|f| f.0.sha256)
             .collect();
-        let want: Vec<String> = [3u8, 5, 7, 9]
-            .iter()
-            .map(|b| hex::encode([*b; 32]))
-            .collect();
+        let want: Vec<Digest> = [3u8, 5, 7, 9].into_iter().map(sha).collect();
         assert_eq!(digests, want, "exact = {exact}");
     }
 }
@@ -292,8 +291,8 @@ pub async fn announce_within_the_cap(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(n, 2);
     let page = r.search("x", true, 0, "").await.unwrap();
-    assert_eq!(page.files[0].0.sha256, hex::encode([2u8; 32]));
-    assert!(r.peers_by_digest(&hex::encode([1u8; 32])).await.is_err());
+    assert_eq!(page.files[0].0.sha256, sha(2));
+    assert!(r.peers_by_digest(&sha(1)).await.is_err());
     assert_eq!(
         r.announce("p1", &s, files_change(vec![], vec!["y".into()]))
             .await
@@ -323,7 +322,7 @@ pub async fn announce_within_the_cap(store: Arc<dyn Store>) {
             .files
             .is_empty()
     );
-    assert!(r.peers_by_digest(&hex::encode([20u8; 32])).await.is_err());
+    assert!(r.peers_by_digest(&sha(20)).await.is_err());
     assert_eq!(counts(&r).await, (1, 7, 0));
     // Removing in the same request makes room: the count is judged after the whole change.
     let gone: Vec<String> = (0..3).map(|i| format!("six{i}")).collect();
@@ -421,20 +420,20 @@ pub async fn concurrent_races(store: Arc<dyn Store>) {
 /// root is the one most of its holders announced (peers without one do not vote).
 pub async fn pieces_root_is_returned_with_every_match(store: Arc<dyn Store>) {
     let r = registry(store, Duration::from_secs(60));
-    let liar = hex::encode([0xeeu8; 32]);
+    let liar = Digest([0xee; 32]);
     for (id, f) in [
         ("p1", file("a.iso", 1)),
-        ("p2", with_root(file("a.iso", 1), &liar)),
+        ("p2", with_root(file("a.iso", 1), liar)),
         ("p3", file("a.iso", 1)),
-        ("p4", with_root(file("a.iso", 1), "")),
+        ("p4", with_root(file("a.iso", 1), None)),
     ] {
         r.register(id, "h:1", vec![f], "").await.unwrap();
     }
     let want = vec![
-        pair("p1", &root(1)),
-        pair("p2", &liar),
-        pair("p3", &root(1)),
-        pair("p4", ""),
+        pair("p1", root(1)),
+        pair("p2", liar),
+        pair("p3", root(1)),
+        pair("p4", None),
     ];
     let exact = r.search("a.iso", true, 0, "").await.unwrap();
     let listed = r.list_files(0, "").await.unwrap();
@@ -442,53 +441,53 @@ pub async fn pieces_root_is_returned_with_every_match(store: Arc<dyn Store>) {
     for page in [exact, listed, substring] {
         assert_eq!(page.files.len(), 1);
         let (f, holders) = &page.files[0];
-        assert_eq!(f.pieces_root, root(1), "two of three roots say so");
+        assert_eq!(f.pieces_root, Some(root(1)), "two of three roots say so");
         assert_eq!(ids_and_roots(holders), want);
     }
     assert_eq!(by_digest(&r, 1).await, Some((want, vec![])));
 
     // A tie goes to the smaller root; a file nobody announced a root for has none.
-    let low = hex::encode([0x01u8; 32]);
-    let high = hex::encode([0x02u8; 32]);
+    let low = Digest([0x01; 32]);
+    let high = Digest([0x02; 32]);
     let s5 = r
         .register(
             "p5",
             "h:5",
             vec![
-                with_root(file("tie", 7), &high),
-                with_root(file("old", 8), ""),
+                with_root(file("tie", 7), high),
+                with_root(file("old", 8), None),
             ],
             "",
         )
         .await
         .unwrap();
-    r.register("p6", "h:6", vec![with_root(file("tie", 7), &low)], "")
+    r.register("p6", "h:6", vec![with_root(file("tie", 7), low)], "")
         .await
         .unwrap();
     let tie = r.search("tie", true, 0, "").await.unwrap();
-    assert_eq!(tie.files[0].0.pieces_root, low);
+    assert_eq!(tie.files[0].0.pieces_root, Some(low));
     let old = r.search("old", true, 0, "").await.unwrap();
-    assert_eq!(old.files[0].0.pieces_root, "");
-    assert_eq!(ids_and_roots(&old.files[0].1), vec![pair("p5", "")]);
+    assert_eq!(old.files[0].0.pieces_root, None);
+    assert_eq!(ids_and_roots(&old.files[0].1), vec![pair("p5", None)]);
 
     // Announcing the file again with another root replaces it everywhere.
-    let again = with_root(file("tie", 7), &low);
+    let again = with_root(file("tie", 7), low);
     r.announce("p5", &s5, files_change(vec![again], vec![]))
         .await
         .unwrap();
     let tie = r.search("tie", true, 0, "").await.unwrap();
     assert_eq!(
         ids_and_roots(&tie.files[0].1),
-        vec![pair("p5", &low), pair("p6", &low)]
+        vec![pair("p5", low), pair("p6", low)]
     );
     assert_eq!(
         by_digest(&r, 7).await,
-        Some((vec![pair("p5", &low), pair("p6", &low)], vec![]))
+        Some((vec![pair("p5", low), pair("p6", low)], vec![]))
     );
 }
 
-fn with_root(mut f: FileEntry, root: &str) -> FileEntry {
-    f.pieces_root = root.to_owned();
+fn with_root(mut f: FileEntry, root: impl Into<Option<Digest>>) -> FileEntry {
+    f.pieces_root = root.into();
     f
 }
 
@@ -518,8 +517,8 @@ pub async fn partial_holders_are_found_by_digest_only(store: Arc<dyn Store>) {
     assert_eq!(
         by_digest(&r, 1).await,
         Some((
-            vec![pair("p1", &root(1))],
-            vec![pair("p2", &root(1)), pair("p3", &root(1))]
+            vec![pair("p1", root(1))],
+            vec![pair("p2", root(1)), pair("p3", root(1))]
         ))
     );
     let d = r.peers_by_digest(&sha(1)).await.unwrap();
@@ -527,7 +526,7 @@ pub async fn partial_holders_are_found_by_digest_only(store: Arc<dyn Store>) {
     let d = r.peers_by_digest(&sha(2)).await.unwrap();
     assert_eq!(d.size, 1002, "size from the partial announcement");
     assert!(d.complete.is_empty());
-    assert_eq!(ids_and_roots(&d.partial), vec![pair("p2", &root(2))]);
+    assert_eq!(ids_and_roots(&d.partial), vec![pair("p2", root(2))]);
     assert_eq!(d.partial[0].address, "h:2");
 
     let listed = r.list_files(0, "").await.unwrap();
@@ -548,7 +547,7 @@ pub async fn partial_holders_are_found_by_digest_only(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let (complete, partial_holders) = by_digest(&r, 1).await.unwrap();
-    assert_eq!(complete, vec![pair("p1", &root(1))]);
+    assert_eq!(complete, vec![pair("p1", root(1))]);
     assert_eq!(partial_holders.len(), 2);
     r.announce("p1", &s1, partials_change(vec![], vec![sha(1)]))
         .await
@@ -564,7 +563,7 @@ pub async fn partial_holders_are_found_by_digest_only(store: Arc<dyn Store>) {
     // Removing and adding one digest in one request keeps it (removals go first), with the
     // newly announced root.
     let mut moved = partial(1);
-    moved.pieces_root = hex::encode([0x33u8; 32]);
+    moved.pieces_root = Some(Digest([0x33; 32]));
     assert_eq!(
         r.announce(
             "p3",
@@ -578,7 +577,7 @@ pub async fn partial_holders_are_found_by_digest_only(store: Arc<dyn Store>) {
     let (_, partial_holders) = by_digest(&r, 1).await.unwrap();
     assert_eq!(
         partial_holders,
-        vec![pair("p2", &root(1)), pair("p3", &moved.pieces_root)]
+        vec![pair("p2", root(1)), pair("p3", moved.pieces_root)]
     );
     assert_eq!(counts(&r).await, (3, 1, 2));
 }
@@ -603,7 +602,7 @@ pub async fn a_complete_announce_replaces_the_partial_entry(store: Arc<dyn Store
     assert_eq!(n, 2, "one file and one partial holding");
     assert_eq!(
         by_digest(&r, 1).await,
-        Some((vec![pair("p1", &root(1))], vec![]))
+        Some((vec![pair("p1", root(1))], vec![]))
     );
     assert_eq!(counts(&r).await, (1, 1, 1));
     // Finished and announced together: the complete file wins.
@@ -615,11 +614,11 @@ pub async fn a_complete_announce_replaces_the_partial_entry(store: Arc<dyn Store
     assert_eq!(r.announce("p1", &s, both).await.unwrap(), 3);
     assert_eq!(
         by_digest(&r, 2).await,
-        Some((vec![pair("p1", &root(2))], vec![]))
+        Some((vec![pair("p1", root(2))], vec![]))
     );
     assert_eq!(
         by_digest(&r, 3).await,
-        Some((vec![], vec![pair("p1", &root(3))]))
+        Some((vec![], vec![pair("p1", root(3))]))
     );
     assert_eq!(counts(&r).await, (1, 2, 1));
     // Re-registering starts from the files it carries: partial holdings are forgotten.
@@ -707,7 +706,7 @@ pub async fn partial_holders_follow_the_lease(store: Arc<dyn Store>) {
     assert_eq!(by_digest(&r, 2).await, None);
     assert_eq!(
         by_digest(&r, 1).await,
-        Some((vec![], vec![pair("p1", &root(1))]))
+        Some((vec![], vec![pair("p1", root(1))]))
     );
     assert_eq!(counts(&r).await, (1, 0, 1));
 

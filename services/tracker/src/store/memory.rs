@@ -6,6 +6,7 @@ use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
+use p2p_common::Digest;
 
 use super::names::{lower, trigrams};
 use super::{
@@ -42,9 +43,9 @@ struct Inner {
     /// (name, digest) -> size and holders.
     by_name: BTreeMap<FileKey, (u64, BTreeSet<String>)>,
     /// digest -> complete holders of these bytes.
-    by_digest: HashMap<String, DigestIndex>,
+    by_digest: HashMap<Digest, DigestIndex>,
     /// digest -> peer id -> its partial holding.
-    partial_by_digest: HashMap<String, BTreeMap<String, PartialEntry>>,
+    partial_by_digest: HashMap<Digest, BTreeMap<String, PartialEntry>>,
     /// Sum of the peers' partial holdings.
     partial_count: usize,
     /// name -> its lower-cased form and how many digests are shared under it.
@@ -57,7 +58,7 @@ struct PeerEntry {
     record: PeerRecord,
     files: HashMap<String, FileEntry>,
     /// digest -> partial holding.
-    partials: HashMap<String, PartialEntry>,
+    partials: HashMap<Digest, PartialEntry>,
 }
 
 struct DigestIndex {
@@ -65,14 +66,14 @@ struct DigestIndex {
     size: u64,
     /// peer id -> how many of its names carry these bytes, and the root it announced last
     /// with them (one digest has one root unless a peer lies).
-    holders: BTreeMap<String, (usize, String)>,
+    holders: BTreeMap<String, (usize, Option<Digest>)>,
 }
 
 impl Inner {
     fn index(&mut self, peer: &str, f: &FileEntry) {
         let key = FileKey {
             name: f.name.clone(),
-            sha256: f.sha256.clone(),
+            sha256: f.sha256,
         };
         let (_, holders) = self
             .by_name
@@ -85,7 +86,7 @@ impl Inner {
         }
         let digest = self
             .by_digest
-            .entry(f.sha256.clone())
+            .entry(f.sha256)
             .or_insert_with(|| DigestIndex {
                 size: f.size,
                 holders: BTreeMap::new(),
@@ -93,13 +94,13 @@ impl Inner {
         digest.size = f.size;
         let (n, root) = digest.holders.entry(peer.to_owned()).or_default();
         *n += 1;
-        root.clone_from(&f.pieces_root);
+        *root = f.pieces_root;
     }
 
     fn unindex(&mut self, peer: &str, f: &FileEntry) {
         let key = FileKey {
             name: f.name.clone(),
-            sha256: f.sha256.clone(),
+            sha256: f.sha256,
         };
         if let Some((_, holders)) = self.by_name.get_mut(&key) {
             holders.remove(peer);
@@ -122,12 +123,12 @@ impl Inner {
     }
 
     /// Makes the digest index say what `peer` now holds in part of `sha256` (`None`: nothing).
-    fn set_partial(&mut self, peer: &str, sha256: &str, now: Option<PartialEntry>) {
+    fn set_partial(&mut self, peer: &str, sha256: &Digest, now: Option<PartialEntry>) {
         let held = now.is_some();
         let was_held = match now {
             Some(p) => self
                 .partial_by_digest
-                .entry(sha256.to_owned())
+                .entry(*sha256)
                 .or_default()
                 .insert(peer.to_owned(), p)
                 .is_some(),
@@ -210,22 +211,22 @@ impl Inner {
         Ok(entry)
     }
 
-    fn holder(&self, id: &str, pieces_root: &str) -> Option<Holder> {
+    fn holder(&self, id: &str, pieces_root: Option<Digest>) -> Option<Holder> {
         self.peers.get(id).map(|p| Holder {
             peer_id: id.to_owned(),
             address: p.record.address.clone(),
             expires_at_ms: p.record.expires_at_ms,
-            pieces_root: pieces_root.to_owned(),
+            pieces_root,
         })
     }
 
     /// A complete holder of `sha256`, with the root it announced last for those bytes.
-    fn digest_holder(&self, id: &str, sha256: &str) -> Option<Holder> {
+    fn digest_holder(&self, id: &str, sha256: &Digest) -> Option<Holder> {
         let root = self
             .by_digest
             .get(sha256)
             .and_then(|d| d.holders.get(id))
-            .map_or("", |(_, root)| root.as_str());
+            .and_then(|(_, root)| *root);
         self.holder(id, root)
     }
 
@@ -237,9 +238,10 @@ impl Inner {
         limit: usize,
         out: &mut Vec<FileHolders>,
     ) {
+        // The smallest digest: the first key of `name`, whatever digests it has.
         let first = FileKey {
             name: name.to_owned(),
-            sha256: String::new(),
+            sha256: Digest([0; 32]),
         };
         for (key, (size, holders)) in self.by_name.range(first..) {
             if key.name != name || out.len() >= limit {
@@ -252,8 +254,8 @@ impl Inner {
                 file: FileEntry {
                     name: key.name.clone(),
                     size: *size,
-                    sha256: key.sha256.clone(),
-                    pieces_root: String::new(),
+                    sha256: key.sha256,
+                    pieces_root: None,
                 },
                 holders: holders
                     .iter()
@@ -338,20 +340,20 @@ impl Store for MemoryStore {
                 count += 1;
             }
         }
-        let partial_gone: HashSet<&str> = partial_removed
+        let partial_gone: HashSet<Digest> = partial_removed
             .iter()
-            .map(String::as_str)
-            .filter(|d| entry.partials.contains_key(*d))
+            .copied()
+            .filter(|d| entry.partials.contains_key(d))
             .collect();
-        let partial_new: HashSet<&str> = partial_added.iter().map(|p| p.sha256.as_str()).collect();
-        let completed: HashSet<&str> = added.iter().map(|f| f.sha256.as_str()).collect();
-        let held_after = |d: &str| {
+        let partial_new: HashSet<Digest> = partial_added.iter().map(|p| p.sha256).collect();
+        let completed: HashSet<Digest> = added.iter().map(|f| f.sha256).collect();
+        let held_after = |d: &Digest| {
             partial_new.contains(d) || (entry.partials.contains_key(d) && !partial_gone.contains(d))
         };
         count += entry.partials.len() - partial_gone.len();
         count += partial_new
             .iter()
-            .filter(|d| !entry.partials.contains_key(**d) || partial_gone.contains(**d))
+            .filter(|d| !entry.partials.contains_key(*d) || partial_gone.contains(*d))
             .count();
         count -= completed.iter().filter(|d| held_after(d)).count();
         if count > cap {
@@ -361,12 +363,11 @@ impl Store for MemoryStore {
                 cap,
             });
         }
-        let touched: Vec<String> = partial_removed
+        let touched: Vec<Digest> = partial_removed
             .iter()
-            .map(String::as_str)
-            .chain(partial_new.iter().copied())
-            .chain(completed.iter().copied())
-            .map(str::to_owned)
+            .chain(&partial_new)
+            .chain(&completed)
+            .copied()
             .collect();
         let mut unindex = Vec::new();
         for name in &removed {
@@ -385,13 +386,13 @@ impl Store for MemoryStore {
             entry.partials.remove(d);
         }
         for p in partial_added {
-            entry.partials.insert(p.sha256.clone(), p);
+            entry.partials.insert(p.sha256, p);
         }
         for f in &index {
             entry.partials.remove(&f.sha256);
         }
         debug_assert_eq!(entry.files.len() + entry.partials.len(), count);
-        let partial_now: Vec<(String, Option<PartialEntry>)> = touched
+        let partial_now: Vec<(Digest, Option<PartialEntry>)> = touched
             .into_iter()
             .map(|d| {
                 let now = entry.partials.get(&d).cloned();
@@ -491,7 +492,10 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    async fn holders_of_digest(&self, sha256: &str) -> Result<Option<DigestHolders>, StoreError> {
+    async fn holders_of_digest(
+        &self,
+        sha256: &Digest,
+    ) -> Result<Option<DigestHolders>, StoreError> {
         let inner = self.read();
         let complete = inner.by_digest.get(sha256);
         let partial = inner.partial_by_digest.get(sha256);
@@ -505,12 +509,12 @@ impl Store for MemoryStore {
             complete: complete
                 .into_iter()
                 .flat_map(|c| &c.holders)
-                .filter_map(|(id, (_, root))| inner.holder(id, root))
+                .filter_map(|(id, (_, root))| inner.holder(id, *root))
                 .collect(),
             partial: partial
                 .into_iter()
                 .flatten()
-                .filter_map(|(id, p)| inner.holder(id, &p.pieces_root))
+                .filter_map(|(id, p)| inner.holder(id, p.pieces_root))
                 .collect(),
         }))
     }

@@ -13,6 +13,7 @@ mod redis;
 pub mod redis_server;
 
 use async_trait::async_trait;
+use p2p_common::Digest;
 
 pub use memory::MemoryStore;
 pub use names::trigrams;
@@ -23,18 +24,19 @@ pub use redis::{RedisOptions, RedisStore};
 pub struct FileEntry {
     pub name: String,
     pub size: u64,
-    pub sha256: String,
-    /// Lowercase hex root of the piece digests as this peer announced it; empty if none.
-    pub pieces_root: String,
+    pub sha256: Digest,
+    /// Root of the piece digests as this peer announced it, if it announced one.
+    pub pieces_root: Option<Digest>,
 }
 
 /// A file a peer holds in part (it is downloading it and serves its verified pieces). Keyed by
 /// digest: names belong to complete files only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartialEntry {
-    pub sha256: String,
+    pub sha256: Digest,
     pub size: u64,
-    pub pieces_root: String,
+    /// Always `Some` once the registry accepted it (a partial holder must announce a root).
+    pub pieces_root: Option<Digest>,
 }
 
 /// One Announce: applied in this order, as one step: `removed` names go, `added` files come
@@ -45,7 +47,7 @@ pub struct Announcement {
     pub added: Vec<FileEntry>,
     pub removed: Vec<String>,
     pub partial_added: Vec<PartialEntry>,
-    pub partial_removed: Vec<String>,
+    pub partial_removed: Vec<Digest>,
 }
 
 /// What a store keeps about a peer. The lease secret is never stored: only its SHA-256, so a
@@ -66,8 +68,8 @@ pub struct Holder {
     pub peer_id: String,
     pub address: String,
     pub expires_at_ms: u64,
-    /// The root this peer announced for the file (empty if none).
-    pub pieces_root: String,
+    /// The root this peer announced for the file, if any.
+    pub pieces_root: Option<Digest>,
 }
 
 /// Who holds some bytes, by digest: complete holders and partial ones, each set as stored
@@ -101,7 +103,7 @@ pub struct FileHolders {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FileKey {
     pub name: String,
-    pub sha256: String,
+    pub sha256: Digest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +202,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<FileHolders>, StoreError>;
     /// Size of the bytes and the peers that hold them in whole or in part, or None if nobody
     /// does. The size is a complete holder's when there is one, else a partial holder's.
-    async fn holders_of_digest(&self, sha256: &str) -> Result<Option<DigestHolders>, StoreError>;
+    async fn holders_of_digest(&self, sha256: &Digest)
+    -> Result<Option<DigestHolders>, StoreError>;
     /// See [`Counts`].
     async fn counts(&self) -> Result<Counts, StoreError>;
     /// Fails when the backend cannot answer (for readiness).

@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use p2p_common::Digest;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo, Script};
 
@@ -16,24 +17,6 @@ use super::{
     Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
     PartialEntry, PeerRecord, Store, StoreError,
 };
-
-macro_rules! script {
-    ($file:literal) => {
-        LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("lua/common.lua"),
-                "\n",
-                include_str!(concat!("lua/", $file))
-            ))
-        })
-    };
-}
-
-static REGISTER: LazyLock<Script> = script!("register.lua");
-static RENEW: LazyLock<Script> = script!("renew.lua");
-static ANNOUNCE: LazyLock<Script> = script!("announce.lua");
-static LEAVE: LazyLock<Script> = script!("leave.lua");
-static EXPIRE: LazyLock<Script> = script!("expire.lua");
 
 /// How to reach Redis (from `registry.redis_*`).
 #[derive(Debug, Clone)]
@@ -53,9 +36,6 @@ pub struct RedisStore {
     /// `host:port` for messages; never the URL, which may hold a password.
     addr: String,
 }
-
-/// Candidate names read per round trip when walking an index.
-const CHUNK: usize = 512;
 
 impl RedisStore {
     /// Does not connect: the first command does, and later ones reconnect as needed.
@@ -90,6 +70,11 @@ impl RedisStore {
         StoreError::Unavailable(format!("Redis at {} did not answer: {e}", self.addr))
     }
 
+    /// What every key of this network starts with.
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn key(&self, parts: &[&str]) -> String {
         let mut k = self.prefix.clone();
         for p in parts {
@@ -108,6 +93,7 @@ impl RedisStore {
         p.query_async(&mut conn).await.map_err(|e| self.err(e))
     }
 
+    /// Runs `script` with the prefix as its first argument, then `args` in order.
     async fn run(&self, script: &Script, args: &[&dyn ArgList]) -> Result<String, StoreError> {
         let mut inv = script.prepare_invoke();
         inv.arg(&self.prefix);
@@ -117,31 +103,168 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         inv.invoke_async(&mut conn).await.map_err(|e| self.err(e))
     }
+}
 
-    /// The scripts' answers: "ok", "ok:N", or why nothing was written.
-    fn outcome(&self, id: &str, answer: &str) -> Result<Option<u64>, StoreError> {
-        let (word, n) = match answer.split_once(':') {
-            Some((w, n)) => (
-                w,
-                Some(
-                    n.parse::<u64>()
-                        .map_err(|_| StoreError::Corrupt(format!("script answered {answer:?}")))?,
-                ),
+macro_rules! script {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/common.lua"),
+                "\n",
+                include_str!(concat!("lua/", $file))
+            ))
+        })
+    };
+}
+
+static REGISTER: LazyLock<Script> = script!("register.lua");
+static RENEW: LazyLock<Script> = script!("renew.lua");
+static ANNOUNCE: LazyLock<Script> = script!("announce.lua");
+static LEAVE: LazyLock<Script> = script!("leave.lua");
+static EXPIRE: LazyLock<Script> = script!("expire.lua");
+
+/// The scripts' answers: "ok", "ok:N", or why nothing was written.
+fn outcome(id: &str, answer: &str) -> Result<Option<u64>, StoreError> {
+    let (word, n) = match answer.split_once(':') {
+        Some((w, n)) => (
+            w,
+            Some(
+                n.parse::<u64>()
+                    .map_err(|_| StoreError::Corrupt(format!("script answered {answer:?}")))?,
             ),
-            None => (answer, None),
-        };
-        match (word, n) {
-            ("ok", n) => Ok(n),
-            ("unknown", None) => Err(StoreError::UnknownPeer(id.to_owned())),
-            ("wrong", None) => Err(StoreError::WrongSecret(id.to_owned())),
-            ("taken", Some(left)) => Err(StoreError::IdTaken {
-                id: id.to_owned(),
-                remaining_ms: left,
-            }),
-            _ => Err(StoreError::Corrupt(format!("script answered {answer:?}"))),
+        ),
+        None => (answer, None),
+    };
+    match (word, n) {
+        ("ok", n) => Ok(n),
+        ("unknown", None) => Err(StoreError::UnknownPeer(id.to_owned())),
+        ("wrong", None) => Err(StoreError::WrongSecret(id.to_owned())),
+        ("taken", Some(left)) => Err(StoreError::IdTaken {
+            id: id.to_owned(),
+            remaining_ms: left,
+        }),
+        _ => Err(StoreError::Corrupt(format!("script answered {answer:?}"))),
+    }
+}
+
+/// Script arguments of several shapes, pushed in order.
+trait ArgList: Sync {
+    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>);
+}
+
+impl ArgList for &str {
+    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        inv.arg(*self);
+    }
+}
+
+impl ArgList for u64 {
+    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        inv.arg(*self);
+    }
+}
+
+impl ArgList for usize {
+    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        inv.arg(*self);
+    }
+}
+
+/// Per file: name, size, sha256, lower-cased name, pieces_root ("" for none).
+impl ArgList for Vec<FileEntry> {
+    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        for f in self {
+            inv.arg(&f.name)
+                .arg(f.size)
+                .arg(f.sha256.to_hex())
+                .arg(lower(&f.name))
+                .arg(Digest::hex_or_empty(f.pieces_root.as_ref()));
         }
     }
+}
 
+/// Per holding: sha256, size, pieces_root.
+impl ArgList for Vec<PartialEntry> {
+    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        for p in self {
+            inv.arg(p.sha256.to_hex())
+                .arg(p.size)
+                .arg(Digest::hex_or_empty(p.pieces_root.as_ref()));
+        }
+    }
+}
+
+impl ArgList for Vec<String> {
+    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        for s in self {
+            inv.arg(s);
+        }
+    }
+}
+
+impl ArgList for Vec<Digest> {
+    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
+        for d in self {
+            inv.arg(d.to_hex());
+        }
+    }
+}
+
+fn digest(value: &str) -> Result<Digest, StoreError> {
+    value
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("digest {value:?} is not 64 lowercase hex")))
+}
+
+/// A pieces_root as stored: hex, or "" when the peer announced none.
+fn parse_root(value: &str) -> Result<Option<Digest>, StoreError> {
+    Digest::parse_optional(value)
+        .map_err(|_| StoreError::Corrupt(format!("pieces_root {value:?} is not 64 lowercase hex")))
+}
+
+/// A partial holding as the scripts write it: `size:root`.
+fn size_and_root(value: &str) -> Result<(u64, &str), StoreError> {
+    let (size, root) = value.split_once(':').unwrap_or((value, ""));
+    let size = size
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("holding {value:?} has no size")))?;
+    Ok((size, root))
+}
+
+/// A member of the `keys` set: `name NUL sha256`.
+fn member(key: &FileKey) -> String {
+    format!("{}\0{}", key.name, key.sha256)
+}
+
+fn split_key(member: &str) -> Result<FileKey, StoreError> {
+    let (name, sha) = member
+        .split_once('\0')
+        .ok_or_else(|| StoreError::Corrupt(format!("file key {member:?} has no digest")))?;
+    Ok(FileKey {
+        name: name.to_owned(),
+        sha256: digest(sha)?,
+    })
+}
+
+/// Candidate names read per round trip when walking an index.
+const CHUNK: usize = 512;
+
+impl Holder {
+    fn with_root(&self, root: Option<Digest>) -> Holder {
+        Holder {
+            pieces_root: root,
+            ..self.clone()
+        }
+    }
+}
+
+/// The root `id` announced, from a `roots:<sha256>` hash (none there when it was written by
+/// a tracker from before roots).
+fn root_of(roots: &BTreeMap<String, String>, id: &str) -> Result<Option<Digest>, StoreError> {
+    parse_root(roots.get(id).map_or("", String::as_str))
+}
+
+impl RedisStore {
     /// The (name, digest) keys of `names` that sort after `after`, in order, up to `limit`.
     async fn keys_of(
         &self,
@@ -181,10 +304,11 @@ impl RedisStore {
         }
         let mut p = redis::pipe();
         for k in &keys {
+            let sha = k.sha256.to_hex();
             p.cmd("HGETALL")
-                .arg(self.key(&["holders:", &k.name, "\0", &k.sha256]))
+                .arg(self.key(&["holders:", &k.name, "\0", &sha]))
                 .cmd("HGETALL")
-                .arg(self.key(&["roots:", &k.sha256]));
+                .arg(self.key(&["roots:", &sha]));
         }
         // Per key: its holders (id -> size), then the roots of its digest (id -> root).
         let maps: Vec<BTreeMap<String, String>> = self.pipe(&p).await?;
@@ -205,27 +329,26 @@ impl RedisStore {
                     })?,
                     None => 0,
                 };
+                let mut holders = Vec::with_capacity(m.len());
+                for id in m.keys() {
+                    if let Some(h) = peers.get(id) {
+                        holders.push(h.with_root(root_of(roots, id)?));
+                    }
+                }
                 Ok(FileHolders {
                     file: FileEntry {
                         size,
                         name: k.name,
                         sha256: k.sha256,
-                        pieces_root: String::new(),
+                        pieces_root: None,
                     },
-                    holders: m
-                        .keys()
-                        .filter_map(|id| {
-                            let root = roots.get(id).map_or("", String::as_str);
-                            peers.get(id).map(|h| h.with_root(root))
-                        })
-                        .collect(),
+                    holders,
                 })
             })
             .collect()
     }
 
-    /// Peers by id, with an empty pieces_root (the caller knows which root goes with which
-    /// file).
+    /// Peers by id, with no pieces_root (the caller knows which root goes with which file).
     async fn peers(&self, ids: &[&String]) -> Result<HashMap<String, Holder>, StoreError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
@@ -248,7 +371,7 @@ impl RedisStore {
                         peer_id: (*id).clone(),
                         address,
                         expires_at_ms,
-                        pieces_root: String::new(),
+                        pieces_root: None,
                     },
                 )),
                 _ => None,
@@ -265,8 +388,7 @@ impl RedisStore {
         limit: usize,
     ) -> Result<Vec<FileKey>, StoreError> {
         let mut out: Vec<FileKey> = Vec::new();
-        let mut from =
-            after.map_or_else(|| "-".to_owned(), |a| format!("({}\0{}", a.name, a.sha256));
+        let mut from = after.map_or_else(|| "-".to_owned(), |a| format!("({}", member(a)));
         loop {
             let members: Vec<String> = self
                 .query(
@@ -298,83 +420,43 @@ impl RedisStore {
             }
         }
     }
-}
 
-impl Holder {
-    fn with_root(&self, root: &str) -> Holder {
-        Holder {
-            pieces_root: root.to_owned(),
-            ..self.clone()
-        }
-    }
-}
-
-/// A partial holding as the scripts write it: `size:root`.
-fn size_and_root(value: &str) -> Result<(u64, &str), StoreError> {
-    let (size, root) = value.split_once(':').unwrap_or((value, ""));
-    let size = size
-        .parse()
-        .map_err(|_| StoreError::Corrupt(format!("holding {value:?} has no size")))?;
-    Ok((size, root))
-}
-
-fn split_key(member: &str) -> Result<FileKey, StoreError> {
-    let (name, sha) = member
-        .split_once('\0')
-        .ok_or_else(|| StoreError::Corrupt(format!("file key {member:?} has no digest")))?;
-    Ok(FileKey {
-        name: name.to_owned(),
-        sha256: sha.to_owned(),
-    })
-}
-
-/// Script arguments of several shapes, pushed in order.
-trait ArgList: Sync {
-    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>);
-}
-
-impl ArgList for &str {
-    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
-        inv.arg(*self);
-    }
-}
-
-impl ArgList for u64 {
-    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
-        inv.arg(*self);
-    }
-}
-
-impl ArgList for usize {
-    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
-        inv.arg(*self);
-    }
-}
-
-impl ArgList for Vec<FileEntry> {
-    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
-        for f in self {
-            inv.arg(&f.name)
-                .arg(f.size)
-                .arg(&f.sha256)
-                .arg(lower(&f.name))
-                .arg(&f.pieces_root);
-        }
-    }
-}
-
-impl ArgList for Vec<PartialEntry> {
-    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
-        for p in self {
-            inv.arg(&p.sha256).arg(p.size).arg(&p.pieces_root);
-        }
-    }
-}
-
-impl ArgList for Vec<String> {
-    fn push_args(&self, inv: &mut redis::ScriptInvocation<'_>) {
-        for s in self {
-            inv.arg(s);
+    /// Walks a trigram's posting set (names) from `after`'s name, keeping those whose
+    /// lower-cased form holds `needle`, until `limit` keys are found or the set ends.
+    async fn walk_bytes(
+        &self,
+        zset: &[u8],
+        needle: &str,
+        after: Option<&FileKey>,
+        limit: usize,
+    ) -> Result<Vec<FileKey>, StoreError> {
+        let mut out = Vec::new();
+        let mut from = after.map_or_else(|| "-".to_owned(), |a| format!("[{}", a.name));
+        loop {
+            let members: Vec<String> = self
+                .query(
+                    redis::cmd("ZRANGEBYLEX")
+                        .arg(zset)
+                        .arg(&from)
+                        .arg("+")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(CHUNK),
+                )
+                .await?;
+            let Some(last) = members.last() else {
+                return Ok(out);
+            };
+            from = format!("({last}");
+            let done = members.len() < CHUNK;
+            let names: Vec<String> = members
+                .into_iter()
+                .filter(|n| lower(n).contains(needle))
+                .collect();
+            out.extend(self.keys_of(&names, after, limit - out.len()).await?);
+            if out.len() >= limit || done {
+                return Ok(out);
+            }
         }
     }
 }
@@ -402,7 +484,7 @@ impl Store for RedisStore {
                 ],
             )
             .await?;
-        self.outcome(&peer.id, &answer).map(|_| ())
+        outcome(&peer.id, &answer).map(|_| ())
     }
 
     async fn renew(&self, lease: Lease<'_>, expires_at_ms: u64) -> Result<(), StoreError> {
@@ -412,7 +494,7 @@ impl Store for RedisStore {
                 &[&lease.id, &lease.secret_hash, &lease.now_ms, &expires_at_ms],
             )
             .await?;
-        self.outcome(lease.id, &answer).map(|_| ())
+        outcome(lease.id, &answer).map(|_| ())
     }
 
     async fn announce(
@@ -447,7 +529,7 @@ impl Store for RedisStore {
                 cap,
             });
         }
-        let count = self.outcome(lease.id, &answer)?.ok_or_else(|| {
+        let count = outcome(lease.id, &answer)?.ok_or_else(|| {
             StoreError::Corrupt(format!("announce answered {answer:?} without a count"))
         })?;
         Ok(usize::try_from(count).unwrap_or(usize::MAX))
@@ -457,7 +539,7 @@ impl Store for RedisStore {
         let answer = self
             .run(&LEAVE, &[&lease.id, &lease.secret_hash, &lease.now_ms])
             .await?;
-        self.outcome(lease.id, &answer).map(|_| ())
+        outcome(lease.id, &answer).map(|_| ())
     }
 
     async fn remove_if_expired(&self, id: &str, now_ms: u64) -> Result<bool, StoreError> {
@@ -503,7 +585,7 @@ impl Store for RedisStore {
                 // A trigram may cut a character in two, so its key is raw bytes.
                 let grams: Vec<Vec<u8>> = trigrams(q)
                     .iter()
-                    .map(|g| [self.prefix.as_bytes(), b"tri:", g].concat())
+                    .map(|g| [self.prefix().as_bytes(), b"tri:", g].concat())
                     .collect();
                 let mut p = redis::pipe();
                 for g in &grams {
@@ -520,20 +602,24 @@ impl Store for RedisStore {
         self.with_holders(keys).await
     }
 
-    async fn holders_of_digest(&self, sha256: &str) -> Result<Option<DigestHolders>, StoreError> {
+    async fn holders_of_digest(
+        &self,
+        sha256: &Digest,
+    ) -> Result<Option<DigestHolders>, StoreError> {
+        let sha = sha256.to_hex();
         let mut p = redis::pipe();
         p.cmd("HKEYS")
-            .arg(self.key(&["digest:", sha256]))
+            .arg(self.key(&["digest:", &sha]))
             .cmd("HGETALL")
-            .arg(self.key(&["roots:", sha256]))
+            .arg(self.key(&["roots:", &sha]))
             .cmd("HGET")
             .arg(self.key(&["sizes"]))
-            .arg(sha256)
+            .arg(&sha)
             .cmd("HGETALL")
-            .arg(self.key(&["pholders:", sha256]));
+            .arg(self.key(&["pholders:", &sha]));
         type Read = (
             Vec<String>,
-            HashMap<String, String>,
+            BTreeMap<String, String>,
             Option<u64>,
             BTreeMap<String, String>,
         );
@@ -543,20 +629,19 @@ impl Store for RedisStore {
         }
         let refs: Vec<&String> = ids.iter().chain(partial.keys()).collect();
         let peers = self.peers(&refs).await?;
-        let complete = ids
-            .iter()
-            .filter_map(|id| {
-                let root = roots.get(id).map_or("", String::as_str);
-                peers.get(id).map(|h| h.with_root(root))
-            })
-            .collect();
+        let mut complete = Vec::with_capacity(ids.len());
+        for id in &ids {
+            if let Some(h) = peers.get(id) {
+                complete.push(h.with_root(root_of(&roots, id)?));
+            }
+        }
         let mut partial_size = None;
         let mut holders = Vec::with_capacity(partial.len());
         for (id, value) in &partial {
             let (s, root) = size_and_root(value)?;
             partial_size.get_or_insert(s);
             if let Some(h) = peers.get(id) {
-                holders.push(h.with_root(root));
+                holders.push(h.with_root(parse_root(root)?));
             }
         }
         Ok(Some(DigestHolders {
@@ -588,47 +673,6 @@ impl Store for RedisStore {
             Ok(())
         } else {
             Err(StoreError::Corrupt(format!("PING answered {pong:?}")))
-        }
-    }
-}
-
-impl RedisStore {
-    /// Walks a trigram's posting set (names) from `after`'s name, keeping those whose
-    /// lower-cased form holds `needle`, until `limit` keys are found or the set ends.
-    async fn walk_bytes(
-        &self,
-        zset: &[u8],
-        needle: &str,
-        after: Option<&FileKey>,
-        limit: usize,
-    ) -> Result<Vec<FileKey>, StoreError> {
-        let mut out = Vec::new();
-        let mut from = after.map_or_else(|| "-".to_owned(), |a| format!("[{}", a.name));
-        loop {
-            let members: Vec<String> = self
-                .query(
-                    redis::cmd("ZRANGEBYLEX")
-                        .arg(zset)
-                        .arg(&from)
-                        .arg("+")
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(CHUNK),
-                )
-                .await?;
-            let Some(last) = members.last() else {
-                return Ok(out);
-            };
-            from = format!("({last}");
-            let done = members.len() < CHUNK;
-            let names: Vec<String> = members
-                .into_iter()
-                .filter(|n| lower(n).contains(needle))
-                .collect();
-            out.extend(self.keys_of(&names, after, limit - out.len()).await?);
-            if out.len() >= limit || done {
-                return Ok(out);
-            }
         }
     }
 }
@@ -709,14 +753,6 @@ mod tests {
             .unwrap();
     }
 
-    #[test]
-    fn partial_holdings_read_with_and_without_a_root() {
-        assert_eq!(size_and_root("12").unwrap(), (12, ""));
-        assert_eq!(size_and_root("12:").unwrap(), (12, ""));
-        assert_eq!(size_and_root("12:ab").unwrap(), (12, "ab"));
-        assert!(matches!(size_and_root("x:ab"), Err(StoreError::Corrupt(_))));
-    }
-
     #[tokio::test]
     async fn secrets_are_not_stored_in_clear() {
         let Some(server) = RedisServer::start().await else {
@@ -738,5 +774,34 @@ mod tests {
             .unwrap();
         assert_eq!(stored.len(), 64);
         assert_ne!(stored, secret);
+    }
+
+    #[test]
+    fn partial_holdings_read_with_and_without_a_root() {
+        assert_eq!(size_and_root("12").unwrap(), (12, ""));
+        assert_eq!(size_and_root("12:").unwrap(), (12, ""));
+        assert_eq!(size_and_root("12:ab").unwrap(), (12, "ab"));
+        assert!(matches!(size_and_root("x:ab"), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn digests_read_as_written_and_anything_else_is_corrupt() {
+        let d = Digest([0xab; 32]);
+        let key = FileKey {
+            name: "a.iso".into(),
+            sha256: d,
+        };
+        assert_eq!(split_key(&member(&key)).unwrap(), key);
+        assert_eq!(parse_root("").unwrap(), None);
+        assert_eq!(parse_root(&d.to_hex()).unwrap(), Some(d));
+        for bad in ["ab", &d.to_hex().to_uppercase()] {
+            assert!(matches!(parse_root(bad), Err(StoreError::Corrupt(_))));
+            assert!(matches!(digest(bad), Err(StoreError::Corrupt(_))));
+            assert!(matches!(
+                split_key(&format!("a.iso\0{bad}")),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+        assert!(matches!(digest(""), Err(StoreError::Corrupt(_))));
     }
 }
