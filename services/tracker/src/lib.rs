@@ -2,9 +2,9 @@
 
 pub mod cli;
 pub mod config;
-pub mod metrics;
+mod metrics;
 mod proto;
-pub mod registry;
+mod registry;
 pub mod server;
-pub mod service;
-pub mod store;
+mod service;
+mod store;

@@ -16,7 +16,6 @@ use async_trait::async_trait;
 use p2p_common::Digest;
 
 pub use memory::MemoryStore;
-pub use names::trigrams;
 pub use redis::{RedisOptions, RedisStore};
 
 /// A file as a peer shares it.
