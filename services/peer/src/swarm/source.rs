@@ -1,17 +1,16 @@
-//! One holder of a file as a download sees it: the wire routes it is asked on (`/blobs/...`,
-//! see the README's HTTP table) and what it has shown of itself so far.
+//! Asking one holder of a file for its manifest, bitfield and pieces: the wire routes of
+//! `/blobs/...` (see the README's HTTP table) from the downloading side.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::StatusCode;
 
+use super::plan::Meter;
 use crate::net::Net;
 use crate::share::bitfield::Bitfield;
 use crate::share::{Digest, Manifest, PieceIndex};
-use crate::tracker::Holder;
 use crate::transfer::limit::Throttle;
 use crate::wire::blobs::{self as wire, ManifestJson};
 
@@ -35,50 +34,6 @@ impl std::fmt::Display for Failure {
             Failure::NotThere(w) | Failure::Unreachable(w) | Failure::Bad(w) => f.write_str(w),
             Failure::Deferred => f.write_str("asks for a less served piece first"),
         }
-    }
-}
-
-/// A holder of one file, and how fast it has been.
-#[derive(Debug)]
-pub struct Source {
-    pub peer: Holder,
-    /// What it holds; `None` until asked (complete holders are taken to hold everything).
-    pub has: Option<Bitfield>,
-    pub bitfield_at: Option<Instant>,
-    /// Bytes per second over its finished pieces (an exponential average).
-    pub rate: Option<f64>,
-    pub dropped: bool,
-    /// Piece requests running.
-    pub requests: usize,
-    pub bitfield_pending: bool,
-    /// It has been asked for a piece (and the progress told so).
-    pub started: bool,
-    /// Pieces it asked to be asked for later (it sent them more often than others).
-    pub deferred: std::collections::BTreeSet<PieceIndex>,
-}
-
-impl Source {
-    pub fn new(peer: Holder, pieces: u32) -> Self {
-        let has = (!peer.partial).then(|| Bitfield::full(pieces));
-        Source {
-            peer,
-            has,
-            bitfield_at: None,
-            rate: None,
-            dropped: false,
-            requests: 0,
-            bitfield_pending: false,
-            started: false,
-            deferred: std::collections::BTreeSet::new(),
-        }
-    }
-
-    pub fn record_rate(&mut self, bytes: u64, took: Duration) {
-        let r = bytes as f64 / took.as_secs_f64().max(1e-3);
-        self.rate = Some(match self.rate {
-            Some(old) => 0.7 * old + 0.3 * r,
-            None => r,
-        });
     }
 }
 
@@ -170,18 +125,6 @@ pub async fn bitfield(
     Bitfield::from_bytes(pieces, &body).map_err(|e| Failure::Bad(e.to_string()))
 }
 
-/// Bytes received so far by a piece request, for the download loop to watch.
-#[derive(Debug, Default)]
-pub struct Meter {
-    bytes: AtomicU64,
-}
-
-impl Meter {
-    pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-}
-
 /// The bytes of one piece from `address`: exactly `len` of them or a failure. Each chunk is
 /// paced by the download bucket and must come within `timeout` of the previous one. `insist`:
 /// the holder may not defer it (see `http::seeding`).
@@ -226,7 +169,7 @@ pub async fn piece(
         }
         throttle.take(chunk.len() as u64).await;
         out.extend_from_slice(&chunk);
-        meter.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        meter.add(chunk.len() as u64);
     }
     if out.len() as u64 != len {
         return Err(Failure::Unreachable(format!(

@@ -1,8 +1,36 @@
-//! What a download is asked for, and where it reports how it goes.
+//! What a download is given: what to fetch ([`Target`]), where to report how it goes
+//! ([`Report`]) and what it may use of its process ([`Swarm`]).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::net::Net;
 use crate::share::Digest;
+use crate::share::partial::Partials;
 use crate::tracker::{Holder, Match};
+use crate::transfer::Limits;
 use crate::wire::download::Event;
+
+/// Everything a download needs from its process. The CLI, the menu and the daemon build one
+/// each and call [`Swarm::fetch`]; nothing else starts a download.
+#[derive(Clone)]
+pub struct Swarm {
+    pub net: Net,
+    /// Holders are refreshed from the tracker by digest while a download runs.
+    pub tracker: Option<crate::tracker::Tracker>,
+    /// The process's transfer limits (one bucket per direction, shared by all transfers).
+    pub limits: Limits,
+    /// Holders one download uses at once (`transfer.max_sources`).
+    pub max_sources: usize,
+    /// A source that sends nothing for this long loses its piece to another.
+    pub io_timeout: Duration,
+    /// The daemon's registry of downloads in progress: set, its verified pieces are served and
+    /// announced while it downloads. `None` for the CLI, which serves nothing.
+    pub partials: Option<Arc<Partials>>,
+    pub metrics: Option<crate::metrics::Metrics>,
+    /// An address never to fetch from (this peer's own).
+    pub skip: Option<String>,
+}
 
 /// What to fetch.
 #[derive(Debug, Clone)]

@@ -1,0 +1,537 @@
+//! The download's event loop: it does what the plan (`plan`) decides (fetch a piece, ask a
+//! bitfield, ask the tracker), checks and writes pieces off the runtime while the network keeps
+//! going, and tells the plan what came back. Everything it knows of sources and requests is the
+//! plan's; what it holds itself is I/O: tasks, the files, the tick.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::Instrument;
+
+use super::holders::{self, Failures, Start};
+use super::picker::SourceId;
+use super::plan::{Ask, Checked, Fetched, Meter, Next, Plan, Tuning};
+use super::source::{self, Failure};
+use super::target::{Report, Swarm, Target};
+use crate::error::Error;
+use crate::share::bitfield::Bitfield;
+use crate::share::partial::{PartialFile, PartialWriter, Partials};
+use crate::share::{Digest, Manifest, PieceIndex, ShareError};
+use crate::tracker::Holder;
+use crate::transfer::Direction;
+use crate::wire::download::Event as Progress;
+
+/// How often the loop looks at its requests, saves the bitfield and refreshes what it knows.
+const TICK: Duration = Duration::from_millis(250);
+/// The persisted bitfield is rewritten at most this often (it only ever lags behind).
+const SAVE_EVERY: Duration = Duration::from_millis(250);
+/// Holders are asked of the tracker this often while the download runs: peers that started
+/// the same file a moment later are partial holders worth using within seconds.
+const HOLDERS_EVERY: Duration = Duration::from_secs(2);
+
+/// How the loop ended.
+pub(super) enum Outcome {
+    Complete,
+    /// Writing here failed: nothing of this download is worth keeping.
+    Local(PathBuf, std::io::Error),
+    /// The sources let it down: verified pieces are kept for a resume.
+    GaveUp(Error),
+}
+
+/// A piece's check after its bytes arrived.
+enum Check {
+    /// Verified and written (`true`), or someone else's copy got there first (`false`).
+    Done(bool),
+    Bad(String),
+    Local(std::io::Error),
+}
+
+/// What a task of the loop ends with.
+enum Event {
+    Received {
+        src: SourceId,
+        piece: PieceIndex,
+        took: Duration,
+        result: std::result::Result<Vec<u8>, Failure>,
+    },
+    Checked {
+        src: SourceId,
+        piece: PieceIndex,
+        check: Check,
+    },
+    Bitfield {
+        src: SourceId,
+        result: std::result::Result<Bitfield, Failure>,
+    },
+    Holders(crate::error::Result<Vec<Holder>>),
+}
+
+/// Keeps `p2p_peer_download_sources` at the number of sources this download uses.
+struct SourcesGauge {
+    gauge: Option<prometheus::IntGauge>,
+    n: i64,
+}
+
+impl SourcesGauge {
+    fn set(&mut self, n: i64) {
+        if let Some(g) = &self.gauge {
+            g.add(n - self.n);
+        }
+        self.n = n;
+    }
+}
+
+impl Drop for SourcesGauge {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
+/// Serves a download in progress from the daemon's registry while it lives.
+struct Registered(Option<(Arc<Partials>, Digest)>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some((partials, d)) = self.0.take() {
+            partials.remove(&d);
+        }
+    }
+}
+
+pub(super) struct Engine<'a> {
+    swarm: &'a Swarm,
+    target: &'a Target,
+    report: &'a dyn Report,
+    manifest: Arc<Manifest>,
+    file: Arc<PartialFile>,
+    data: Arc<std::fs::File>,
+    bitfield_path: PathBuf,
+    root: Option<Digest>,
+    plan: Plan<AbortHandle>,
+    tasks: JoinSet<Event>,
+    /// Tells the whole-file hasher a piece is in.
+    wake: mpsc::Sender<()>,
+    failures: Failures,
+    gauge: SourcesGauge,
+    _registered: Registered,
+    saved: Bitfield,
+    saved_at: Instant,
+    holders_at: Option<Instant>,
+    holders_pending: bool,
+    /// Sources ran out and the tracker was asked since: nothing new means giving up.
+    asked_when_out: bool,
+    /// Bytes of the verified pieces.
+    verified_bytes: u64,
+}
+
+impl<'a> Engine<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        swarm: &'a Swarm,
+        target: &'a Target,
+        manifest: Arc<Manifest>,
+        writer: &PartialWriter,
+        wake: mpsc::Sender<()>,
+        start: Start,
+        failed: impl IntoIterator<Item = String>,
+        failures: Failures,
+        report: &'a dyn Report,
+    ) -> Self {
+        let file = Arc::clone(writer.file());
+        let registered = Registered(swarm.partials.as_ref().map(|p| {
+            p.insert(Arc::clone(&file));
+            (Arc::clone(p), target.sha256)
+        }));
+        let tuning = Tuning {
+            max_sources: swarm.max_sources,
+            io_timeout: swarm.io_timeout,
+            check_slots: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            seed: holders::seed(),
+        };
+        let mut plan = Plan::new(manifest.piece_count(), tuning, Instant::now());
+        // Holders that already failed here are not sources (nor re-added by a refresh).
+        plan.exclude(failed);
+        plan.exclude(swarm.skip.clone());
+        plan.add_holders(start.holders);
+        let saved = file.bitfield();
+        let verified_bytes = saved
+            .ones()
+            .filter_map(|i| manifest.range(i))
+            .map(|r| r.end - r.start)
+            .sum();
+        Engine {
+            swarm,
+            target,
+            report,
+            manifest,
+            data: writer.data(),
+            file,
+            bitfield_path: writer.bitfield_path().to_path_buf(),
+            root: start.root,
+            plan,
+            tasks: JoinSet::new(),
+            wake,
+            failures,
+            gauge: SourcesGauge {
+                gauge: swarm.metrics.as_ref().map(|m| m.download_sources.clone()),
+                n: 0,
+            },
+            _registered: registered,
+            saved,
+            saved_at: Instant::now(),
+            holders_at: None,
+            holders_pending: false,
+            asked_when_out: false,
+            verified_bytes,
+        }
+    }
+
+    fn report_progress(&self, sources: usize) {
+        self.report.event(Progress::Progress {
+            have: self.verified_bytes,
+            size: self.target.size,
+            sources: sources as u64,
+        });
+    }
+
+    /// Runs until every piece is verified, writing fails, or no source is left. Whatever still
+    /// runs is cancelled when the engine is dropped.
+    pub async fn run(&mut self) -> Outcome {
+        let _ = self.wake.send(());
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Pieces are marked verified by their check before its event arrives here: wait for
+            // the events too, so that each piece is counted and reported.
+            if self.file.bitfield().is_complete() && !self.plan.is_checking() {
+                return Outcome::Complete;
+            }
+            if let Err(e) = self.schedule() {
+                return Outcome::GaveUp(e);
+            }
+            tokio::select! {
+                Some(joined) = self.tasks.join_next() => {
+                    let Ok(event) = joined else { continue }; // cancelled
+                    if let Some(out) = self.handle(event) {
+                        return out;
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some(out) = self.on_tick().await {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives every idle source work, asks for bitfields and holders when due. An error when
+    /// there is nobody left to ask.
+    fn schedule(&mut self) -> crate::error::Result<()> {
+        let verified = self.file.bitfield();
+        let active = self.plan.active(&verified);
+        if active.len() as i64 != self.gauge.n {
+            self.gauge.set(active.len() as i64);
+            self.report_progress(active.len());
+        }
+        if active.is_empty() {
+            match &self.swarm.tracker {
+                Some(_) if self.holders_pending => {}
+                Some(_) if !self.asked_when_out => {
+                    self.asked_when_out = true;
+                    self.ask_holders();
+                }
+                _ => return Err(self.failures.error(&self.target.name)),
+            }
+            return Ok(());
+        }
+        let now = Instant::now();
+        for src in self.plan.bitfields_due(now) {
+            self.ask_bitfield(src);
+        }
+        let Engine {
+            swarm,
+            target,
+            report,
+            manifest,
+            plan,
+            tasks,
+            verified_bytes,
+            ..
+        } = self;
+        plan.assign(&active, &verified, now, |peer, ask, meter| {
+            if ask.first {
+                report.event(Progress::Source {
+                    peer: peer.peer_id.clone(),
+                    address: peer.address.clone(),
+                    size: target.size,
+                    have: *verified_bytes,
+                });
+            }
+            let len = manifest.range(ask.piece).map(|r| r.end - r.start)?;
+            Some(fetch_piece(
+                swarm,
+                tasks,
+                peer,
+                ask,
+                len,
+                target.sha256,
+                meter,
+            ))
+        });
+        Ok(())
+    }
+
+    fn ask_bitfield(&mut self, src: SourceId) {
+        let (net, address, sha256, count, timeout) = (
+            self.swarm.net.clone(),
+            self.plan.source(src).peer.address.clone(),
+            self.target.sha256,
+            self.manifest.piece_count(),
+            self.swarm.io_timeout,
+        );
+        self.tasks.spawn(async move {
+            let result = source::bitfield(&net, &address, &sha256, count, timeout).await;
+            Event::Bitfield { src, result }
+        });
+    }
+
+    fn ask_holders(&mut self) {
+        let Some(tracker) = self.swarm.tracker.clone() else {
+            return;
+        };
+        self.holders_pending = true;
+        self.holders_at = Some(Instant::now());
+        let sha = self.target.sha256;
+        self.tasks
+            .spawn(async move { Event::Holders(tracker.peers_by_digest(&sha).await) });
+    }
+
+    fn count_piece(&self, result: &str) {
+        if let Some(m) = &self.swarm.metrics {
+            m.pieces.with_label_values(&[result]).inc();
+        }
+    }
+
+    /// Cancels what the plan lets go of and reports a dropped source.
+    fn follow(&mut self, src: SourceId, next: Next<AbortHandle>, why: Option<&Failure>) {
+        match next {
+            Next::Stale | Next::Continue | Next::Check => {}
+            Next::Cancel(others) => {
+                for h in others {
+                    h.abort();
+                    self.count_piece("cancelled");
+                }
+            }
+            Next::Dropped(requests) => {
+                for h in requests {
+                    h.abort();
+                }
+                // A source is only dropped for a failure, which comes with it.
+                if let Some(f) = why {
+                    let peer = self.plan.source(src).peer.clone();
+                    self.failures.note(self.swarm, &peer, f, self.report);
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> Option<Outcome> {
+        let now = Instant::now();
+        match event {
+            Event::Received {
+                src,
+                piece,
+                took,
+                result,
+            } => {
+                let what = match &result {
+                    Ok(bytes) => Fetched::Bytes {
+                        len: bytes.len() as u64,
+                        took,
+                    },
+                    Err(Failure::Deferred) => Fetched::Deferred,
+                    Err(Failure::NotThere(why)) => {
+                        tracing::debug!(peer = %self.plan.source(src).peer.peer_id, "piece {piece}: {why}");
+                        Fetched::NotHeld
+                    }
+                    Err(_) => Fetched::Failed,
+                };
+                let next = self.plan.fetched(src, piece, what);
+                match (next, result) {
+                    (Next::Check, Ok(bytes)) => {
+                        let (file, data) = (Arc::clone(&self.file), Arc::clone(&self.data));
+                        self.tasks.spawn(async move {
+                            let check = tokio::task::spawn_blocking(move || {
+                                check_and_write(&file, &data, piece, &bytes)
+                            })
+                            .await
+                            .unwrap_or_else(|e| Check::Local(std::io::Error::other(e)));
+                            Event::Checked { src, piece, check }
+                        });
+                    }
+                    (next, result) => self.follow(src, next, result.as_ref().err()),
+                }
+            }
+            Event::Checked { src, piece, check } => {
+                let (what, why) = match check {
+                    Check::Done(true) => {
+                        self.count_piece("ok");
+                        if let Some(r) = self.manifest.range(piece) {
+                            self.verified_bytes += r.end - r.start;
+                            self.report_progress(self.gauge.n as usize);
+                        }
+                        let _ = self.wake.send(());
+                        (Checked::Verified, None)
+                    }
+                    Check::Done(false) => {
+                        self.count_piece("cancelled");
+                        (Checked::AlreadyHad, None)
+                    }
+                    Check::Bad(why) => {
+                        self.count_piece("bad");
+                        (
+                            Checked::Bad,
+                            Some(Failure::Bad(format!("piece {piece}: {why}"))),
+                        )
+                    }
+                    Check::Local(e) => {
+                        return Some(Outcome::Local(self.file.data_path().to_path_buf(), e));
+                    }
+                };
+                let next = self.plan.checked(src, piece, what, now);
+                self.follow(src, next, why.as_ref());
+            }
+            Event::Bitfield { src, result } => {
+                let (has, why) = match result {
+                    Ok(b) => (Some(b), None),
+                    Err(f) => (None, Some(f)),
+                };
+                let next = self.plan.bitfield(src, has, now);
+                self.follow(src, next, why.as_ref());
+            }
+            Event::Holders(result) => {
+                self.holders_pending = false;
+                match result {
+                    Ok(peers) => {
+                        let fitting = peers
+                            .into_iter()
+                            .filter(|p| holders::fits(p, self.root.as_ref()));
+                        if self.plan.add_holders(fitting) > 0 {
+                            self.asked_when_out = false;
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "holders not refreshed"),
+                }
+            }
+        }
+        None
+    }
+
+    async fn on_tick(&mut self) -> Option<Outcome> {
+        let field = self.file.bitfield();
+        if field != self.saved && self.saved_at.elapsed() >= SAVE_EVERY {
+            let (path, sha, f) = (
+                self.bitfield_path.clone(),
+                self.target.sha256,
+                field.clone(),
+            );
+            let (data, data_path) = (Arc::clone(&self.data), self.file.data_path().to_path_buf());
+            let saved = tokio::task::spawn_blocking(move || {
+                crate::share::partial::save_synced(&data, &data_path, &path, &sha, &f)
+            })
+            .await;
+            match saved {
+                Ok(Ok(())) => {
+                    self.saved = field;
+                    self.saved_at = Instant::now();
+                }
+                Ok(Err(ShareError::Io { path, source })) => {
+                    return Some(Outcome::Local(path, source));
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "bitfield not saved"),
+                Err(e) => tracing::warn!(error = %e, "bitfield not saved"),
+            }
+        }
+        if !self.holders_pending
+            && self
+                .holders_at
+                .is_none_or(|at| at.elapsed() >= HOLDERS_EVERY)
+        {
+            self.ask_holders();
+        }
+        let stall = (self.swarm.io_timeout * 4).max(Duration::from_secs(30));
+        if self.plan.stalled(Instant::now(), stall) {
+            self.failures.stalled(stall);
+            return Some(Outcome::GaveUp(self.failures.error(&self.target.name)));
+        }
+        None
+    }
+}
+
+/// Starts fetching one piece; its end comes back as an [`Event::Received`].
+fn fetch_piece(
+    swarm: &Swarm,
+    tasks: &mut JoinSet<Event>,
+    peer: &Holder,
+    ask: Ask,
+    len: u64,
+    sha256: Digest,
+    meter: &Arc<Meter>,
+) -> AbortHandle {
+    let (net, address, timeout) = (swarm.net.clone(), peer.address.clone(), swarm.io_timeout);
+    let throttle = swarm.limits.throttle(Direction::Download);
+    let m = Arc::clone(meter);
+    let Ask {
+        source: src,
+        piece,
+        insist,
+        ..
+    } = ask;
+    let span = tracing::info_span!(
+        "piece",
+        otel.name = "fetch piece",
+        otel.kind = "client",
+        peer = %peer.peer_id,
+        address = %peer.address,
+        piece = piece.0,
+    );
+    tasks.spawn(
+        async move {
+            let started = Instant::now();
+            let result = source::piece(
+                &net, &address, &sha256, piece, len, timeout, throttle, m, insist,
+            )
+            .await;
+            Event::Received {
+                src,
+                piece,
+                took: started.elapsed(),
+                result,
+            }
+        }
+        .instrument(span),
+    )
+}
+
+/// Verifies a received piece and writes it. Blocking (hashing and disk, off the runtime).
+fn check_and_write(
+    file: &PartialFile,
+    data: &std::fs::File,
+    piece: PieceIndex,
+    bytes: &[u8],
+) -> Check {
+    if file.has(piece) {
+        return Check::Done(false);
+    }
+    if let Err(e) = file.manifest().verify_piece(piece, bytes) {
+        return Check::Bad(e.to_string());
+    }
+    match PartialWriter::write_piece(file, data, piece, bytes) {
+        Ok(()) => Check::Done(true),
+        Err(e) => Check::Local(e),
+    }
+}
