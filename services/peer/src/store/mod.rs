@@ -1,0 +1,533 @@
+//! The share directory: an index of its files (size, SHA-256 and piece manifest from one read,
+//! cached on disk so a restart does not rehash unchanged files), atomic publication of uploads
+//! and downloads, and safe opening.
+//!
+//! Layout: `<files_dir>/<name>` are the shared files (flat); `<files_dir>/.partial/` holds
+//! uploads and downloads in progress and `<files_dir>/.p2pshare/` the peer's own state. Both are
+//! reserved names, never listed and never served.
+//!
+//! `index` holds the entries and their two lookups, `fs` the file-system primitives (opening
+//! only regular files, hashing, placing without replacing); the [`Store`] itself is here.
+
+mod fs;
+mod index;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use p2p_common::names::{self, NameError};
+use tokio::sync::{Mutex, RwLock, watch};
+
+use crate::share::pieces::{self, Hashed};
+use crate::share::{Digest, Manifest, ShareError};
+
+pub use fs::{hash_file, open_regular, place_new};
+use fs::{hash_regular, mtime_ns, same_file, share_io};
+pub use index::Entry;
+use index::Index;
+
+pub const PARTIAL_DIR: &str = ".partial";
+pub const STATE_DIR: &str = ".p2pshare";
+const INDEX_FILE: &str = "index.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    BadName(#[from] NameError),
+    #[error("{0:?} is reserved for the peer's own use")]
+    Reserved(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What publishing a verified file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Created,
+    /// The same bytes were already shared under that name.
+    Identical,
+    /// Other bytes are shared under that name; nothing changed.
+    Conflict,
+    /// The name is held by something that is not a regular file (symlink, directory, FIFO,
+    /// socket, device). Answered without looking at what it is or points to, so that uploads
+    /// cannot be used to learn anything about other files.
+    NotAFile,
+}
+
+/// Checks a name from outside (URL, multipart) before it gets near the file system.
+pub fn check_name(name: &str) -> Result<(), StoreError> {
+    names::validate_file_name(name)?;
+    if name == PARTIAL_DIR || name == STATE_DIR {
+        return Err(StoreError::Reserved(name.to_owned()));
+    }
+    Ok(())
+}
+
+pub struct Store {
+    dir: PathBuf,
+    index: RwLock<Index>,
+    /// Serialises changes of the index and the share's names, so a check-then-rename cannot
+    /// race another. Never held while hashing.
+    publish: Mutex<()>,
+    /// One rescan at a time: a rescan's commit assumes nobody but `publish` changed the index
+    /// since its snapshot.
+    scanning: Mutex<()>,
+    changed: watch::Sender<u64>,
+    /// Files the running rescan still has to hash.
+    pending: watch::Sender<usize>,
+    /// Entries that are not regular files, already logged once.
+    skipped: std::sync::Mutex<BTreeSet<String>>,
+}
+
+/// Runs blocking file-system work off the async runtime's threads.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(io_err(path))
+}
+
+/// What one pass over the directory found.
+struct Scanned {
+    entries: BTreeMap<String, Entry>,
+    /// Names of entries that are not regular files (never indexed).
+    skipped: BTreeSet<String>,
+}
+
+impl Store {
+    /// Creates the directory layout and loads the digest cache; call [`Store::rescan`] next.
+    pub async fn open(dir: &Path) -> Result<Arc<Self>, StoreError> {
+        let dir = dir.to_path_buf();
+        let (changed, _) = watch::channel(0);
+        let (pending, _) = watch::channel(0);
+        let store = Self {
+            dir: dir.clone(),
+            index: RwLock::new(Index::default()),
+            publish: Mutex::new(()),
+            scanning: Mutex::new(()),
+            changed,
+            pending,
+            skipped: std::sync::Mutex::new(BTreeSet::new()),
+        };
+        store.ensure_layout().await?;
+        // Uploads and probes interrupted by a crash: never published, nothing to keep.
+        if let Ok(mut rd) = tokio::fs::read_dir(dir.join(PARTIAL_DIR)).await {
+            while let Ok(Some(e)) = rd.next_entry().await {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                if n.starts_with("upload-") || n.starts_with("probe-") {
+                    let _ = tokio::fs::remove_file(e.path()).await;
+                }
+            }
+        }
+        let cache_path = dir.join(STATE_DIR).join(INDEX_FILE);
+        let cached: BTreeMap<String, Entry> = match tokio::fs::read(&cache_path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(path = %cache_path.display(), error = %e, "ignoring unreadable digest cache");
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        };
+        *store.index.write().await = Index::new(cached);
+        Ok(Arc::new(store))
+    }
+
+    /// (Re)creates the share directory, `.partial/` and `.p2pshare/`. Anything outside the
+    /// process may remove them (a CLI download into the share, a user tidying up); every path
+    /// that writes into them calls this first rather than assuming they still exist.
+    async fn ensure_layout(&self) -> Result<(), StoreError> {
+        let dir = self.dir.clone();
+        blocking(&self.dir, move || {
+            for d in [dir.clone(), dir.join(PARTIAL_DIR), dir.join(STATE_DIR)] {
+                std::fs::create_dir_all(&d)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn partial_dir(&self) -> PathBuf {
+        self.dir.join(PARTIAL_DIR)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(STATE_DIR)
+    }
+
+    /// A new temporary file in `.partial/` (recreated if it went missing); deleted when the
+    /// returned path is dropped.
+    pub async fn temp_file(
+        &self,
+        prefix: &str,
+    ) -> Result<(std::fs::File, tempfile::TempPath), StoreError> {
+        self.ensure_layout().await?;
+        let partial = self.partial_dir();
+        let prefix = prefix.to_owned();
+        blocking(&self.partial_dir(), move || {
+            let tmp = tempfile::Builder::new()
+                .prefix(&prefix)
+                .tempfile_in(partial)?;
+            Ok(tmp.into_parts())
+        })
+        .await
+    }
+
+    /// Notified (with a counter) whenever the set of shared files changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// How many files the running rescan still has to hash (0 when none runs).
+    pub fn pending_hashes(&self) -> watch::Receiver<usize> {
+        self.pending.subscribe()
+    }
+
+    pub async fn list(&self) -> Vec<Entry> {
+        self.index.read().await.by_name.values().cloned().collect()
+    }
+
+    pub async fn get(&self, name: &str) -> Option<Entry> {
+        self.index.read().await.by_name.get(name).cloned()
+    }
+
+    /// A shared file with these bytes, whatever its name; the first such name in name order.
+    pub async fn by_digest(&self, sha256: &Digest) -> Option<Entry> {
+        self.index.read().await.by_digest(sha256).cloned()
+    }
+
+    /// The piece manifest of a shared file, as the index holds it.
+    pub async fn manifest(&self, entry: &Entry) -> Result<Arc<Manifest>, ShareError> {
+        if let Some(m) = &entry.manifest {
+            return Ok(m.clone());
+        }
+        let path = self.dir.join(&entry.name);
+        let current = self.get(&entry.name).await;
+        if let Some(m) = current
+            .filter(|e| e.sha256 == entry.sha256 && e.size == entry.size)
+            .and_then(|e| e.manifest)
+        {
+            return Ok(m);
+        }
+        // An entry from a cache older than manifests that the next scan has not reached yet.
+        let p = path.clone();
+        let (hashed, _) = tokio::task::spawn_blocking(move || hash_regular(&p))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+            .map_err(|source| ShareError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        if hashed.sha256 != entry.sha256 {
+            return Err(ShareError::Changed {
+                path,
+                expected: entry.size,
+                read: hashed.manifest.size(),
+            });
+        }
+        Ok(Arc::new(hashed.manifest))
+    }
+
+    /// Brings the index in line with the directory: hashes new or changed files, forgets
+    /// vanished ones. Returns whether anything changed.
+    ///
+    /// Hashing happens without any lock that requests take; only the commit at the end takes
+    /// the publication lock, and keeps whatever was published while the scan ran.
+    pub async fn rescan(&self) -> Result<bool, StoreError> {
+        let _one_scan = self.scanning.lock().await;
+        let known = self.index.read().await.by_name.clone();
+        let dir = self.dir.clone();
+        let snapshot = known.clone();
+        let pending = self.pending.clone();
+        let scanned = blocking(&self.dir, move || scan(&dir, &snapshot, &pending)).await;
+        self.pending.send_replace(0);
+        let scanned = scanned?;
+        self.note_skipped(scanned.skipped);
+
+        let _guard = self.publish.lock().await;
+        let mut index = self.index.write().await;
+        let mut fresh = scanned.entries;
+        // Publications since the snapshot win: the scan may have listed the directory before
+        // they landed.
+        for name in known.keys().chain(index.by_name.keys()) {
+            if known.get(name) != index.by_name.get(name) {
+                match index.by_name.get(name) {
+                    Some(e) => fresh.insert(name.clone(), e.clone()),
+                    None => fresh.remove(name),
+                };
+            }
+        }
+        if index.by_name == fresh {
+            return Ok(false);
+        }
+        *index = Index::new(fresh);
+        let snapshot = index.by_name.clone();
+        drop(index);
+        self.save(&snapshot).await;
+        self.changed.send_modify(|v| *v += 1);
+        Ok(true)
+    }
+
+    /// Logs each entry that is not a regular file once, not on every scan; returns how many
+    /// lines that took.
+    fn note_skipped(&self, now: BTreeSet<String>) -> usize {
+        let Ok(mut seen) = self.skipped.lock() else {
+            return 0;
+        };
+        let new: Vec<&String> = now.difference(&seen).collect();
+        for name in &new {
+            tracing::warn!(file = %name, "not a regular file (symlink, directory, FIFO, socket or device): not shared");
+        }
+        let logged = new.len();
+        *seen = now;
+        logged
+    }
+
+    async fn save(&self, index: &BTreeMap<String, Entry>) {
+        let path = self.state_dir().join(INDEX_FILE);
+        let tmp = self.state_dir().join(format!("{INDEX_FILE}.tmp"));
+        let result = async {
+            self.ensure_layout().await.map_err(io::Error::other)?;
+            let bytes = serde_json::to_vec(index).map_err(io::Error::other)?;
+            tokio::fs::write(&tmp, bytes).await?;
+            tokio::fs::rename(&tmp, &path).await
+        }
+        .await;
+        if let Err(e) = result {
+            // Only a cache: the next start rehashes.
+            tracing::warn!(path = %path.display(), error = %e, "cannot save digest cache");
+        }
+    }
+
+    /// [`Store::publish_hashed`] for a caller that knows only the file's size and digest: the
+    /// bytes are read once more for their manifest, and refused (an `InvalidData` error) unless
+    /// they are the ones announced.
+    pub async fn publish(
+        &self,
+        tmp: &Path,
+        name: &str,
+        size: u64,
+        sha256: &Digest,
+    ) -> Result<Published, StoreError> {
+        let t = tmp.to_path_buf();
+        let hashed = blocking(tmp, move || pieces::hash_file(&t).map_err(share_io)).await;
+        let checked = hashed.and_then(|h| {
+            if &h.sha256 == sha256 && h.manifest.size() == size {
+                Ok(h)
+            } else {
+                Err(io_err(tmp)(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "holds {} bytes with sha256 {}, expected {size} bytes with sha256 {sha256}",
+                        h.manifest.size(),
+                        h.sha256
+                    ),
+                )))
+            }
+        });
+        match checked {
+            Ok(h) => self.publish_hashed(tmp, name, &h).await,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves a verified, fsynced file at `tmp`, hashed as `hashed`, into the share as `name`,
+    /// unless the name is taken. `tmp` must be inside this share (same file system, so the
+    /// placement is atomic); it is gone when this returns.
+    pub async fn publish_hashed(
+        &self,
+        tmp: &Path,
+        name: &str,
+        hashed: &Hashed,
+    ) -> Result<Published, StoreError> {
+        let result = self.publish_inner(tmp, name, hashed).await;
+        if !matches!(result, Ok(Published::Created)) {
+            let _ = tokio::fs::remove_file(tmp).await;
+        }
+        result
+    }
+
+    async fn publish_inner(
+        &self,
+        tmp: &Path,
+        name: &str,
+        hashed: &Hashed,
+    ) -> Result<Published, StoreError> {
+        let sha256 = hashed.sha256;
+        check_name(name)?;
+        let dest = self.dir.join(name);
+        // A file put there by hand since the last scan is hashed before taking the lock, and
+        // its digest used only if it is still the same file once the lock is held.
+        let mut seen: Option<(Digest, std::fs::Metadata)> = None;
+        for _ in 0..3 {
+            let d = dest.clone();
+            let on_disk = blocking(&dest, move || match std::fs::symlink_metadata(&d) {
+                Ok(m) => Ok(Some(m)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            });
+            let guard = self.publish.lock().await;
+            let existing = match on_disk.await? {
+                None => None,
+                Some(m) if !m.file_type().is_file() => return Ok(Published::NotAFile),
+                Some(m) => Some(m),
+            };
+            if let Some(meta) = existing {
+                let digest = match (self.get(name).await, &seen) {
+                    (Some(e), _) if e.size == meta.len() && e.mtime_ns == mtime_ns(&meta) => {
+                        Some(e.sha256)
+                    }
+                    (_, Some((digest, seen))) if same_file(seen, &meta) => Some(*digest),
+                    _ => None,
+                };
+                if let Some(digest) = digest {
+                    return Ok(if digest == sha256 {
+                        Published::Identical
+                    } else {
+                        Published::Conflict
+                    });
+                }
+                drop(guard);
+                let d = dest.clone();
+                seen = match blocking(&dest, move || hash_regular(&d)).await {
+                    Ok((h, meta)) => Some((h.sha256, meta)),
+                    // Changing under us, or swapped for something else: look again.
+                    Err(_) => None,
+                };
+                continue;
+            }
+            let (t, d) = (tmp.to_path_buf(), dest.clone());
+            match blocking(&dest, move || place_new(&t, &d)).await {
+                Ok(()) => {}
+                // Appeared since the check (by hand): decide again.
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::AlreadyExists =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            if let Ok(dir) = tokio::fs::File::open(&self.dir).await {
+                let _ = dir.sync_all().await;
+            }
+            let meta = tokio::fs::symlink_metadata(&dest)
+                .await
+                .map_err(io_err(&dest))?;
+            let entry = Entry::new(name, hashed, &meta);
+            let snapshot = {
+                let mut index = self.index.write().await;
+                index.insert(entry);
+                index.by_name.clone()
+            };
+            drop(guard);
+            self.save(&snapshot).await;
+            self.changed.send_modify(|v| *v += 1);
+            return Ok(Published::Created);
+        }
+        // Rewritten by hand three times while we looked: the name is busy with other bytes.
+        Ok(Published::Conflict)
+    }
+
+    /// Opens a shared file for reading, refusing anything but the regular file that was
+    /// indexed (a symlink, a FIFO, or a file that changed since it was hashed: the next scan
+    /// rehashes it).
+    pub async fn open_file(&self, entry: &Entry) -> io::Result<tokio::fs::File> {
+        let path = self.dir.join(&entry.name);
+        let (size, mtime) = (entry.size, entry.mtime_ns);
+        let file = tokio::task::spawn_blocking(move || {
+            let (file, meta) = open_regular(&path)?;
+            if meta.len() != size || mtime_ns(&meta) != mtime {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "file changed since it was indexed",
+                ));
+            }
+            Ok(file)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(tokio::fs::File::from_std(file))
+    }
+
+    /// Whether transfers can still land here: the layout exists (recreated if it went missing)
+    /// and `.partial/` takes a file.
+    pub async fn usable(&self) -> bool {
+        self.temp_file("probe-").await.is_ok()
+    }
+}
+
+fn scan(
+    dir: &Path,
+    known: &BTreeMap<String, Entry>,
+    pending: &watch::Sender<usize>,
+) -> io::Result<Scanned> {
+    let mut entries = BTreeMap::new();
+    let mut skipped = BTreeSet::new();
+    let mut to_hash = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let Ok(e) = e else { continue };
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        if check_name(&name).is_err() {
+            continue;
+        }
+        // The entry's own type (never followed): symlinks could point outside the share, and
+        // FIFOs, sockets and devices block or never end.
+        let Ok(ft) = e.file_type() else { continue };
+        if !ft.is_file() {
+            skipped.insert(name);
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        match known.get(&name) {
+            Some(k) if k.still_describes(&meta) => {
+                entries.insert(name, k.clone());
+            }
+            _ => to_hash.push((name, e.path())),
+        }
+    }
+    pending.send_replace(to_hash.len());
+    for (name, path) in to_hash {
+        match hash_regular(&path) {
+            Ok((hashed, meta)) => {
+                entries.insert(name.clone(), Entry::new(&name, &hashed, &meta));
+            }
+            // Still being written: the next scan sees a stable file.
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            // Swapped for a non-regular file since the listing.
+            Err(err) if err.kind() == io::ErrorKind::InvalidInput => {
+                skipped.insert(name);
+            }
+            Err(err) => tracing::warn!(file = %name, error = %err, "cannot hash file"),
+        }
+        pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+    Ok(Scanned { entries, skipped })
+}
