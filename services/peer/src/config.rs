@@ -95,7 +95,7 @@ impl Default for TrackerSection {
     }
 }
 
-pub const SECTIONS: &[&str] = &["peer", "tracker", "transfer", "auth", "tls", "telemetry"];
+pub(crate) const SECTIONS: &[&str] = &["peer", "tracker", "transfer", "auth", "tls", "telemetry"];
 
 impl PeerConfig {
     pub fn load(file: Option<&Path>, flags: Flags) -> Result<Self, ConfigError> {

@@ -3,13 +3,13 @@
 /// Exit codes of the client commands (documented in the README).
 pub mod exit {
     pub const OK: u8 = 0;
-    pub const FAILURE: u8 = 1;
-    pub const NOT_FOUND: u8 = 3;
-    pub const UNREACHABLE: u8 = 4;
-    pub const INTEGRITY: u8 = 5;
+    pub(crate) const FAILURE: u8 = 1;
+    pub(crate) const NOT_FOUND: u8 = 3;
+    pub(crate) const UNREACHABLE: u8 = 4;
+    pub(crate) const INTEGRITY: u8 = 5;
     /// `serve`: the peer id stayed held by a live peer for a whole lease TTL.
-    pub const ID_TAKEN: u8 = 6;
-    pub const CONFIG: u8 = 78;
+    pub(crate) const ID_TAKEN: u8 = 6;
+    pub(crate) const CONFIG: u8 = 78;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ impl Error {
 
     /// The error a peer reported by `kind` (see [`Error::kind`]) over the wire; an unknown
     /// kind is a plain error.
-    pub fn from_kind(kind: &str, message: String) -> Self {
+    pub(crate) fn from_kind(kind: &str, message: String) -> Self {
         match kind {
             "not_found" => Error::NotFound(message),
             "unreachable" => Error::Unreachable(message),
@@ -71,12 +71,12 @@ impl Error {
     }
 
     /// A failed `serve`: errors of this crate keep their kind (and exit code).
-    pub fn from_serve(e: anyhow::Error) -> Self {
+    pub(crate) fn from_serve(e: anyhow::Error) -> Self {
         e.downcast::<Error>().unwrap_or_else(Error::Other)
     }
 
     /// A tracker answer, classified.
-    pub fn from_status(what: &str, s: tonic::Status) -> Self {
+    pub(crate) fn from_status(what: &str, s: tonic::Status) -> Self {
         use tonic::Code;
         let msg = format!("{what}: {}", s.message());
         match s.code() {

@@ -51,7 +51,7 @@ impl Context {
     }
 }
 
-pub async fn run_stdio(ctx: Context) -> anyhow::Result<()> {
+pub(crate) async fn run_stdio(ctx: Context) -> anyhow::Result<()> {
     run(ctx, BufReader::new(tokio::io::stdin()), tokio::io::stdout()).await
 }
 

@@ -220,7 +220,12 @@ impl Metrics {
         }
     }
 
-    pub async fn render(&self, store: &Store, limits: &Limits, partials: &Partials) -> String {
+    pub(crate) async fn render(
+        &self,
+        store: &Store,
+        limits: &Limits,
+        partials: &Partials,
+    ) -> String {
         // The buckets count the bytes that waited; the counters catch up at each scrape.
         for (direction, word) in [
             (Direction::Upload, "upload"),
@@ -282,7 +287,7 @@ fn route_label(matched: Option<&MatchedPath>) -> &'static str {
 
 /// Counts and traces every request, matched or not, by its route label. The latency metric
 /// stops at the response head; the span lasts until the body has been sent (or abandoned).
-pub async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
+pub(crate) async fn track(State(m): State<Metrics>, req: Request, next: Next) -> Response {
     let route = route_label(req.extensions().get::<MatchedPath>());
     let span = tracing::info_span!(
         "http",
@@ -345,7 +350,7 @@ impl HttpBody for SpannedBody {
 }
 
 /// Counts the bytes and failures of one of this peer's own downloads from its events.
-pub struct DownloadMeter<'a> {
+pub(crate) struct DownloadMeter<'a> {
     metrics: &'a Metrics,
     /// Verified bytes at the last event; `None` before the first (a resumed download starts
     /// with bytes that were not downloaded now).
@@ -353,14 +358,14 @@ pub struct DownloadMeter<'a> {
 }
 
 impl<'a> DownloadMeter<'a> {
-    pub fn new(metrics: &'a Metrics) -> Self {
+    pub(crate) fn new(metrics: &'a Metrics) -> Self {
         Self {
             metrics,
             have: std::sync::Mutex::new(None),
         }
     }
 
-    pub fn observe(&self, e: &Event) {
+    pub(crate) fn observe(&self, e: &Event) {
         match e {
             Event::Source { have, .. } | Event::Progress { have, .. } => {
                 if let Ok(mut last) = self.have.lock() {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 /// Lazily connecting channels to each URL of `tracker.endpoint` (comma-separated), as one
 /// channel that moves to the next tracker when one is unreachable.
-pub fn tracker_channel(cfg: &PeerConfig) -> Result<FailoverChannel> {
+pub(crate) fn tracker_channel(cfg: &PeerConfig) -> Result<FailoverChannel> {
     let tls = cfg
         .tls
         .tonic_client()

@@ -7,7 +7,7 @@ use tokio::sync::Mutex;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-pub struct Readiness {
+pub(crate) struct Readiness {
     registered: AtomicBool,
     store_ok: AtomicBool,
     draining: AtomicBool,
@@ -18,7 +18,7 @@ pub struct Readiness {
 
 impl Readiness {
     /// Starts NOT_SERVING; the store is taken as usable (it was just indexed).
-    pub async fn new(reporter: HealthReporter) -> Self {
+    pub(crate) async fn new(reporter: HealthReporter) -> Self {
         let r = Self {
             registered: AtomicBool::new(false),
             store_ok: AtomicBool::new(true),
@@ -30,18 +30,18 @@ impl Readiness {
         r
     }
 
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.registered.load(Ordering::SeqCst)
             && self.store_ok.load(Ordering::SeqCst)
             && !self.draining.load(Ordering::SeqCst)
     }
 
-    pub async fn set_registered(&self, v: bool) {
+    pub(crate) async fn set_registered(&self, v: bool) {
         self.registered.store(v, Ordering::SeqCst);
         self.publish().await;
     }
 
-    pub async fn set_store_ok(&self, v: bool) {
+    pub(crate) async fn set_store_ok(&self, v: bool) {
         if self.store_ok.swap(v, Ordering::SeqCst) != v {
             if v {
                 tracing::info!("share directory usable again");
@@ -52,7 +52,7 @@ impl Readiness {
         self.publish().await;
     }
 
-    pub async fn set_draining(&self) {
+    pub(crate) async fn set_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
         self.publish().await;
     }

@@ -52,7 +52,7 @@ impl Running {
 
 /// The address other peers dial: configured, else the listen address when it is specific,
 /// else `POD_IP`, else the local address this host uses to reach the tracker.
-pub fn advertised_address(cfg: &PeerConfig, bound: SocketAddr) -> String {
+pub(crate) fn advertised_address(cfg: &PeerConfig, bound: SocketAddr) -> String {
     if !cfg.peer.advertise_addr.is_empty() {
         return cfg.peer.advertise_addr.clone();
     }

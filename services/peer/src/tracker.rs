@@ -153,7 +153,7 @@ impl Tracker {
     }
 
     /// Every live holder of `sha256`: complete holders first, then partial ones.
-    pub async fn peers_by_digest(&self, sha256: &Digest) -> Result<Vec<Holder>> {
+    pub(crate) async fn peers_by_digest(&self, sha256: &Digest) -> Result<Vec<Holder>> {
         let mut c = self.client.clone();
         match c
             .get_peers_by_digest(GetPeersByDigestRequest {

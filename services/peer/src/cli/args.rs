@@ -154,7 +154,7 @@ impl Cli {
     /// Checks the words given without a subcommand. A first word that is close to a subcommand
     /// name is taken for a typo of it rather than a peer id, so `p2p-peer serach photo` says so
     /// instead of complaining about arity or starting a peer called "serach".
-    pub fn original_form(&self) -> Result<(), clap::Error> {
+    pub(crate) fn original_form(&self) -> Result<(), clap::Error> {
         use clap::CommandFactory;
         use clap::error::ErrorKind;
         let Some(first) = self.original.first() else {

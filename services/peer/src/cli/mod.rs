@@ -2,7 +2,7 @@
 //! [`crate::client`] and its answer printed through [`crate::client::render`]. Parsing is in
 //! [`args`]; which command runs is `app`'s choice.
 
-pub mod args;
+pub(crate) mod args;
 
 use std::path::{Path, PathBuf};
 

@@ -3,8 +3,8 @@
 //! its own, neither imports the other, and both print through [`render`]; `peer` holds the
 //! requests to one peer's HTTP API.
 
-pub mod peer;
-pub mod render;
+pub(crate) mod peer;
+pub(crate) mod render;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,8 +18,8 @@ use crate::store::{Published, Store};
 use crate::swarm::{Report, Swarm, Target};
 use crate::tracker::{Match, Tracker};
 use crate::transfer::Limits;
-pub use crate::wire::Placed;
-pub use crate::wire::upload::Uploaded;
+pub(crate) use crate::wire::Placed;
+pub(crate) use crate::wire::upload::Uploaded;
 
 pub use peer::{request_leave, upload};
 
@@ -28,14 +28,18 @@ pub fn tracker(cfg: &PeerConfig) -> Result<Tracker> {
 }
 
 /// The file to download for `name` (and `sha256` when given), with its holders.
-pub async fn resolve(tracker: &Tracker, name: &str, sha256: Option<&Digest>) -> Result<Target> {
+pub(crate) async fn resolve(
+    tracker: &Tracker,
+    name: &str,
+    sha256: Option<&Digest>,
+) -> Result<Target> {
     crate::store::check_name(name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
     let matches = tracker.search(name, true).await?;
     choose(matches, name, sha256)
 }
 
 /// Picks the match to download: the requested digest, else the one most peers hold.
-pub fn choose(matches: Vec<Match>, name: &str, sha256: Option<&Digest>) -> Result<Target> {
+pub(crate) fn choose(matches: Vec<Match>, name: &str, sha256: Option<&Digest>) -> Result<Target> {
     let mut targets: Vec<Target> = matches
         .into_iter()
         .map(Target::from)
@@ -57,7 +61,7 @@ pub fn choose(matches: Vec<Match>, name: &str, sha256: Option<&Digest>) -> Resul
 
 /// The download machinery for a process that serves nothing (the CLI, the client menu): its
 /// own limits from `[transfer]`, no partials registry.
-pub fn standalone_swarm(cfg: &PeerConfig, tracker: Option<Tracker>) -> Result<Swarm> {
+pub(crate) fn standalone_swarm(cfg: &PeerConfig, tracker: Option<Tracker>) -> Result<Swarm> {
     swarm(cfg, tracker, cfg.transfer.limits(), None, None, None)
 }
 
@@ -95,7 +99,7 @@ pub enum Destination<'a> {
 impl Destination<'_> {
     /// The `.partial/` the download is written in: on the destination's file system, so that
     /// publishing is a link, not a copy.
-    pub fn partial_dir(&self) -> PathBuf {
+    pub(crate) fn partial_dir(&self) -> PathBuf {
         match self {
             Destination::Share(store) => store.partial_dir(),
             Destination::Path(p) => parent_of(p).join(crate::store::PARTIAL_DIR),
@@ -120,7 +124,11 @@ fn parent_of(p: &Path) -> PathBuf {
 /// The one publish rule: a verified, fsynced file at `part` becomes `target.name` in a share,
 /// or `dest` outside one, never replacing anything there. Every path (CLI, menu, daemon) ends
 /// a download here.
-pub async fn publish(part: &Path, target: &Target, dest: &Destination<'_>) -> Result<Placed> {
+pub(crate) async fn publish(
+    part: &Path,
+    target: &Target,
+    dest: &Destination<'_>,
+) -> Result<Placed> {
     match dest {
         Destination::Share(store) => {
             let outcome = store
@@ -186,7 +194,7 @@ pub async fn get(
 
 /// What is at `dest` before a get to a path: `true` the very bytes wanted (nothing to do),
 /// `false` nothing; anything else there is a refusal, before anything is downloaded.
-pub async fn existing(dest: &Path, sha256: &Digest) -> Result<bool> {
+pub(crate) async fn existing(dest: &Path, sha256: &Digest) -> Result<bool> {
     let d = dest.to_path_buf();
     let found = tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&d) {
         Ok(m) if m.file_type().is_file() => crate::store::hash_file(&d).map(Some),
@@ -212,7 +220,7 @@ pub async fn existing(dest: &Path, sha256: &Digest) -> Result<bool> {
 
 /// Removes the `.partial/` a client download used in `dir` when it is empty, unless `dir` is a
 /// peer's share (it holds `.p2pshare/`): that `.partial/` is the peer's, not ours to remove.
-pub async fn tidy_partial_dir(dir: &Path) {
+pub(crate) async fn tidy_partial_dir(dir: &Path) {
     let state = dir.join(crate::store::STATE_DIR);
     if tokio::fs::symlink_metadata(&state).await.is_ok() {
         return;

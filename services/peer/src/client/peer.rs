@@ -119,7 +119,7 @@ pub async fn request_leave(net: &Net, addr: &str) -> Result<()> {
 /// Makes the peer at `addr` download `name` into its share (`POST /downloads`), handing each
 /// event it streams to `on_event`. The final line decides: `done` is the answer, `error` the
 /// error of its kind, and a stream that ends without either is "unreachable".
-pub async fn download_via(
+pub(crate) async fn download_via(
     net: &Net,
     addr: &str,
     name: &str,

@@ -19,7 +19,7 @@ use crate::wire::download::Event;
 use crate::wire::upload::Uploaded;
 
 /// Matches as text: a line per file, then a line per holder.
-pub fn format_matches(matches: &[Match]) -> String {
+pub(crate) fn format_matches(matches: &[Match]) -> String {
     let mut s = String::new();
     for m in matches {
         s.push_str(&format!(
@@ -41,19 +41,19 @@ fn match_json(m: &Match) -> serde_json::Value {
 }
 
 /// A file that a get placed (or found already there).
-pub struct Got<'a> {
+pub(crate) struct Got<'a> {
     pub name: &'a str,
     pub size: u64,
     pub sha256: &'a Digest,
 }
 
 /// Prints results for people or, with `--json`, for scripts.
-pub struct Output {
+pub(crate) struct Output {
     pub json: bool,
 }
 
 impl Output {
-    pub fn error(&self, e: &Error) {
+    pub(crate) fn error(&self, e: &Error) {
         if self.json {
             println!(
                 "{}",
@@ -63,7 +63,7 @@ impl Output {
         eprintln!("p2p-peer: {e}");
     }
 
-    pub fn matches(&self, matches: &[Match]) {
+    pub(crate) fn matches(&self, matches: &[Match]) {
         if self.json {
             let list: Vec<_> = matches.iter().map(match_json).collect();
             println!("{}", json!({ "files": list }));
@@ -73,7 +73,7 @@ impl Output {
     }
 
     /// `what`: "downloaded" or "already present".
-    pub fn got(&self, t: &Got<'_>, dest: &Path, what: &str) {
+    pub(crate) fn got(&self, t: &Got<'_>, dest: &Path, what: &str) {
         if self.json {
             println!(
                 "{}",
@@ -90,7 +90,7 @@ impl Output {
     }
 
     /// A peer downloaded the file into its share (`get --via` without `-o`).
-    pub fn got_via(&self, t: &Got<'_>, status: &str, via: &str) {
+    pub(crate) fn got_via(&self, t: &Got<'_>, status: &str, via: &str) {
         if self.json {
             println!(
                 "{}",
@@ -104,7 +104,7 @@ impl Output {
         }
     }
 
-    pub fn uploaded(&self, up: &Uploaded, addr: &str) {
+    pub(crate) fn uploaded(&self, up: &Uploaded, addr: &str) {
         if self.json {
             println!("{}", json!(up));
         } else {
@@ -118,7 +118,7 @@ impl Output {
         }
     }
 
-    pub fn leaving(&self, addr: &str) {
+    pub(crate) fn leaving(&self, addr: &str) {
         if self.json {
             println!("{}", json!({"peer": addr, "status": "leaving"}));
         } else {
@@ -132,7 +132,7 @@ const LINE_EVERY: Duration = Duration::from_secs(1);
 
 /// How a download goes, on stderr: a bar on a terminal, else a line per event (progress at most
 /// once a second); nothing with `--json`.
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     quiet: bool,
     name: String,
@@ -143,7 +143,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(json: bool, name: &str, via: Option<&str>) -> Self {
+    pub(crate) fn new(json: bool, name: &str, via: Option<&str>) -> Self {
         Self {
             bar: (!json && std::io::stderr().is_terminal()).then(bar),
             quiet: json,
@@ -155,7 +155,7 @@ impl Progress {
     }
 
     /// Clears the bar (the download ended, one way or another).
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
@@ -179,7 +179,7 @@ impl Progress {
         }
     }
 
-    pub fn show(&self, e: &Event) {
+    pub(crate) fn show(&self, e: &Event) {
         match e {
             Event::Start { size, have, .. } => {
                 let via = self.via.as_deref().unwrap_or("this peer");

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use crate::wire::ErrorBody;
 
 #[derive(Debug)]
-pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, msg: impl Into<String>) -> Self {

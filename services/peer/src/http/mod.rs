@@ -19,13 +19,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub use error::ApiError;
-pub use state::{AppState, upload_limiter};
+pub(crate) use state::{AppState, upload_limiter};
 
 use crate::wire::route;
 use auth::Access;
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let guard = |access: Access| {
         axum::middleware::from_fn_with_state((state.tokens.clone(), access), auth::require)
     };

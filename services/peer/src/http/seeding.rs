@@ -17,7 +17,7 @@ const MAX_FILES: usize = 256;
 
 /// How often each piece of each file was sent by this process.
 #[derive(Debug, Default)]
-pub struct Seeding {
+pub(crate) struct Seeding {
     files: Mutex<HashMap<Digest, Counts>>,
 }
 
@@ -32,7 +32,13 @@ impl Seeding {
     /// Whether piece `index` of a file of `pieces` pieces is sent now; if so it is counted.
     /// Refused only when another piece has been sent fewer times and the request does not
     /// insist.
-    pub fn admit(&self, sha256: &Digest, pieces: u32, index: PieceIndex, insist: bool) -> bool {
+    pub(crate) fn admit(
+        &self,
+        sha256: &Digest,
+        pieces: u32,
+        index: PieceIndex,
+        insist: bool,
+    ) -> bool {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let tick = files.values().map(|c| c.tick).max().unwrap_or(0) + 1;
         if !files.contains_key(sha256) && files.len() >= MAX_FILES {

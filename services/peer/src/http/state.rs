@@ -19,7 +19,7 @@ use crate::store::Store;
 use crate::transfer::Limits;
 
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub store: Arc<Store>,
     /// Downloads in progress in this share: their verified pieces are served too.
     pub partials: Arc<Partials>,
@@ -45,7 +45,7 @@ pub struct AppState {
 }
 
 /// Per-client upload budget: `per_minute` uploads, refilled evenly.
-pub fn upload_limiter(per_minute: u32) -> Arc<DefaultKeyedRateLimiter<IpAddr>> {
+pub(crate) fn upload_limiter(per_minute: u32) -> Arc<DefaultKeyedRateLimiter<IpAddr>> {
     let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
     Arc::new(RateLimiter::keyed(Quota::per_minute(n)))
 }

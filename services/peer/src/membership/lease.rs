@@ -16,7 +16,7 @@ struct SavedLease {
 /// The state directory holds the lease secret: owner-only, fixed at start-up for files written
 /// by older versions with the default umask.
 #[cfg(unix)]
-pub fn protect_state(dir: &Path) {
+pub(crate) fn protect_state(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     for (path, mode) in [(dir.to_path_buf(), 0o700), (dir.join(LEASE_FILE), 0o600)] {
         match std::fs::metadata(&path) {
@@ -33,7 +33,7 @@ pub fn protect_state(dir: &Path) {
 }
 
 #[cfg(not(unix))]
-pub fn protect_state(_: &Path) {}
+pub(crate) fn protect_state(_: &Path) {}
 
 /// Writes the lease file owner-only from the first byte (a temporary file renamed into place).
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -22,10 +22,9 @@ use crate::share::partial::Partials;
 use crate::store::{Entry, Store};
 
 use announce::{Cap, Changes, Limits, PartialSnapshot, Snapshot, batch, info, partial_snapshot};
-pub use lease::protect_state;
 use lease::{load_secret, save_secret};
 
-pub struct Membership {
+pub(crate) struct Membership {
     pub peer_id: String,
     pub address: String,
     pub heartbeat: Duration,
@@ -197,7 +196,7 @@ impl Membership {
 
     /// Runs until `stop` is cancelled, then leaves the network. Ends early with
     /// `Error::IdTaken` when another live peer keeps this id (unless told to wait).
-    pub async fn run(mut self, stop: CancellationToken) -> Result<(), Error> {
+    pub(crate) async fn run(mut self, stop: CancellationToken) -> Result<(), Error> {
         let mut changes = self.store.subscribe();
         let mut downloads = self.partials.subscribe();
         let mut secret = load_secret(self.store.state_dir(), &self.peer_id).await;

@@ -71,7 +71,7 @@ impl Bitfield {
         true
     }
 
-    pub fn ones(&self) -> impl Iterator<Item = PieceIndex> + '_ {
+    pub(crate) fn ones(&self) -> impl Iterator<Item = PieceIndex> + '_ {
         (0..self.len).map(PieceIndex).filter(|&i| self.get(i))
     }
 
@@ -85,7 +85,7 @@ impl Bitfield {
     }
 
     /// Parses the wire form of a bitfield of `len` pieces (the length comes from the manifest).
-    pub fn from_bytes(len: u32, bytes: &[u8]) -> Result<Self, ShareError> {
+    pub(crate) fn from_bytes(len: u32, bytes: &[u8]) -> Result<Self, ShareError> {
         if bytes.len() != byte_len(len) {
             return Err(ShareError::BadBitfield(format!(
                 "{} bytes for {len} pieces, expected {}",
@@ -216,7 +216,7 @@ pub fn load(
 
 /// [`load`] for resuming: a record that cannot be read or trusted is logged and treated as no
 /// progress, so the pieces are fetched (and verified) again rather than believed.
-pub fn load_or_empty(path: &Path, digest: &Digest, piece_count: u32) -> Bitfield {
+pub(crate) fn load_or_empty(path: &Path, digest: &Digest, piece_count: u32) -> Bitfield {
     match load(path, digest, piece_count) {
         Ok(Some(b)) => b,
         Ok(None) => Bitfield::new(piece_count),

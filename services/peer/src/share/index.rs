@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct PieceIndex(pub u32);
 
 impl PieceIndex {
-    pub fn as_usize(self) -> usize {
+    pub(crate) fn as_usize(self) -> usize {
         self.0 as usize
     }
 }

@@ -8,6 +8,6 @@ pub mod partial;
 pub mod pieces;
 
 pub use digest::Digest;
-pub use error::ShareError;
+pub(crate) use error::ShareError;
 pub(crate) use error::io_err;
 pub use pieces::{Manifest, PieceIndex};

@@ -137,7 +137,7 @@ fn file_in(dir: &Path, sha256: &Digest, ext: &str) -> PathBuf {
 /// it lets go, so an idle `.partial/` can be removed; a waiter that then wins the lock on the
 /// unlinked file notices and starts over on a fresh one.
 #[derive(Debug)]
-pub struct WriteLock {
+pub(crate) struct WriteLock {
     /// The lock lives as long as this descriptor.
     _file: std::fs::File,
     path: PathBuf,
@@ -145,7 +145,7 @@ pub struct WriteLock {
 
 impl WriteLock {
     /// One attempt: `Ok(None)` while another writer holds the lock.
-    pub fn try_acquire(dir: &Path, sha256: &Digest) -> std::io::Result<Option<Self>> {
+    pub(crate) fn try_acquire(dir: &Path, sha256: &Digest) -> std::io::Result<Option<Self>> {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::MetadataExt;
         let path = file_in(dir, sha256, "lock");
@@ -177,7 +177,7 @@ impl WriteLock {
 
     /// Waits for the lock, polling so that the wait never blocks a runtime thread and ends
     /// when the future is dropped.
-    pub async fn acquire(dir: &Path, sha256: &Digest) -> std::io::Result<Self> {
+    pub(crate) async fn acquire(dir: &Path, sha256: &Digest) -> std::io::Result<Self> {
         let mut waited = false;
         loop {
             let (d, s) = (dir.to_path_buf(), *sha256);
@@ -207,14 +207,14 @@ impl Drop for WriteLock {
 /// Where a finished, verified download waits to be placed: the caller links or renames it
 /// away. Kept under the lock's name space, so a later download of the digest into the same
 /// directory finds it (and checks it) instead of fetching again.
-pub fn done_path(dir: &Path, sha256: &Digest) -> PathBuf {
+pub(crate) fn done_path(dir: &Path, sha256: &Digest) -> PathBuf {
     file_in(dir, sha256, "done")
 }
 
 /// The one writer of a download in progress: the data file (preallocated), the persisted
 /// bitfield, and the lock that makes it the only one.
 #[derive(Debug)]
-pub struct PartialWriter {
+pub(crate) struct PartialWriter {
     file: Arc<PartialFile>,
     data: Arc<std::fs::File>,
     bitfield_path: PathBuf,
@@ -227,7 +227,7 @@ impl PartialWriter {
     /// persisted bitfield. Nothing is re-verified: the bitfield is only ever saved after the
     /// pieces it names were synced. A data file of the wrong length means the record does not
     /// describe it, so that case starts from no pieces. Blocking.
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         sha256: Digest,
         manifest: Arc<Manifest>,
@@ -267,16 +267,16 @@ impl PartialWriter {
         })
     }
 
-    pub fn file(&self) -> &Arc<PartialFile> {
+    pub(crate) fn file(&self) -> &Arc<PartialFile> {
         &self.file
     }
 
-    pub fn bitfield_path(&self) -> &Path {
+    pub(crate) fn bitfield_path(&self) -> &Path {
         &self.bitfield_path
     }
 
     /// A handle for writing pieces from other threads.
-    pub fn data(&self) -> Arc<std::fs::File> {
+    pub(crate) fn data(&self) -> Arc<std::fs::File> {
         Arc::clone(&self.data)
     }
 
@@ -284,7 +284,7 @@ impl PartialWriter {
     /// at once). It is not synced here: [`PartialWriter::save`] syncs the data file before it
     /// persists a record naming the piece, one sync for every piece since the last record
     /// rather than one per piece. Blocking.
-    pub fn write_piece(
+    pub(crate) fn write_piece(
         file: &PartialFile,
         data: &std::fs::File,
         index: PieceIndex,
@@ -301,7 +301,7 @@ impl PartialWriter {
     }
 
     /// Persists the verified pieces. Blocking.
-    pub fn save(&self) -> Result<(), ShareError> {
+    pub(crate) fn save(&self) -> Result<(), ShareError> {
         save_synced(
             &self.data,
             self.file.data_path(),
@@ -314,7 +314,7 @@ impl PartialWriter {
     /// The download is complete and its whole-file digest checked: the data file becomes
     /// [`done_path`] (the bitfield goes, since it would describe a file no longer there) and the
     /// lock is released. Blocking.
-    pub fn finish(self) -> Result<PathBuf, ShareError> {
+    pub(crate) fn finish(self) -> Result<PathBuf, ShareError> {
         let done = done_path(&self.dir, self.file.sha256());
         self.data
             .sync_all()
@@ -328,7 +328,7 @@ impl PartialWriter {
 
     /// Gives the download up and deletes its state (a local write failure, or a file that is
     /// wrong although every piece verified). Blocking. Returns whether everything went.
-    pub fn discard(self) -> bool {
+    pub(crate) fn discard(self) -> bool {
         let mut all = true;
         for p in [self.file.data_path(), self.bitfield_path.as_path()] {
             match std::fs::remove_file(p) {
@@ -345,7 +345,7 @@ impl PartialWriter {
 /// Persists `field` (a snapshot of the verified pieces) after syncing the data file. Every bit
 /// in the snapshot was set after its piece was written, so the sync covers it and the record
 /// never claims bytes that a crash could lose. Blocking.
-pub fn save_synced(
+pub(crate) fn save_synced(
     data: &std::fs::File,
     data_path: &Path,
     bitfield_path: &Path,

@@ -15,11 +15,11 @@ use super::error::{ShareError, io_err};
 pub use super::index::PieceIndex;
 
 /// The smallest piece size (4 MiB).
-pub const MIN_PIECE_SIZE: u64 = 4 << 20;
+pub(crate) const MIN_PIECE_SIZE: u64 = 4 << 20;
 /// The largest piece size (64 MiB): bounds the memory a piece in transit may need.
-pub const MAX_PIECE_SIZE: u64 = 64 << 20;
+pub(crate) const MAX_PIECE_SIZE: u64 = 64 << 20;
 /// The piece size doubles while a file would have more pieces than this.
-pub const TARGET_MAX_PIECES: u64 = 2048;
+pub(crate) const TARGET_MAX_PIECES: u64 = 2048;
 
 /// Read size of the hashing pass. A power of two no larger than [`MIN_PIECE_SIZE`], so blocks
 /// never straddle a piece boundary.
@@ -67,7 +67,7 @@ impl Manifest {
 
     /// Checks a manifest that came from elsewhere (another peer, a cache): consistent with its
     /// own size, and, when given, with the `pieces_root` the tracker returned for the digest.
-    pub fn validate(&self, expected_root: Option<&Digest>) -> Result<(), ShareError> {
+    pub(crate) fn validate(&self, expected_root: Option<&Digest>) -> Result<(), ShareError> {
         self.check()?;
         if let Some(want) = expected_root {
             let got = self.root();
@@ -135,12 +135,12 @@ impl Manifest {
     }
 
     /// Checks a piece's bytes against the manifest: the right length and the right digest.
-    pub fn verify_piece(&self, index: PieceIndex, bytes: &[u8]) -> Result<(), ShareError> {
+    pub(crate) fn verify_piece(&self, index: PieceIndex, bytes: &[u8]) -> Result<(), ShareError> {
         self.verify_digest(index, bytes.len() as u64, sha256(bytes))
     }
 
     /// Checks a piece that was hashed while it streamed in (so it need not sit in memory).
-    pub fn verify_digest(
+    pub(crate) fn verify_digest(
         &self,
         index: PieceIndex,
         len: u64,
@@ -178,7 +178,11 @@ pub fn pieces_root(digests: &[Digest]) -> Digest {
 }
 
 /// The byte range of piece `index` of a file, or `None` past the last piece.
-pub fn piece_range(file_size: u64, piece_size: u64, index: PieceIndex) -> Option<Range<u64>> {
+pub(crate) fn piece_range(
+    file_size: u64,
+    piece_size: u64,
+    index: PieceIndex,
+) -> Option<Range<u64>> {
     let start = u64::from(index.0).checked_mul(piece_size)?;
     if start >= file_size {
         return None;
@@ -206,7 +210,7 @@ pub fn hash_file(path: &Path) -> Result<Hashed, ShareError> {
 
 /// [`hash_file`] of a file the caller opened (with its own checks: no symlinks, no FIFOs);
 /// `path` names it in errors.
-pub fn hash_open(file: std::fs::File, path: &Path) -> Result<Hashed, ShareError> {
+pub(crate) fn hash_open(file: std::fs::File, path: &Path) -> Result<Hashed, ShareError> {
     let expected = file.metadata().map_err(io_err(path))?.len();
     hash_reader(file, expected).map_err(|e| match e {
         HashError::Io(source) => ShareError::Io {

@@ -30,7 +30,7 @@ pub(super) fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 /// (`O_NOFOLLOW`), never blocks on a FIFO or a device (`O_NONBLOCK`, which regular files
 /// ignore), and checks the type of what was opened (`fstat`), so a name swapped between a check
 /// and the open cannot slip through. Blocking: call it from `spawn_blocking`.
-pub fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata)> {
+pub(crate) fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata)> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -82,7 +82,7 @@ pub(super) fn hash_regular(path: &Path) -> io::Result<(Hashed, std::fs::Metadata
 /// Puts the file at `tmp` in place as `dest`, never replacing anything already there
 /// (`AlreadyExists` then). The one rule every publication follows: the peer's share, the CLI's
 /// `-o` and the menu's current directory. Blocking: call it from `spawn_blocking`.
-pub fn place_new(tmp: &Path, dest: &Path) -> io::Result<()> {
+pub(crate) fn place_new(tmp: &Path, dest: &Path) -> io::Result<()> {
     // A hard link fails if `dest` exists, whatever it is, where a rename would replace it.
     match std::fs::hard_link(tmp, dest) {
         Ok(()) => {

@@ -25,13 +25,14 @@ use tokio::sync::{Mutex, RwLock, watch};
 use crate::share::pieces::{self, Hashed};
 use crate::share::{Digest, Manifest, ShareError};
 
-pub use fs::{hash_file, open_regular, place_new};
+pub use fs::hash_file;
 use fs::{hash_regular, mtime_ns, same_file, share_io};
-pub use index::Entry;
+pub(crate) use fs::{open_regular, place_new};
+pub(crate) use index::Entry;
 use index::Index;
 
-pub const PARTIAL_DIR: &str = ".partial";
-pub const STATE_DIR: &str = ".p2pshare";
+pub(crate) const PARTIAL_DIR: &str = ".partial";
+pub(crate) const STATE_DIR: &str = ".p2pshare";
 const INDEX_FILE: &str = "index.json";
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 
 /// What publishing a verified file did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Published {
+pub(crate) enum Published {
     Created,
     /// The same bytes were already shared under that name.
     Identical,
@@ -169,17 +170,17 @@ impl Store {
         &self.dir
     }
 
-    pub fn partial_dir(&self) -> PathBuf {
+    pub(crate) fn partial_dir(&self) -> PathBuf {
         self.dir.join(PARTIAL_DIR)
     }
 
-    pub fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.join(STATE_DIR)
     }
 
     /// A new temporary file in `.partial/` (recreated if it went missing); deleted when the
     /// returned path is dropped.
-    pub async fn temp_file(
+    pub(crate) async fn temp_file(
         &self,
         prefix: &str,
     ) -> Result<(std::fs::File, tempfile::TempPath), StoreError> {
@@ -201,7 +202,8 @@ impl Store {
     }
 
     /// How many files the running rescan still has to hash (0 when none runs).
-    pub fn pending_hashes(&self) -> watch::Receiver<usize> {
+    #[cfg(test)]
+    pub(crate) fn pending_hashes(&self) -> watch::Receiver<usize> {
         self.pending.subscribe()
     }
 
@@ -214,7 +216,7 @@ impl Store {
     }
 
     /// A shared file with these bytes, whatever its name; the first such name in name order.
-    pub async fn by_digest(&self, sha256: &Digest) -> Option<Entry> {
+    pub(crate) async fn by_digest(&self, sha256: &Digest) -> Option<Entry> {
         self.index.read().await.by_digest(sha256).cloned()
     }
 
@@ -325,7 +327,7 @@ impl Store {
     /// [`Store::publish_hashed`] for a caller that knows only the file's size and digest: the
     /// bytes are read once more for their manifest, and refused (an `InvalidData` error) unless
     /// they are the ones announced.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         tmp: &Path,
         name: &str,
@@ -360,7 +362,7 @@ impl Store {
     /// Moves a verified, fsynced file at `tmp`, hashed as `hashed`, into the share as `name`,
     /// unless the name is taken. `tmp` must be inside this share (same file system, so the
     /// placement is atomic); it is gone when this returns.
-    pub async fn publish_hashed(
+    pub(crate) async fn publish_hashed(
         &self,
         tmp: &Path,
         name: &str,
@@ -457,7 +459,7 @@ impl Store {
     /// Opens a shared file for reading, refusing anything but the regular file that was
     /// indexed (a symlink, a FIFO, or a file that changed since it was hashed: the next scan
     /// rehashes it).
-    pub async fn open_file(&self, entry: &Entry) -> io::Result<tokio::fs::File> {
+    pub(crate) async fn open_file(&self, entry: &Entry) -> io::Result<tokio::fs::File> {
         let path = self.dir.join(&entry.name);
         let (size, mtime) = (entry.size, entry.mtime_ns);
         let file = tokio::task::spawn_blocking(move || {

@@ -129,7 +129,7 @@ pub(super) struct Engine<'a> {
 
 impl<'a> Engine<'a> {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(super) fn new(
         swarm: &'a Swarm,
         target: &'a Target,
         manifest: Arc<Manifest>,
@@ -199,7 +199,7 @@ impl<'a> Engine<'a> {
 
     /// Runs until every piece is verified, writing fails, or no source is left. Whatever still
     /// runs is cancelled when the engine is dropped.
-    pub async fn run(&mut self) -> Outcome {
+    pub(super) async fn run(&mut self) -> Outcome {
         let _ = self.wake.send(());
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -43,7 +43,7 @@ pub(super) struct Hasher {
 }
 
 impl Hasher {
-    pub fn start(writer: &PartialWriter) -> Self {
+    pub(super) fn start(writer: &PartialWriter) -> Self {
         let (wake, woken) = mpsc::channel();
         let (file, data) = (Arc::clone(writer.file()), writer.data());
         let task = tokio::task::spawn_blocking(move || hash_in_order(file, data, woken));
@@ -51,7 +51,7 @@ impl Hasher {
     }
 
     /// What tells the hasher a piece was verified (it hashes on as far as the prefix goes).
-    pub fn waker(&self) -> mpsc::Sender<()> {
+    pub(super) fn waker(&self) -> mpsc::Sender<()> {
         self.wake.clone()
     }
 

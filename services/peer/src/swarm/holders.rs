@@ -130,7 +130,7 @@ pub(super) struct Failures {
 
 impl Failures {
     /// Records why `peer` failed, counts a bad source in the metrics and tells the report.
-    pub fn note(&mut self, swarm: &Swarm, peer: &Holder, f: &Failure, report: &dyn Report) {
+    pub(super) fn note(&mut self, swarm: &Swarm, peer: &Holder, f: &Failure, report: &dyn Report) {
         let name = format!("{} ({})", peer.peer_id, peer.address);
         match f {
             Failure::NotThere(_) => self.not_there += 1,
@@ -155,7 +155,7 @@ impl Failures {
     }
 
     /// The download gives up because nothing moved for `waited`.
-    pub fn stalled(&mut self, waited: std::time::Duration) {
+    pub(super) fn stalled(&mut self, waited: std::time::Duration) {
         self.last = format!(
             "no live holder has the missing pieces (waited {}s)",
             waited.as_secs()
@@ -163,7 +163,7 @@ impl Failures {
         self.unreachable += 1;
     }
 
-    pub fn error(&self, name: &str) -> Error {
+    pub(super) fn error(&self, name: &str) -> Error {
         let mut summary = format!("could not download {name:?}");
         if !self.bad.is_empty() {
             summary.push_str(&format!(

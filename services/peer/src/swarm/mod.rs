@@ -10,9 +10,10 @@ mod download;
 mod engine;
 mod finish;
 mod holders;
-pub mod picker;
+mod picker;
 mod plan;
 mod source;
 mod target;
 
-pub use target::{Logged, Report, Swarm, Target};
+pub(crate) use target::Logged;
+pub use target::{Report, Swarm, Target};

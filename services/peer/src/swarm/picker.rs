@@ -12,21 +12,22 @@ use crate::share::bitfield::Bitfield;
 
 /// A source of one download (the engine numbers its holders).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SourceId(pub u32);
+pub(super) struct SourceId(pub u32);
 
-/// Pieces requested and not yet verified or abandoned, and from which sources.
+/// Pieces requested and not yet verified or abandoned, and from which sources: the picker's view
+/// of a download's requests, which the plan builds from its records.
 #[derive(Debug, Clone, Default)]
-pub struct InFlight {
+pub(super) struct InFlight {
     by_piece: HashMap<PieceIndex, Vec<SourceId>>,
 }
 
 impl InFlight {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::default()
     }
 
     /// Records a request; returns false if this source already has this piece in flight.
-    pub fn add(&mut self, piece: PieceIndex, source: SourceId) -> bool {
+    pub(super) fn add(&mut self, piece: PieceIndex, source: SourceId) -> bool {
         let sources = self.by_piece.entry(piece).or_default();
         if sources.contains(&source) {
             return false;
@@ -36,7 +37,7 @@ impl InFlight {
     }
 
     /// A request ended (piece verified, failed, or cancelled as an endgame loser).
-    pub fn remove(&mut self, piece: PieceIndex, source: SourceId) {
+    pub(super) fn remove(&mut self, piece: PieceIndex, source: SourceId) {
         if let Some(sources) = self.by_piece.get_mut(&piece) {
             sources.retain(|&s| s != source);
             if sources.is_empty() {
@@ -45,13 +46,29 @@ impl InFlight {
         }
     }
 
+    /// How many sources this piece is requested from.
+    pub(super) fn requests(&self, piece: PieceIndex) -> usize {
+        self.by_piece.get(&piece).map_or(0, Vec::len)
+    }
+
+    pub(super) fn is_requested_from(&self, piece: PieceIndex, source: SourceId) -> bool {
+        self.by_piece
+            .get(&piece)
+            .is_some_and(|s| s.contains(&source))
+    }
+}
+
+/// What a download does with its requests, for the picker's own simulations below; the engine's
+/// plan keeps these in its request records (`plan::Plan::checked`, `drop_source`).
+#[cfg(test)]
+impl InFlight {
     /// A piece was verified: every request for it ends; returns the sources to cancel.
-    pub fn finish(&mut self, piece: PieceIndex) -> Vec<SourceId> {
+    pub(super) fn finish(&mut self, piece: PieceIndex) -> Vec<SourceId> {
         self.by_piece.remove(&piece).unwrap_or_default()
     }
 
     /// A source was dropped: its requests end; returns the pieces it had in flight.
-    pub fn remove_source(&mut self, source: SourceId) -> Vec<PieceIndex> {
+    pub(super) fn remove_source(&mut self, source: SourceId) -> Vec<PieceIndex> {
         let mut pieces = Vec::new();
         self.by_piece.retain(|&piece, sources| {
             if sources.contains(&source) {
@@ -64,25 +81,17 @@ impl InFlight {
         pieces
     }
 
-    /// How many sources this piece is requested from.
-    pub fn requests(&self, piece: PieceIndex) -> usize {
-        self.by_piece.get(&piece).map_or(0, Vec::len)
-    }
-
-    pub fn is_requested_from(&self, piece: PieceIndex, source: SourceId) -> bool {
-        self.by_piece
-            .get(&piece)
-            .is_some_and(|s| s.contains(&source))
-    }
-
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.by_piece.is_empty()
     }
 }
 
 /// How many known holders have each piece. Counted over every source the download knows,
 /// whether or not it is busy, since rarity is about the swarm, not about who is free now.
-pub fn availability<'a>(len: u32, holders: impl IntoIterator<Item = &'a Bitfield>) -> Vec<u32> {
+pub(super) fn availability<'a>(
+    len: u32,
+    holders: impl IntoIterator<Item = &'a Bitfield>,
+) -> Vec<u32> {
     let mut counts = vec![0u32; len as usize];
     for h in holders {
         for i in h.ones() {
@@ -96,7 +105,7 @@ pub fn availability<'a>(len: u32, holders: impl IntoIterator<Item = &'a Bitfield
 
 /// Everything the choice depends on.
 #[derive(Debug, Clone, Copy)]
-pub struct View<'a> {
+pub(super) struct View<'a> {
     /// Pieces this peer has verified.
     pub verified: &'a Bitfield,
     /// Per piece, how many holders have it ([`availability`]).
@@ -108,7 +117,7 @@ pub struct View<'a> {
 
 /// What to ask a source for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pick {
+pub(super) enum Pick {
     /// A piece nobody is fetching yet.
     Piece(PieceIndex),
     /// Endgame: every missing piece is already in flight; fetch this one here too and keep
@@ -117,7 +126,7 @@ pub enum Pick {
 }
 
 impl Pick {
-    pub fn piece(self) -> PieceIndex {
+    pub(super) fn piece(self) -> PieceIndex {
         match self {
             Pick::Piece(p) | Pick::Duplicate(p) => p,
         }
@@ -131,7 +140,12 @@ impl Pick {
 /// fetching comes first, rarest first (ties by `seed`). Only when every missing piece is in flight
 /// (endgame; pieces no holder has do not count) is a piece fetched twice: the one with the fewest requests, then the rarest, never
 /// twice from one source and never by more than `endgame_copies` sources.
-pub fn pick(view: &View<'_>, source: SourceId, source_has: &Bitfield, seed: u64) -> Option<Pick> {
+pub(super) fn pick(
+    view: &View<'_>,
+    source: SourceId,
+    source_has: &Bitfield,
+    seed: u64,
+) -> Option<Pick> {
     let len = view.verified.len();
     let wanted = || {
         source_has

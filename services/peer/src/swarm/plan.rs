@@ -49,11 +49,11 @@ pub(crate) struct Meter {
 }
 
 impl Meter {
-    pub fn add(&self, n: u64) {
+    pub(super) fn add(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn bytes(&self) -> u64 {
+    pub(super) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
 }
@@ -183,7 +183,7 @@ pub(crate) struct Plan<H> {
 }
 
 impl<H> Plan<H> {
-    pub fn new(pieces: u32, tuning: Tuning, now: Instant) -> Self {
+    pub(super) fn new(pieces: u32, tuning: Tuning, now: Instant) -> Self {
         Plan {
             pieces,
             tuning,
@@ -195,12 +195,12 @@ impl<H> Plan<H> {
     }
 
     /// Addresses never to use as sources (this peer's own, holders that already failed).
-    pub fn exclude(&mut self, addresses: impl IntoIterator<Item = String>) {
+    pub(super) fn exclude(&mut self, addresses: impl IntoIterator<Item = String>) {
         self.known.extend(addresses);
     }
 
     /// Holders not seen before become sources; returns how many.
-    pub fn add_holders(&mut self, peers: impl IntoIterator<Item = Holder>) -> usize {
+    pub(super) fn add_holders(&mut self, peers: impl IntoIterator<Item = Holder>) -> usize {
         let mut added = 0;
         for p in peers {
             if self.known.insert(p.address.clone()) {
@@ -211,7 +211,7 @@ impl<H> Plan<H> {
         added
     }
 
-    pub fn source(&self, id: SourceId) -> &Source {
+    pub(super) fn source(&self, id: SourceId) -> &Source {
         &self.sources[id.0 as usize]
     }
 
@@ -247,14 +247,14 @@ impl<H> Plan<H> {
     }
 
     /// Pieces whose bytes are in and still being checked.
-    pub fn is_checking(&self) -> bool {
+    pub(super) fn is_checking(&self) -> bool {
         self.requests
             .iter()
             .any(|r| matches!(r.stage, Stage::Checking))
     }
 
     /// No request at all, fetching or being checked.
-    pub fn is_idle(&self) -> bool {
+    pub(super) fn is_idle(&self) -> bool {
         self.requests.is_empty()
     }
 
@@ -275,7 +275,7 @@ impl<H> Plan<H> {
     /// Sources in use, at most `max_sources`: those fetching now, then those holding a piece
     /// still missing, then those whose pieces are not known yet; holders with nothing useful
     /// wait (their bitfields are still refreshed, so they come in when they have something).
-    pub fn active(&self, verified: &Bitfield) -> Vec<SourceId> {
+    pub(super) fn active(&self, verified: &Bitfield) -> Vec<SourceId> {
         let rank = |id: SourceId| {
             let s = self.source(id);
             match &s.has {
@@ -293,7 +293,7 @@ impl<H> Plan<H> {
     }
 
     /// Partial holders whose bitfield is due for a refresh; each is marked as asked.
-    pub fn bitfields_due(&mut self, now: Instant) -> Vec<SourceId> {
+    pub(super) fn bitfields_due(&mut self, now: Instant) -> Vec<SourceId> {
         let due: Vec<SourceId> = self
             .ids()
             .filter(|&i| {
@@ -318,7 +318,7 @@ impl<H> Plan<H> {
     /// round trip between pieces) only while few pieces are on the way, since each sits in
     /// memory until checked. Partial holders are served first: complete holders fill in what
     /// they leave.
-    pub fn assign(
+    pub(super) fn assign(
         &mut self,
         active: &[SourceId],
         verified: &Bitfield,
@@ -496,7 +496,7 @@ impl<H> Plan<H> {
     }
 
     /// A piece request ended with `what`.
-    pub fn fetched(&mut self, src: SourceId, piece: PieceIndex, what: Fetched) -> Next<H> {
+    pub(super) fn fetched(&mut self, src: SourceId, piece: PieceIndex, what: Fetched) -> Next<H> {
         // None: cancelled (the piece came from elsewhere, or the source was dropped) after it
         // had already finished.
         let Some(at) = self.position(src, piece) else {
@@ -530,7 +530,7 @@ impl<H> Plan<H> {
     }
 
     /// A received piece's check ended with `what`.
-    pub fn checked(
+    pub(super) fn checked(
         &mut self,
         src: SourceId,
         piece: PieceIndex,
@@ -568,7 +568,12 @@ impl<H> Plan<H> {
     }
 
     /// A bitfield request ended: `Some` with what the source has, `None` when it failed.
-    pub fn bitfield(&mut self, src: SourceId, has: Option<Bitfield>, now: Instant) -> Next<H> {
+    pub(super) fn bitfield(
+        &mut self,
+        src: SourceId,
+        has: Option<Bitfield>,
+        now: Instant,
+    ) -> Next<H> {
         let s = self.source_mut(src);
         s.bitfield_pending = false;
         s.bitfield_at = Some(now);
@@ -606,7 +611,7 @@ impl<H> Plan<H> {
 
     /// Nothing on the way and nothing new for `stall`: the live holders are not going to send
     /// the missing pieces either.
-    pub fn stalled(&self, now: Instant, stall: Duration) -> bool {
+    pub(super) fn stalled(&self, now: Instant, stall: Duration) -> bool {
         self.is_idle() && now.saturating_duration_since(self.last_progress) >= stall
     }
 }

@@ -16,7 +16,7 @@ use crate::wire::blobs::{self as wire, ManifestJson};
 
 /// Why a request to a source failed.
 #[derive(Debug)]
-pub enum Failure {
+pub(super) enum Failure {
     /// The source does not hold what was asked (404): not its fault, not a network problem.
     NotThere(String),
     /// Connection refused or broken, a timeout, an unexpected answer.
@@ -90,7 +90,7 @@ async fn small_body(
 
 /// The manifest of `sha256` from `address`, checked against itself, the file's size and (when
 /// known) the `pieces_root` the download settled on.
-pub async fn manifest(
+pub(super) async fn manifest(
     net: &Net,
     address: &str,
     sha256: &Digest,
@@ -108,7 +108,7 @@ pub async fn manifest(
 }
 
 /// What `address` holds of `sha256` (a file of `pieces` pieces).
-pub async fn bitfield(
+pub(super) async fn bitfield(
     net: &Net,
     address: &str,
     sha256: &Digest,
@@ -129,7 +129,7 @@ pub async fn bitfield(
 /// paced by the download bucket and must come within `timeout` of the previous one. `insist`:
 /// the holder may not defer it (see `http::seeding`).
 #[allow(clippy::too_many_arguments)]
-pub async fn piece(
+pub(super) async fn piece(
     net: &Net,
     address: &str,
     sha256: &Digest,

@@ -68,7 +68,7 @@ impl<F: Fn(Event) + Send + Sync> Report for F {
 }
 
 /// Nothing shown: failed sources go to the log (the peer's own downloads, the client menu).
-pub struct Logged;
+pub(crate) struct Logged;
 
 impl Report for Logged {
     fn event(&self, e: Event) {

@@ -39,17 +39,17 @@ const UNITS: &[(&str, u64)] = &[
 pub struct BadByteRate(pub String);
 
 impl ByteRate {
-    pub const UNLIMITED: ByteRate = ByteRate(0);
+    pub(crate) const UNLIMITED: ByteRate = ByteRate(0);
 
     pub const fn per_second(bytes: u64) -> Self {
         ByteRate(bytes)
     }
 
-    pub fn bytes_per_second(self) -> u64 {
+    pub(crate) fn bytes_per_second(self) -> u64 {
         self.0
     }
 
-    pub fn is_unlimited(self) -> bool {
+    pub(crate) fn is_unlimited(self) -> bool {
         self.0 == 0
     }
 }
@@ -156,7 +156,7 @@ impl Limits {
     }
 
     /// The throttle one transfer uses for its chunks.
-    pub fn throttle(&self, direction: Direction) -> Throttle {
+    pub(crate) fn throttle(&self, direction: Direction) -> Throttle {
         Throttle::new(Arc::clone(self.bucket(direction)))
     }
 }
@@ -165,18 +165,18 @@ impl Limits {
 /// whatever its chunk sizes, so transfers reading 4 KiB frames and transfers writing 256 KiB
 /// blocks get the same share; credit left over when it is dropped goes back to the bucket.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     bucket: Arc<Bucket>,
     credit: u64,
 }
 
 impl Throttle {
-    pub fn new(bucket: Arc<Bucket>) -> Self {
+    pub(crate) fn new(bucket: Arc<Bucket>) -> Self {
         Throttle { bucket, credit: 0 }
     }
 
     /// Waits until `n` more bytes may move. Cancel-safe.
-    pub async fn take(&mut self, n: u64) {
+    pub(crate) async fn take(&mut self, n: u64) {
         let Some(lim) = &self.bucket.limited else {
             return;
         };
@@ -230,7 +230,7 @@ impl Bucket {
     }
 
     /// A bucket for `rate` holding at most `burst` bytes (at least one quantum).
-    pub fn with_burst(rate: ByteRate, burst: u64) -> Self {
+    pub(crate) fn with_burst(rate: ByteRate, burst: u64) -> Self {
         let limited = (!rate.is_unlimited()).then(|| {
             let rate = rate.bytes_per_second();
             // 20 ms of traffic, at least 16 KiB: waits stay well above the timer's 1 ms
@@ -253,12 +253,13 @@ impl Bucket {
         }
     }
 
-    pub fn is_unlimited(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_unlimited(&self) -> bool {
         self.limited.is_none()
     }
 
     /// Bytes that so far had to wait for this bucket.
-    pub fn delayed_bytes(&self) -> u64 {
+    pub(crate) fn delayed_bytes(&self) -> u64 {
         self.delayed_bytes.load(Ordering::Relaxed)
     }
 
@@ -266,7 +267,7 @@ impl Bucket {
     /// so callers asking for different sizes share by request, not by byte: a transfer should
     /// go through a [`Throttle`]. Cancel-safe: bytes reserved but not yet granted when the
     /// future is dropped go back to the bucket.
-    pub async fn acquire(&self, n: u64) {
+    pub(crate) async fn acquire(&self, n: u64) {
         let Some(lim) = &self.limited else {
             return;
         };

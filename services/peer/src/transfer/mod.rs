@@ -1,10 +1,11 @@
 //! Moving bytes between peers: rate limits now; meters come with the download engine (issue 9).
 
-pub mod limit;
+pub(crate) mod limit;
 
 use serde::{Deserialize, Serialize};
 
-pub use limit::{Bucket, ByteRate, Direction, Limits};
+pub(crate) use limit::Direction;
+pub use limit::{ByteRate, Limits};
 
 /// The `[transfer]` section of the peer's configuration (DESIGN "Transfer limits"); the peer and
 /// the CLI take the same keys.

@@ -10,28 +10,24 @@ use crate::share::{Digest, Manifest, PieceIndex, ShareError};
 pub const PIECES_HEADER: &str = "x-p2p-pieces";
 /// Header of a refused piece (status 503): a complete holder hands out the pieces it sent
 /// least first; ask for another piece, or insist.
-pub const LEAST_SERVED_HEADER: &str = "x-p2p-least-served-first";
+pub(crate) const LEAST_SERVED_HEADER: &str = "x-p2p-least-served-first";
 /// Header of a piece request that must be answered even if the piece went out more often than
 /// others: the downloader has nothing else to ask this holder for.
-pub const INSIST_HEADER: &str = "x-p2p-insist";
+pub(crate) const INSIST_HEADER: &str = "x-p2p-insist";
 
 /// The largest manifest a downloader reads: 2,048 pieces of 64 hex digits and then some (a
 /// bigger file has bigger pieces, not more of them).
-pub const MANIFEST_LIMIT: usize = 4 << 20;
+pub(crate) const MANIFEST_LIMIT: usize = 4 << 20;
 
-pub fn blob_path(sha256: &Digest) -> String {
-    format!("/blobs/{sha256}")
-}
-
-pub fn manifest_path(sha256: &Digest) -> String {
+pub(crate) fn manifest_path(sha256: &Digest) -> String {
     format!("/blobs/{sha256}/manifest")
 }
 
-pub fn bitfield_path(sha256: &Digest) -> String {
+pub(crate) fn bitfield_path(sha256: &Digest) -> String {
     format!("/blobs/{sha256}/bitfield")
 }
 
-pub fn piece_path(sha256: &Digest, index: PieceIndex) -> String {
+pub(crate) fn piece_path(sha256: &Digest, index: PieceIndex) -> String {
     format!("/blobs/{sha256}/pieces/{index}")
 }
 
@@ -92,7 +88,7 @@ impl ManifestJson {
 }
 
 /// The headers of a bitfield answer.
-pub fn bitfield_headers(bits: &Bitfield) -> [(&'static str, String); 2] {
+pub(crate) fn bitfield_headers(bits: &Bitfield) -> [(&'static str, String); 2] {
     [
         ("content-type", "application/octet-stream".to_owned()),
         (PIECES_HEADER, bits.len().to_string()),
@@ -101,7 +97,7 @@ pub fn bitfield_headers(bits: &Bitfield) -> [(&'static str, String); 2] {
 
 /// Checks a bitfield answer's declared piece count (the header may be absent) against the
 /// file's, before its body is read.
-pub fn check_declared_pieces(declared: Option<&str>, pieces: u32) -> Result<(), String> {
+pub(crate) fn check_declared_pieces(declared: Option<&str>, pieces: u32) -> Result<(), String> {
     let declared = declared.and_then(|v| v.parse::<u32>().ok());
     if declared.is_some_and(|n| n != pieces) {
         return Err(format!(
@@ -112,7 +108,7 @@ pub fn check_declared_pieces(declared: Option<&str>, pieces: u32) -> Result<(), 
 }
 
 /// The most a bitfield answer of a file of `pieces` pieces may hold.
-pub fn bitfield_limit(pieces: u32) -> usize {
+pub(crate) fn bitfield_limit(pieces: u32) -> usize {
     (pieces as usize).div_ceil(8) + 1
 }
 

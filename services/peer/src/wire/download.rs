@@ -13,12 +13,12 @@ use crate::share::Digest;
 
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
 /// One event is a short line; a peer that sends more without a newline is not a peer.
-pub const LINE_LIMIT: usize = 1 << 20;
+pub(crate) const LINE_LIMIT: usize = 1 << 20;
 
 /// The body of `POST /downloads`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct DownloadRequest {
+pub(crate) struct DownloadRequest {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Digest>,
@@ -85,7 +85,7 @@ pub enum Event {
 impl Event {
     /// The form this event takes on the NDJSON stream: `Source` is not streamed, `Verified`
     /// goes out as the last progress line.
-    pub fn on_wire(self) -> Option<Event> {
+    pub(crate) fn on_wire(self) -> Option<Event> {
         match self {
             Event::Source { .. } => None,
             Event::Verified { size } => Some(Event::Progress {
@@ -98,14 +98,14 @@ impl Event {
     }
 
     /// One NDJSON line.
-    pub fn to_line(&self) -> Vec<u8> {
+    pub(crate) fn to_line(&self) -> Vec<u8> {
         let mut line = serde_json::to_vec(self).unwrap_or_default();
         line.push(b'\n');
         line
     }
 
     /// An NDJSON line (without its newline); `None` for a blank one.
-    pub fn parse_line(line: &[u8]) -> Result<Option<Event>, serde_json::Error> {
+    pub(crate) fn parse_line(line: &[u8]) -> Result<Option<Event>, serde_json::Error> {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }

@@ -6,7 +6,7 @@ use crate::share::Digest;
 
 /// One entry of the `GET /files` answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FileJson {
+pub(crate) struct FileJson {
     pub name: String,
     pub size: u64,
     pub sha256: Digest,

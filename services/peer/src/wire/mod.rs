@@ -12,20 +12,20 @@ use serde::{Deserialize, Serialize};
 
 /// Route templates (axum syntax). Metrics label requests by these and nothing else.
 pub mod route {
-    pub const FILES: &str = "/files";
-    pub const FILE: &str = "/files/{name}";
-    pub const UPLOAD: &str = "/upload";
-    pub const HEALTHZ: &str = "/healthz";
-    pub const METRICS: &str = "/metrics";
-    pub const LEAVE: &str = "/leave";
-    pub const BLOB: &str = "/blobs/{sha256}";
-    pub const MANIFEST: &str = "/blobs/{sha256}/manifest";
-    pub const BITFIELD: &str = "/blobs/{sha256}/bitfield";
-    pub const PIECE: &str = "/blobs/{sha256}/pieces/{index}";
-    pub const DOWNLOADS: &str = "/downloads";
+    pub(crate) const FILES: &str = "/files";
+    pub(crate) const FILE: &str = "/files/{name}";
+    pub(crate) const UPLOAD: &str = "/upload";
+    pub(crate) const HEALTHZ: &str = "/healthz";
+    pub(crate) const METRICS: &str = "/metrics";
+    pub(crate) const LEAVE: &str = "/leave";
+    pub(crate) const BLOB: &str = "/blobs/{sha256}";
+    pub(crate) const MANIFEST: &str = "/blobs/{sha256}/manifest";
+    pub(crate) const BITFIELD: &str = "/blobs/{sha256}/bitfield";
+    pub(crate) const PIECE: &str = "/blobs/{sha256}/pieces/{index}";
+    pub(crate) const DOWNLOADS: &str = "/downloads";
 
     /// Every route a peer answers over HTTP/1.1 (gRPC health has its own service path).
-    pub const ALL: &[&str] = &[
+    pub(crate) const ALL: &[&str] = &[
         FILES, FILE, UPLOAD, HEALTHZ, METRICS, LEAVE, BLOB, MANIFEST, BITFIELD, PIECE, DOWNLOADS,
     ];
 }
@@ -57,7 +57,7 @@ impl std::fmt::Display for Placed {
 
 /// The body of every error answer: `{"error": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     pub error: String,
 }
 

@@ -31,7 +31,7 @@ impl Uploaded {
     }
 
     /// The word shown for it ("uploaded" for an older peer that said none).
-    pub fn word(&self) -> &'static str {
+    pub(crate) fn word(&self) -> &'static str {
         self.status.map_or("uploaded", Placed::as_str)
     }
 }
