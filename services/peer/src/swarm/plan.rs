@@ -540,17 +540,7 @@ impl<H> Plan<H> {
         match what {
             Checked::Verified => {
                 self.last_progress = now;
-                let mut cancel = Vec::new();
-                let mut kept = Vec::with_capacity(self.requests.len());
-                for r in self.requests.drain(..) {
-                    match r.stage {
-                        Stage::Fetching { handle, .. } if r.piece == piece => cancel.push(handle),
-                        _ if r.piece == piece => {}
-                        _ => kept.push(r),
-                    }
-                }
-                self.requests = kept;
-                Next::Cancel(cancel)
+                Next::Cancel(self.take(|r| r.piece == piece))
             }
             Checked::AlreadyHad => {
                 if let Some(at) = self.position(src, piece) {
@@ -597,16 +587,21 @@ impl<H> Plan<H> {
             return Next::Continue;
         }
         s.dropped = true;
-        let mut cancel = Vec::new();
-        let mut kept = Vec::with_capacity(self.requests.len());
-        for r in self.requests.drain(..) {
-            match r.stage {
-                Stage::Fetching { handle, .. } if r.source == src => cancel.push(handle),
-                _ => kept.push(r),
-            }
-        }
+        Next::Dropped(self.take(|r| r.source == src && matches!(r.stage, Stage::Fetching { .. })))
+    }
+
+    /// Removes the requests `which` selects; returns what cancels those still fetching.
+    fn take(&mut self, which: impl Fn(&Request<H>) -> bool) -> Vec<H> {
+        let (gone, kept) = std::mem::take(&mut self.requests)
+            .into_iter()
+            .partition::<Vec<_>, _>(|r| which(r));
         self.requests = kept;
-        Next::Dropped(cancel)
+        gone.into_iter()
+            .filter_map(|r| match r.stage {
+                Stage::Fetching { handle, .. } => Some(handle),
+                Stage::Checking => None,
+            })
+            .collect()
     }
 
     /// Nothing on the way and nothing new for `stall`: the live holders are not going to send

@@ -81,12 +81,15 @@ impl Sim {
         &self.meters.iter().rev().find(|(a, _)| *a == ask).unwrap().1
     }
 
+    /// `ask`'s bytes (1 MiB) arrive after `took`, to be checked.
+    fn arrive(&mut self, ask: Ask, took: Duration) -> Next<Handle> {
+        self.plan
+            .fetched(ask.source, ask.piece, Fetched::Bytes { len: 1 << 20, took })
+    }
+
     /// `ask`'s bytes arrive after `took` and verify.
     fn deliver(&mut self, ask: Ask, took: Duration) -> Next<Handle> {
-        let got = self
-            .plan
-            .fetched(ask.source, ask.piece, Fetched::Bytes { len: 1 << 20, took });
-        assert_eq!(got, Next::Check);
+        assert_eq!(self.arrive(ask, took), Next::Check);
         self.verified.set(ask.piece);
         self.plan
             .checked(ask.source, ask.piece, Checked::Verified, self.now)
@@ -174,17 +177,7 @@ fn a_slow_source_loses_its_piece_to_an_idle_fast_one_after_the_timeout() {
         s.deliver(rescue[0], Duration::from_millis(10)),
         Next::Cancel(vec![(0, slow.piece.0)])
     );
-    assert_eq!(
-        s.plan.fetched(
-            slow.source,
-            slow.piece,
-            Fetched::Bytes {
-                len: 1,
-                took: TIMEOUT
-            }
-        ),
-        Next::Stale
-    );
+    assert_eq!(s.arrive(slow, TIMEOUT), Next::Stale);
 }
 
 #[test]
@@ -255,14 +248,7 @@ fn a_copy_checked_after_the_winner_is_let_go() {
     let mut s = Sim::new(1, &[false, false]);
     let asks = s.assign();
     for a in &asks {
-        let got = s.plan.fetched(
-            a.source,
-            a.piece,
-            Fetched::Bytes {
-                len: 1,
-                took: Duration::from_millis(1),
-            },
-        );
+        let got = s.arrive(*a, Duration::from_millis(1));
         assert_eq!(got, Next::Check);
     }
     assert!(s.plan.is_checking());
@@ -294,17 +280,7 @@ fn a_bad_piece_drops_its_source_and_the_rest_comes_from_the_others() {
         .filter(|a| a.source.0 == 0 && **a != bad)
         .map(|a| (0, a.piece.0))
         .collect();
-    assert_eq!(
-        s.plan.fetched(
-            bad.source,
-            bad.piece,
-            Fetched::Bytes {
-                len: 1,
-                took: Duration::from_millis(1)
-            }
-        ),
-        Next::Check
-    );
+    assert_eq!(s.arrive(bad, Duration::from_millis(1)), Next::Check);
     assert_eq!(
         s.plan.checked(bad.source, bad.piece, Checked::Bad, s.now),
         Next::Dropped(other_of_bad)
@@ -431,14 +407,7 @@ fn checks_that_lag_behind_hold_new_requests_back() {
     let mut s = Sim::new(40, &[false, false, false, false, false]);
     let asks = s.assign();
     for a in asks.iter().take(4) {
-        let got = s.plan.fetched(
-            a.source,
-            a.piece,
-            Fetched::Bytes {
-                len: 1,
-                took: Duration::from_millis(1),
-            },
-        );
+        let got = s.arrive(*a, Duration::from_millis(1));
         assert_eq!(got, Next::Check);
     }
     assert!(s.assign().is_empty(), "four checks running, four slots");
