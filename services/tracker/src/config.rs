@@ -74,6 +74,9 @@ pub struct RegistryConfig {
     /// Files one Register or Announce may carry (larger shares come in batches).
     pub max_files_per_request: usize,
     pub max_page_size: usize,
+    /// Holders one GetPeersByDigest answer names at most: a random sample, partial holders
+    /// mixed in, so every downloader sees a few and no answer grows with the swarm.
+    pub holders_per_answer: usize,
 }
 
 impl Default for RegistryConfig {
@@ -88,6 +91,7 @@ impl Default for RegistryConfig {
             max_files_per_peer: 100_000,
             max_files_per_request: 1000,
             max_page_size: 1000,
+            holders_per_answer: 50,
         }
     }
 }
@@ -118,6 +122,9 @@ impl TrackerConfig {
         config::require_positive(&loaded, "registry.lease_ttl", cfg.registry.lease_ttl)?;
         if cfg.registry.max_page_size == 0 {
             return Err(loaded.invalid("registry.max_page_size", "must be at least 1"));
+        }
+        if cfg.registry.holders_per_answer == 0 {
+            return Err(loaded.invalid("registry.holders_per_answer", "must be at least 1"));
         }
         if cfg.registry.max_files_per_request == 0 {
             return Err(loaded.invalid("registry.max_files_per_request", "must be at least 1"));

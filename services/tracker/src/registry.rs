@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p2p_common::Digest;
 use p2p_common::names::{self, NameError};
+use rand::seq::SliceRandom;
 use sha2::{Digest as _, Sha256};
 
 use crate::store::{
@@ -65,6 +66,8 @@ pub struct Limits {
     pub max_files_per_request: usize,
     pub default_page_size: usize,
     pub max_page_size: usize,
+    /// Holders one GetPeersByDigest answer names at most (`registry.holders_per_answer`).
+    pub holders_per_answer: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +77,7 @@ impl Default for Limits {
             max_files_per_request: 1000,
             default_page_size: 100,
             max_page_size: 1000,
+            holders_per_answer: 50,
         }
     }
 }
@@ -89,6 +93,14 @@ pub struct Registry {
     store: Arc<dyn Store>,
     ttl: Duration,
     limits: Limits,
+}
+
+/// How many complete and partial holders an answer of at most `limit` names, given `complete`
+/// and `partial` live ones: partial holders up to half, complete ones the rest, and either
+/// kind fills what the other cannot.
+fn answer_mix(complete: usize, partial: usize, limit: usize) -> (usize, usize) {
+    let c = complete.min(limit - partial.min(limit / 2));
+    (c, partial.min(limit - c))
 }
 
 pub fn now_ms() -> u64 {
@@ -397,10 +409,15 @@ impl Registry {
         }
     }
 
-    /// Live holders of `sha256`: complete ones, and partial ones that do not also hold it
-    /// complete; NOT_FOUND when there are none of either.
+    /// Live holders of `sha256`, at most `holders_per_answer` of them chosen at random:
+    /// complete ones, and partial ones that do not also hold it complete (up to half the answer
+    /// when there are complete holders to fill the rest, so the downloaders of one file keep
+    /// finding each other); NOT_FOUND when there are none of either. A random sample per call,
+    /// like a BitTorrent tracker's, so no answer grows with the swarm and, over a few calls,
+    /// every holder is offered.
     pub async fn peers_by_digest(&self, sha256: &Digest) -> Result<DigestHolders, RegistryError> {
         let now = now_ms();
+        let limit = self.limits.holders_per_answer.max(1);
         let not_found = || RegistryError::DigestNotFound(*sha256);
         let DigestHolders {
             size,
@@ -408,7 +425,7 @@ impl Registry {
             mut partial,
         } = self
             .store
-            .holders_of_digest(sha256)
+            .holders_of_digest(sha256, limit)
             .await?
             .ok_or_else(not_found)?;
         complete.retain(|h| h.expires_at_ms > now);
@@ -416,6 +433,15 @@ impl Registry {
         partial.retain(|h| h.expires_at_ms > now && !whole.contains(h.peer_id.as_str()));
         if complete.is_empty() && partial.is_empty() {
             return Err(not_found());
+        }
+        let (c, p) = answer_mix(complete.len(), partial.len(), limit);
+        // A store may hand back everything it has in its own order: shuffled, so the part kept
+        // is a random one too.
+        let mut rng = rand::rng();
+        for (list, keep) in [(&mut complete, c), (&mut partial, p)] {
+            list.shuffle(&mut rng);
+            list.truncate(keep);
+            list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         }
         Ok(DigestHolders {
             size,
@@ -468,8 +494,25 @@ mod tests {
                 max_files_per_request: 10,
                 default_page_size: 2,
                 max_page_size: 3,
+                holders_per_answer: 50,
             },
         )
+    }
+
+    #[test]
+    fn an_answer_holds_partial_holders_up_to_half_and_fills_from_either_kind() {
+        assert_eq!(answer_mix(100, 100, 50), (25, 25));
+        assert_eq!(answer_mix(3, 100, 50), (3, 47));
+        assert_eq!(answer_mix(100, 3, 50), (47, 3));
+        assert_eq!(answer_mix(0, 100, 50), (0, 50));
+        assert_eq!(answer_mix(10, 10, 50), (10, 10));
+        assert_eq!(
+            answer_mix(5, 5, 1),
+            (1, 0),
+            "one slot goes to a complete holder"
+        );
+        assert_eq!(answer_mix(0, 5, 1), (0, 1));
+        assert_eq!(answer_mix(9, 9, 7), (4, 3));
     }
 
     #[tokio::test]

@@ -73,6 +73,7 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
             max_page_size: cfg.registry.max_page_size,
             max_files_per_peer: cfg.registry.max_files_per_peer,
             max_files_per_request: cfg.registry.max_files_per_request,
+            holders_per_answer: cfg.registry.holders_per_answer,
             ..Limits::default()
         },
     ));

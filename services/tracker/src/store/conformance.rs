@@ -97,8 +97,65 @@ fn registry(store: Arc<dyn Store>, ttl: Duration) -> Registry {
             max_files_per_request: 6,
             default_page_size: 2,
             max_page_size: 3,
+            holders_per_answer: 50,
         },
     )
+}
+
+/// A registry whose GetPeersByDigest answers name at most `n` holders.
+fn sampling(store: Arc<dyn Store>, n: usize) -> Registry {
+    Registry::new(
+        store,
+        Duration::from_secs(60),
+        Limits {
+            max_files_per_peer: 10,
+            holders_per_answer: n,
+            ..Limits::default()
+        },
+    )
+}
+
+/// Registers `n` peers `{prefix}{i}` holding file `byte`, complete or in part.
+async fn holders(r: &Registry, prefix: &str, n: usize, byte: u8, complete: bool) {
+    for i in 0..n {
+        let id = format!("{prefix}{i}");
+        let files = if complete {
+            vec![file("a.iso", byte)]
+        } else {
+            vec![]
+        };
+        let secret = r
+            .register(&id, &format!("h{prefix}:{}", i + 1), files, "")
+            .await
+            .unwrap();
+        if !complete {
+            r.announce(&id, &secret, partials_change(vec![partial(byte)], vec![]))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// (complete, partial) counts of one answer for file `byte`, checked to name distinct peers.
+async fn answer(
+    r: &Registry,
+    byte: u8,
+    seen: &mut std::collections::BTreeSet<String>,
+) -> (usize, usize) {
+    let d = r.peers_by_digest(&sha(byte)).await.unwrap();
+    let ids: std::collections::BTreeSet<String> = d
+        .complete
+        .iter()
+        .chain(&d.partial)
+        .map(|h| h.peer_id.clone())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        d.complete.len() + d.partial.len(),
+        "a holder named twice"
+    );
+    seen.extend(ids);
+    (d.complete.len(), d.partial.len())
 }
 
 fn names(page: &crate::registry::Page) -> Vec<String> {
@@ -726,6 +783,51 @@ pub async fn partial_holders_follow_the_lease(store: Arc<dyn Store>) {
     assert_eq!(by_digest(&r, 3).await, None);
 }
 
+/// GetPeersByDigest names a random sample of at most `holders_per_answer` holders: partial
+/// holders up to half of it, either kind filling what the other lacks, every holder offered
+/// within a few answers.
+pub async fn digest_answers_are_a_bounded_sample(store: Arc<dyn Store>) {
+    let r = sampling(store, 8);
+    holders(&r, "c", 16, 1, true).await;
+    holders(&r, "p", 16, 1, false).await;
+    holders(&r, "x", 2, 2, false).await;
+    holders(&r, "y", 20, 2, true).await;
+    holders(&r, "z", 20, 3, false).await;
+    let mut seen = std::collections::BTreeSet::new();
+    // Each holder is in an answer with probability 1/4: missing one in 100 answers is 3e-13.
+    for _ in 0..100 {
+        assert_eq!(answer(&r, 1, &mut seen).await, (4, 4));
+    }
+    assert_eq!(seen.len(), 32, "every holder offered: {seen:?}");
+    let mut other = std::collections::BTreeSet::new();
+    assert_eq!(
+        answer(&r, 2, &mut other).await,
+        (6, 2),
+        "complete holders fill in"
+    );
+    assert_eq!(
+        answer(&r, 3, &mut other).await,
+        (0, 8),
+        "partial holders alone fill it"
+    );
+}
+
+/// Ten thousand holders of one digest: the answer stays at `holders_per_answer`.
+pub async fn ten_thousand_holders_give_a_small_answer(store: Arc<dyn Store>) {
+    let r = sampling(store, 50);
+    holders(&r, "c", 9_000, 1, true).await;
+    holders(&r, "p", 1_000, 1, false).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..5 {
+        assert_eq!(answer(&r, 1, &mut seen).await, (25, 25));
+    }
+    assert!(
+        seen.len() > 150,
+        "answers differ: {} holders in 5 answers",
+        seen.len()
+    );
+}
+
 /// Runs every check, each on a fresh store from `fresh`.
 pub async fn run_all<F, Fut>(fresh: F)
 where
@@ -742,4 +844,6 @@ where
     a_complete_announce_replaces_the_partial_entry(fresh().await).await;
     partials_count_against_the_cap(fresh().await).await;
     partial_holders_follow_the_lease(fresh().await).await;
+    digest_answers_are_a_bounded_sample(fresh().await).await;
+    ten_thousand_holders_give_a_small_answer(fresh().await).await;
 }

@@ -6,6 +6,7 @@ use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
+use indexmap::IndexMap;
 use p2p_common::Digest;
 
 use super::names::{lower, trigrams};
@@ -44,8 +45,8 @@ struct Inner {
     by_name: BTreeMap<FileKey, (u64, BTreeSet<String>)>,
     /// digest -> complete holders of these bytes.
     by_digest: HashMap<Digest, DigestIndex>,
-    /// digest -> peer id -> its partial holding.
-    partial_by_digest: HashMap<Digest, BTreeMap<String, PartialEntry>>,
+    /// digest -> peer id -> its partial holding (indexed, for a random sample in O(sample)).
+    partial_by_digest: HashMap<Digest, IndexMap<String, PartialEntry>>,
     /// Sum of the peers' partial holdings.
     partial_count: usize,
     /// name -> its lower-cased form and how many digests are shared under it.
@@ -65,8 +66,9 @@ struct DigestIndex {
     /// As last announced (one digest, one size, unless a peer lies).
     size: u64,
     /// peer id -> how many of its names carry these bytes, and the root it announced last
-    /// with them (one digest has one root unless a peer lies).
-    holders: BTreeMap<String, (usize, Option<Digest>)>,
+    /// with them (one digest has one root unless a peer lies). Indexed, for a random sample in
+    /// O(sample).
+    holders: IndexMap<String, (usize, Option<Digest>)>,
 }
 
 impl Inner {
@@ -89,7 +91,7 @@ impl Inner {
             .entry(f.sha256)
             .or_insert_with(|| DigestIndex {
                 size: f.size,
-                holders: BTreeMap::new(),
+                holders: IndexMap::new(),
             });
         digest.size = f.size;
         let (n, root) = digest.holders.entry(peer.to_owned()).or_default();
@@ -113,7 +115,7 @@ impl Inner {
             if let Some((n, _)) = digest.holders.get_mut(peer) {
                 *n -= 1;
                 if *n == 0 {
-                    digest.holders.remove(peer);
+                    digest.holders.swap_remove(peer);
                 }
             }
             if digest.holders.is_empty() {
@@ -134,7 +136,7 @@ impl Inner {
                 .is_some(),
             None => match self.partial_by_digest.get_mut(sha256) {
                 Some(holders) => {
-                    let had = holders.remove(peer).is_some();
+                    let had = holders.swap_remove(peer).is_some();
                     if holders.is_empty() {
                         self.partial_by_digest.remove(sha256);
                     }
@@ -264,6 +266,17 @@ impl Inner {
             });
         }
     }
+}
+
+/// At most `limit` entries of `map`, chosen uniformly at random, in O(limit).
+fn sample<'a, K, V, R: rand::Rng>(
+    rng: &mut R,
+    map: &'a IndexMap<K, V>,
+    limit: usize,
+) -> impl Iterator<Item = (&'a K, &'a V)> + use<'a, K, V, R> {
+    rand::seq::index::sample(rng, map.len(), limit.min(map.len()))
+        .into_iter()
+        .filter_map(|i| map.get_index(i))
 }
 
 #[async_trait]
@@ -495,6 +508,7 @@ impl Store for MemoryStore {
     async fn holders_of_digest(
         &self,
         sha256: &Digest,
+        limit: usize,
     ) -> Result<Option<DigestHolders>, StoreError> {
         let inner = self.read();
         let complete = inner.by_digest.get(sha256);
@@ -504,16 +518,17 @@ impl Store for MemoryStore {
             (None, Some(p)) => p.values().next().map_or(0, |p| p.size),
             (None, None) => return Ok(None),
         };
+        let mut rng = rand::rng();
         Ok(Some(DigestHolders {
             size,
             complete: complete
                 .into_iter()
-                .flat_map(|c| &c.holders)
+                .flat_map(|c| sample(&mut rng, &c.holders, limit))
                 .filter_map(|(id, (_, root))| inner.holder(id, *root))
                 .collect(),
             partial: partial
                 .into_iter()
-                .flatten()
+                .flat_map(|p| sample(&mut rng, p, limit))
                 .filter_map(|(id, p)| inner.holder(id, p.pieces_root))
                 .collect(),
         }))

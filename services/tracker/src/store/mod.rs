@@ -71,8 +71,8 @@ pub struct Holder {
     pub pieces_root: Option<Digest>,
 }
 
-/// Who holds some bytes, by digest: complete holders and partial ones, each set as stored
-/// (a peer may appear in both; expired peers included).
+/// Who holds some bytes, by digest: complete holders and partial ones, each set as stored or a
+/// sample of it (a peer may appear in both; expired peers included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestHolders {
     pub size: u64,
@@ -201,8 +201,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<FileHolders>, StoreError>;
     /// Size of the bytes and the peers that hold them in whole or in part, or None if nobody
     /// does. The size is a complete holder's when there is one, else a partial holder's.
-    async fn holders_of_digest(&self, sha256: &Digest)
-    -> Result<Option<DigestHolders>, StoreError>;
+    ///
+    /// At most `limit` complete and `limit` partial holders, each a uniform random sample of
+    /// those stored (in no particular order), read at a cost that grows with `limit`, not with
+    /// the number of holders: a file ten thousand peers hold costs what one with fifty does.
+    async fn holders_of_digest(
+        &self,
+        sha256: &Digest,
+        limit: usize,
+    ) -> Result<Option<DigestHolders>, StoreError>;
     /// See [`Counts`].
     async fn counts(&self) -> Result<Counts, StoreError>;
     /// Fails when the backend cannot answer (for readiness).

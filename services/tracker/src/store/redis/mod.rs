@@ -168,28 +168,41 @@ impl Store for RedisStore {
     async fn holders_of_digest(
         &self,
         sha256: &Digest,
+        limit: usize,
     ) -> Result<Option<DigestHolders>, StoreError> {
         let sha = sha256.to_hex();
+        // HRANDFIELD with a positive count: distinct fields, O(count) whatever the hash holds.
         let mut p = redis::pipe();
-        p.cmd("HKEYS")
+        p.cmd("HRANDFIELD")
             .arg(self.key(&["digest:", &sha]))
-            .cmd("HGETALL")
-            .arg(self.key(&["roots:", &sha]))
+            .arg(limit)
+            .cmd("HRANDFIELD")
+            .arg(self.key(&["pholders:", &sha]))
+            .arg(limit)
+            .arg("WITHVALUES")
             .cmd("HGET")
             .arg(self.key(&["sizes"]))
-            .arg(&sha)
-            .cmd("HGETALL")
-            .arg(self.key(&["pholders:", &sha]));
-        type Read = (
-            Vec<String>,
-            BTreeMap<String, String>,
-            Option<u64>,
-            BTreeMap<String, String>,
-        );
-        let (ids, roots, size, partial): Read = self.pipe(&p).await?;
+            .arg(&sha);
+        type Read = (Vec<String>, BTreeMap<String, String>, Option<u64>);
+        let (ids, partial, size): Read = self.pipe(&p).await?;
         if ids.is_empty() && partial.is_empty() {
             return Ok(None);
         }
+        let roots: BTreeMap<String, String> = if ids.is_empty() {
+            BTreeMap::new()
+        } else {
+            let got: Vec<Option<String>> = self
+                .query(
+                    redis::cmd("HMGET")
+                        .arg(self.key(&["roots:", &sha]))
+                        .arg(&ids),
+                )
+                .await?;
+            ids.iter()
+                .zip(got)
+                .filter_map(|(id, r)| Some((id.clone(), r?)))
+                .collect()
+        };
         let refs: Vec<&String> = ids.iter().chain(partial.keys()).collect();
         let peers = self.peers(&refs).await?;
         let mut complete = Vec::with_capacity(ids.len());
