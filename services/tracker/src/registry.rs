@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p2p_common::Digest;
 use p2p_common::names::{self, NameError};
-use rand::seq::SliceRandom;
 use sha2::{Digest as _, Sha256};
 
 use crate::store::{
@@ -93,14 +92,6 @@ pub struct Registry {
     store: Arc<dyn Store>,
     ttl: Duration,
     limits: Limits,
-}
-
-/// How many complete and partial holders an answer of at most `limit` names, given `complete`
-/// and `partial` live ones: partial holders up to half, complete ones the rest, and either
-/// kind fills what the other cannot.
-fn answer_mix(complete: usize, partial: usize, limit: usize) -> (usize, usize) {
-    let c = complete.min(limit - partial.min(limit / 2));
-    (c, partial.min(limit - c))
 }
 
 pub fn now_ms() -> u64 {
@@ -434,15 +425,9 @@ impl Registry {
         if complete.is_empty() && partial.is_empty() {
             return Err(not_found());
         }
-        let (c, p) = answer_mix(complete.len(), partial.len(), limit);
-        // A store may hand back everything it has in its own order: shuffled, so the part kept
-        // is a random one too.
-        let mut rng = rand::rng();
-        for (list, keep) in [(&mut complete, c), (&mut partial, p)] {
-            list.shuffle(&mut rng);
-            list.truncate(keep);
-            list.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
-        }
+        // Stable answers: the sample is the store's, the order is the peer ids'.
+        complete.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        partial.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         Ok(DigestHolders {
             size,
             complete,
@@ -482,6 +467,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::answer_mix;
     use crate::store::conformance::{self, file, partial, partials_change};
     use crate::store::{MemoryStore, PartialEntry};
 

@@ -12,7 +12,7 @@ use p2p_common::Digest;
 use super::names::{lower, trigrams};
 use super::{
     Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
-    PartialEntry, PeerRecord, Store, StoreError, secret_matches,
+    PartialEntry, PeerRecord, Store, StoreError, answer_mix, secret_matches,
 };
 
 #[derive(Default)]
@@ -518,17 +518,22 @@ impl Store for MemoryStore {
             (None, Some(p)) => p.values().next().map_or(0, |p| p.size),
             (None, None) => return Ok(None),
         };
+        let (nc, np) = answer_mix(
+            complete.map_or(0, |c| c.holders.len()),
+            partial.map_or(0, IndexMap::len),
+            limit,
+        );
         let mut rng = rand::rng();
         Ok(Some(DigestHolders {
             size,
             complete: complete
                 .into_iter()
-                .flat_map(|c| sample(&mut rng, &c.holders, limit))
+                .flat_map(|c| sample(&mut rng, &c.holders, nc))
                 .filter_map(|(id, (_, root))| inner.holder(id, *root))
                 .collect(),
             partial: partial
                 .into_iter()
-                .flat_map(|p| sample(&mut rng, p, limit))
+                .flat_map(|p| sample(&mut rng, p, np))
                 .filter_map(|(id, p)| inner.holder(id, p.pieces_root))
                 .collect(),
         }))

@@ -202,9 +202,10 @@ pub trait Store: Send + Sync + 'static {
     /// Size of the bytes and the peers that hold them in whole or in part, or None if nobody
     /// does. The size is a complete holder's when there is one, else a partial holder's.
     ///
-    /// At most `limit` complete and `limit` partial holders, each a uniform random sample of
-    /// those stored (in no particular order), read at a cost that grows with `limit`, not with
-    /// the number of holders: a file ten thousand peers hold costs what one with fifty does.
+    /// At most `limit` holders in all, a uniform random sample of each kind, as many of each
+    /// as [`answer_mix`] says, in no particular order; read at a cost that grows with `limit`,
+    /// not with the number of holders: a file ten thousand peers hold costs what one with
+    /// fifty does.
     async fn holders_of_digest(
         &self,
         sha256: &Digest,
@@ -214,6 +215,14 @@ pub trait Store: Send + Sync + 'static {
     async fn counts(&self) -> Result<Counts, StoreError>;
     /// Fails when the backend cannot answer (for readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// How many complete and partial holders an answer of at most `limit` names, given `complete`
+/// and `partial` stored ones: partial holders up to half, complete ones the rest, and either
+/// kind fills what the other cannot.
+pub(crate) fn answer_mix(complete: usize, partial: usize, limit: usize) -> (usize, usize) {
+    let c = complete.min(limit - partial.min(limit / 2));
+    (c, partial.min(limit - c))
 }
 
 /// Whether a presented secret's hash is the stored one, in constant time (both are SHA-256

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use p2p_common::Digest;
+use rand::seq::SliceRandom;
 
 pub use client::{RedisOptions, RedisStore};
 use reads::root_of;
@@ -21,7 +22,7 @@ use scripts::{ANNOUNCE, EXPIRE, LEAVE, REGISTER, RENEW, outcome};
 use super::names::trigrams;
 use super::{
     Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Lease, NameQuery,
-    PeerRecord, Store, StoreError,
+    PeerRecord, Store, StoreError, answer_mix,
 };
 
 #[async_trait]
@@ -183,11 +184,21 @@ impl Store for RedisStore {
             .cmd("HGET")
             .arg(self.key(&["sizes"]))
             .arg(&sha);
-        type Read = (Vec<String>, BTreeMap<String, String>, Option<u64>);
-        let (ids, partial, size): Read = self.pipe(&p).await?;
+        type Read = (Vec<String>, Vec<(String, String)>, Option<u64>);
+        let (mut ids, mut partial, size): Read = self.pipe(&p).await?;
         if ids.is_empty() && partial.is_empty() {
             return Ok(None);
         }
+        // A hash no larger than the count comes back whole, in its own order: shuffled, so
+        // the part kept is a random one too.
+        let (nc, np) = answer_mix(ids.len(), partial.len(), limit);
+        {
+            let mut rng = rand::rng();
+            ids.shuffle(&mut rng);
+            partial.shuffle(&mut rng);
+        }
+        ids.truncate(nc);
+        partial.truncate(np);
         let roots: BTreeMap<String, String> = if ids.is_empty() {
             BTreeMap::new()
         } else {
@@ -203,7 +214,7 @@ impl Store for RedisStore {
                 .filter_map(|(id, r)| Some((id.clone(), r?)))
                 .collect()
         };
-        let refs: Vec<&String> = ids.iter().chain(partial.keys()).collect();
+        let refs: Vec<&String> = ids.iter().chain(partial.iter().map(|(id, _)| id)).collect();
         let peers = self.peers(&refs).await?;
         let mut complete = Vec::with_capacity(ids.len());
         for id in &ids {
