@@ -13,6 +13,7 @@ use super::body::{send_body, transfer_slot};
 use super::error::ApiError;
 use super::files::serve_whole;
 use super::state::AppState;
+use crate::range::RangeReply;
 use crate::share::bitfield::Bitfield;
 use crate::share::partial::PartialFile;
 use crate::share::{Digest, Manifest, PieceIndex};
@@ -128,6 +129,22 @@ pub(super) async fn get_piece(
             ),
         )
     })?;
+    // A block of the piece (`Range`, relative to the piece): swarm downloads ask for blocks
+    // smaller than pieces so one piece comes from several holders at once.
+    let piece_len = range.end - range.start;
+    let (status, within) = match crate::range::parse(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        piece_len,
+    ) {
+        RangeReply::Full => (StatusCode::OK, 0..piece_len),
+        RangeReply::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start..end + 1),
+        RangeReply::Unsatisfiable => {
+            return Err(ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("range outside piece {index} ({piece_len} bytes)"),
+            ));
+        }
+    };
     let missing = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -139,7 +156,7 @@ pub(super) async fn get_piece(
             let insist = headers.contains_key(wire::INSIST_HEADER);
             if !st
                 .seeding
-                .admit(&digest, manifest.piece_count(), index, insist)
+                .admit(&digest, manifest, index, within.end - within.start, insist)
             {
                 let mut resp = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -179,15 +196,20 @@ pub(super) async fn get_piece(
             (slot, tokio::fs::File::from_std(file.0))
         }
     };
-    file.seek(std::io::SeekFrom::Start(range.start))
+    file.seek(std::io::SeekFrom::Start(range.start + within.start))
         .await
         .map_err(ApiError::internal)?;
-    let len = range.end - range.start;
+    let len = within.end - within.start;
     let body = send_body(&st, slot, file, len);
-    Response::builder()
-        .status(StatusCode::OK)
+    let mut resp = Response::builder()
+        .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, len)
-        .body(body)
-        .map_err(ApiError::internal)
+        .header(header::CONTENT_LENGTH, len);
+    if status == StatusCode::PARTIAL_CONTENT {
+        resp = resp.header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{piece_len}", within.start, within.end - 1),
+        );
+    }
+    resp.body(body).map_err(ApiError::internal)
 }

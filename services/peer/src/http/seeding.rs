@@ -9,13 +9,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::share::{Digest, PieceIndex};
+use crate::share::{Digest, Manifest, PieceIndex};
 
 /// Digests whose counts are kept; beyond this the oldest counts are forgotten (they only steer
 /// which pieces go first, so forgetting them costs nothing but a little duplication).
 const MAX_FILES: usize = 256;
 
-/// How often each piece of each file was sent by this process.
+/// How much of each piece of each file this process sent.
 #[derive(Debug, Default)]
 pub(crate) struct Seeding {
     files: Mutex<HashMap<Digest, Counts>>,
@@ -23,22 +23,26 @@ pub(crate) struct Seeding {
 
 #[derive(Debug)]
 struct Counts {
-    sent: Vec<u32>,
+    /// Bytes sent per piece.
+    sent: Vec<u64>,
     /// Last use, for forgetting the oldest file first.
     tick: u64,
 }
 
 impl Seeding {
-    /// Whether piece `index` of a file of `pieces` pieces is sent now; if so it is counted.
-    /// Refused only when another piece has been sent fewer times and the request does not
-    /// insist.
+    /// Whether `bytes` of piece `index` (a block of it, or all of it) are sent now; if so they
+    /// are counted. A piece is in its n-th round once part of its n-th copy went out; a piece
+    /// in a later round than the least-sent one is refused unless the request insists (the
+    /// downloader is already taking that piece from here, or has nothing else to ask for).
     pub(crate) fn admit(
         &self,
         sha256: &Digest,
-        pieces: u32,
+        manifest: &Manifest,
         index: PieceIndex,
+        bytes: u64,
         insist: bool,
     ) -> bool {
+        let pieces = manifest.piece_count() as usize;
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let tick = files.values().map(|c| c.tick).max().unwrap_or(0) + 1;
         if !files.contains_key(sha256) && files.len() >= MAX_FILES {
@@ -47,21 +51,28 @@ impl Seeding {
             }
         }
         let counts = files.entry(*sha256).or_insert_with(|| Counts {
-            sent: vec![0; pieces as usize],
+            sent: vec![0; pieces],
             tick,
         });
         counts.tick = tick;
-        if counts.sent.len() != pieces as usize {
-            counts.sent = vec![0; pieces as usize];
+        if counts.sent.len() != pieces {
+            counts.sent = vec![0; pieces];
         }
-        let Some(&mine) = counts.sent.get(index.as_usize()) else {
+        let round = |i: usize| {
+            let len = manifest
+                .range(PieceIndex(i as u32))
+                .map_or(1, |r| (r.end - r.start).max(1));
+            counts.sent[i].div_ceil(len)
+        };
+        let Some(mine) = (index.as_usize() < pieces).then(|| round(index.as_usize())) else {
             return true;
         };
-        let least = counts.sent.iter().copied().min().unwrap_or(0);
+        let least = (0..pieces).map(round).min().unwrap_or(0);
         if mine > least && !insist {
             return false;
         }
-        counts.sent[index.as_usize()] = mine.saturating_add(1);
+        let sent = &mut counts.sent[index.as_usize()];
+        *sent = sent.saturating_add(bytes);
         true
     }
 }
@@ -71,38 +82,63 @@ mod tests {
     use super::*;
     use crate::share::digest::sha256;
 
+    /// A manifest of `pieces` pieces of 4 MiB (the digests do not matter here).
+    fn manifest(pieces: u32) -> Manifest {
+        let size = u64::from(pieces) * (4 << 20);
+        Manifest::new(size, vec![sha256(b"x"); pieces as usize]).unwrap()
+    }
+
+    const PIECE: u64 = 4 << 20;
+
     #[test]
     fn every_piece_goes_out_once_before_any_goes_twice() {
         let s = Seeding::default();
-        let d = sha256(b"file");
-        assert!(s.admit(&d, 3, PieceIndex(0), false));
+        let (d, m) = (sha256(b"file"), manifest(3));
+        assert!(s.admit(&d, &m, PieceIndex(0), PIECE, false));
         assert!(
-            !s.admit(&d, 3, PieceIndex(0), false),
+            !s.admit(&d, &m, PieceIndex(0), PIECE, false),
             "sent twice before 1 and 2"
         );
-        assert!(s.admit(&d, 3, PieceIndex(1), false));
-        assert!(s.admit(&d, 3, PieceIndex(2), false));
+        assert!(s.admit(&d, &m, PieceIndex(1), PIECE, false));
+        assert!(s.admit(&d, &m, PieceIndex(2), PIECE, false));
         // A round is complete: any piece may go again, once per round.
-        assert!(s.admit(&d, 3, PieceIndex(0), false));
-        assert!(!s.admit(&d, 3, PieceIndex(0), false));
+        assert!(s.admit(&d, &m, PieceIndex(0), PIECE, false));
+        assert!(!s.admit(&d, &m, PieceIndex(0), PIECE, false));
         // Insisting is always answered (and counted).
-        assert!(s.admit(&d, 3, PieceIndex(0), true));
+        assert!(s.admit(&d, &m, PieceIndex(0), PIECE, true));
         // Files are counted apart; an index past the end is not this module's to refuse.
-        assert!(s.admit(&sha256(b"other"), 3, PieceIndex(0), false));
-        assert!(s.admit(&d, 3, PieceIndex(7), false));
+        assert!(s.admit(&sha256(b"other"), &m, PieceIndex(0), PIECE, false));
+        assert!(s.admit(&d, &m, PieceIndex(7), PIECE, false));
+    }
+
+    #[test]
+    fn a_piece_started_in_blocks_is_in_its_round_until_others_catch_up() {
+        let s = Seeding::default();
+        let (d, m) = (sha256(b"file"), manifest(2));
+        let block = PIECE / 16;
+        assert!(s.admit(&d, &m, PieceIndex(0), block, false));
+        // Another downloader is sent elsewhere; the one taking piece 0 insists and goes on.
+        assert!(!s.admit(&d, &m, PieceIndex(0), block, false));
+        for _ in 1..16 {
+            assert!(s.admit(&d, &m, PieceIndex(0), block, true));
+        }
+        assert!(s.admit(&d, &m, PieceIndex(1), block, false));
+        // Both started: piece 0 may go again.
+        assert!(s.admit(&d, &m, PieceIndex(0), block, false));
     }
 
     #[test]
     fn the_oldest_file_is_forgotten_first() {
         let s = Seeding::default();
+        let m = manifest(2);
         let first = sha256(b"0");
-        assert!(s.admit(&first, 2, PieceIndex(0), false));
+        assert!(s.admit(&first, &m, PieceIndex(0), PIECE, false));
         for i in 1..=MAX_FILES as u32 {
-            assert!(s.admit(&sha256(&i.to_le_bytes()), 2, PieceIndex(0), false));
+            assert!(s.admit(&sha256(&i.to_le_bytes()), &m, PieceIndex(0), PIECE, false));
         }
         assert_eq!(s.files.lock().unwrap().len(), MAX_FILES);
         // Forgotten: piece 0 counts as never sent.
-        assert!(s.admit(&first, 2, PieceIndex(0), false));
-        assert!(!s.admit(&first, 2, PieceIndex(0), false));
+        assert!(s.admit(&first, &m, PieceIndex(0), PIECE, false));
+        assert!(!s.admit(&first, &m, PieceIndex(0), PIECE, false));
     }
 }

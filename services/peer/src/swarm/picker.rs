@@ -26,6 +26,23 @@ impl InFlight {
         Self::default()
     }
 
+    /// How many sources this piece is requested from.
+    pub(super) fn requests(&self, piece: PieceIndex) -> usize {
+        self.by_piece.get(&piece).map_or(0, Vec::len)
+    }
+
+    pub(super) fn is_requested_from(&self, piece: PieceIndex, source: SourceId) -> bool {
+        self.by_piece
+            .get(&piece)
+            .is_some_and(|s| s.contains(&source))
+    }
+}
+
+/// What a download does with its requests, for the picker's own simulations below; the engine's
+/// plan asks for blocks and keeps its own records (`plan::Plan`), giving the picker only pieces
+/// nobody has started.
+#[cfg(test)]
+impl InFlight {
     /// Records a request; returns false if this source already has this piece in flight.
     pub(super) fn add(&mut self, piece: PieceIndex, source: SourceId) -> bool {
         let sources = self.by_piece.entry(piece).or_default();
@@ -46,22 +63,6 @@ impl InFlight {
         }
     }
 
-    /// How many sources this piece is requested from.
-    pub(super) fn requests(&self, piece: PieceIndex) -> usize {
-        self.by_piece.get(&piece).map_or(0, Vec::len)
-    }
-
-    pub(super) fn is_requested_from(&self, piece: PieceIndex, source: SourceId) -> bool {
-        self.by_piece
-            .get(&piece)
-            .is_some_and(|s| s.contains(&source))
-    }
-}
-
-/// What a download does with its requests, for the picker's own simulations below; the engine's
-/// plan keeps these in its request records (`plan::Plan::checked`, `drop_source`).
-#[cfg(test)]
-impl InFlight {
     /// A piece was verified: every request for it ends; returns the sources to cancel.
     pub(super) fn finish(&mut self, piece: PieceIndex) -> Vec<SourceId> {
         self.by_piece.remove(&piece).unwrap_or_default()

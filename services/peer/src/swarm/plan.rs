@@ -1,32 +1,56 @@
-//! The download's plan: which holder is asked for which piece, and what is on the way.
+//! The download's plan: which holder is asked for which block of which piece, and what is on
+//! the way.
 //!
 //! Pure: no sockets, no disk and no clock of its own (time comes in as `now`), so each rule is
 //! tested here without a network. The event loop (`engine`) does the I/O and tells the plan what
 //! came back; the plan answers with what to start or cancel.
 //!
-//! One record per request ([`Request`]) is all there is of "in flight": the picker's view, the
-//! requests each source runs and the pieces being checked are all read from it, so they cannot
+//! Requests are for blocks, smaller than pieces, so one piece comes from several sources at
+//! once and is complete, verified and offered to others sooner; pieces stay the unit of
+//! verification and of bitfields. A source is kept busy with a pipeline of block requests
+//! sized by its measured rate. One record per request ([`Request`]) is all there is of "on the
+//! way", and one record per piece being put together ([`Open`]); the picker's view, each
+//! source's requests and the pieces being checked are all read from them, so they cannot
 //! disagree. A source has one id, its [`SourceId`], the index of its [`Source`].
 
-use std::collections::{BTreeSet, HashSet};
+mod choose;
+mod open;
+mod sources;
+
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::picker::{self, InFlight, SourceId, View};
-use crate::share::PieceIndex;
 use crate::share::bitfield::Bitfield;
+use crate::share::{Digest, PieceIndex};
 use crate::tracker::Holder;
+pub(crate) use open::Geometry;
+use open::{Open, Suspect};
+pub(crate) use sources::{Meter, Source};
 
-/// In endgame, at most this many sources fetch one piece.
+/// In endgame, at most this many sources fetch one block.
 const ENDGAME_COPIES: usize = 2;
-/// Piece requests one source may have running at once.
-const PER_SOURCE: usize = 2;
-/// Beyond one request per source, no more than this many requests in all.
-const REQUEST_BUDGET: usize = 8;
+/// Block requests a source has running at least, and at most: in between, what it sends in
+/// [`PIPELINE`] (so it never waits a round trip between blocks, and a slow source does not
+/// hold many blocks that others could send sooner).
+const MIN_DEPTH: usize = 2;
+const MAX_DEPTH: usize = 16;
+const PIPELINE: Duration = Duration::from_millis(500);
+/// A complete holder that partial holders relieve (a seed, above all) gets this many block
+/// requests from one downloader: its upload is what every downloader of the file competes for,
+/// and it shares it per request.
+const RELIEVED_DEPTH: usize = 2;
+/// Pieces being put together at once: each holds a piece-sized buffer until it is checked.
+const MAX_OPEN: usize = 8;
+/// A source's rate is measured over windows at least this long.
+const RATE_WINDOW: Duration = Duration::from_millis(500);
 /// Partial holders' bitfields are refreshed this often: they grow while we download, and a
 /// piece they have is one the complete holders need not send (a few bytes per second each).
 const BITFIELD_EVERY: Duration = Duration::from_secs(1);
+/// Candidate sources kept per download, per source in use (`max_sources`): holders the tracker
+/// names beyond that are not kept, so a swarm of thousands costs each downloader a bounded set.
+const CANDIDATES_PER_SOURCE: usize = 4;
 
 /// What the plan is given by its process.
 #[derive(Debug, Clone, Copy)]
@@ -35,107 +59,42 @@ pub(crate) struct Tuning {
     pub max_sources: usize,
     /// A request this old that is far slower than an idle source is fetched there too.
     pub io_timeout: Duration,
-    /// Pieces checked at once: while the checks lag behind, no new piece is asked for.
+    /// Pieces checked at once: while the checks lag behind, no new block is asked for.
     pub check_slots: usize,
     /// Breaks the picker's ties (see `picker`).
     pub seed: u64,
 }
 
-/// Bytes received so far by a piece request: written by its fetch, read by the plan to tell a
-/// slow source from a fast one.
-#[derive(Debug, Default)]
-pub(crate) struct Meter {
-    bytes: AtomicU64,
-}
-
-impl Meter {
-    pub(super) fn add(&self, n: u64) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(super) fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-}
-
-/// A holder of the file, and what it has shown of itself so far.
-#[derive(Debug)]
-pub(crate) struct Source {
-    pub peer: Holder,
-    /// What it holds; `None` until asked (complete holders are taken to hold everything).
-    pub has: Option<Bitfield>,
-    bitfield_at: Option<Instant>,
-    bitfield_pending: bool,
-    /// Bytes per second over its finished pieces (an exponential average).
-    rate: Option<f64>,
-    pub dropped: bool,
-    /// It has been asked for a piece.
-    started: bool,
-    /// Pieces it asked to be asked for later (it sent them more often than others).
-    deferred: BTreeSet<PieceIndex>,
-}
-
-impl Source {
-    fn new(peer: Holder, pieces: u32) -> Self {
-        let has = (!peer.partial).then(|| Bitfield::full(pieces));
-        Source {
-            peer,
-            has,
-            bitfield_at: None,
-            bitfield_pending: false,
-            rate: None,
-            dropped: false,
-            started: false,
-            deferred: BTreeSet::new(),
-        }
-    }
-
-    fn record_rate(&mut self, bytes: u64, took: Duration) {
-        let r = bytes as f64 / took.as_secs_f64().max(1e-3);
-        self.rate = Some(match self.rate {
-            Some(old) => 0.7 * old + 0.3 * r,
-            None => r,
-        });
-    }
-}
-
-#[derive(Debug)]
-enum Stage<H> {
-    /// The bytes are on the way; `handle` cancels the fetch.
-    Fetching {
-        handle: H,
-        meter: Arc<Meter>,
-        started: Instant,
-    },
-    /// The bytes are in and being checked: nobody else needs to fetch this piece now.
-    Checking,
-}
-
-/// One piece asked of one source, until it is verified, fails or is cancelled.
+/// One block asked of one source, until it arrives, fails or is cancelled.
 #[derive(Debug)]
 struct Request<H> {
     source: SourceId,
     piece: PieceIndex,
-    stage: Stage<H>,
+    block: u32,
+    handle: H,
+    meter: Arc<Meter>,
+    started: Instant,
 }
 
-/// A piece request to start: the engine fetches `piece` from `source` and returns what cancels
-/// it.
+/// A block request to start: the engine fetches block `block` of `piece` from `source` and
+/// returns what cancels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ask {
     pub source: SourceId,
     pub piece: PieceIndex,
-    /// The holder deferred this piece before: it may not again (see `http::seeding`).
+    pub block: u32,
+    /// The holder may not defer it (see `http::seeding`): it deferred the piece before, or
+    /// this downloader is already taking the piece from it.
     pub insist: bool,
-    /// The first piece asked of this source.
+    /// The first block asked of this source.
     pub first: bool,
 }
 
-/// What came back from a piece request.
+/// What came back from a block request.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Fetched {
-    /// Every byte, to be checked.
-    Bytes { len: u64, took: Duration },
+    /// Every byte of the block.
+    Bytes { len: u64 },
     /// The holder sends less served pieces first: asked again later, with `insist`.
     Deferred,
     /// The holder does not have it (404).
@@ -144,54 +103,69 @@ pub(crate) enum Fetched {
     Failed,
 }
 
-/// What a received piece's check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a complete piece's check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Checked {
-    /// Verified and written.
-    Verified,
-    /// Another copy was verified first.
+    /// Verified and written; with the digests of its blocks when the plan asked for them
+    /// ([`Plan::wants_block_digests`]).
+    Verified(Option<Vec<Digest>>),
+    /// It was verified before (a resumed download's piece).
     AlreadyHad,
-    /// It does not match the manifest: the source is dropped.
-    Bad,
+    /// It does not match the manifest; the digests of its blocks as they came.
+    Bad(Vec<Digest>),
 }
 
 /// What the engine does after telling the plan what came back.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next<H> {
-    /// The request had already been cancelled or its source dropped: nothing to do.
+    /// The request had already been cancelled or its source dropped, or another copy of the
+    /// block came first: nothing to do, the bytes are not used.
     Stale,
     /// Nothing beyond the next round of asks.
     Continue,
-    /// Check the bytes that came (`Fetched::Bytes`).
-    Check,
-    /// The piece is in: cancel these other copies of it.
-    Cancel(Vec<H>),
+    /// Keep the block's bytes; cancel these other copies of it.
+    Block(Vec<H>),
+    /// Keep the block's bytes, cancel these other copies: the piece is complete, check it.
+    Check(Vec<H>),
     /// The source is dropped: cancel its requests and report why.
     Dropped(Vec<H>),
+    /// These sources sent bad data ([`Plan::blame`] each): a bad piece came from one source
+    /// alone, or a piece verified whose earlier copy, made of several sources' blocks, was bad
+    /// and they sent the blocks that differ.
+    Blame(Vec<SourceId>),
 }
 
-/// Sources, requests and when progress was last seen, for one download.
+/// Sources, requests and pieces being put together, and when progress was last seen, for one
+/// download.
 #[derive(Debug)]
 pub(crate) struct Plan<H> {
+    geometry: Geometry,
     pieces: u32,
     tuning: Tuning,
     sources: Vec<Source>,
     /// Addresses that are or were sources (or must never be): a refresh adds only new ones.
     known: HashSet<String>,
     requests: Vec<Request<H>>,
+    open: BTreeMap<PieceIndex, Open>,
     last_progress: Instant,
 }
 
 impl<H> Plan<H> {
-    pub(super) fn new(pieces: u32, tuning: Tuning, now: Instant) -> Self {
+    pub(super) fn new(geometry: Geometry, pieces: u32, tuning: Tuning, now: Instant) -> Self {
         Plan {
+            geometry,
             pieces,
             tuning,
             sources: Vec::new(),
             known: HashSet::new(),
             requests: Vec::new(),
+            open: BTreeMap::new(),
             last_progress: now,
         }
+    }
+
+    pub(super) fn geometry(&self) -> &Geometry {
+        &self.geometry
     }
 
     /// Addresses never to use as sources (this peer's own, holders that already failed).
@@ -199,13 +173,20 @@ impl<H> Plan<H> {
         self.known.extend(addresses);
     }
 
-    /// Holders not seen before become sources; returns how many.
+    /// Holders not seen before become sources, while the download keeps fewer than
+    /// [`CANDIDATES_PER_SOURCE`] live ones per source it uses; returns how many.
     pub(super) fn add_holders(&mut self, peers: impl IntoIterator<Item = Holder>) -> usize {
+        let cap = self.tuning.max_sources.max(1) * CANDIDATES_PER_SOURCE;
+        let mut live = self.sources.iter().filter(|s| !s.dropped).count();
         let mut added = 0;
         for p in peers {
+            if live >= cap {
+                break;
+            }
             if self.known.insert(p.address.clone()) {
                 self.sources.push(Source::new(p, self.pieces));
                 added += 1;
+                live += 1;
             }
         }
         added
@@ -223,53 +204,30 @@ impl<H> Plan<H> {
         (0..self.sources.len() as u32).map(SourceId)
     }
 
-    /// Piece requests `source` has running.
+    /// Block requests `source` has running.
     fn fetching(&self, source: SourceId) -> usize {
+        self.requests.iter().filter(|r| r.source == source).count()
+    }
+
+    fn copies(&self, piece: PieceIndex, block: u32) -> usize {
         self.requests
             .iter()
-            .filter(|r| r.source == source && matches!(r.stage, Stage::Fetching { .. }))
+            .filter(|r| r.piece == piece && r.block == block)
             .count()
     }
 
-    fn fetching_total(&self) -> usize {
-        self.requests
-            .iter()
-            .filter(|r| matches!(r.stage, Stage::Fetching { .. }))
-            .count()
+    fn checking(&self) -> usize {
+        self.open.values().filter(|o| o.checking).count()
     }
 
-    fn checking(&self) -> BTreeSet<PieceIndex> {
-        self.requests
-            .iter()
-            .filter(|r| matches!(r.stage, Stage::Checking))
-            .map(|r| r.piece)
-            .collect()
-    }
-
-    /// Pieces whose bytes are in and still being checked.
+    /// Pieces whose blocks are all in and still being checked.
     pub(super) fn is_checking(&self) -> bool {
-        self.requests
-            .iter()
-            .any(|r| matches!(r.stage, Stage::Checking))
+        self.checking() > 0
     }
 
-    /// No request at all, fetching or being checked.
+    /// No request running and no piece being checked.
     pub(super) fn is_idle(&self) -> bool {
-        self.requests.is_empty()
-    }
-
-    fn in_flight(&self) -> InFlight {
-        let mut f = InFlight::new();
-        for r in &self.requests {
-            f.add(r.piece, r.source);
-        }
-        f
-    }
-
-    fn position(&self, source: SourceId, piece: PieceIndex) -> Option<usize> {
-        self.requests
-            .iter()
-            .position(|r| r.source == source && r.piece == piece)
+        self.requests.is_empty() && !self.is_checking()
     }
 
     /// Sources in use, at most `max_sources`: those fetching now, then those holding a piece
@@ -311,13 +269,11 @@ impl<H> Plan<H> {
         due
     }
 
-    /// Gives the `active` sources work: `start` begins each request and returns what cancels
-    /// it (`None`: it could not be started).
+    /// Gives the `active` sources work: `start` begins each block request and returns what
+    /// cancels it (`None`: it could not be started).
     ///
-    /// Every source gets one request first; a second one each (so that a source never waits a
-    /// round trip between pieces) only while few pieces are on the way, since each sits in
-    /// memory until checked. Partial holders are served first: complete holders fill in what
-    /// they leave.
+    /// Every source gets one request first, then more each up to its depth, round by round.
+    /// Partial holders are served first: complete holders fill in what they leave.
     pub(super) fn assign(
         &mut self,
         active: &[SourceId],
@@ -326,12 +282,12 @@ impl<H> Plan<H> {
         mut start: impl FnMut(&Holder, Ask, &Arc<Meter>) -> Option<H>,
     ) {
         let count = self.pieces;
-        let checking = self.checking();
-        if checking.len() >= self.tuning.check_slots {
+        if self.checking() >= self.tuning.check_slots {
             return;
         }
+        // What the picker may start: neither verified nor being put together.
         let mut wanted = verified.clone();
-        for &p in &checking {
+        for &p in self.open.keys() {
             wanted.set(p);
         }
         let avail = picker::availability(
@@ -361,200 +317,256 @@ impl<H> Plan<H> {
             }
             b
         });
-        let mut in_flight = self.in_flight();
+        let offers: BTreeMap<SourceId, Bitfield> = active
+            .iter()
+            .filter_map(|&s| Some((s, self.offer(s, only_complete.as_ref())?)))
+            .collect();
         let mut order = active.to_vec();
         order.sort_by_key(|&i| !self.source(i).peer.partial);
-        for depth in 1..=PER_SOURCE {
+        let no_progress = InFlight::new();
+        for depth in 1..=MAX_DEPTH {
+            let mut asked = false;
             for &src in &order {
-                let running = self.fetching(src);
-                if running >= depth {
-                    continue;
-                }
-                if depth > 1 && self.fetching_total() >= REQUEST_BUDGET {
-                    break;
-                }
                 let s = self.source(src);
-                // A complete holder that partial holders relieve is asked for one piece at a
-                // time, and only for pieces no partial holder has: its upload is what every
-                // downloader of the file competes for. It is never left idle, though: it hands
-                // out its least-sent pieces first (`http::seeding`), so what it sends is new
-                // to the swarm, and a seed kept busy is what the bound max(F/U, NF/((N+1)U))
-                // assumes.
-                if only_complete.is_some() && !s.peer.partial && depth > 1 {
-                    continue;
-                }
-                let Some(has) = &s.has else { continue };
-                let offer = match &only_complete {
-                    Some(only) if !s.peer.partial => only,
-                    _ => has,
-                };
-                // Pieces this holder deferred are asked for last, and then with `insist`.
-                let trimmed;
-                let offer = if s.deferred.is_empty() {
-                    offer
+                let limit = if only_complete.is_some() && !s.peer.partial {
+                    RELIEVED_DEPTH
                 } else {
-                    let mut b = Bitfield::new(count);
-                    for p in offer.ones().filter(|p| !s.deferred.contains(p)) {
-                        b.set(p);
-                    }
-                    trimmed = b;
-                    &trimmed
+                    s.depth(self.geometry.block)
                 };
-                let view = View {
-                    verified: &wanted,
-                    availability: &avail,
-                    in_flight: &in_flight,
-                    endgame_copies: ENDGAME_COPIES,
-                };
-                let mut piece =
-                    picker::pick(&view, src, offer, self.tuning.seed).map(|p| (p.piece(), false));
-                if piece.is_none() && running == 0 {
-                    piece = s
-                        .deferred
-                        .iter()
-                        .copied()
-                        .filter(|&p| !wanted.get(p) && !in_flight.is_requested_from(p, src))
-                        .min()
-                        .map(|p| (p, true));
-                }
-                if piece.is_none() && running == 0 {
-                    piece = self
-                        .rescue(src, has, &checking, &in_flight, now)
-                        .map(|p| (p, false));
-                }
-                let Some((piece, insist)) = piece else {
-                    continue;
-                };
-                if !in_flight.add(piece, src) {
+                let running = self.fetching(src);
+                if running >= depth || depth > limit {
                     continue;
                 }
-                let s = self.source_mut(src);
-                if insist {
-                    s.deferred.remove(&piece);
-                }
-                let ask = Ask {
-                    source: src,
-                    piece,
-                    insist,
-                    first: !s.started,
+                let Some(offer) = offers.get(&src) else {
+                    continue;
                 };
-                let meter = Arc::new(Meter::default());
-                match start(&s.peer, ask, &meter) {
-                    Some(handle) => {
-                        s.started = true;
-                        self.requests.push(Request {
-                            source: src,
-                            piece,
-                            stage: Stage::Fetching {
-                                handle,
-                                meter,
-                                started: now,
-                            },
-                        });
+                let mut pick = self.next_block(src, offer);
+                if pick.is_none() && self.open.len() < MAX_OPEN {
+                    let view = View {
+                        verified: &wanted,
+                        availability: &avail,
+                        in_flight: &no_progress,
+                        endgame_copies: ENDGAME_COPIES,
+                    };
+                    if let Some(p) = picker::pick(&view, src, offer, self.tuning.seed) {
+                        let p = p.piece();
+                        self.open.insert(p, Open::new(self.geometry.blocks(p)));
+                        wanted.set(p);
+                        pick = Some((p, 0));
                     }
-                    None => in_flight.remove(piece, src),
                 }
+                if pick.is_none() {
+                    // Endgame: every missing piece some holder has is being put together.
+                    let endgame = wanted
+                        .zeros()
+                        .all(|p| avail.get(p.as_usize()).is_none_or(|&n| n == 0));
+                    pick = self.duplicate(src, offer, endgame, now);
+                }
+                // A deferred piece, last of all, with `insist`.
+                if pick.is_none() && running == 0 {
+                    pick = self.insist_on_deferred(src, verified);
+                    if let Some((p, _)) = pick {
+                        wanted.set(p);
+                    }
+                }
+                let Some((piece, block)) = pick else {
+                    continue;
+                };
+                if self.ask(src, piece, block, now, &mut start) {
+                    asked = true;
+                } else {
+                    self.prune(piece);
+                }
+            }
+            if !asked && depth >= MIN_DEPTH {
+                break;
             }
         }
     }
 
-    /// A piece stuck at a source far slower than `src`, which is idle and holds it: fetched
-    /// there too (whichever copy verifies first wins), so one slow holder cannot hold it back.
-    fn rescue(
-        &self,
+    /// Starts one block request; false when it could not be started.
+    fn ask(
+        &mut self,
         src: SourceId,
-        has: &Bitfield,
-        checking: &BTreeSet<PieceIndex>,
-        in_flight: &InFlight,
+        piece: PieceIndex,
+        block: u32,
         now: Instant,
-    ) -> Option<PieceIndex> {
-        let mine = self.source(src).rate;
+        start: &mut impl FnMut(&Holder, Ask, &Arc<Meter>) -> Option<H>,
+    ) -> bool {
+        // Taking a piece from this holder already: go on with it even if others went out less.
+        let continues = self
+            .requests
+            .iter()
+            .any(|r| r.source == src && r.piece == piece)
+            || self
+                .open
+                .get(&piece)
+                .is_some_and(|o| o.got.contains(&Some(src)));
+        let s = &self.sources[src.0 as usize];
+        let ask = Ask {
+            source: src,
+            piece,
+            block,
+            insist: continues || s.insisted.contains(&piece),
+            first: !s.started,
+        };
+        let meter = Arc::new(Meter::default());
+        let Some(handle) = start(&s.peer, ask, &meter) else {
+            return false;
+        };
+        let idle = self.fetching(src) == 0;
+        let s = self.source_mut(src);
+        s.started = true;
+        if idle {
+            // Time spent idle is not the source's slowness.
+            s.window = Some((now, 0));
+        }
+        if let Some(o) = self.open.get_mut(&piece) {
+            if o.solo == Some(None) {
+                o.solo = Some(Some(src));
+            }
+        }
+        self.requests.push(Request {
+            source: src,
+            piece,
+            block,
+            handle,
+            meter,
+            started: now,
+        });
+        true
+    }
+
+    /// Forgets a piece being put together that has nothing in and nothing asked (its source
+    /// deferred it or left), so the picker may start it afresh, anywhere.
+    fn prune(&mut self, piece: PieceIndex) {
+        let empty = self.open.get(&piece).is_some_and(|o| {
+            o.received() == 0 && !o.checking && o.solo.is_none() && o.suspect.is_none()
+        });
+        if empty && !self.requests.iter().any(|r| r.piece == piece) {
+            self.open.remove(&piece);
+        }
+    }
+
+    fn position(&self, source: SourceId, piece: PieceIndex, block: u32) -> Option<usize> {
         self.requests
             .iter()
-            .filter_map(|r| match &r.stage {
-                Stage::Fetching { meter, started, .. } => Some((r, meter, *started)),
-                Stage::Checking => None,
-            })
-            .filter(|(r, _, _)| {
-                r.source != src
-                    && has.get(r.piece)
-                    && !checking.contains(&r.piece)
-                    && in_flight.requests(r.piece) < ENDGAME_COPIES
-                    && !in_flight.is_requested_from(r.piece, src)
-            })
-            .filter_map(|(r, meter, started)| {
-                let age = now.saturating_duration_since(started);
-                if age < self.tuning.io_timeout {
-                    return None;
-                }
-                let rate = meter.bytes() as f64 / age.as_secs_f64();
-                mine.is_none_or(|m| rate * 4.0 < m)
-                    .then_some((r.piece, rate))
-            })
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(p, _)| p)
+            .position(|r| r.source == source && r.piece == piece && r.block == block)
     }
 
-    /// A piece request ended with `what`.
-    pub(super) fn fetched(&mut self, src: SourceId, piece: PieceIndex, what: Fetched) -> Next<H> {
-        // None: cancelled (the piece came from elsewhere, or the source was dropped) after it
-        // had already finished.
-        let Some(at) = self.position(src, piece) else {
+    /// A block request ended with `what` at `now`.
+    pub(super) fn fetched(
+        &mut self,
+        src: SourceId,
+        piece: PieceIndex,
+        block: u32,
+        what: Fetched,
+        now: Instant,
+    ) -> Next<H> {
+        // None: cancelled (another copy came first, or the source was dropped) after it had
+        // already finished.
+        let Some(at) = self.position(src, piece, block) else {
             return Next::Stale;
         };
-        if !matches!(self.requests[at].stage, Stage::Fetching { .. }) {
-            return Next::Stale;
-        }
+        self.requests.swap_remove(at);
         match what {
-            Fetched::Bytes { len, took } => {
-                self.requests[at].stage = Stage::Checking;
-                self.source_mut(src).record_rate(len, took);
-                Next::Check
+            Fetched::Bytes { len } => {
+                self.source_mut(src).record(len, now);
+                let Some(o) = self.open.get_mut(&piece) else {
+                    return Next::Stale;
+                };
+                let Some(slot) = o.got.get_mut(block as usize) else {
+                    return Next::Stale;
+                };
+                if slot.is_some() || o.checking {
+                    return Next::Stale;
+                }
+                *slot = Some(src);
+                let complete = o.is_complete();
+                if complete {
+                    o.checking = true;
+                }
+                let others = self.take(|r| r.piece == piece && r.block == block);
+                if complete {
+                    Next::Check(others)
+                } else {
+                    Next::Block(others)
+                }
             }
             Fetched::Deferred => {
-                self.requests.swap_remove(at);
                 self.source_mut(src).deferred.insert(piece);
+                self.prune(piece);
                 Next::Continue
             }
             // It holds less than its bitfield said: ask again before asking it for pieces.
             Fetched::NotHeld if self.source(src).peer.partial => {
-                self.requests.swap_remove(at);
                 self.source_mut(src).has = None;
+                self.prune(piece);
                 Next::Continue
             }
             Fetched::NotHeld | Fetched::Failed => {
-                self.requests.swap_remove(at);
-                self.drop_source(src)
+                let next = self.drop_source(src);
+                self.prune(piece);
+                next
             }
         }
     }
 
-    /// A received piece's check ended with `what`.
-    pub(super) fn checked(
-        &mut self,
-        src: SourceId,
-        piece: PieceIndex,
-        what: Checked,
-        now: Instant,
-    ) -> Next<H> {
+    /// Whether a piece's check should also hand back the digests of its blocks: a copy of it
+    /// was bad before, and the verified copy tells who lied.
+    pub(super) fn wants_block_digests(&self, piece: PieceIndex) -> bool {
+        self.open.get(&piece).is_some_and(|o| o.suspect.is_some())
+    }
+
+    /// The check of a complete piece ended with `what`.
+    pub(super) fn checked(&mut self, piece: PieceIndex, what: Checked, now: Instant) -> Next<H> {
+        let Some(open) = self.open.get_mut(&piece) else {
+            return Next::Stale;
+        };
         match what {
-            Checked::Verified => {
+            Checked::Verified(digests) => {
                 self.last_progress = now;
-                Next::Cancel(self.take(|r| r.piece == piece))
+                let suspect = self.open.remove(&piece).and_then(|o| o.suspect);
+                match (suspect, digests) {
+                    (Some(s), Some(good)) => Next::Blame(s.liars(&good)),
+                    _ => Next::Continue,
+                }
             }
             Checked::AlreadyHad => {
-                if let Some(at) = self.position(src, piece) {
-                    self.requests.swap_remove(at);
-                }
+                self.open.remove(&piece);
                 Next::Continue
             }
-            Checked::Bad => {
-                if let Some(at) = self.position(src, piece) {
-                    self.requests.swap_remove(at);
+            Checked::Bad(digests) => {
+                let senders = open.senders();
+                let by_block: Vec<SourceId> = open.got.iter().flatten().copied().collect();
+                open.reset();
+                match senders[..] {
+                    // One source sent all of it: that source lied.
+                    [one] => {
+                        open.solo = None;
+                        self.prune(piece);
+                        Next::Blame(vec![one])
+                    }
+                    _ => {
+                        // Several sources: which one lied shows when a copy from one source
+                        // alone verifies and its blocks are compared with these.
+                        open.solo = Some(None);
+                        if by_block.len() == digests.len() {
+                            open.suspect = Some(Suspect {
+                                senders: by_block,
+                                digests,
+                            });
+                        }
+                        Next::Continue
+                    }
                 }
-                self.drop_source(src)
             }
         }
+    }
+
+    /// Drops a source found to have sent a block that did not match ([`Next::Blame`]).
+    pub(super) fn blame(&mut self, src: SourceId) -> Next<H> {
+        self.drop_source(src)
     }
 
     /// A bitfield request ended: `Some` with what the source has, `None` when it failed.
@@ -579,29 +591,34 @@ impl<H> Plan<H> {
         }
     }
 
-    /// Ends a source's part in this download. Its pieces being checked stay: their checks
-    /// still count.
+    /// Ends a source's part in this download. Blocks it sent stay: the piece's check judges
+    /// them.
     fn drop_source(&mut self, src: SourceId) -> Next<H> {
         let s = self.source_mut(src);
         if s.dropped {
             return Next::Continue;
         }
         s.dropped = true;
-        Next::Dropped(self.take(|r| r.source == src && matches!(r.stage, Stage::Fetching { .. })))
+        for o in self.open.values_mut() {
+            if o.solo == Some(Some(src)) {
+                o.solo = Some(None);
+            }
+        }
+        let gone = self.take(|r| r.source == src);
+        let pieces: Vec<PieceIndex> = self.open.keys().copied().collect();
+        for p in pieces {
+            self.prune(p);
+        }
+        Next::Dropped(gone)
     }
 
-    /// Removes the requests `which` selects; returns what cancels those still fetching.
+    /// Removes the requests `which` selects; returns what cancels them.
     fn take(&mut self, which: impl Fn(&Request<H>) -> bool) -> Vec<H> {
         let (gone, kept) = std::mem::take(&mut self.requests)
             .into_iter()
             .partition::<Vec<_>, _>(|r| which(r));
         self.requests = kept;
-        gone.into_iter()
-            .filter_map(|r| match r.stage {
-                Stage::Fetching { handle, .. } => Some(handle),
-                Stage::Checking => None,
-            })
-            .collect()
+        gone.into_iter().map(|r| r.handle).collect()
     }
 
     /// Nothing on the way and nothing new for `stall`: the live holders are not going to send

@@ -1,6 +1,7 @@
 //! Asking one holder of a file for its manifest, bitfield and pieces: the wire routes of
 //! `/blobs/...` (see the README's HTTP table) from the downloading side.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,7 +54,7 @@ async fn send(
         .map_err(|_| Failure::Unreachable(format!("no answer within {timeout:?}")))?
         .map_err(|e| Failure::Unreachable(format!("cannot connect: {e}")))?;
     match resp.status() {
-        StatusCode::OK => Ok(resp),
+        StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(resp),
         StatusCode::NOT_FOUND => Err(Failure::NotThere("not held there".into())),
         StatusCode::SERVICE_UNAVAILABLE
             if resp.headers().contains_key(wire::LEAST_SERVED_HEADER) =>
@@ -125,31 +126,44 @@ pub(super) async fn bitfield(
     Bitfield::from_bytes(pieces, &body).map_err(|e| Failure::Bad(e.to_string()))
 }
 
-/// The bytes of one piece from `address`: exactly `len` of them or a failure. Each chunk is
-/// paced by the download bucket and must come within `timeout` of the previous one. `insist`:
-/// the holder may not defer it (see `http::seeding`).
+/// The bytes `block` (a range within piece `index`) from `address`: exactly those or a
+/// failure. Each chunk is paced by the download bucket and must come within `timeout` of the
+/// previous one. `insist`: the holder may not defer it (see `http::seeding`).
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn piece(
+pub(super) async fn block(
     net: &Net,
     address: &str,
     sha256: &Digest,
     index: PieceIndex,
-    len: u64,
+    block: Range<u64>,
     timeout: Duration,
     mut throttle: Throttle,
     meter: Arc<Meter>,
     insist: bool,
 ) -> Result<Vec<u8>, Failure> {
+    let len = block.end - block.start;
     let mut req = net
         .http
-        .get(net.url(address, &wire::piece_path(sha256, index)));
+        .get(net.url(address, &wire::piece_path(sha256, index)))
+        .header(
+            reqwest::header::RANGE,
+            format!("bytes={}-{}", block.start, block.end.saturating_sub(1)),
+        );
     if insist {
         req = req.header(wire::INSIST_HEADER, "1");
     }
     let resp = send(req, timeout).await?;
+    // A holder that ignores the range sends the whole piece (200): only right when the block
+    // is the whole piece.
+    if resp.status() == StatusCode::OK && resp.content_length() != Some(len) {
+        return Err(Failure::Unreachable(format!(
+            "sends whole pieces only (asked for bytes {}-{} of piece {index})",
+            block.start, block.end
+        )));
+    }
     if resp.content_length().is_some_and(|n| n != len) {
         return Err(Failure::Bad(format!(
-            "piece {index} announced as {:?} bytes, expected {len}",
+            "block of piece {index} announced as {:?} bytes, expected {len}",
             resp.content_length()
         )));
     }
@@ -164,7 +178,7 @@ pub(super) async fn piece(
             chunk.map_err(|e| Failure::Unreachable(format!("transfer interrupted: {e}")))?;
         if out.len() as u64 + chunk.len() as u64 > len {
             return Err(Failure::Bad(format!(
-                "piece {index} longer than {len} bytes"
+                "block of piece {index} longer than {len} bytes"
             )));
         }
         throttle.take(chunk.len() as u64).await;
@@ -173,7 +187,7 @@ pub(super) async fn piece(
     }
     if out.len() as u64 != len {
         return Err(Failure::Unreachable(format!(
-            "connection closed after {} of {len} bytes of piece {index}",
+            "connection closed after {} of {len} bytes of a block of piece {index}",
             out.len()
         )));
     }

@@ -1,0 +1,122 @@
+//! Which block a source is asked for: a piece being put together first, then a new piece
+//! (the picker's), then a copy of a block asked elsewhere (endgame, rescue), then a piece it
+//! deferred, with `insist`.
+
+use std::time::Instant;
+
+use super::{ENDGAME_COPIES, MAX_OPEN, Open, Plan, SourceId};
+use crate::share::PieceIndex;
+use crate::share::bitfield::Bitfield;
+
+impl<H> Plan<H> {
+    /// What `src` may be asked for: its pieces, less those a complete holder is spared
+    /// (`only_complete`: pieces no partial holder has) and those it deferred.
+    pub(super) fn offer(
+        &self,
+        src: SourceId,
+        only_complete: Option<&Bitfield>,
+    ) -> Option<Bitfield> {
+        let s = self.source(src);
+        let has = s.has.as_ref()?;
+        let base = match only_complete {
+            Some(only) if !s.peer.partial => only,
+            _ => has,
+        };
+        if s.deferred.is_empty() {
+            return Some(base.clone());
+        }
+        let mut b = Bitfield::new(self.pieces);
+        for p in base.ones().filter(|p| !s.deferred.contains(p)) {
+            b.set(p);
+        }
+        Some(b)
+    }
+
+    /// A block of a piece being put together that nobody is fetching, for `src`: the piece
+    /// furthest along first, so pieces are finished (and offered to others) before new ones
+    /// are started.
+    pub(super) fn next_block(&self, src: SourceId, offer: &Bitfield) -> Option<(PieceIndex, u32)> {
+        self.open
+            .iter()
+            .filter(|(p, o)| !o.checking && offer.get(**p) && o.admits(src))
+            .filter_map(|(&p, o)| {
+                let free = (0..o.got.len() as u32)
+                    .find(|&b| o.got[b as usize].is_none() && self.copies(p, b) == 0)?;
+                let asked = self.requests.iter().filter(|r| r.piece == p).count();
+                Some((o.received() + asked, p, free))
+            })
+            .max_by_key(|&(progress, p, _)| (progress, std::cmp::Reverse(p)))
+            .map(|(_, p, b)| (p, b))
+    }
+
+    /// A block already asked of another source, fetched at `src` too (whichever copy comes
+    /// first is kept): in endgame (every missing piece is being put together), or to rescue a
+    /// block stuck at a source far slower than `src` for longer than `io_timeout`.
+    pub(super) fn duplicate(
+        &self,
+        src: SourceId,
+        offer: &Bitfield,
+        endgame: bool,
+        now: Instant,
+    ) -> Option<(PieceIndex, u32)> {
+        let mine = self.source(src).rate;
+        self.requests
+            .iter()
+            .filter(|r| {
+                r.source != src
+                    && offer.get(r.piece)
+                    && self
+                        .open
+                        .get(&r.piece)
+                        .is_some_and(|o| o.solo.is_none() && !o.checking)
+                    && self.copies(r.piece, r.block) < ENDGAME_COPIES
+                    && !self
+                        .requests
+                        .iter()
+                        .any(|q| q.source == src && q.piece == r.piece && q.block == r.block)
+            })
+            .filter(|r| {
+                if endgame {
+                    return true;
+                }
+                let age = now.saturating_duration_since(r.started);
+                let rate = r.meter.bytes() as f64 / age.as_secs_f64().max(1e-3);
+                age >= self.tuning.io_timeout && mine.is_none_or(|m| rate * 4.0 < m)
+            })
+            .min_by_key(|r| r.started)
+            .map(|r| (r.piece, r.block))
+    }
+
+    /// A piece `src` deferred, asked of it again with `insist` when it has nothing else to
+    /// send here: the first free block of it.
+    pub(super) fn insist_on_deferred(
+        &mut self,
+        src: SourceId,
+        verified: &Bitfield,
+    ) -> Option<(PieceIndex, u32)> {
+        let deferred: Vec<PieceIndex> = self.source(src).deferred.iter().copied().collect();
+        for p in deferred.into_iter().filter(|&p| !verified.get(p)) {
+            let block = match self.open.get(&p) {
+                Some(o) if o.checking || !o.admits(src) => continue,
+                Some(o) => {
+                    let free = (0..o.got.len() as u32)
+                        .find(|&b| o.got[b as usize].is_none() && self.copies(p, b) == 0);
+                    match free {
+                        Some(b) => b,
+                        None => continue,
+                    }
+                }
+                None if self.open.len() >= MAX_OPEN => continue,
+                None => {
+                    self.open.insert(p, Open::new(self.geometry.blocks(p)));
+                    0
+                }
+            };
+            let s = self.source_mut(src);
+            s.deferred.remove(&p);
+            s.insisted.insert(p);
+            return Some((p, block));
+        }
+        None
+    }
+}

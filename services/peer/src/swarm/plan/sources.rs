@@ -1,0 +1,87 @@
+//! A holder as a source of one download: what it has shown of itself, its measured rate and
+//! how many block requests it is given at once.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::{MAX_DEPTH, MIN_DEPTH, PIPELINE, RATE_WINDOW};
+use crate::share::PieceIndex;
+use crate::share::bitfield::Bitfield;
+use crate::tracker::Holder;
+
+/// Bytes received so far by a block request: written by its fetch, read by the plan to tell a
+/// slow source from a fast one.
+#[derive(Debug, Default)]
+pub(crate) struct Meter {
+    bytes: AtomicU64,
+}
+
+impl Meter {
+    pub(in crate::swarm) fn add(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(in crate::swarm) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// A holder of the file, and what it has shown of itself so far.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pub peer: Holder,
+    /// What it holds; `None` until asked (complete holders are taken to hold everything).
+    pub has: Option<Bitfield>,
+    pub(super) bitfield_at: Option<Instant>,
+    pub(super) bitfield_pending: bool,
+    /// Bytes per second it delivers while busy (an exponential average over windows).
+    pub(super) rate: Option<f64>,
+    /// The window being measured: since when, and bytes in it.
+    pub(super) window: Option<(Instant, u64)>,
+    pub dropped: bool,
+    /// It has been asked for a block.
+    pub(super) started: bool,
+    /// Pieces it asked to be asked for later (it sent them more often than others).
+    pub(super) deferred: BTreeSet<PieceIndex>,
+    /// Pieces asked of it with `insist` (it may not defer them again).
+    pub(super) insisted: BTreeSet<PieceIndex>,
+}
+
+impl Source {
+    pub(super) fn new(peer: Holder, pieces: u32) -> Self {
+        let has = (!peer.partial).then(|| Bitfield::full(pieces));
+        Source {
+            peer,
+            has,
+            bitfield_at: None,
+            bitfield_pending: false,
+            rate: None,
+            window: None,
+            dropped: false,
+            started: false,
+            deferred: BTreeSet::new(),
+            insisted: BTreeSet::new(),
+        }
+    }
+
+    /// `bytes` arrived at `now`: the rate is updated once the window is long enough.
+    pub(super) fn record(&mut self, bytes: u64, now: Instant) {
+        let (since, got) = self.window.get_or_insert((now, 0));
+        *got += bytes;
+        let span = now.saturating_duration_since(*since);
+        if span >= RATE_WINDOW {
+            let r = *got as f64 / span.as_secs_f64();
+            self.rate = Some(self.rate.map_or(r, |old| 0.7 * old + 0.3 * r));
+            self.window = Some((now, 0));
+        }
+    }
+
+    /// Block requests to keep running here: about [`PIPELINE`] of its rate.
+    pub(super) fn depth(&self, block: u64) -> usize {
+        let want = self
+            .rate
+            .map_or(0.0, |r| r * PIPELINE.as_secs_f64() / block as f64);
+        (want.ceil() as usize).clamp(MIN_DEPTH, MAX_DEPTH)
+    }
+}
