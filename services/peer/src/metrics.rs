@@ -60,6 +60,10 @@ pub struct Metrics {
     pub pieces: IntCounterVec,
     pub download_sources: IntGauge,
     pub bad_sources: IntCounterVec,
+    /// From a piece's first block asked to the piece verified.
+    pub piece_seconds: prometheus::Histogram,
+    /// Bytes of pieces answered, by what this peer holds of the file (`complete`, `partial`).
+    pub piece_bytes_served: IntCounterVec,
     pub unshared_files: IntGauge,
     shared_files: IntGauge,
     shared_bytes: IntGauge,
@@ -146,6 +150,28 @@ impl Metrics {
             "Sources dropped from a download for sending a bad piece, by peer id.",
             &["peer"],
         );
+        let piece_seconds = register(
+            &reg,
+            prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "p2p_peer_piece_seconds",
+                    "Time from a piece's first block asked to the piece verified.",
+                )
+                .buckets(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0,
+                ]),
+            )
+            .expect("static metric definition"),
+        );
+        let piece_bytes_served = counter_vec(
+            &reg,
+            "p2p_peer_piece_bytes_served_total",
+            "Bytes of pieces this peer answered to swarm downloads, by what it holds of the file (complete: a seed; partial: a downloader passing verified pieces on).",
+            &["holding"],
+        );
+        for h in ["complete", "partial"] {
+            piece_bytes_served.with_label_values(&[h]);
+        }
         let rate_limited_bytes = counter_vec(
             &reg,
             "p2p_peer_rate_limited_bytes_total",
@@ -159,6 +185,8 @@ impl Metrics {
             pieces,
             download_sources,
             bad_sources,
+            piece_seconds,
+            piece_bytes_served,
             http_requests: counter_vec(
                 &reg,
                 "p2p_peer_http_requests_total",

@@ -200,6 +200,14 @@ pub(super) async fn get_piece(
         .await
         .map_err(ApiError::internal)?;
     let len = within.end - within.start;
+    let holding = match &held {
+        Held::Complete(..) => "complete",
+        Held::Partial(_) => "partial",
+    };
+    st.metrics
+        .piece_bytes_served
+        .with_label_values(&[holding])
+        .inc_by(len);
     let body = send_body(&st, slot, file, len);
     let mut resp = Response::builder()
         .status(status)

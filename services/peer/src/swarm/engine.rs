@@ -386,6 +386,11 @@ impl<'a> Engine<'a> {
                 let (what, why) = match check {
                     Check::Done(true, digests) => {
                         self.count_piece("ok");
+                        if let (Some(m), Some(at)) = (&self.swarm.metrics, self.plan.opened(piece))
+                        {
+                            m.piece_seconds
+                                .observe(now.saturating_duration_since(at).as_secs_f64());
+                        }
                         if let Some(r) = self.manifest.range(piece) {
                             self.verified_bytes += r.end - r.start;
                             self.report_progress(self.gauge.n as usize);

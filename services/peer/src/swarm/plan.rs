@@ -350,7 +350,7 @@ impl<H> Plan<H> {
                     };
                     if let Some(p) = picker::pick(&view, src, offer, self.tuning.seed) {
                         let p = p.piece();
-                        self.open.insert(p, Open::new(self.geometry.blocks(p)));
+                        self.open.insert(p, Open::new(self.geometry.blocks(p), now));
                         wanted.set(p);
                         pick = Some((p, 0));
                     }
@@ -364,7 +364,7 @@ impl<H> Plan<H> {
                 }
                 // A deferred piece, last of all, with `insist`.
                 if pick.is_none() && running == 0 {
-                    pick = self.insist_on_deferred(src, verified);
+                    pick = self.insist_on_deferred(src, verified, now);
                     if let Some((p, _)) = pick {
                         wanted.set(p);
                     }
@@ -510,6 +510,11 @@ impl<H> Plan<H> {
                 next
             }
         }
+    }
+
+    /// When the first block of a piece being put together was asked for.
+    pub(super) fn opened(&self, piece: PieceIndex) -> Option<Instant> {
+        self.open.get(&piece).map(|o| o.opened)
     }
 
     /// Whether a piece's check should also hand back the digests of its blocks: a copy of it

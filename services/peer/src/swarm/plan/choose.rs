@@ -93,6 +93,7 @@ impl<H> Plan<H> {
         &mut self,
         src: SourceId,
         verified: &Bitfield,
+        now: Instant,
     ) -> Option<(PieceIndex, u32)> {
         let deferred: Vec<PieceIndex> = self.source(src).deferred.iter().copied().collect();
         for p in deferred.into_iter().filter(|&p| !verified.get(p)) {
@@ -108,7 +109,7 @@ impl<H> Plan<H> {
                 }
                 None if self.open.len() >= MAX_OPEN => continue,
                 None => {
-                    self.open.insert(p, Open::new(self.geometry.blocks(p)));
+                    self.open.insert(p, Open::new(self.geometry.blocks(p), now));
                     0
                 }
             };

@@ -2,6 +2,7 @@
 //! together from blocks that may come from several sources.
 
 use std::ops::Range;
+use std::time::Instant;
 
 use super::super::picker::SourceId;
 use crate::share::{Digest, PieceIndex};
@@ -78,11 +79,14 @@ pub(crate) struct Open {
     /// now (`Some` once that source is chosen), and `suspect` names who lied once it verifies.
     pub solo: Option<Option<SourceId>>,
     pub suspect: Option<Suspect>,
+    /// When its first block was asked for.
+    pub opened: Instant,
 }
 
 impl Open {
-    pub(crate) fn new(blocks: u32) -> Self {
+    pub(crate) fn new(blocks: u32, now: Instant) -> Self {
         Open {
+            opened: now,
             got: vec![None; blocks as usize],
             checking: false,
             solo: None,
