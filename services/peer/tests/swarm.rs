@@ -413,6 +413,67 @@ async fn a_silent_holder_fails_the_download_after_io_timeout() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// Issue 19 (6): holders that accept the connection and never answer cost seconds, not an
+/// `io_timeout` each. 24 of them and one honest holder: before, each silent holder asked for the
+/// manifest first held the download for a whole `io_timeout` (24 of them: minutes); now the
+/// manifest is asked of several holders at once, more joining every second, and a source that
+/// sends no byte for 2 s is set aside with its blocks asked elsewhere, so the whole download
+/// ends well within one `io_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_silent_holders_cost_seconds_not_a_timeout_each() {
+    let root = tempfile::tempdir().unwrap();
+    let content = bytes(16 * MIB, 19);
+    let pr = root_of(&content);
+    let tracker = start_tracker().await;
+    let honest = holder(
+        tracker.local_addr,
+        "honest",
+        root.path(),
+        "f.bin",
+        &content,
+        |_| {},
+    )
+    .await;
+    // Each accepts connections and keeps them open without a byte.
+    let mut quiet = Vec::new();
+    let mut holders = Vec::new();
+    for i in 0..24 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        holders.push(info(&format!("silent-{i}"), l.local_addr().unwrap(), &pr));
+        quiet.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = l.accept().await {
+                held.push(sock);
+            }
+        }));
+    }
+    holders.push(info("honest", honest.local_addr, &pr));
+    let t = target("f.bin", &content, holders);
+    let dir = root.path().join("out");
+    let io_timeout = Duration::from_secs(30);
+    let started = Instant::now();
+    let got = tokio::time::timeout(
+        io_timeout * 3,
+        swarm(io_timeout, None).fetch(&t, &dir, &Seen::default()),
+    )
+    .await
+    .expect("silent holders stalled the download")
+    .expect("the honest holder serves the file");
+    let took = started.elapsed();
+    assert_eq!(
+        sha256_hex(&std::fs::read(&got).unwrap()),
+        sha256_hex(&content)
+    );
+    assert!(
+        took < io_timeout,
+        "24 silent holders held the download for {took:?}, more than one io_timeout ({io_timeout:?})"
+    );
+    eprintln!("16 MiB from 1 honest holder among 24 silent ones: {took:?}");
+    for q in quiet {
+        q.abort();
+    }
+}
+
 fn bitfield_count(dir: &Path, sha: &str, pieces: u32) -> u32 {
     let d: Digest = sha.parse().unwrap();
     p2p_peer::share::bitfield::load(&dir.join(format!("{sha}.bitfield")), &d, pieces)

@@ -242,7 +242,8 @@ impl<'a> Engine<'a> {
     /// there is nobody left to ask.
     fn schedule(&mut self) -> crate::error::Result<()> {
         let verified = self.file.bitfield();
-        let active = self.plan.active(&verified);
+        let now = Instant::now();
+        let active = self.plan.active(&verified, now);
         if active.len() as i64 != self.gauge.n {
             self.gauge.set(active.len() as i64);
             self.report_progress(active.len());

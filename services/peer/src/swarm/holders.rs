@@ -54,9 +54,15 @@ pub(super) async fn start(swarm: &Swarm, target: &Target) -> Result<Start> {
     })
 }
 
+/// Holders asked for the manifest at once; every [`MANIFEST_WAVE`] without an answer, as many
+/// more: a holder that accepts the connection and keeps quiet costs a second, not a timeout.
+const MANIFEST_AT_ONCE: usize = 4;
+const MANIFEST_WAVE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The manifest from the first holder that gives one matching the file and the root, and who
-/// gave it (named in the error should the whole file not match). Holders that fail are
-/// recorded in `failures` and `failed`.
+/// gave it (named in the error should the whole file not match). Holders are asked a few at a
+/// time, more joining while none has answered. Holders that fail are recorded in `failures`
+/// and `failed`; those still quiet when one answers are left alone.
 pub(super) async fn manifest(
     swarm: &Swarm,
     target: &Target,
@@ -65,28 +71,49 @@ pub(super) async fn manifest(
     failed: &mut HashSet<String>,
     report: &dyn Report,
 ) -> Result<(Manifest, String)> {
+    use futures::StreamExt;
     if target.size == 0 {
         return Ok((Manifest::new(0, Vec::new())?, String::from("(empty file)")));
     }
-    for p in &start.holders {
-        let got = source::manifest(
-            &swarm.net,
-            &p.address,
-            &target.sha256,
-            target.size,
-            start.root.as_ref(),
-            swarm.io_timeout,
-        )
-        .await;
-        match got {
-            Ok(m) => return Ok((m, format!("{} ({})", p.peer_id, p.address))),
-            Err(f) => {
-                failures.note(swarm, p, &f, report);
-                failed.insert(p.address.clone());
-            }
+    let ask = |p: &Holder| {
+        let p = p.clone();
+        async move {
+            let got = source::manifest(
+                &swarm.net,
+                &p.address,
+                &target.sha256,
+                target.size,
+                start.root.as_ref(),
+                swarm.io_timeout,
+            )
+            .await;
+            (p, got)
+        }
+    };
+    let mut waiting = start.holders.iter();
+    let mut asking = futures::stream::FuturesUnordered::new();
+    let mut at_once = MANIFEST_AT_ONCE;
+    let mut wave = tokio::time::interval(MANIFEST_WAVE);
+    wave.tick().await;
+    loop {
+        while asking.len() < at_once {
+            let Some(p) = waiting.next() else { break };
+            asking.push(ask(p));
+        }
+        if asking.is_empty() {
+            return Err(failures.error(&target.name));
+        }
+        tokio::select! {
+            Some((p, got)) = asking.next() => match got {
+                Ok(m) => return Ok((m, format!("{} ({})", p.peer_id, p.address))),
+                Err(f) => {
+                    failures.note(swarm, &p, &f, report);
+                    failed.insert(p.address.clone());
+                }
+            },
+            _ = wave.tick() => at_once += MANIFEST_AT_ONCE,
         }
     }
-    Err(failures.error(&target.name))
 }
 
 /// The root the download follows: the one most holders announced (the tracker's own choice

@@ -43,6 +43,9 @@ const PIPELINE: Duration = Duration::from_millis(500);
 const RELIEVED_DEPTH: usize = 2;
 /// Pieces being put together at once: each holds a piece-sized buffer until it is checked.
 const MAX_OPEN: usize = 8;
+/// A source that sends no byte this long after being asked is set aside for others, and its
+/// blocks are asked elsewhere: silent holders cost seconds, not a timeout each.
+const FIRST_BYTE: Duration = Duration::from_secs(2);
 /// A source's rate is measured over windows at least this long.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
 /// Partial holders' bitfields are refreshed this often: they grow while we download, and a
@@ -230,17 +233,34 @@ impl<H> Plan<H> {
         self.requests.is_empty() && !self.is_checking()
     }
 
-    /// Sources in use, at most `max_sources`: those fetching now, then those holding a piece
-    /// still missing, then those whose pieces are not known yet; holders with nothing useful
-    /// wait (their bitfields are still refreshed, so they come in when they have something).
-    pub(super) fn active(&self, verified: &Bitfield) -> Vec<SourceId> {
+    /// Sources in use, at most `max_sources`: those that delivered blocks before untried ones,
+    /// each fetching now before idle with a piece still missing, then those whose pieces are not
+    /// known yet; holders with nothing useful
+    /// wait (their bitfields are still refreshed, so they come in when they have something),
+    /// and silent ones ([`Plan::is_silent`]) come last.
+    /// A source that has sent nothing since its oldest running request, for [`FIRST_BYTE`] or
+    /// more: it accepted the connection and keeps quiet (or is stuck), so it does not take a
+    /// place among the sources in use and its blocks are asked elsewhere.
+    pub(super) fn is_silent(&self, id: SourceId, now: Instant) -> bool {
+        let mine = || self.requests.iter().filter(move |r| r.source == id);
+        mine().next().is_some()
+            && mine().all(|r| r.meter.bytes() == 0)
+            && mine().any(|r| now.saturating_duration_since(r.started) >= FIRST_BYTE)
+    }
+
+    pub(super) fn active(&self, verified: &Bitfield, now: Instant) -> Vec<SourceId> {
         let rank = |id: SourceId| {
             let s = self.source(id);
+            let useful = |h: &Bitfield| h.ones().any(|i| !verified.get(i));
+            let proven = s.delivered > 0;
             match &s.has {
-                _ if self.fetching(id) > 0 => 0,
-                Some(h) if h.ones().any(|i| !verified.get(i)) => 1,
-                None => 2,
-                Some(_) => 3,
+                _ if self.is_silent(id, now) => 6,
+                _ if self.fetching(id) > 0 && proven => 0,
+                Some(h) if useful(h) && proven => 1,
+                _ if self.fetching(id) > 0 => 2,
+                Some(h) if useful(h) => 3,
+                None => 4,
+                Some(_) => 5,
             }
         };
         let mut live: Vec<SourceId> = self.ids().filter(|&i| !self.source(i).dropped).collect();
@@ -340,7 +360,11 @@ impl<H> Plan<H> {
                 let Some(offer) = offers.get(&src) else {
                     continue;
                 };
-                let mut pick = self.next_block(src, offer);
+                // Pieces already started first, then blocks stuck at a silent or far slower
+                // source, then a new piece, then (endgame) copies of blocks asked elsewhere.
+                let mut pick = self
+                    .next_block(src, offer)
+                    .or_else(|| self.duplicate(src, offer, false, running == 0, now));
                 if pick.is_none() && self.open.len() < MAX_OPEN {
                     let view = View {
                         verified: &wanted,
@@ -355,12 +379,13 @@ impl<H> Plan<H> {
                         pick = Some((p, 0));
                     }
                 }
-                if pick.is_none() {
-                    // Endgame: every missing piece some holder has is being put together.
-                    let endgame = wanted
+                // Endgame: every missing piece some holder has is being put together.
+                if pick.is_none()
+                    && wanted
                         .zeros()
-                        .all(|p| avail.get(p.as_usize()).is_none_or(|&n| n == 0));
-                    pick = self.duplicate(src, offer, endgame, now);
+                        .all(|p| avail.get(p.as_usize()).is_none_or(|&n| n == 0))
+                {
+                    pick = self.duplicate(src, offer, true, running == 0, now);
                 }
                 // A deferred piece, last of all, with `insist`.
                 if pick.is_none() && running == 0 {
@@ -570,8 +595,18 @@ impl<H> Plan<H> {
     }
 
     /// Drops a source found to have sent a block that did not match ([`Next::Blame`]).
+    /// Named bad once, even when it was dropped before for another failure (a liar's
+    /// connection may break before its bad block is found out).
     pub(super) fn blame(&mut self, src: SourceId) -> Next<H> {
-        self.drop_source(src)
+        let s = self.source_mut(src);
+        if s.blamed {
+            return Next::Continue;
+        }
+        s.blamed = true;
+        match self.drop_source(src) {
+            Next::Continue => Next::Dropped(Vec::new()),
+            next => next,
+        }
     }
 
     /// A bitfield request ended: `Some` with what the source has, `None` when it failed.

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{ENDGAME_COPIES, MAX_OPEN, Open, Plan, SourceId};
+use super::{ENDGAME_COPIES, FIRST_BYTE, MAX_OPEN, Open, Plan, SourceId};
 use crate::share::PieceIndex;
 use crate::share::bitfield::Bitfield;
 
@@ -51,15 +51,22 @@ impl<H> Plan<H> {
 
     /// A block already asked of another source, fetched at `src` too (whichever copy comes
     /// first is kept): in endgame (every missing piece is being put together), or to rescue a
-    /// block stuck at a source far slower than `src` for longer than `io_timeout`.
+    /// block that got no byte for `FIRST_BYTE`, or, when `src` is `idle`, one stuck at a source
+    /// far slower than `src` for longer than `io_timeout`.
     pub(super) fn duplicate(
         &self,
         src: SourceId,
         offer: &Bitfield,
         endgame: bool,
+        idle: bool,
         now: Instant,
     ) -> Option<(PieceIndex, u32)> {
         let mine = self.source(src).rate;
+        // Rescues go to holders that have sent blocks: an untried one may be silent too, and
+        // each wave of silent holders would take the same stuck blocks over again.
+        if !endgame && self.source(src).delivered == 0 {
+            return None;
+        }
         self.requests
             .iter()
             .filter(|r| {
@@ -69,7 +76,7 @@ impl<H> Plan<H> {
                         .open
                         .get(&r.piece)
                         .is_some_and(|o| o.solo.is_none() && !o.checking)
-                    && self.copies(r.piece, r.block) < ENDGAME_COPIES
+                    && self.live_copies(r.piece, r.block, now) < ENDGAME_COPIES
                     && !self
                         .requests
                         .iter()
@@ -80,8 +87,11 @@ impl<H> Plan<H> {
                     return true;
                 }
                 let age = now.saturating_duration_since(r.started);
+                if r.meter.bytes() == 0 && age >= FIRST_BYTE {
+                    return true;
+                }
                 let rate = r.meter.bytes() as f64 / age.as_secs_f64().max(1e-3);
-                age >= self.tuning.io_timeout && mine.is_none_or(|m| rate * 4.0 < m)
+                idle && age >= self.tuning.io_timeout && mine.is_none_or(|m| rate * 4.0 < m)
             })
             .min_by_key(|r| r.started)
             .map(|r| (r.piece, r.block))
@@ -102,7 +112,11 @@ impl<H> Plan<H> {
                 Some(o) => {
                     let free = (0..o.got.len() as u32)
                         .find(|&b| o.got[b as usize].is_none() && self.copies(p, b) == 0);
-                    match free {
+                    // Or a block of it stuck at a silent or far slower source.
+                    let mut only = Bitfield::new(self.pieces);
+                    only.set(p);
+                    match free.or_else(|| self.duplicate(src, &only, false, true, now).map(|x| x.1))
+                    {
                         Some(b) => b,
                         None => continue,
                     }
@@ -119,5 +133,17 @@ impl<H> Plan<H> {
             return Some((p, block));
         }
         None
+    }
+
+    /// Copies of a block on the way that are not stuck at a silent source (one that sent no
+    /// byte of it for `FIRST_BYTE`): those do not count against more copies.
+    fn live_copies(&self, piece: PieceIndex, block: u32, now: Instant) -> usize {
+        self.requests
+            .iter()
+            .filter(|r| r.piece == piece && r.block == block)
+            .filter(|r| {
+                r.meter.bytes() > 0 || now.saturating_duration_since(r.started) < FIRST_BYTE
+            })
+            .count()
     }
 }

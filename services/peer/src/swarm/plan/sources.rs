@@ -39,7 +39,11 @@ pub(crate) struct Source {
     pub(super) rate: Option<f64>,
     /// The window being measured: since when, and bytes in it.
     pub(super) window: Option<(Instant, u64)>,
+    /// Bytes of blocks it delivered so far.
+    pub(super) delivered: u64,
     pub dropped: bool,
+    /// Found to have sent bad data (named once).
+    pub(super) blamed: bool,
     /// It has been asked for a block.
     pub(super) started: bool,
     /// Pieces it asked to be asked for later (it sent them more often than others).
@@ -58,7 +62,9 @@ impl Source {
             bitfield_pending: false,
             rate: None,
             window: None,
+            delivered: 0,
             dropped: false,
+            blamed: false,
             started: false,
             deferred: BTreeSet::new(),
             insisted: BTreeSet::new(),
@@ -67,6 +73,7 @@ impl Source {
 
     /// `bytes` arrived at `now`: the rate is updated once the window is long enough.
     pub(super) fn record(&mut self, bytes: u64, now: Instant) {
+        self.delivered += bytes;
         let (since, got) = self.window.get_or_insert((now, 0));
         *got += bytes;
         let span = now.saturating_duration_since(*since);

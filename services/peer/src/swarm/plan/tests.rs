@@ -73,7 +73,7 @@ impl Sim {
 
     /// One round of asks, as the engine makes it.
     fn assign(&mut self) -> Vec<Ask> {
-        let active = self.plan.active(&self.verified);
+        let active = self.plan.active(&self.verified, self.now);
         let mut asks = Vec::new();
         let meters = &mut self.meters;
         self.plan
@@ -166,7 +166,12 @@ fn max_sources_bounds_the_sources_in_use_and_keeps_the_busy_ones() {
     let used: BTreeSet<u32> = asks.iter().map(|a| a.source.0).collect();
     assert_eq!(used.len(), 2, "{asks:?}");
     // The busy sources stay the active ones.
-    let active: BTreeSet<u32> = s.plan.active(&s.verified).iter().map(|i| i.0).collect();
+    let active: BTreeSet<u32> = s
+        .plan
+        .active(&s.verified, s.now)
+        .iter()
+        .map(|i| i.0)
+        .collect();
     assert_eq!(active, used);
 }
 
@@ -354,7 +359,7 @@ fn a_bad_piece_from_one_source_blames_it_and_the_rest_comes_from_the_others() {
     );
     assert_eq!(s.plan.blame(SourceId(0)), Next::Dropped(other_of_bad));
     assert!(s.plan.source(SourceId(0)).dropped);
-    assert_eq!(s.plan.active(&s.verified), vec![SourceId(1)]);
+    assert_eq!(s.plan.active(&s.verified, s.now), vec![SourceId(1)]);
     // Source 1's first requests still run; everything else now comes from it alone.
     let mut open: Vec<Ask> = asks.into_iter().filter(|a| a.source.0 == 1).collect();
     for _ in 0..20 {
@@ -531,9 +536,49 @@ fn a_refresh_adds_only_holders_not_seen_and_never_excluded_ones() {
 #[test]
 fn a_request_that_could_not_start_is_not_on_the_way() {
     let mut s = Sim::new(3, &[false]);
-    let active = s.plan.active(&s.verified);
+    let active = s.plan.active(&s.verified, s.now);
     s.plan
         .assign(&active, &s.verified, s.now, |_, _, _| None::<Handle>);
     assert!(s.plan.is_idle());
     assert_eq!(s.assign().len(), 2, "asked again next round");
+}
+
+#[test]
+fn a_silent_source_is_set_aside_and_its_blocks_are_asked_elsewhere() {
+    let mut s = Sim::with(8, &[false, false, false], 2);
+    let asks = s.assign();
+    let busy: BTreeSet<u32> = asks.iter().map(|a| a.source.0).collect();
+    assert_eq!(busy.len(), 2, "{asks:?}");
+    let quiet = asks[0].source;
+    // The third holder has sent blocks before (rescues go to proven holders); the other busy
+    // source sends something now, the quiet one nothing.
+    s.plan.source_mut(SourceId(2)).delivered = 1;
+    for a in asks.iter().filter(|a| a.source != quiet) {
+        s.meter(*a).add(1);
+    }
+    s.now += FIRST_BYTE / 2;
+    assert!(!s.plan.is_silent(quiet, s.now), "too early");
+    s.now += FIRST_BYTE;
+    assert!(s.plan.is_silent(quiet, s.now));
+    let active = s.plan.active(&s.verified, s.now);
+    assert!(!active.contains(&quiet), "{active:?}");
+    assert!(
+        active.contains(&SourceId(2)),
+        "the third holder takes its place"
+    );
+    let next = s.assign();
+    let quiet_blocks: BTreeSet<(PieceIndex, u32)> = asks
+        .iter()
+        .filter(|a| a.source == quiet)
+        .map(|a| (a.piece, a.block))
+        .collect();
+    let rescued = next
+        .iter()
+        .filter(|a| quiet_blocks.contains(&(a.piece, a.block)))
+        .count();
+    assert!(
+        rescued > 0,
+        "the silent source's blocks are asked elsewhere: {next:?}"
+    );
+    assert!(next.iter().all(|a| a.source != quiet));
 }
