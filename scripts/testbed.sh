@@ -147,10 +147,15 @@ tb_peer() {
   TB_PIDS+=("$TB_PEER_PID")
 }
 
-# tb_ready ID: waits for the peer's /healthz (200 once indexed, registered, tracker answering).
+# tb_ready ID PID: waits for the peer's /healthz (200 once indexed, registered, tracker
+# answering), up to 60 s; fails at once when the process has exited.
 tb_ready() {
-  tb_until 60 ip netns exec "${TB_PREFIX}$1" curl -fs "http://127.0.0.1:$TB_PORT/healthz" \
-    || { cat "$TB_WORK/$1.log" >&2; tb_die "peer $1 not healthy"; }
+  local end=$((SECONDS + 60))
+  until ip netns exec "${TB_PREFIX}$1" curl -fs "http://127.0.0.1:$TB_PORT/healthz" >/dev/null 2>&1; do
+    kill -0 "$2" 2>/dev/null || { cat "$TB_WORK/$1.log" >&2; tb_die "peer $1 exited before it was healthy"; }
+    [ "$SECONDS" -lt "$end" ] || { cat "$TB_WORK/$1.log" >&2; tb_die "peer $1 not healthy after 60 s"; }
+    sleep 0.1
+  done
 }
 
 # tb_holders NAME COUNT: waits until the tracker lists COUNT complete holders of NAME.
@@ -216,8 +221,8 @@ tb_distribution() {
     tb_peer "p$i" "$(tb_peer_addr "$i")" "$kib"
     pids+=("$TB_PEER_PID"); kibs+=("$kib"); sum_kib=$((sum_kib + kib))
   done
-  tb_ready seed
-  for i in $(seq "$n"); do tb_ready "p$i"; done
+  tb_ready seed "$seed_pid"
+  for i in $(seq "$n"); do tb_ready "p$i" "${pids[$((i - 1))]}"; done
   tb_until 60 tb_holders_at_least big.bin 1 || tb_die "the tracker never listed the seed"
   # The bound (Kumar & Ross) with the uploads the hosts have: max(F/U_seed, N*F/(U_seed+sum U_i)).
   TB_BOUND=$(tb_calc "a = $f_mib * 1024 / $seed_kib; b = $n * $f_mib * 1024 / ($seed_kib + $sum_kib); if (a > b) a else b")
