@@ -10,21 +10,42 @@
 #                  Goal: get >= 0.9x the slower of the two.
 #   peak RSS       VmHWM of every peer process and the CLI's max RSS. Goal < 64 MiB each.
 #
-#   scripts/bench-swarm.sh [--quick]
+#   CPU            user + system seconds of the seed and every peer per GiB delivered.
+#
+#   scripts/bench-swarm.sh [--quick] [--netns]
 #     --quick: N=4, 64 MiB files, a 256 MiB fast-source file (a smoke run, minutes not hours).
-# Env: U (default 8MiB), NS (distribution sizes, default "8 16"), F_MIB (default 256),
-#      FAST_MIB (default 1024), CARGO_TARGET_DIR (where the release binaries are built).
+#     --netns: the distribution on the testbed (scripts/testbed.sh, root): every host in a
+#              network namespace of its own, its upload shaped to U by the kernel (tbf, MTU
+#              1500), no in-process limit; for each N and then two scenarios at N = SCEN_N:
+#              mixed  half the peers at U and half at U/4, bound
+#                     max(F/U_seed, N*F/(U_seed + sum U_i));
+#              churn  every fourth peer stopped with SIGTERM at half the bound; the others must
+#                     finish, their last time against 1.5x the bound (goal <= 1).
+#              The many-sources and fast-source rows are loopback measurements, not run here.
+# Env: U (default 8MiB), NS (distribution sizes, default "8 16 32"), F_MIB (default 256),
+#      FAST_MIB (default 1024), SCEN_N (--netns scenarios, default 16; --quick 4),
+#      CARGO_TARGET_DIR (where the release binaries are built); testbed.sh's knobs (DELAY,
+#      LOSS, BURST_KIB, LATENCY) with --netns.
 # nginx is installed with apt-get when missing and possible; otherwise that column is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/testbed.sh
+. scripts/testbed.sh
 
 quick=0
-[ "${1:-}" = "--quick" ] && quick=1
+netns=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    --netns) netns=1 ;;
+    *) echo "usage: scripts/bench-swarm.sh [--quick] [--netns]" >&2; exit 2 ;;
+  esac
+done
 U=${U:-8MiB}
 if [ "$quick" = 1 ]; then
-  NS=${NS:-4}; F_MIB=${F_MIB:-64}; FAST_MIB=${FAST_MIB:-256}
+  NS=${NS:-4}; F_MIB=${F_MIB:-64}; FAST_MIB=${FAST_MIB:-256}; SCEN_N=${SCEN_N:-4}
 else
-  NS=${NS:-"8 16"}; F_MIB=${F_MIB:-256}; FAST_MIB=${FAST_MIB:-1024}
+  NS=${NS:-"8 16 32"}; F_MIB=${F_MIB:-256}; FAST_MIB=${FAST_MIB:-1024}; SCEN_N=${SCEN_N:-16}
 fi
 case "$U" in
   *MiB) u_mib=${U%MiB} ;;
@@ -40,19 +61,23 @@ bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-swarm.XXXXXX")
 pids=()
 cleanup() {
+  tb_teardown
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 report=$work/report.txt
 : > "$report"
 row() { printf '%s\n' "$*" | tee -a "$report" >&2; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-calc() { echo "$1" | bc -l; }
-fmt() { printf "%.${2:-2}f" "$1"; }
+# Shared with the testbed (scripts/testbed.sh).
+now() { tb_now; }
+calc() { tb_calc "$1"; }
+fmt() { tb_fmt "$@"; }
 mib_of_kib() { fmt "$(calc "$1 / 1024")" 1; }
 
 tport=""
@@ -98,7 +123,7 @@ wait_holders() {
   echo "$1 never had $2 holders" >&2; exit 1
 }
 
-hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm_kib() { tb_hwm_kib "$1"; }
 max_rss=0
 max_rss_what=""
 note_rss() { # KIB WHAT
@@ -131,14 +156,10 @@ distribution() {
   local t0; t0=$(now)
   local gets=()
   for i in $(seq "$n"); do
-    (
-      /usr/bin/time -f '%M' -o "$run/get-$i.rss" \
-        "$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" get big.bin \
-        --via "127.0.0.1:${ports[$((i - 1))]}" >"$run/get-$i.out" 2>"$run/get-$i.err"
-      echo $? > "$run/get-$i.rc"
-      now > "$run/get-$i.end"
-    ) &
-    gets+=($!)
+    tb_timed "$run/get-$i" /usr/bin/time -f '%M' -o "$run/get-$i.rss" \
+      "$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" get big.bin \
+      --via "127.0.0.1:${ports[$((i - 1))]}"
+    gets+=("$TB_TIMED_PID")
   done
   for g in "${gets[@]}"; do wait "$g" || true; done
   local last=0 times=""
@@ -158,12 +179,14 @@ distribution() {
   served=$(curl -fs "http://127.0.0.1:$seed_port/metrics" \
     | awk '$1 == "p2p_peer_served_bytes_total" {print $2}')
   note_rss "$(hwm_kib "$seed_pid")" "seed (N=$n)"
-  local worst_peer=0
+  local worst_peer=0 cpu
+  cpu=$(tb_cpu_s "$seed_pid")
   for p in "${ppids[@]}"; do
     k=$(hwm_kib "$p"); note_rss "$k" "peer (N=$n)"
     [ "$k" -gt "$worst_peer" ] && worst_peer=$k
+    cpu=$(calc "$cpu + $(tb_cpu_s "$p")")
   done
-  row "distribution N=$n F=${F_MIB}MiB U=$U: last $(fmt "$last" 1) s, bound $(fmt "$bound" 1) s, ratio $(fmt "$(calc "$last / $bound")") (goal <= 1.3); seed served $(fmt "$(calc "${served:-0} / ($f * 1048576)")" 1)x F; per peer (s):$times; peak RSS seed $(mib_of_kib "$(hwm_kib "$seed_pid")") MiB, worst peer $(mib_of_kib "$worst_peer") MiB"
+  row "distribution N=$n F=${F_MIB}MiB U=$U: last $(fmt "$last" 1) s, bound $(fmt "$bound" 1) s, ratio $(fmt "$(calc "$last / $bound")") (goal <= 1.3); seed served $(fmt "$(calc "${served:-0} / ($f * 1048576)")" 1)x F; per peer (s):$times; peak RSS seed $(mib_of_kib "$(hwm_kib "$seed_pid")") MiB, worst peer $(mib_of_kib "$worst_peer") MiB; CPU $(fmt "$(calc "$cpu * 1024 / ($n * $f)")" 1) s per GiB delivered"
   stop_all
   rm -rf "$run"
 }
@@ -271,9 +294,41 @@ EOF
   rm -rf "$run"
 }
 
-for n in $NS; do distribution "$n"; done
-many_sources
-fast_source
+# ---- the testbed (--netns) ------------------------------------------------------------------
+# netns_case N MODE: one tb_distribution on fresh namespaces, its row.
+netns_case() {
+  local n=$1 mode=$2 rc=0
+  tb_init
+  tb_distribution "$n" "$F_MIB" "$u_mib" "$mode" > "$work/netns-peers.txt" || rc=$?
+  local times
+  times=$(awk '{t = $7; if ($NF == "stopped") t = t "(stopped)"; printf " %s", t}' "$work/netns-peers.txt")
+  [ "$rc" = 0 ] || { cat "$work/netns-peers.txt" >&2; echo "netns N=$n $mode: a peer failed" >&2; exit 1; }
+  note_rss "$TB_RSS_SEED" "seed (netns N=$n $mode)"
+  note_rss "$TB_RSS_PEER" "peer (netns N=$n $mode)"
+  local what goal
+  case "$mode" in
+    uniform) what="netns distribution N=$n F=${F_MIB}MiB U=$U (tbf, MTU 1500)"
+             goal="ratio $(fmt "$TB_RATIO") (goal <= 1.3)" ;;
+    mixed) what="netns mixed N=$n: half the peers at U=$U, half at U/4, bound with the sum of uploads"
+           goal="ratio $(fmt "$TB_RATIO") (goal <= 1.3)" ;;
+    churn) what="netns churn N=$n: $((n - TB_FINISHERS)) peers stopped with SIGTERM at half the bound"
+           goal="last of the $TB_FINISHERS others / (1.5 x bound) = $(fmt "$(calc "$TB_RATIO / 1.5")") (goal <= 1)" ;;
+  esac
+  row "$what: last $(fmt "$TB_LAST" 1) s, bound $(fmt "$TB_BOUND" 1) s, $goal; seed served $(fmt "$(calc "$TB_SERVED / $TB_F_BYTES")" 2)x F (goal <= 1.5); per peer (s):$times; peak RSS seed $(mib_of_kib "$TB_RSS_SEED") MiB, worst peer $(mib_of_kib "$TB_RSS_PEER") MiB (goal < 64); CPU $(fmt "$(calc "$TB_CPU_S * 1073741824 / $TB_DELIVERED")" 1) s per GiB delivered"
+  tb_teardown
+}
+
+if [ "$netns" = 1 ]; then
+  tb_probe || { echo "--netns: cannot make network namespaces here: $TB_WHY" >&2; exit 2; }
+  export BIN=$bin
+  for n in $NS; do netns_case "$n" uniform; done
+  netns_case "$SCEN_N" mixed
+  netns_case "$SCEN_N" churn
+else
+  for n in $NS; do distribution "$n"; done
+  many_sources
+  fast_source
+fi
 row "peak RSS of any process: $(mib_of_kib "$max_rss") MiB ($max_rss_what) (goal < 64 MiB)"
 echo
 echo "== bench-swarm report ($(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)) =="
