@@ -111,7 +111,11 @@ async fn the_page_its_json_and_the_cross_site_rule() {
         );
         assert!(r.headers().contains_key(header::CONTENT_SECURITY_POLICY));
     }
-    for bad in ["/ui/index.html", "/ui/..%2f..%2fCargo.toml", "/ui/app.js.map"] {
+    for bad in [
+        "/ui/index.html",
+        "/ui/..%2f..%2fCargo.toml",
+        "/ui/app.js.map",
+    ] {
         let s = c.get(format!("{aurl}{bad}")).send().await.unwrap().status();
         assert_eq!(s, 404, "{bad}");
     }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use p2p_common::auth::Tokens;
 
 use super::error::ApiError;
-use super::web::Sessions;
+use super::web::session::Sessions;
 
 /// What a route lets its caller do, and so who may call it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

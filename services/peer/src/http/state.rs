@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::seeding::Seeding;
-use super::web::Web;
+use super::web::context::Web;
 use crate::daemon::Daemon;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;

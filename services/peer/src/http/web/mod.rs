@@ -4,74 +4,31 @@
 //! (`session`), and what is moving now (`live`).
 
 mod api;
+pub(super) mod context;
 mod live;
-mod session;
-
-use std::net::IpAddr;
-use std::sync::Arc;
+mod login;
+pub(super) mod session;
 
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use governor::DefaultKeyedRateLimiter;
 
-pub(crate) use live::LiveDownloads;
-pub(crate) use session::Sessions;
+pub(crate) use context::Web;
 
 use super::state::AppState;
-use crate::config::PeerConfig;
-use crate::transfer::TransferSection;
 use crate::wire::route;
 
 /// Nothing from anywhere but this peer; no inline script or style; no framing.
 pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
-
-/// What the page needs that the rest of the API does not: who this peer is, its sessions and
-/// its downloads in progress.
-pub(crate) struct Web {
-    pub peer_id: String,
-    pub advertised: String,
-    pub tracker_endpoint: String,
-    pub transfer: TransferSection,
-    pub max_concurrent_transfers: usize,
-    /// The peer serves TLS: session cookies are `Secure`.
-    pub tls: bool,
-    pub sessions: Arc<Sessions>,
-    pub live: LiveDownloads,
-    /// Token guesses per client address.
-    pub logins: Arc<DefaultKeyedRateLimiter<IpAddr>>,
-    served: live::Rate,
-    received: live::Rate,
-}
-
-impl Web {
-    pub(crate) fn new(cfg: &PeerConfig, advertised: &str) -> Self {
-        Self {
-            peer_id: cfg.peer.id.clone(),
-            advertised: advertised.to_owned(),
-            tracker_endpoint: cfg.tracker.endpoint.clone(),
-            transfer: cfg.transfer.clone(),
-            max_concurrent_transfers: cfg.peer.max_concurrent_transfers,
-            tls: cfg.tls.serves(),
-            sessions: Arc::default(),
-            live: LiveDownloads::default(),
-            logins: super::state::upload_limiter(LOGINS_PER_MINUTE),
-            served: live::Rate::default(),
-            received: live::Rate::default(),
-        }
-    }
-}
-
-const LOGINS_PER_MINUTE: u32 = 10;
 
 /// The page and its assets: open to anyone (the page asks for the token itself).
 pub(crate) fn open_routes() -> Router<AppState> {
     Router::new()
         .route(route::PAGE, get(page))
         .route(route::ASSET, get(asset))
-        .route(route::SESSION, post(session::login).delete(session::logout))
+        .route(route::SESSION, post(login::login).delete(login::logout))
 }
 
 /// The page's JSON: behind the share's access rule.
