@@ -360,7 +360,7 @@ function listen() {
     const items = t.downloads.map((d) => el('li', {},
       el('strong', { text: d.name }), ' ',
       el('progress', { max: d.size || 1, value: d.have, 'aria-label': 'Download of ' + d.name }),
-      el('span', { text: bytes(d.have) + ' of ' + bytes(d.size) + ' · ' + d.sources + ' sources · ' + rate(d.rate) + ' · ETA ' + eta(d.size - d.have, d.rate) })));
+      el('span', { text: bytes(d.have) + ' of ' + bytes(d.size) + ' · ' + d.sources + ' source' + (d.sources === 1 ? '' : 's') + ' · ' + rate(d.rate) + ' · ETA ' + eta(d.size - d.have, d.rate) })));
     const named = new Set(t.downloads.map((d) => d.sha256));
     for (const p of t.partials) {
       if (named.has(p.sha256)) continue;
