@@ -339,6 +339,12 @@ def main():
         r.shot("cross-site-refused")
         st, share = http_json(f"{l_url}/api/transfers", TOKEN)
         check(st == 200 and not share["downloads"], "the refused POST started nothing")
+        d.get(l_url + "/")
+        until("still unlocked", lambda: "locked-file.txt" in r.text("#share tbody"))
+        d.find_element(By.ID, "logout").click()
+        until("login form after logging out", lambda: d.find_element(By.ID, "login").is_displayed())
+        status = d.execute_async_script("fetch('/api/status').then(r => arguments[0](r.status))")
+        check(status == 401, "logging out ends the session on the server")
 
         # 8. Nothing but the peers (and the test's attacker page) was ever asked for.
         r.drain_log()

@@ -215,7 +215,7 @@ function resultRow(m) {
         type: 'button', text: 'Fetch into this peer', disabled: !!why,
         'aria-label': 'Fetch ' + m.name + ' into this peer',
         'aria-describedby': why ? whyId : null,
-        on: { click: (ev) => { ev.target.disabled = true; fetchInto(m); } },
+        on: { click: (ev) => { ev.target.disabled = true; fetchInto(m, ev.target); } },
       }),
       why ? el('span', { id: whyId, className: 'why', text: 'Disabled: ' + why }) : null);
   }
@@ -229,7 +229,8 @@ function resultRow(m) {
 
 // --- fetch into this peer: POST /downloads, its NDJSON stream read as it comes --------------
 
-async function fetchInto(m) {
+// `button` is enabled again when the fetch fails, to try once more.
+async function fetchInto(m, button) {
   $('fetches-section').hidden = false;
   const bar = el('progress', { max: m.size || 1, value: 0, 'aria-label': 'Progress of ' + m.name });
   const line = el('p', { text: 'Asking the network…' });
@@ -257,8 +258,13 @@ async function fetchInto(m) {
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ name: m.name, sha256: m.sha256 }),
     });
-  } catch (e) { line.textContent = e.message; return; }
-  if (!r.ok) { line.className = 'bad'; line.textContent = 'Refused: ' + await errorText(r); return; }
+  } catch (e) { line.textContent = e.message; button.disabled = false; return; }
+  if (!r.ok) {
+    line.className = 'bad';
+    line.textContent = 'Refused: ' + await errorText(r);
+    button.disabled = false;
+    return;
+  }
   const reader = r.body.getReader();
   const decoder = new TextDecoder();
   let buf = '';
@@ -287,6 +293,7 @@ async function fetchInto(m) {
         line.className = 'bad';
         line.textContent = 'Failed (' + e.kind + '): ' + e.message;
         card.dataset.state = 'error';
+        button.disabled = false;
       }
     }
   }
@@ -351,6 +358,11 @@ drop.addEventListener('drop', (ev) => {
 function listen() {
   if (events) events.close();
   events = new EventSource('/api/events');
+  // The browser reconnects by itself; a session that ended needs the token again.
+  events.addEventListener('error', async () => {
+    const r = await fetch('/api/status', { credentials: 'same-origin' }).catch(() => null);
+    if (r && r.status === 401) showLogin();
+  });
   events.addEventListener('transfers', (ev) => {
     const t = JSON.parse(ev.data);
     showReady(t.ready);
