@@ -149,6 +149,8 @@ run "helm refuses tls without certificates" expect_fail tls "tls.existingSecret 
 run "helm refuses tracker replicas on the memory store" expect_fail tracker-replicas "needs tracker.redis.enabled" helm template x "$chart" "${image_set[@]}" --set tracker.replicas=2
 run "helm refuses the Redis store without a URL" expect_fail redis-url "tracker.redis.url or tracker.redis.existingSecret" helm template x "$chart" "${image_set[@]}" --set tracker.redis.enabled=true
 run "helm refuses unknown values" expect_fail unknown "additional properties|additionalProperties" helm template x "$chart" "${image_set[@]}" --set peers.replica=2
+run "helm refuses a web page of a peer that does not exist" expect_fail web-peer "web.peer=3 names no peer" helm template x "$chart" "${image_set[@]}" --set web.peer=3
+run "helm refuses the web Ingress without its Service" expect_fail web-ingress "needs web.service.enabled" helm template x "$chart" "${image_set[@]}" --set web.service.enabled=false --set web.ingress.enabled=true
 # A config change must roll the pods (checksum/config annotation).
 config_rolls() {
   local a b

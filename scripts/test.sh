@@ -13,6 +13,12 @@ t0=$SECONDS
 cargo test --workspace --locked
 echo "-- cargo test: $((SECONDS - t0)) s"
 
+# The web page in a real browser, with the binaries cargo test just built.
+t0=$SECONDS
+echo "== scripts/web-test.sh"
+scripts/web-test.sh
+echo "-- web test: $((SECONDS - t0)) s"
+
 for check in scripts/check-deploy.sh scripts/check-observability.sh; do
   if [ -x "$check" ]; then
     echo "== $check"

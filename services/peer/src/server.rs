@@ -179,6 +179,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         upload_limiter: http::upload_limiter(cfg.peer.uploads_per_minute),
         io_timeout: cfg.peer.io_timeout,
         daemon: daemon.clone(),
+        web: Arc::new(http::Web::new(&cfg, &advertised)),
     })
     // grpc.health.v1 on the same port (h2c), for orchestrators. Routed by path so that other
     // unknown paths keep their plain HTTP 404 (tonic's own fallback answers 200 + grpc-status).

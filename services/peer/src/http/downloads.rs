@@ -24,10 +24,15 @@ pub(super) async fn post_downloads(State(st): State<AppState>, body: Bytes) -> R
         }
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    // The page's transfers panel lists it until its last line.
+    let web = st.web.clone();
+    let live = web.live.begin(&req.name);
     // The download belongs to the peer, not to the connection: a client that goes away does
     // not cancel it (its pieces are already being served to others).
     tokio::spawn(async move {
+        let listed = web.clone();
         let sink = move |e: Event| {
+            web.live.observe(live, &e);
             let _ = tx.send(e);
         };
         let last = match d.download(&req.name, req.sha256.as_ref(), &sink).await {
@@ -46,6 +51,7 @@ pub(super) async fn post_downloads(State(st): State<AppState>, body: Bytes) -> R
             }
         };
         sink(last);
+        listed.live.end(live);
     });
     let lines = futures::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;

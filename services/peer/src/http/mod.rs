@@ -1,8 +1,8 @@
 //! The peer's HTTP API: the router. Routes live in rooms of their own: `files` (listing and
 //! named downloads), `blobs` (bytes and pieces by digest, for swarm downloads, with the upload
 //! policy of `seeding`), `upload`, `downloads` (this peer downloads on request), `control`
-//! (readiness, metrics, leave); who may call which is `auth`'s one rule; every body goes out
-//! through `body`. The paths are [`crate::wire::route`]'s.
+//! (readiness, metrics, leave), `web` (the page and its JSON); who may call which is `auth`'s
+//! one rule; every body goes out through `body`. The paths are [`crate::wire::route`]'s.
 
 mod auth;
 mod blobs;
@@ -14,19 +14,24 @@ mod files;
 mod seeding;
 mod state;
 mod upload;
+mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub(crate) use state::{AppState, upload_limiter};
+pub(crate) use web::Web;
 
 use crate::wire::route;
 use auth::Access;
 
 pub(crate) fn router(state: AppState) -> Router {
     let guard = |access: Access| {
-        axum::middleware::from_fn_with_state((state.tokens.clone(), access), auth::require)
+        axum::middleware::from_fn_with_state(
+            (state.tokens.clone(), state.web.sessions.clone(), access),
+            auth::require,
+        )
     };
     let mut share = Router::new()
         .route(route::FILES, get(files::list_files))
@@ -38,8 +43,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             route::UPLOAD,
             post(upload::upload).layer(DefaultBodyLimit::disable()),
-        );
-    let mut open = Router::new().route(route::HEALTHZ, get(control::healthz));
+        )
+        .merge(web::share_routes());
+    let mut open = Router::new()
+        .route(route::HEALTHZ, get(control::healthz))
+        .merge(web::open_routes());
     if state.protect_metrics {
         share = share.route(route::METRICS, get(control::metrics));
     } else {

@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::seeding::Seeding;
+use super::web::context::Web;
 use crate::daemon::Daemon;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -42,6 +43,8 @@ pub(crate) struct AppState {
     pub io_timeout: Duration,
     /// Downloads into this share (`POST /downloads`).
     pub daemon: Daemon,
+    /// The web page's own state: who this peer is, sessions, downloads in progress.
+    pub web: Arc<Web>,
 }
 
 /// Per-client upload budget: `per_minute` uploads, refilled evenly.

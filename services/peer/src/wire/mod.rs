@@ -23,10 +23,20 @@ pub mod route {
     pub(crate) const BITFIELD: &str = "/blobs/{sha256}/bitfield";
     pub(crate) const PIECE: &str = "/blobs/{sha256}/pieces/{index}";
     pub(crate) const DOWNLOADS: &str = "/downloads";
+    /// The web page, its assets (one prefix), and the JSON it reads.
+    pub(crate) const PAGE: &str = "/";
+    pub(crate) const ASSET: &str = "/ui/{file}";
+    pub(crate) const SESSION: &str = "/api/session";
+    pub(crate) const STATUS: &str = "/api/status";
+    pub(crate) const SHARE: &str = "/api/share";
+    pub(crate) const SEARCH: &str = "/api/search";
+    pub(crate) const TRANSFERS: &str = "/api/transfers";
+    pub(crate) const EVENTS: &str = "/api/events";
 
     /// Every route a peer answers over HTTP/1.1 (gRPC health has its own service path).
     pub(crate) const ALL: &[&str] = &[
         FILES, FILE, UPLOAD, HEALTHZ, METRICS, LEAVE, BLOB, MANIFEST, BITFIELD, PIECE, DOWNLOADS,
+        PAGE, ASSET, SESSION, STATUS, SHARE, SEARCH, TRANSFERS, EVENTS,
     ];
 }
 
