@@ -8,7 +8,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -218,27 +217,15 @@ async fn register_partial(tracker: SocketAddr, id: &str, addr: SocketAddr, f: &F
 
 /// Runs the CLI against `tracker` with extra environment; (exit code, stdout, stderr).
 async fn cli(tracker: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let env: Vec<(String, String)> = env
+    let mut sec = common::Sec::plain();
+    sec.env = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(common::peer_bin())
-            .arg("--tracker")
-            .arg(format!("http://{tracker}"))
-            .args(&args)
-            .env_remove("P2P_CONFIG")
-            .env_remove("RUST_LOG")
-            .envs(env)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run p2p-peer");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sec.cli(&format!("http://{tracker}"), &args)
     })
     .await
     .unwrap()
@@ -659,6 +646,26 @@ fn slow_holder(seen: &Seen, files: Vec<File>, release: Arc<tokio::sync::Notify>)
         ))
 }
 
+/// The `p2p-peer serve` binary sharing `share`, with one setting from the environment.
+fn peer_with(
+    log_dir: &Path,
+    id: &str,
+    share: &Path,
+    tracker: &str,
+    (key, value): (&str, &str),
+) -> common::Proc {
+    spawn_peer(
+        log_dir,
+        PeerOpts {
+            id,
+            files_dir: share,
+            tracker,
+            heartbeat: "500ms",
+            env: vec![(key, value.to_owned())],
+        },
+    )
+}
+
 /// The peer, once its /healthz says ready.
 async fn ready(peer: common::Proc) -> common::Proc {
     tokio::task::spawn_blocking(move || {
@@ -719,15 +726,12 @@ async fn downloads_beyond_the_bounds_are_refused() {
     let root = tempfile::tempdir().unwrap();
     let share = root.path().join("share");
     std::fs::create_dir_all(&share).unwrap();
-    let peer = spawn_peer(
+    let peer = peer_with(
         root.path(),
-        PeerOpts {
-            id: "bounded",
-            files_dir: &share,
-            tracker: &turl,
-            heartbeat: "500ms",
-            env: vec![("P2P_TRANSFER__MAX_CONCURRENT_DOWNLOADS", "1".into())],
-        },
+        "bounded",
+        &share,
+        &turl,
+        ("P2P_TRANSFER__MAX_CONCURRENT_DOWNLOADS", "1"),
     );
     let peer = ready(peer).await;
     let url = peer.url();
@@ -772,15 +776,12 @@ async fn downloads_beyond_the_bounds_are_refused() {
     // A peer that must keep all of its disk free downloads nothing, and asks nobody.
     let share2 = root.path().join("share2");
     std::fs::create_dir_all(&share2).unwrap();
-    let full = spawn_peer(
+    let full = peer_with(
         root.path(),
-        PeerOpts {
-            id: "full",
-            files_dir: &share2,
-            tracker: &turl,
-            heartbeat: "500ms",
-            env: vec![("P2P_TRANSFER__MIN_FREE_SPACE", "100%".into())],
-        },
+        "full",
+        &share2,
+        &turl,
+        ("P2P_TRANSFER__MIN_FREE_SPACE", "100%"),
     );
     let full = ready(full).await;
     let asked = seen.requests();
@@ -885,15 +886,12 @@ async fn stale_partials_are_swept_but_never_a_held_one() {
     old_file(&share.join("shared.bin"), 1000, day);
     let lock = hold_lock(&partial, &held);
 
-    let peer = spawn_peer(
+    let peer = peer_with(
         root.path(),
-        PeerOpts {
-            id: "sweeper",
-            files_dir: &share,
-            tracker: &turl,
-            heartbeat: "500ms",
-            env: vec![("P2P_TRANSFER__PARTIAL_TTL", "2s".into())],
-        },
+        "sweeper",
+        &share,
+        &turl,
+        ("P2P_TRANSFER__PARTIAL_TTL", "2s"),
     );
     // At start-up, before it listens: the stale one is gone already.
     let left = entries(&partial);

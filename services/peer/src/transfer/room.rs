@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::limit::{fmt_bytes, parse_bytes};
 use crate::share::Digest;
 
 /// `transfer.min_free_space`: bytes ("1GiB") or a share of the file system's size ("5%") that
@@ -30,19 +31,6 @@ pub enum FreeSpace {
 )]
 pub struct BadFreeSpace(pub String);
 
-const UNITS: &[(&str, u64)] = &[
-    ("", 1),
-    ("b", 1),
-    ("kb", 1_000),
-    ("kib", 1 << 10),
-    ("mb", 1_000_000),
-    ("mib", 1 << 20),
-    ("gb", 1_000_000_000),
-    ("gib", 1 << 30),
-    ("tb", 1_000_000_000_000),
-    ("tib", 1 << 40),
-];
-
 impl FromStr for FreeSpace {
     type Err = BadFreeSpace;
 
@@ -57,37 +45,15 @@ impl FromStr for FreeSpace {
                 Err(bad())
             };
         }
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (digits, unit) = t.split_at(split);
-        let unit = unit.trim_start().to_ascii_lowercase();
-        let scale = UNITS
-            .iter()
-            .find(|(name, _)| *name == unit)
-            .map(|&(_, scale)| scale)
-            .ok_or_else(bad)?;
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        n.checked_mul(scale).map(FreeSpace::Bytes).ok_or_else(bad)
+        parse_bytes(t).map(FreeSpace::Bytes).ok_or_else(bad)
     }
 }
 
 impl fmt::Display for FreeSpace {
-    /// The largest binary unit that divides the size, so it parses back to the same value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             FreeSpace::Percent(p) => write!(f, "{p}%"),
-            FreeSpace::Bytes(n) => {
-                for (unit, scale) in [
-                    ("TiB", 1u64 << 40),
-                    ("GiB", 1 << 30),
-                    ("MiB", 1 << 20),
-                    ("KiB", 1 << 10),
-                ] {
-                    if n != 0 && n % scale == 0 {
-                        return write!(f, "{}{unit}", n / scale);
-                    }
-                }
-                write!(f, "{n}")
-            }
+            FreeSpace::Bytes(n) => fmt_bytes(n, f),
         }
     }
 }
