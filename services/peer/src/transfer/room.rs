@@ -263,7 +263,10 @@ impl Room {
         let others: u64 = state
             .running
             .iter()
+            // A second download of the same file into the same place (waiting for the first's
+            // lock) writes the same file: counted once, as `need`.
             .filter(|r| Some(r.id) != me && r.dev == Some(disk.dev))
+            .filter(|r| !(r.dir == dir && &r.sha256 == sha256))
             .map(Running::owed)
             .sum();
         let reserve = match self.reserve {
@@ -416,6 +419,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.reason, "min_free_space");
         assert!(e.message.contains("running downloads"), "{e:?}");
+        // The same file into the same place is one file, not two.
+        assert!(r.admit(dir.path(), &sha256(b"big"), free / 4 * 3).is_ok());
         drop(big);
         assert!(r.admit(dir.path(), &sha256(b"other"), free / 2).is_ok());
     }
