@@ -1,219 +1,28 @@
 //! Issue 19: what downloads may take of the disk (`transfer.max_concurrent_downloads`,
 //! `transfer.min_free_space`), stale partials swept (`transfer.partial_ttl`), and hostile
-//! holders: redirects, and a bound on everything a holder sends. Fake holders are small axum
-//! servers on 127.0.0.1 that register with a real tracker over gRPC like a peer; the downloads
-//! run in the real `p2p-peer` binary (the CLI, or a serving peer).
+//! holders (redirects, a bound on everything they send). Fake holders (`common::fake`) register
+//! with a real tracker like a peer; downloads run in the real `p2p-peer` (CLI or serving peer).
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{any, get};
-use common::{PeerOpts, bytes, eventually, metric, sha256_hex, spawn_peer, start_tracker};
-use p2p_common::proto::tracker_service_client::TrackerServiceClient;
-use p2p_common::proto::{AnnounceRequest, FileInfo, RegisterRequest};
+use common::fake::{
+    File, Seen, bytes_answer, endless, file, holder_app, json_answer, not_found, register,
+    register_partial, serve, slow_holder, tracker_client,
+};
+use common::{PeerOpts, eventually, metric, sha256_hex, spawn_peer, start_tracker};
+use p2p_common::proto::{FileInfo, RegisterRequest};
 use serde_json::json;
-
-/// A file as holders describe it.
-#[derive(Clone)]
-struct File {
-    name: String,
-    content: Vec<u8>,
-    sha: String,
-    root: String,
-    manifest: serde_json::Value,
-}
-
-fn file(name: &str, len: usize, seed: u64) -> File {
-    let content = bytes(len, seed);
-    let size = len as u64;
-    let ps = p2p_peer::share::pieces::piece_size(size) as usize;
-    let digests: Vec<_> = content
-        .chunks(ps)
-        .map(p2p_peer::share::digest::sha256)
-        .collect();
-    let root = p2p_peer::share::Manifest::new(size, digests.clone())
-        .unwrap()
-        .root()
-        .to_hex();
-    let sha = sha256_hex(&content);
-    let manifest = json!({
-        "sha256": sha,
-        "size": size,
-        "piece_size": ps,
-        "pieces": digests.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
-        "pieces_root": root,
-    });
-    File {
-        name: name.into(),
-        content,
-        sha,
-        root,
-        manifest,
-    }
-}
-
-/// Counts what a fake was asked and what it sent.
-#[derive(Clone, Default)]
-struct Seen {
-    requests: Arc<AtomicU64>,
-    body_bytes: Arc<AtomicU64>,
-}
-
-impl Seen {
-    fn requests(&self) -> u64 {
-        self.requests.load(Ordering::SeqCst)
-    }
-    fn body_bytes(&self) -> u64 {
-        self.body_bytes.load(Ordering::SeqCst)
-    }
-}
-
-/// A body of `first` then filler, up to 1 GiB, counting what was actually produced: a reader
-/// that stops early stops it.
-fn endless(seen: &Seen, first: &[u8], filler: u8) -> Body {
-    let seen = seen.clone();
-    let first = bytes::Bytes::copy_from_slice(first);
-    let chunks = futures::stream::unfold(0u64, move |n| {
-        let (seen, first) = (seen.clone(), first.clone());
-        async move {
-            if n >= 1 << 30 {
-                return None;
-            }
-            let chunk = if n == 0 {
-                first
-            } else {
-                bytes::Bytes::from(vec![filler; 64 << 10])
-            };
-            seen.body_bytes
-                .fetch_add(chunk.len() as u64, Ordering::SeqCst);
-            let next = n + chunk.len() as u64;
-            Some((Ok::<_, std::io::Error>(chunk), next))
-        }
-    });
-    Body::from_stream(chunks)
-}
-
-/// The fake holder's answer to every request it gets.
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
-/// A fake holder: `manifest`, `pieces` and `bitfield` answer those routes (absent: 404), and
-/// every request is counted.
-fn holder_app(
-    seen: &Seen,
-    manifest: impl Fn() -> Response + Clone + Send + Sync + 'static,
-    piece: impl Fn() -> Response + Clone + Send + Sync + 'static,
-    bitfield: impl Fn() -> Response + Clone + Send + Sync + 'static,
-) -> Router {
-    let counted = seen.clone();
-    Router::new()
-        .route(
-            "/blobs/{sha}/manifest",
-            get(move || {
-                let m = manifest.clone();
-                async move { m() }
-            }),
-        )
-        .route(
-            "/blobs/{sha}/pieces/{index}",
-            get(move || {
-                let p = piece.clone();
-                async move { p() }
-            }),
-        )
-        .route(
-            "/blobs/{sha}/bitfield",
-            get(move || {
-                let b = bitfield.clone();
-                async move { b() }
-            }),
-        )
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                counted.requests.fetch_add(1, Ordering::SeqCst);
-                next.run(req)
-            },
-        ))
-}
-
-fn json_answer(v: &serde_json::Value) -> Response {
-    axum::Json(v.clone()).into_response()
-}
-
-fn not_found() -> Response {
-    StatusCode::NOT_FOUND.into_response()
-}
-
-fn bytes_answer(b: &[u8]) -> Response {
-    Response::new(Body::from(b.to_vec()))
-}
-
-async fn tracker_client(tracker: SocketAddr) -> TrackerServiceClient<tonic::transport::Channel> {
-    TrackerServiceClient::connect(format!("http://{tracker}"))
-        .await
-        .unwrap()
-}
-
-/// Registers `id` at `addr` as a complete holder of `f`, claiming `size` bytes.
-async fn register(tracker: SocketAddr, id: &str, addr: SocketAddr, f: &File, size: u64) {
-    tracker_client(tracker)
-        .await
-        .register(RegisterRequest {
-            peer_id: id.into(),
-            address: addr.to_string(),
-            files: vec![FileInfo {
-                name: f.name.clone(),
-                size,
-                sha256: f.sha.clone(),
-                pieces_root: f.root.clone(),
-            }],
-            lease_secret: String::new(),
-        })
-        .await
-        .unwrap();
-}
-
-/// Registers `id` at `addr` holding nothing complete, then announces a partial copy of `f`.
-async fn register_partial(tracker: SocketAddr, id: &str, addr: SocketAddr, f: &File) {
-    let mut c = tracker_client(tracker).await;
-    let secret = c
-        .register(RegisterRequest {
-            peer_id: id.into(),
-            address: addr.to_string(),
-            files: vec![],
-            lease_secret: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .lease_secret;
-    c.announce(AnnounceRequest {
-        peer_id: id.into(),
-        lease_secret: secret,
-        partial_added: vec![FileInfo {
-            name: f.name.clone(),
-            size: f.content.len() as u64,
-            sha256: f.sha.clone(),
-            pieces_root: f.root.clone(),
-        }],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-}
 
 /// Runs the CLI against `tracker` with extra environment; (exit code, stdout, stderr).
 async fn cli(tracker: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -320,16 +129,11 @@ async fn redirects_from_holders_are_not_followed() {
     assert!(seen2.requests() >= 2, "manifest and a piece were asked");
 
     // `get --via` at an address whose POST /downloads redirects.
-    let via = serve(Router::new().fallback(any({
-        let r = redirect.clone();
-        move || {
-            let r = r.clone();
-            async move {
-                let mut resp = r();
-                *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-                resp
-            }
-        }
+    let r = redirect.clone();
+    let via = serve(Router::new().fallback(any(move || {
+        let mut resp = r();
+        *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        async move { resp }
     })))
     .await;
     let (code, _, err) = cli(t, &["get", "x.bin", "--via", &via.to_string()], &[]).await;
@@ -601,51 +405,6 @@ async fn a_failed_source_is_said_to_be_dropped_with_its_cause() {
     }
 }
 
-/// A holder of `f` whose piece answers wait for `release` (up to 20 s): a download that stays
-/// running while the test looks.
-fn slow_holder(seen: &Seen, files: Vec<File>, release: Arc<tokio::sync::Notify>) -> Router {
-    let by_sha: Arc<Vec<File>> = Arc::new(files);
-    let (m, p) = (Arc::clone(&by_sha), Arc::clone(&by_sha));
-    let counted = seen.clone();
-    Router::new()
-        .route(
-            "/blobs/{sha}/manifest",
-            get(
-                move |axum::extract::Path(sha): axum::extract::Path<String>| {
-                    let m = Arc::clone(&m);
-                    async move {
-                        match m.iter().find(|f| f.sha == sha) {
-                            Some(f) => json_answer(&f.manifest),
-                            None => not_found(),
-                        }
-                    }
-                },
-            ),
-        )
-        .route(
-            "/blobs/{sha}/pieces/{index}",
-            get(
-                move |axum::extract::Path((sha, _)): axum::extract::Path<(String, u32)>| {
-                    let (p, release) = (Arc::clone(&p), Arc::clone(&release));
-                    async move {
-                        let _ =
-                            tokio::time::timeout(Duration::from_secs(20), release.notified()).await;
-                        match p.iter().find(|f| f.sha == sha) {
-                            Some(f) => bytes_answer(&f.content),
-                            None => not_found(),
-                        }
-                    }
-                },
-            ),
-        )
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                counted.requests.fetch_add(1, Ordering::SeqCst);
-                next.run(req)
-            },
-        ))
-}
-
 /// The `p2p-peer serve` binary sharing `share`, with one setting from the environment.
 fn peer_with(
     log_dir: &Path,
@@ -664,16 +423,6 @@ fn peer_with(
             env: vec![(key, value.to_owned())],
         },
     )
-}
-
-/// The peer, once its /healthz says ready.
-async fn ready(peer: common::Proc) -> common::Proc {
-    tokio::task::spawn_blocking(move || {
-        common::wait_ready(&peer);
-        peer
-    })
-    .await
-    .unwrap()
 }
 
 async fn post_download(peer: &str, name: &str) -> reqwest::Response {
@@ -733,7 +482,12 @@ async fn downloads_beyond_the_bounds_are_refused() {
         &turl,
         ("P2P_TRANSFER__MAX_CONCURRENT_DOWNLOADS", "1"),
     );
-    let peer = ready(peer).await;
+    let peer = tokio::task::spawn_blocking(move || {
+        common::wait_ready(&peer);
+        peer
+    })
+    .await
+    .unwrap();
     let url = peer.url();
 
     // One download runs (its holder holds the piece back)...
@@ -783,7 +537,12 @@ async fn downloads_beyond_the_bounds_are_refused() {
         &turl,
         ("P2P_TRANSFER__MIN_FREE_SPACE", "100%"),
     );
-    let full = ready(full).await;
+    let full = tokio::task::spawn_blocking(move || {
+        common::wait_ready(&full);
+        full
+    })
+    .await
+    .unwrap();
     let asked = seen.requests();
     let refused = post_download(&full.url(), "second.bin").await;
     assert_eq!(refused.status(), 507);
