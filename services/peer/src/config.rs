@@ -142,6 +142,10 @@ impl PeerConfig {
         if cfg.transfer.max_sources == 0 {
             return Err(loaded.invalid("transfer.max_sources", "must be at least 1"));
         }
+        if cfg.transfer.max_concurrent_downloads == 0 {
+            return Err(loaded.invalid("transfer.max_concurrent_downloads", "must be at least 1"));
+        }
+        config::require_positive(&loaded, "transfer.partial_ttl", cfg.transfer.partial_ttl)?;
         if cfg.peer.uploads_per_minute == 0 {
             return Err(loaded.invalid("peer.uploads_per_minute", "must be at least 1"));
         }

@@ -57,6 +57,10 @@ impl Daemon {
             events(start(&target, target.size));
             return Ok(done(Placed::Identical));
         }
+        // Refused before it starts: the HTTP answer is 507, not a stream.
+        self.swarm
+            .check_room(&target, &self.store.partial_dir())
+            .await?;
         let progress = EventProgress::new(&target, &self.metrics, events);
         events(start(&target, 0));
         let _active = self.metrics.transfer("download");

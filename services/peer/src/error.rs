@@ -9,6 +9,8 @@ pub mod exit {
     pub(crate) const INTEGRITY: u8 = 5;
     /// `serve`: the peer id stayed held by a live peer for a whole lease TTL.
     pub(crate) const ID_TAKEN: u8 = 6;
+    /// A download refused by `transfer.max_concurrent_downloads` or `transfer.min_free_space`.
+    pub(crate) const NO_ROOM: u8 = 7;
     pub(crate) const CONFIG: u8 = 78;
 }
 
@@ -26,6 +28,10 @@ pub enum Error {
     /// Another live peer holds this peer's id.
     #[error("{0}")]
     IdTaken(String),
+    /// A download was refused by the process's bounds (`transfer.max_concurrent_downloads`,
+    /// `transfer.min_free_space`); the message names the key.
+    #[error("{0}")]
+    NoRoom(String),
     /// The request was refused (bad name, conflict, too large, ...).
     #[error("{0}")]
     Refused(String),
@@ -42,6 +48,7 @@ impl Error {
             Error::Unreachable(_) => exit::UNREACHABLE,
             Error::Integrity(_) => exit::INTEGRITY,
             Error::IdTaken(_) => exit::ID_TAKEN,
+            Error::NoRoom(_) => exit::NO_ROOM,
             Error::Refused(_) | Error::Other(_) => exit::FAILURE,
         }
     }
@@ -52,6 +59,7 @@ impl Error {
             Error::Unreachable(_) => "unreachable",
             Error::Integrity(_) => "integrity",
             Error::IdTaken(_) => "id_taken",
+            Error::NoRoom(_) => "no_room",
             Error::Refused(_) => "refused",
             Error::Other(_) => "error",
         }
@@ -65,6 +73,7 @@ impl Error {
             "unreachable" => Error::Unreachable(message),
             "integrity" => Error::Integrity(message),
             "id_taken" => Error::IdTaken(message),
+            "no_room" => Error::NoRoom(message),
             "refused" => Error::Refused(message),
             _ => Error::Other(anyhow::anyhow!(message)),
         }

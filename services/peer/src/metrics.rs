@@ -70,6 +70,10 @@ pub struct Metrics {
     // Serving side of the swarm (issue 9).
     rate_limited_bytes: IntCounterVec,
     partial_files: IntGauge,
+    // Bounds on downloads (issue 19): refusals by key, stale partials swept.
+    pub downloads_refused: IntCounterVec,
+    pub partials_swept: IntCounter,
+    pub partials_swept_bytes: IntCounter,
 }
 
 impl Metrics {
@@ -181,7 +185,27 @@ impl Metrics {
         for d in ["upload", "download"] {
             rate_limited_bytes.with_label_values(&[d]);
         }
+        let downloads_refused = counter_vec(
+            &reg,
+            "p2p_peer_downloads_refused_total",
+            "Downloads refused before they started or grew, by the key that refused them (max_concurrent_downloads, min_free_space).",
+            &["reason"],
+        );
+        for r in ["max_concurrent_downloads", "min_free_space"] {
+            downloads_refused.with_label_values(&[r]);
+        }
         Self {
+            downloads_refused,
+            partials_swept: counter(
+                &reg,
+                "p2p_peer_partials_swept_total",
+                "Partial downloads removed for being untouched for transfer.partial_ttl.",
+            ),
+            partials_swept_bytes: counter(
+                &reg,
+                "p2p_peer_partials_swept_bytes_total",
+                "Disk bytes freed by removing stale partial downloads.",
+            ),
             pieces,
             download_sources,
             bad_sources,
@@ -411,7 +435,7 @@ impl<'a> DownloadMeter<'a> {
                 if *bad {
                     self.metrics.integrity_failures.inc();
                 }
-                tracing::warn!(%peer, "download attempt failed: {reason}");
+                tracing::warn!(%peer, "{}", Event::source_fate(reason, *bad));
             }
             _ => {}
         }

@@ -59,7 +59,11 @@ impl Net {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
+        // A peer is asked at the address it advertised and nowhere else: a redirect in its
+        // answer would let any registered peer aim every downloader at any URL (an internal
+        // service, the cloud's metadata address), so none is followed.
         let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .connect_timeout(std::time::Duration::from_secs(5))
             .read_timeout(std::time::Duration::from_secs(30));

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,6 +100,10 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         .rescan()
         .await
         .context("cannot index the share directory")?;
+    let metrics = Metrics::new();
+    // Downloads abandoned by a process that died go before anything else starts.
+    let ttl = cfg.transfer.partial_ttl;
+    sweep_partials(&store.partial_dir(), ttl, &metrics).await;
     let listener = TcpListener::bind(cfg.peer.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.peer.listen))?;
@@ -113,7 +118,6 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
     // One tracker client for the process: membership, the daemon's searches and its swarm.
     let tracker = crate::tracker::Tracker::connect(&cfg)?;
     let shutdown = CancellationToken::new();
-    let metrics = Metrics::new();
     let partials = Partials::new();
     let limits = cfg.transfer.limits();
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -146,6 +150,13 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         store.clone(),
         readiness.clone(),
         cfg.peer.scan_interval,
+        shutdown.clone(),
+    ));
+
+    let sweeper = tokio::spawn(sweep_loop(
+        store.partial_dir(),
+        ttl,
+        metrics.clone(),
         shutdown.clone(),
     ));
 
@@ -217,6 +228,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         )
         .await;
         scanner.abort();
+        sweeper.abort();
         let r = match membership_result.lock() {
             Ok(mut slot) => std::mem::replace(&mut *slot, Ok(())),
             Err(_) => Ok(()),
@@ -257,6 +269,46 @@ async fn scan_loop(
             }
         };
         readiness.set_store_ok(ok).await;
+    }
+}
+
+/// Removes the partial downloads in `dir` untouched for `ttl` (none a writer holds), counting
+/// what went.
+async fn sweep_partials(dir: &Path, ttl: Duration, metrics: &Metrics) {
+    let d = dir.to_path_buf();
+    let swept = tokio::task::spawn_blocking(move || {
+        crate::share::sweep::sweep(&d, ttl, std::time::SystemTime::now())
+    })
+    .await;
+    match swept {
+        Ok(Ok(s)) if s.downloads > 0 => {
+            tracing::info!(
+                downloads = s.downloads,
+                bytes = s.bytes,
+                "freed {} bytes of stale partial downloads",
+                s.bytes
+            );
+            metrics.partials_swept.inc_by(s.downloads);
+            metrics.partials_swept_bytes.inc_by(s.bytes);
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot sweep stale partial downloads")
+        }
+        Err(e) => tracing::warn!(error = %e, "partial sweep failed"),
+    }
+}
+
+/// Sweeps every half TTL, between once a second and once an hour: a partial goes at most that
+/// long after it turned stale, for a listing of `.partial/` each time.
+async fn sweep_loop(dir: PathBuf, ttl: Duration, metrics: Metrics, stop: CancellationToken) {
+    let every = (ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        sweep_partials(&dir, ttl, &metrics).await;
     }
 }
 

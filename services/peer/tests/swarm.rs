@@ -234,6 +234,7 @@ fn swarm(io_timeout: Duration, metrics: Option<p2p_peer::metrics::Metrics>) -> S
         partials: None,
         metrics,
         skip: None,
+        room: p2p_peer::transfer::Room::new(&Default::default()),
     }
 }
 

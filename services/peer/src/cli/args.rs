@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
     name = "p2p-peer",
     version,
     about = "p2pshare peer and client",
-    after_help = "Original form: p2p-peer <PEER_ID> <HTTP_PORT> <FILES_DIR> serves FILES_DIR and, on a terminal, shows the menu.\n\nExit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 unreachable, 5 integrity failure, 6 peer id taken, 78 bad configuration."
+    after_help = "Original form: p2p-peer <PEER_ID> <HTTP_PORT> <FILES_DIR> serves FILES_DIR and, on a terminal, shows the menu.\n\nExit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 unreachable, 5 integrity failure, 6 peer id taken, 7 download refused by transfer.max_concurrent_downloads or transfer.min_free_space, 78 bad configuration."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -85,6 +85,7 @@ pub fn swarm(
         partials,
         metrics,
         skip,
+        room: crate::transfer::Room::new(&cfg.transfer),
     })
 }
 

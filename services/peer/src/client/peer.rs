@@ -40,6 +40,10 @@ async fn refusal(url: &str, resp: reqwest::Response) -> Error {
     }
     match resp.json::<serde_json::Value>().await {
         Ok(body) => match body["error"].as_str() {
+            // 507: a download refused by the peer's bounds (its own exit code).
+            Some(msg) if status == reqwest::StatusCode::INSUFFICIENT_STORAGE => {
+                Error::NoRoom(format!("{url} answered {status}: {msg}"))
+            }
             Some(msg) => Error::Refused(format!("{url} answered {status}: {msg}")),
             None => not_a_peer(url, format!("{status} without an error message")),
         },

@@ -245,12 +245,8 @@ impl Progress {
                 reason,
                 bad,
             } => self.line(format!(
-                "{peer} ({address}): {reason}{}",
-                if *bad {
-                    "; dropped as a bad source"
-                } else {
-                    ""
-                }
+                "{peer} ({address}): {}",
+                Event::source_fate(reason, *bad)
             )),
             Event::Verified { .. } => {
                 self.finish();

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::state::AppState;
+use crate::error::Error;
 use crate::wire::download::{self as wire, DownloadRequest, Event};
 
 /// Who may ask is `auth::Access::Act`'s rule, checked before this runs.
@@ -53,11 +54,23 @@ pub(super) async fn post_downloads(State(st): State<AppState>, body: Bytes) -> R
         sink(last);
         listed.live.end(live);
     });
-    let lines = futures::stream::unfold(rx, |mut rx| async move {
-        let event = rx.recv().await?;
+    // The first event decides the status: a download refused by the process's bounds before it
+    // started is 507 (the message names the key); anything else streams.
+    let mut rx = rx;
+    let first = rx.recv().await;
+    if let Some(Event::Error { kind, message }) = &first
+        && kind == Error::NoRoom(String::new()).kind()
+    {
+        return ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message.clone()).into_response();
+    }
+    let lines = futures::stream::unfold((first, rx), |(first, mut rx)| async move {
+        let event = match first {
+            Some(e) => e,
+            None => rx.recv().await?,
+        };
         Some((
             Ok::<_, std::convert::Infallible>(Bytes::from(event.to_line())),
-            rx,
+            (None, rx),
         ))
     });
     Response::builder()

@@ -6,6 +6,7 @@ mod error;
 mod index;
 pub mod partial;
 pub mod pieces;
+pub(crate) mod sweep;
 
 pub use digest::Digest;
 pub(crate) use error::ShareError;

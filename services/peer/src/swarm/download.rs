@@ -12,6 +12,7 @@ use super::target::{Report, Swarm, Target};
 use crate::error::Result;
 use crate::share::ShareError;
 use crate::share::partial::{self, PartialWriter, WriteLock};
+use crate::transfer::room::Refusal;
 use crate::wire::download::Event;
 
 impl Swarm {
@@ -31,10 +32,42 @@ impl Swarm {
     ) -> Result<PathBuf> {
         run(self, target, partial_dir, report).await
     }
+
+    /// Whether `target` may start downloading into `partial_dir` now (the rule of
+    /// [`crate::transfer::room`]), without taking a place: the daemon asks before it answers so
+    /// that a refusal is the status of its answer. [`Swarm::fetch`] applies the rule itself.
+    pub(crate) async fn check_room(&self, target: &Target, partial_dir: &Path) -> Result<()> {
+        let (room, dir, sha256, size) = (
+            Arc::clone(&self.room),
+            partial_dir.to_path_buf(),
+            target.sha256,
+            target.size,
+        );
+        tokio::task::spawn_blocking(move || room.check(&dir, &sha256, size))
+            .await
+            .map_err(|e| other(partial_dir, e))?
+            .map_err(|r| self.refused(r))
+    }
+
+    /// A refusal of the room, counted and logged.
+    fn refused(&self, r: Refusal) -> crate::error::Error {
+        if let Some(m) = &self.metrics {
+            m.downloads_refused.with_label_values(&[r.reason]).inc();
+        }
+        tracing::warn!(reason = r.reason, "download refused: {}", r.message);
+        crate::error::Error::NoRoom(r.message)
+    }
 }
 
 async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) -> Result<PathBuf> {
     let sha256 = target.sha256;
+    // A place among the process's downloads, and room on the disk for what of the file is not
+    // there yet, before anything is asked or written; held to the end.
+    let (room, d, size) = (Arc::clone(&swarm.room), dir.to_path_buf(), target.size);
+    let slot = tokio::task::spawn_blocking(move || room.admit(&d, &sha256, size))
+        .await
+        .map_err(|e| other(dir, e))?
+        .map_err(|r| swarm.refused(r))?;
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| other(dir, e))?;
@@ -55,10 +88,16 @@ async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) ->
     let manifest = Arc::new(manifest);
 
     let (d, m) = (dir.to_path_buf(), Arc::clone(&manifest));
-    let opened = tokio::task::spawn_blocking(move || PartialWriter::open(&d, sha256, m, lock))
-        .await
-        .map_err(|e| other(dir, e))?;
-    let writer = match opened {
+    // The data file takes its full size here: the room is asked again, now that the holders'
+    // manifest is in, with what other downloads took meanwhile.
+    let (slot, opened) = tokio::task::spawn_blocking(move || {
+        let opened = slot.grow(|| PartialWriter::open(&d, sha256, m, lock));
+        (slot, opened)
+    })
+    .await
+    .map_err(|e| other(dir, e))?;
+    let _slot = slot;
+    let writer = match opened.map_err(|r| swarm.refused(r))? {
         Ok(w) => w,
         Err(ShareError::Io { path, source }) => {
             return Err(finish::local_failure(None, &path, &source).await);

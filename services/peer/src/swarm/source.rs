@@ -52,7 +52,12 @@ async fn send(
     let resp = tokio::time::timeout(timeout, req.send())
         .await
         .map_err(|_| Failure::Unreachable(format!("no answer within {timeout:?}")))?
-        .map_err(|e| Failure::Unreachable(format!("cannot connect: {e}")))?;
+        .map_err(|e| {
+            Failure::Unreachable(format!(
+                "cannot connect: {}",
+                p2p_common::tls::error_chain(&e)
+            ))
+        })?;
     match resp.status() {
         StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(resp),
         StatusCode::NOT_FOUND => Err(Failure::NotThere("not held there".into())),
@@ -61,6 +66,14 @@ async fn send(
         {
             Err(Failure::Deferred)
         }
+        s if s.is_redirection() => Err(Failure::Unreachable(format!(
+            "answered HTTP {s} (a redirect{}); peers are asked only at their advertised address, redirects are not followed",
+            resp.headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| format!(" to {:?}", l.chars().take(200).collect::<String>()))
+                .unwrap_or_default()
+        ))),
         s => Err(Failure::Unreachable(format!("HTTP {s}"))),
     }
 }
@@ -71,6 +84,12 @@ async fn small_body(
     limit: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, Failure> {
+    // Refused on its word, before a byte of it is read.
+    if let Some(n) = resp.content_length().filter(|&n| n > limit as u64) {
+        return Err(Failure::Bad(format!(
+            "answer announced as {n} bytes, more than the {limit} expected"
+        )));
+    }
     let read = async {
         let mut out = Vec::new();
         let mut body = resp.bytes_stream();
@@ -78,7 +97,9 @@ async fn small_body(
             let chunk =
                 chunk.map_err(|e| Failure::Unreachable(format!("transfer interrupted: {e}")))?;
             if out.len() + chunk.len() > limit {
-                return Err(Failure::Bad(format!("answer longer than {limit} bytes")));
+                return Err(Failure::Bad(format!(
+                    "answer longer than the {limit} bytes expected"
+                )));
             }
             out.extend_from_slice(&chunk);
         }
@@ -100,7 +121,8 @@ pub(super) async fn manifest(
     timeout: Duration,
 ) -> Result<Manifest, Failure> {
     let resp = get(net, net.url(address, &wire::manifest_path(sha256)), timeout).await?;
-    let body = small_body(resp, wire::MANIFEST_LIMIT, timeout).await?;
+    let pieces = crate::share::pieces::piece_count(size, crate::share::pieces::piece_size(size));
+    let body = small_body(resp, wire::manifest_limit(pieces), timeout).await?;
     let answer: ManifestJson = serde_json::from_slice(&body)
         .map_err(|e| Failure::Bad(format!("unreadable manifest: {e}")))?;
     answer

@@ -8,7 +8,7 @@ use crate::net::Net;
 use crate::share::Digest;
 use crate::share::partial::Partials;
 use crate::tracker::{Holder, Match};
-use crate::transfer::Limits;
+use crate::transfer::{Limits, Room};
 use crate::wire::download::Event;
 
 /// Everything a download needs from its process. The CLI, the menu and the daemon build one
@@ -30,6 +30,9 @@ pub struct Swarm {
     pub metrics: Option<crate::metrics::Metrics>,
     /// An address never to fetch from (this peer's own).
     pub skip: Option<String>,
+    /// What the process's downloads may take (`transfer.max_concurrent_downloads`,
+    /// `transfer.min_free_space`), shared by all of them.
+    pub room: Arc<Room>,
 }
 
 /// What to fetch.
@@ -72,8 +75,11 @@ pub(crate) struct Logged;
 
 impl Report for Logged {
     fn event(&self, e: Event) {
-        if let Event::SourceFailed { peer, reason, .. } = e {
-            tracing::warn!(%peer, "download attempt failed: {reason}");
+        if let Event::SourceFailed {
+            peer, reason, bad, ..
+        } = e
+        {
+            tracing::warn!(%peer, "{}", Event::source_fate(&reason, bad));
         }
     }
 }

@@ -29,6 +29,8 @@ const UNITS: &[(&str, u64)] = &[
     ("mib", 1 << 20),
     ("gb", 1_000_000_000),
     ("gib", 1 << 30),
+    ("tb", 1_000_000_000_000),
+    ("tib", 1 << 40),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,35 +60,49 @@ impl FromStr for ByteRate {
     type Err = BadByteRate;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadByteRate(s.chars().take(40).collect());
         let t = s.trim();
-        let t = t.strip_suffix("/s").unwrap_or(t).trim_end();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (digits, unit) = t.split_at(split);
-        if digits.is_empty() {
-            return Err(bad());
-        }
-        let unit = unit.trim_start().to_ascii_lowercase();
-        let scale = UNITS
-            .iter()
-            .find(|(name, _)| *name == unit)
-            .map(|&(_, scale)| scale)
-            .ok_or_else(bad)?;
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        n.checked_mul(scale).map(ByteRate).ok_or_else(bad)
+        parse_bytes(t.strip_suffix("/s").unwrap_or(t))
+            .map(ByteRate)
+            .ok_or_else(|| BadByteRate(s.chars().take(40).collect()))
     }
 }
 
 impl fmt::Display for ByteRate {
-    /// The largest binary unit that divides the rate, so it parses back to the same value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, scale) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if self.0 != 0 && self.0 % scale == 0 {
-                return write!(f, "{}{unit}", self.0 / scale);
-            }
-        }
-        write!(f, "{}", self.0)
+        fmt_bytes(self.0, f)
     }
+}
+
+/// A whole number of bytes with an optional unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, any
+/// case); `None` when it is not one or does not fit.
+pub(crate) fn parse_bytes(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let unit = unit.trim_start().to_ascii_lowercase();
+    let scale = UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|&(_, scale)| scale)?;
+    digits.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+/// `n` bytes in the largest binary unit that divides them, so it parses back to the same value.
+pub(crate) fn fmt_bytes(n: u64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for (unit, scale) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ] {
+        if n != 0 && n % scale == 0 {
+            return write!(f, "{}{unit}", n / scale);
+        }
+    }
+    write!(f, "{n}")
 }
 
 impl Serialize for ByteRate {

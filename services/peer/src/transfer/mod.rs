@@ -1,11 +1,16 @@
-//! Moving bytes between peers: rate limits now; meters come with the download engine (issue 9).
+//! Moving bytes between peers: rate limits, and what downloads may take of the process and the
+//! disk (`room`).
 
 pub(crate) mod limit;
+pub mod room;
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub(crate) use limit::Direction;
 pub use limit::{ByteRate, Limits};
+pub use room::{FreeSpace, Room};
 
 /// The `[transfer]` section of the peer's configuration (DESIGN "Transfer limits"); the peer and
 /// the CLI take the same keys.
@@ -18,6 +23,13 @@ pub struct TransferSection {
     pub download_limit: ByteRate,
     /// Holders one download uses at once.
     pub max_sources: usize,
+    /// Downloads this process runs at once; more are refused (HTTP 507, exit code 7).
+    pub max_concurrent_downloads: usize,
+    /// Free space downloads leave on the file system they write to ("1GiB", "5%").
+    pub min_free_space: FreeSpace,
+    /// Partial downloads in the share untouched this long are removed (only by a serving peer).
+    #[serde(with = "p2p_common::config::duration")]
+    pub partial_ttl: Duration,
 }
 
 impl Default for TransferSection {
@@ -26,6 +38,9 @@ impl Default for TransferSection {
             upload_limit: ByteRate::UNLIMITED,
             download_limit: ByteRate::UNLIMITED,
             max_sources: 8,
+            max_concurrent_downloads: 8,
+            min_free_space: FreeSpace::Bytes(1 << 30),
+            partial_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -47,6 +62,16 @@ mod tests {
         assert_eq!(s, TransferSection::default());
         assert!(s.upload_limit.is_unlimited() && s.download_limit.is_unlimited());
         assert_eq!(s.max_sources, 8);
+        assert_eq!(s.min_free_space, FreeSpace::Bytes(1 << 30));
+        assert_eq!(s.partial_ttl, Duration::from_secs(86_400));
+        let s: TransferSection =
+            serde_json::from_str(r#"{"min_free_space":"5%","partial_ttl":"90m"}"#).unwrap();
+        assert_eq!(s.min_free_space, FreeSpace::Percent(5));
+        assert_eq!(s.partial_ttl, Duration::from_secs(5400));
+        let err = serde_json::from_str::<TransferSection>(r#"{"min_free_space":"lots"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad free space"), "{err}");
         let s: TransferSection =
             serde_json::from_str(r#"{"upload_limit":"16MiB","download_limit":"500KiB"}"#).unwrap();
         assert_eq!(s.upload_limit.bytes_per_second(), 16 << 20);

@@ -19,6 +19,17 @@ pub(crate) const INSIST_HEADER: &str = "x-p2p-insist";
 /// bigger file has bigger pieces, not more of them).
 pub(crate) const MANIFEST_LIMIT: usize = 4 << 20;
 
+/// The most a downloader reads of the manifest of a file of `pieces` pieces: its JSON (67 bytes
+/// a digest, a few hundred for the rest) twice over for spacing, never above [`MANIFEST_LIMIT`].
+/// A holder cannot make it read more than the file it asked for needs.
+pub(crate) fn manifest_limit(pieces: u64) -> usize {
+    let json = pieces
+        .saturating_mul(67)
+        .saturating_add(512)
+        .saturating_mul(2);
+    usize::try_from(json).map_or(MANIFEST_LIMIT, |n| n.min(MANIFEST_LIMIT))
+}
+
 pub(crate) fn manifest_path(sha256: &Digest) -> String {
     format!("/blobs/{sha256}/manifest")
 }
@@ -95,16 +106,18 @@ pub(crate) fn bitfield_headers(bits: &Bitfield) -> [(&'static str, String); 2] {
     ]
 }
 
-/// Checks a bitfield answer's declared piece count (the header may be absent) against the
-/// file's, before its body is read.
+/// Checks a bitfield answer's declared piece count (the header may be absent, but not
+/// unreadable) against the file's, before its body is read.
 pub(crate) fn check_declared_pieces(declared: Option<&str>, pieces: u32) -> Result<(), String> {
-    let declared = declared.and_then(|v| v.parse::<u32>().ok());
-    if declared.is_some_and(|n| n != pieces) {
-        return Err(format!(
-            "bitfield of {declared:?} pieces, the file has {pieces}"
-        ));
+    let Some(raw) = declared else { return Ok(()) };
+    match raw.trim().parse::<u32>() {
+        Ok(n) if n == pieces => Ok(()),
+        Ok(n) => Err(format!("bitfield of {n} pieces, the file has {pieces}")),
+        Err(_) => Err(format!(
+            "bitfield with {PIECES_HEADER}: {:?}, not a piece count",
+            raw.chars().take(40).collect::<String>()
+        )),
     }
-    Ok(())
 }
 
 /// The most a bitfield answer of a file of `pieces` pieces may hold.
@@ -170,6 +183,14 @@ mod tests {
         assert!(check_declared_pieces(None, 3).is_ok());
         assert!(check_declared_pieces(Some("3"), 3).is_ok());
         assert!(check_declared_pieces(Some("4"), 3).is_err());
+        assert!(check_declared_pieces(Some("lots"), 3).is_err());
+        assert!(check_declared_pieces(Some(""), 3).is_err());
+        assert_eq!(manifest_limit(1), 1158);
+        assert_eq!(manifest_limit(u64::MAX), MANIFEST_LIMIT);
+        // The manifest of the largest file of 2,048 pieces fits.
+        let m = Manifest::new(2048 << 22, vec![Digest([0xab; 32]); 2048]).unwrap();
+        let json = serde_json::to_vec(&ManifestJson::new(Digest([1; 32]), &m)).unwrap();
+        assert!(json.len() <= manifest_limit(2048), "{}", json.len());
         assert_eq!(bitfield_limit(0), 1);
         assert_eq!(bitfield_limit(9), 3);
         let mut b = Bitfield::new(9);

@@ -97,6 +97,19 @@ impl Event {
         }
     }
 
+    /// What became of a source that failed, as the CLI and the logs say it. A download asks
+    /// its holders at once, so a failed one is not "the next one tried": it is dropped from
+    /// this download.
+    pub(crate) fn source_fate(reason: &str, bad: bool) -> String {
+        if bad {
+            format!(
+                "sent bad data ({reason}); dropped from this download and counted as a bad source"
+            )
+        } else {
+            format!("{reason}; dropped from this download (not asked again)")
+        }
+    }
+
     /// One NDJSON line.
     pub(crate) fn to_line(&self) -> Vec<u8> {
         let mut line = serde_json::to_vec(self).unwrap_or_default();
