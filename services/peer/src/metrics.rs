@@ -66,6 +66,10 @@ pub struct Metrics {
     // Serving side of the swarm (issue 9).
     rate_limited_bytes: IntCounterVec,
     partial_files: IntGauge,
+    // Who is served first (issue 16): piece bytes and upload slots by the requester's class.
+    pub served_class_bytes: IntCounterVec,
+    pub upload_slots: IntCounterVec,
+    pub claim_mismatches: IntCounter,
 }
 
 impl Metrics {
@@ -155,7 +159,32 @@ impl Metrics {
         for d in ["upload", "download"] {
             rate_limited_bytes.with_label_values(&[d]);
         }
+        let served_class_bytes = counter_vec(
+            &reg,
+            "p2p_peer_served_piece_bytes_total",
+            "Piece bytes sent, by the requester's class (reciprocating: it sent this peer bytes lately; newcomer: nothing that can be tied to it).",
+            &["class"],
+        );
+        let upload_slots = counter_vec(
+            &reg,
+            "p2p_peer_upload_slots_total",
+            "Piece requests by the requester's class and how they got an upload slot (at_once, queued, overflow: waited the longest allowed and sent over the cap).",
+            &["class", "got"],
+        );
+        for class in ["reciprocating", "newcomer"] {
+            served_class_bytes.with_label_values(&[class]);
+            for got in ["at_once", "queued", "overflow"] {
+                upload_slots.with_label_values(&[class, got]);
+            }
+        }
         Self {
+            served_class_bytes,
+            upload_slots,
+            claim_mismatches: counter(
+                &reg,
+                "p2p_peer_claim_mismatches_total",
+                "Piece requests naming the address of a peer that sent us bytes, from another IP than those bytes came from (served as newcomers).",
+            ),
             pieces,
             download_sources,
             bad_sources,

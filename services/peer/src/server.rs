@@ -20,6 +20,7 @@ use crate::readiness::Readiness;
 use crate::share::partial::Partials;
 use crate::store::Store;
 use crate::transfer::Limits;
+use crate::transfer::slots::UploadSlots;
 
 pub struct Running {
     pub local_addr: SocketAddr,
@@ -179,6 +180,9 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         upload_limiter: http::upload_limiter(cfg.peer.uploads_per_minute),
         io_timeout: cfg.peer.io_timeout,
         daemon: daemon.clone(),
+        // A waiting piece request is sent well before a downloader's answer timeout (the same
+        // io_timeout by default) would drop this peer as a source.
+        upload_slots: UploadSlots::new(cfg.transfer.upload_slots, cfg.peer.io_timeout / 3),
     })
     // grpc.health.v1 on the same port (h2c), for orchestrators. Routed by path so that other
     // unknown paths keep their plain HTTP 404 (tonic's own fallback answers 200 + grpc-status).

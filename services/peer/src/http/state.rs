@@ -17,6 +17,7 @@ use crate::readiness::Readiness;
 use crate::share::partial::Partials;
 use crate::store::Store;
 use crate::transfer::Limits;
+use crate::transfer::slots::UploadSlots;
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -42,6 +43,8 @@ pub(crate) struct AppState {
     pub io_timeout: Duration,
     /// Downloads into this share (`POST /downloads`).
     pub daemon: Daemon,
+    /// Piece bodies sent at once, and who waits for them first (`transfer::choker`).
+    pub upload_slots: Arc<UploadSlots>,
 }
 
 /// Per-client upload budget: `per_minute` uploads, refilled evenly.

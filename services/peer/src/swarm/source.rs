@@ -147,6 +147,9 @@ pub(super) async fn piece(
         req = req.header(wire::INSIST_HEADER, "1");
     }
     let resp = send(req, timeout).await?;
+    let credit = net
+        .ledger
+        .source(address, resp.remote_addr().map(|a| a.ip()));
     if resp.content_length().is_some_and(|n| n != len) {
         return Err(Failure::Bad(format!(
             "piece {index} announced as {:?} bytes, expected {len}",
@@ -170,6 +173,7 @@ pub(super) async fn piece(
         throttle.take(chunk.len() as u64).await;
         out.extend_from_slice(&chunk);
         meter.add(chunk.len() as u64);
+        credit.add(chunk.len() as u64);
     }
     if out.len() as u64 != len {
         return Err(Failure::Unreachable(format!(

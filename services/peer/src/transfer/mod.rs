@@ -1,6 +1,10 @@
-//! Moving bytes between peers: rate limits now; meters come with the download engine (issue 9).
+//! Moving bytes between peers: rate limits, and who is served first when uploads are
+//! contended (what each peer gave us, the choker's rule, the upload slots).
 
+pub(crate) mod choker;
+pub(crate) mod ledger;
 pub(crate) mod limit;
+pub(crate) mod slots;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +22,9 @@ pub struct TransferSection {
     pub download_limit: ByteRate,
     /// Holders one download uses at once.
     pub max_sources: usize,
+    /// Piece bodies this process sends at once; more wait, peers that gave us bytes lately
+    /// first (see `choker`). 0: no cap.
+    pub upload_slots: usize,
 }
 
 impl Default for TransferSection {
@@ -26,6 +33,7 @@ impl Default for TransferSection {
             upload_limit: ByteRate::UNLIMITED,
             download_limit: ByteRate::UNLIMITED,
             max_sources: 8,
+            upload_slots: 4,
         }
     }
 }
@@ -47,6 +55,7 @@ mod tests {
         assert_eq!(s, TransferSection::default());
         assert!(s.upload_limit.is_unlimited() && s.download_limit.is_unlimited());
         assert_eq!(s.max_sources, 8);
+        assert_eq!(s.upload_slots, 4);
         let s: TransferSection =
             serde_json::from_str(r#"{"upload_limit":"16MiB","download_limit":"500KiB"}"#).unwrap();
         assert_eq!(s.upload_limit.bytes_per_second(), 16 << 20);
