@@ -162,7 +162,7 @@ impl Metrics {
         let served_class_bytes = counter_vec(
             &reg,
             "p2p_peer_served_piece_bytes_total",
-            "Piece bytes sent, by the requester's class (reciprocating: it sent this peer bytes lately; newcomer: nothing that can be tied to it).",
+            "Piece bytes sent, by the requester's class (reciprocating: it sent this peer bytes lately; newcomer: nothing that can be tied to it; unnamed: a newcomer that names no address, a client that serves nothing).",
             &["class"],
         );
         let upload_slots = counter_vec(
@@ -171,7 +171,7 @@ impl Metrics {
             "Piece requests by the requester's class and how they got an upload slot (at_once, queued, overflow: waited the longest allowed and sent over the cap).",
             &["class", "got"],
         );
-        for class in ["reciprocating", "newcomer"] {
+        for class in ["reciprocating", "newcomer", "unnamed"] {
             served_class_bytes.with_label_values(&[class]);
             for got in ["at_once", "queued", "overflow"] {
                 upload_slots.with_label_values(&[class, got]);

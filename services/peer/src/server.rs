@@ -180,9 +180,13 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         upload_limiter: http::upload_limiter(cfg.peer.uploads_per_minute),
         io_timeout: cfg.peer.io_timeout,
         daemon: daemon.clone(),
-        // A waiting piece request is sent well before a downloader's answer timeout (the same
+        // A waiting piece request is sent well before a downloader's answer deadline (the same
         // io_timeout by default) would drop this peer as a source.
-        upload_slots: UploadSlots::new(cfg.transfer.upload_slots, cfg.peer.io_timeout / 3),
+        upload_slots: UploadSlots::new(
+            cfg.transfer.upload_slots,
+            cfg.peer.io_timeout / 2,
+            cfg.transfer.upload_limit,
+        ),
     })
     // grpc.health.v1 on the same port (h2c), for orchestrators. Routed by path so that other
     // unknown paths keep their plain HTTP 404 (tonic's own fallback answers 200 + grpc-status).

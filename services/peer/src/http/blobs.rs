@@ -120,17 +120,15 @@ async fn piece_slot(st: &AppState, headers: &HeaderMap, from: IpAddr) -> PieceSl
         tracing::debug!(?claimed, %from, "piece request claims another host's address");
     }
     let class = Class::of(standing);
+    let label = class.label();
     let (slot, got) = st.upload_slots.acquire(class).await;
     st.metrics
         .upload_slots
-        .with_label_values(&[class.label(), got.label()])
+        .with_label_values(&[label, got.label()])
         .inc();
     PieceSlot {
         slot,
-        bytes: st
-            .metrics
-            .served_class_bytes
-            .with_label_values(&[class.label()]),
+        bytes: st.metrics.served_class_bytes.with_label_values(&[label]),
     }
 }
 

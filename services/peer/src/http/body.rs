@@ -45,11 +45,11 @@ pub(super) fn send_body(
     len: u64,
     piece: Option<PieceSlot>,
 ) -> Body {
-    let (upload_slot, class_bytes) = match piece {
+    let (mut upload_slot, class_bytes) = match piece {
         Some(p) => (Some(p.slot), Some(p.bytes)),
         None => (None, None),
     };
-    let hold = (slot, upload_slot, st.metrics.transfer("upload"));
+    let hold = (slot, st.metrics.transfer("upload"));
     let served = st.metrics.served_bytes.clone();
     let mut throttle = st.limits.throttle(Direction::Upload);
     let io_timeout = st.io_timeout;
@@ -60,7 +60,10 @@ pub(super) fn send_body(
             ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), READ_CHUNK);
         while let Some(chunk) = chunks.next().await {
             let n = chunk.as_ref().map_or(0, |c| c.len() as u64);
-            // The bucket's wait is ours, not the client's: it is not part of the stall deadline.
+            // The buckets' waits are ours, not the client's: not part of the stall deadline.
+            if let Some(s) = &mut upload_slot {
+                s.pace(n).await;
+            }
             throttle.take(n).await;
             match tokio::time::timeout(io_timeout, tx.send(chunk)).await {
                 Ok(Ok(())) => {

@@ -43,8 +43,10 @@ impl Account {
 pub(crate) enum Standing {
     /// Sent us this many bytes lately (decayed), from the IP the request comes from.
     Gave(u64),
-    /// Nothing on record for the address it claims (or no claim: a plain client).
+    /// Nothing on record for the address it claims.
     Unknown,
+    /// It names no address: a client that serves nothing (the CLI's standalone `get`).
+    Unnamed,
     /// It claims an address we received from, but connects from another IP than the one the
     /// bytes came from: taken as a newcomer, never credited.
     Mismatch,
@@ -101,7 +103,7 @@ impl Ledger {
 
     fn standing_at(&self, claimed: Option<&str>, from: IpAddr, now: Instant) -> Standing {
         let Some(claimed) = claimed else {
-            return Standing::Unknown;
+            return Standing::Unnamed;
         };
         let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
         match accounts.get(claimed) {
@@ -158,7 +160,7 @@ mod tests {
             Standing::Gave(1000)
         );
         // No claim (the CLI's standalone get): unknown, whoever it is.
-        assert_eq!(l.standing_at(None, ip("10.0.0.1"), t), Standing::Unknown);
+        assert_eq!(l.standing_at(None, ip("10.0.0.1"), t), Standing::Unnamed);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Upload slots: at most `transfer.upload_slots` piece bodies are sent at once; requests beyond
-//! that wait, and each freed slot goes to the waiter [`super::choker::next`] picks. A request
+//! that (and newcomers beyond the optimistic one while reciprocating peers are served) wait,
+//! and each freed slot goes to the waiter [`super::choker::next`] picks. A request
 //! waits at most `max_wait` (below the downloaders' answer timeout, so a wait never looks like a
 //! dead source to them); past it it is sent anyway, over the cap.
 
@@ -8,7 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::choker::{self, Class};
+use super::choker::{self, Class, Slots};
+use super::limit::{Bucket, ByteRate, Throttle};
 
 /// How a request got its slot (the metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,13 +37,16 @@ impl Got {
 pub(crate) struct UploadSlots {
     slots: usize,
     max_wait: Duration,
+    /// What newcomers' bodies share while reciprocating peers are served (see
+    /// [`choker::newcomer_rate`]); None: the upload is not limited here, slots alone decide.
+    newcomers: Option<Arc<Bucket>>,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    busy: usize,
-    newcomers_busy: usize,
+    /// Slots held, by class (`cap` unused here: the owner's).
+    held: Slots,
     seq: u64,
     /// In arrival order.
     waiting: Vec<Waiter>,
@@ -55,26 +60,20 @@ struct Waiter {
 }
 
 impl State {
-    fn take(&mut self, class: Class) {
-        self.busy += 1;
-        if class.is_newcomer() {
-            self.newcomers_busy += 1;
-        }
+    fn slots(&self, cap: usize) -> Slots {
+        Slots { cap, ..self.held }
+    }
+
+    fn classes(&self) -> Vec<Class> {
+        self.waiting.iter().map(|w| w.class).collect()
     }
 
     /// Gives back a slot of `class` and hands free slots to the waiters the choker picks.
-    fn release(&mut self, class: Class, slots: usize) {
-        self.busy = self.busy.saturating_sub(1);
-        if class.is_newcomer() {
-            self.newcomers_busy = self.newcomers_busy.saturating_sub(1);
-        }
-        while self.busy < slots {
-            let classes: Vec<Class> = self.waiting.iter().map(|w| w.class).collect();
-            let Some(i) = choker::next(&classes, self.newcomers_busy) else {
-                return;
-            };
+    fn release(&mut self, class: Class, cap: usize) {
+        self.held.add(class, -1);
+        while let Some(i) = choker::next(&self.classes(), self.slots(cap)) {
             let w = self.waiting.remove(i);
-            self.take(w.class);
+            self.held.add(w.class, 1);
             // A waiter that went away gives the slot back from its guard's drop (it finds
             // itself no longer waiting), so a failed send needs nothing here.
             let _ = w.grant.send(());
@@ -87,6 +86,22 @@ impl State {
 pub(crate) struct UploadSlot {
     owner: Arc<UploadSlots>,
     class: Class,
+    /// A lesser class's share of the lesser classes' rate.
+    pace: Option<Throttle>,
+}
+
+impl UploadSlot {
+    /// Waits until `n` more bytes of this body may go: at once for a reciprocating peer, and
+    /// for a lesser class while no higher class is served; else at the lesser classes' rate.
+    pub(crate) async fn pace(&mut self, n: u64) {
+        let Some(throttle) = &mut self.pace else {
+            return;
+        };
+        let paced = choker::paced(self.class, self.owner.lock().held);
+        if paced {
+            throttle.take(n).await;
+        }
+    }
 }
 
 impl Drop for UploadSlot {
@@ -120,11 +135,17 @@ impl Drop for Waiting<'_> {
 }
 
 impl UploadSlots {
-    /// `slots` 0: no cap (every request is sent at once).
-    pub(crate) fn new(slots: usize, max_wait: Duration) -> Arc<Self> {
+    /// `slots` 0: no cap (every request is sent at once); `upload` is the process's upload
+    /// limit.
+    pub(crate) fn new(slots: usize, max_wait: Duration, upload: ByteRate) -> Arc<Self> {
+        let newcomers = choker::newcomer_rate(upload.bytes_per_second(), slots).map(|rate| {
+            // No burst beyond a quantum: the share holds from the first byte.
+            Arc::new(Bucket::with_burst(ByteRate::per_second(rate), 0))
+        });
         Arc::new(Self {
             slots,
             max_wait,
+            newcomers,
             state: Mutex::default(),
         })
     }
@@ -140,11 +161,16 @@ impl UploadSlots {
         let slot = || UploadSlot {
             owner: Arc::clone(self),
             class,
+            pace: self
+                .newcomers
+                .as_ref()
+                .filter(|_| !matches!(class, Class::Reciprocating { .. }))
+                .map(|b| Throttle::new(Arc::clone(b))),
         };
         let (rx, mut waiting) = {
             let mut s = self.lock();
-            if choker::admit_now(self.slots, s.busy, s.waiting.len()) {
-                s.take(class);
+            if choker::admit_now(class, &s.classes(), s.slots(self.slots)) {
+                s.held.add(class, 1);
                 return (slot(), Got::AtOnce);
             }
             let (tx, rx) = oneshot::channel();
@@ -172,7 +198,7 @@ impl UploadSlots {
         match s.waiting.iter().position(|w| w.seq == waiting.seq) {
             Some(i) => {
                 s.waiting.remove(i);
-                s.take(class);
+                s.held.add(class, 1);
                 (slot(), Got::Overflow)
             }
             // Handed a slot just as the wait ran out.
@@ -191,12 +217,12 @@ mod tests {
 
     fn busy(s: &UploadSlots) -> (usize, usize, usize) {
         let st = s.lock();
-        (st.busy, st.newcomers_busy, st.waiting.len())
+        (st.held.busy(), st.held.newcomers, st.waiting.len())
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_freed_slot_goes_to_the_reciprocating_waiter() {
-        let s = UploadSlots::new(2, LONG);
+        let s = UploadSlots::new(2, LONG, ByteRate::UNLIMITED);
         let (a, got) = s.acquire(N).await;
         assert_eq!(got, Got::AtOnce);
         let (b, _) = s.acquire(R).await;
@@ -227,9 +253,36 @@ mod tests {
         assert_eq!(busy(&s), (0, 0, 0));
     }
 
+    /// With a limited upload, newcomers' bodies share a fifth of it (four slots) while a
+    /// reciprocating peer is served, and go at full speed when none is.
+    #[tokio::test(start_paused = true)]
+    async fn newcomers_are_paced_only_while_givers_are_served() {
+        const MIB: u64 = 1 << 20;
+        let s = UploadSlots::new(4, LONG, ByteRate::per_second(10 * MIB));
+        let (mut rider, _) = s.acquire(N).await;
+        let t = tokio::time::Instant::now();
+        for _ in 0..64 {
+            rider.pace(64 << 10).await;
+        }
+        assert_eq!(t.elapsed(), Duration::ZERO, "paced with nobody to prefer");
+        let (giver, _) = s.acquire(R).await;
+        let t = tokio::time::Instant::now();
+        for _ in 0..64 {
+            rider.pace(64 << 10).await;
+        }
+        // 4 MiB at 2 MiB/s (after the first quantum).
+        let secs = t.elapsed().as_secs_f64();
+        assert!((1.9..2.1).contains(&secs), "4 MiB took {secs} s");
+        drop(giver);
+        let (mut g, _) = s.acquire(R).await;
+        let t = tokio::time::Instant::now();
+        g.pace(100 * MIB).await;
+        assert_eq!(t.elapsed(), Duration::ZERO, "a giver is never paced here");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_long_wait_is_served_over_the_cap() {
-        let s = UploadSlots::new(1, Duration::from_secs(5));
+        let s = UploadSlots::new(1, Duration::from_secs(5), ByteRate::UNLIMITED);
         let (_a, _) = s.acquire(R).await;
         let t = tokio::time::Instant::now();
         let (b, got) = s.acquire(N).await;
@@ -242,7 +295,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_that_goes_away_leaves_no_slot_taken() {
-        let s = UploadSlots::new(1, LONG);
+        let s = UploadSlots::new(1, LONG, ByteRate::UNLIMITED);
         let (a, _) = s.acquire(R).await;
         let gone = tokio::time::timeout(Duration::from_secs(1), s.acquire(N)).await;
         assert!(gone.is_err());
@@ -250,7 +303,7 @@ mod tests {
         drop(a);
         assert_eq!(busy(&s), (0, 0, 0));
         // Uncapped: never waits.
-        let free = UploadSlots::new(0, LONG);
+        let free = UploadSlots::new(0, LONG, ByteRate::UNLIMITED);
         let held: Vec<_> = futures::future::join_all((0..10).map(|_| free.acquire(N))).await;
         assert!(held.iter().all(|(_, g)| *g == Got::AtOnce));
     }
