@@ -1,6 +1,6 @@
 //! Fairness and churn end to end (issue 16): real tracker and peer processes on loopback, honest
 //! downloads asked of running peers with `get --via`, free riders as the plain CLI `get` (it
-//! serves nothing and names no address, so holders take it for a newcomer).
+//! serves nothing and names no address, so holders rank it after every peer).
 
 mod common;
 
@@ -11,22 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const MIB: usize = 1024 * 1024;
-
-fn peer(root: &Path, id: &str, turl: &str, env: &[(&'static str, &str)]) -> (Proc, PathBuf) {
-    let dir = root.join(id);
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = spawn_peer(
-        root,
-        PeerOpts {
-            id,
-            files_dir: &dir,
-            tracker: turl,
-            heartbeat: "1s",
-            env: env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
-        },
-    );
-    (p, dir)
-}
 
 /// A running `p2p-peer get NAME` (`--via ADDR` when given, else alone into `-o PATH`).
 struct Get {
@@ -96,32 +80,72 @@ impl Drop for Get {
     }
 }
 
-fn seed(root: &Path, turl: &str, file: &[u8], env: &[(&'static str, &str)]) -> Proc {
-    let dir = root.join("seed");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("big.bin"), file).unwrap();
-    let (s, _) = peer(root, "seed", turl, env);
-    wait_ready(&s);
+/// A tracker, a seed holding `size` bytes as `big.bin` and `n` ready peers, every upload at
+/// 8 MiB/s.
+struct Swarm {
+    _tracker: Proc,
+    turl: String,
+    seed: Proc,
+    peers: Vec<(Proc, PathBuf)>,
+    digest: String,
+}
+
+fn start(root: &Path, size: usize, lease_ttl: &str, n: usize) -> Swarm {
+    let file = bytes(size, 31);
+    let digest = sha256_hex(&file);
+    let tracker = spawn_tracker(root, 0, lease_ttl);
+    let turl = tracker.url();
+    let env = [("P2P_TRANSFER__UPLOAD_LIMIT", "8MiB")];
+    std::fs::create_dir_all(root.join("seed")).unwrap();
+    std::fs::write(root.join("seed").join("big.bin"), &file).unwrap();
+    drop(file);
+    let (seed, _) = swarm_peer(root, "seed", &turl, &env);
+    wait_ready(&seed);
     eventually(Duration::from_secs(30), "big.bin registered", || {
-        (!holders(turl, "big.bin").is_empty()).then_some(())
+        (!holders(&turl, "big.bin").is_empty()).then_some(())
     });
-    s
+    let peers: Vec<(Proc, PathBuf)> = (1..=n)
+        .map(|i| swarm_peer(root, &format!("p{i}"), &turl, &env))
+        .collect();
+    peers.iter().for_each(|(p, _)| wait_ready(p));
+    Swarm {
+        _tracker: tracker,
+        turl,
+        seed,
+        peers,
+        digest,
+    }
 }
 
-fn sum(peers: &[(Proc, PathBuf)], series: &str) -> f64 {
-    peers.iter().map(|(p, _)| metric(&p.url(), series)).sum()
+impl Swarm {
+    /// `get --via` each peer.
+    fn get_via_all(&self, root: &Path) -> Vec<Get> {
+        self.peers
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| {
+                let via = p.addr.to_string();
+                spawn_get(root, &self.turl, "big.bin", Some(&via), &i.to_string())
+            })
+            .collect()
+    }
+
+    fn assert_peers_hold_the_file(&self) {
+        for (_, dir) in &self.peers {
+            let got = std::fs::read(dir.join("big.bin")).unwrap();
+            assert_eq!(sha256_hex(&got), self.digest, "{}", dir.display());
+        }
+    }
 }
 
-/// Piece bytes the `peers` sent, by the requester's class: to free riders (the CLI names no
-/// address: `unnamed`), and to everyone.
-fn sent(peers: &[(Proc, PathBuf)]) -> (f64, f64) {
+/// Piece bytes `peers` sent: to free riders (the CLI names no address: `unnamed`), and to
+/// everyone.
+fn sent(peers: &[&Proc]) -> (f64, f64) {
     let mut riders = 0.0;
     let mut all = 0.0;
     for class in ["reciprocating", "newcomer", "unnamed"] {
-        let n = sum(
-            peers,
-            &format!("p2p_peer_served_piece_bytes_total{{class=\"{class}\"}}"),
-        );
+        let series = format!("p2p_peer_served_piece_bytes_total{{class=\"{class}\"}}");
+        let n: f64 = peers.iter().map(|p| metric(&p.url(), &series)).sum();
         all += n;
         if class == "unnamed" {
             riders += n;
@@ -137,30 +161,12 @@ fn sent(peers: &[(Proc, PathBuf)]) -> (f64, f64) {
 fn swarm(n: usize, riders: usize) -> f64 {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let size = 64 * MIB;
-    let file = bytes(size, 31);
-    let digest = sha256_hex(&file);
-    let tracker = spawn_tracker(root, 0, "10s");
-    let turl = tracker.url();
-    let env = [("P2P_TRANSFER__UPLOAD_LIMIT", "8MiB")];
-    let seed = seed(root, &turl, &file, &env);
-    drop(file);
-    let seed = [(seed, root.join("seed"))];
-    let honest: Vec<(Proc, PathBuf)> = (1..=n)
-        .map(|i| peer(root, &format!("p{i}"), &turl, &env))
-        .collect();
-    honest.iter().for_each(|(p, _)| wait_ready(p));
+    let swarm = start(root, 64 * MIB, "10s", n);
+    let honest: Vec<&Proc> = swarm.peers.iter().map(|(p, _)| p).collect();
     let started = Instant::now();
-    let mut gets: Vec<Get> = honest
-        .iter()
-        .enumerate()
-        .map(|(i, (p, _))| {
-            let via = p.addr.to_string();
-            spawn_get(root, &turl, "big.bin", Some(&via), &i.to_string())
-        })
-        .collect();
+    let mut gets = swarm.get_via_all(root);
     let mut rides: Vec<Get> = (0..riders)
-        .map(|i| spawn_get(root, &turl, "big.bin", None, &format!("rider{i}")))
+        .map(|i| spawn_get(root, &swarm.turl, "big.bin", None, &format!("rider{i}")))
         .collect();
 
     // The window ends when the first honest peer is done.
@@ -173,7 +179,7 @@ fn swarm(n: usize, riders: usize) -> f64 {
             *d = *d || g.done();
         }
         if window.is_none() && done.iter().any(|d| *d) {
-            window = Some((sent(&seed), sent(&honest)));
+            window = Some((sent(&[&swarm.seed]), sent(&honest)));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -182,13 +188,10 @@ fn swarm(n: usize, riders: usize) -> f64 {
     for g in &mut rides {
         g.wait(deadline);
     }
-    for (_, dir) in &honest {
-        let got = std::fs::read(dir.join("big.bin")).unwrap();
-        assert_eq!(sha256_hex(&got), digest, "{}", dir.display());
-    }
+    swarm.assert_peers_hold_the_file();
     for i in 0..riders {
         let got = std::fs::read(root.join(format!("rider{i}")).join("big.bin")).unwrap();
-        assert_eq!(sha256_hex(&got), digest, "rider {i}");
+        assert_eq!(sha256_hex(&got), swarm.digest, "rider {i}");
     }
     eprintln!(
         "{n} honest peers, {riders} riders: the honest peers done in {honest_secs:.1} s; while they downloaded the seed sent {:.1} MiB ({:.0}% to riders), the honest peers {:.1} MiB ({:.0}% to riders)",
@@ -228,32 +231,10 @@ fn a_downloader_that_leaves_half_way_stalls_nobody() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let size = 64 * MIB;
-    let file = bytes(size, 32);
-    let digest = sha256_hex(&file);
-    let tracker = spawn_tracker(root, 0, "3s");
-    let turl = tracker.url();
-    let env = [("P2P_TRANSFER__UPLOAD_LIMIT", "8MiB")];
-    let _seed = seed(root, &turl, &file, &env);
-    drop(file);
-    let mut peers: Vec<(Proc, PathBuf)> = (1..=5)
-        .map(|i| peer(root, &format!("p{i}"), &turl, &env))
-        .collect();
-    peers.iter().for_each(|(p, _)| wait_ready(p));
-    let mut gets: Vec<Get> = peers
-        .iter()
-        .enumerate()
-        .map(|(i, (p, _))| {
-            spawn_get(
-                root,
-                &turl,
-                "big.bin",
-                Some(&p.addr.to_string()),
-                &i.to_string(),
-            )
-        })
-        .collect();
+    let mut swarm = start(root, size, "3s", 5);
+    let mut gets = swarm.get_via_all(root);
 
-    let (leaver, _) = &peers[0];
+    let (leaver, _) = &swarm.peers[0];
     eventually(Duration::from_secs(120), "the leaver half-way", || {
         (metric(&leaver.url(), "p2p_peer_downloaded_bytes_total") >= size as f64 / 2.0)
             .then_some(())
@@ -266,7 +247,7 @@ fn a_downloader_that_leaves_half_way_stalls_nobody() {
         "the leaver served nobody: its leaving proves nothing"
     );
     leaver.sigterm();
-    let (mut left, _) = peers.remove(0);
+    let (mut left, _) = swarm.peers.remove(0);
     let status = left.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "the leaver exited with {status}");
     drop(gets.remove(0));
@@ -275,8 +256,5 @@ fn a_downloader_that_leaves_half_way_stalls_nobody() {
     for g in gets.iter_mut() {
         g.wait(deadline);
     }
-    for (_, dir) in &peers {
-        let got = std::fs::read(dir.join("big.bin")).unwrap();
-        assert_eq!(sha256_hex(&got), digest, "{}", dir.display());
-    }
+    swarm.assert_peers_hold_the_file();
 }
