@@ -1,8 +1,8 @@
 //! Upload slots: at most `transfer.upload_slots` piece bodies are sent at once; requests beyond
-//! that (and newcomers beyond the optimistic one while reciprocating peers are served) wait,
-//! and each freed slot goes to the waiter [`super::choker::next`] picks. A request
-//! waits at most `max_wait` (below the downloaders' answer timeout, so a wait never looks like a
-//! dead source to them); past it it is sent anyway, over the cap.
+//! that (and, while reciprocating peers are served, lesser requests beyond the optimistic one)
+//! wait, and each freed slot goes to the waiter [`super::choker::next`] picks. A request waits
+//! at most `max_wait` (below the downloaders' answer deadline, so a wait never looks like a dead
+//! source to them); past it, it is sent anyway, over the cap.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,8 +37,8 @@ impl Got {
 pub(crate) struct UploadSlots {
     slots: usize,
     max_wait: Duration,
-    /// What newcomers' bodies share while reciprocating peers are served (see
-    /// [`choker::newcomer_rate`]); None: the upload is not limited here, slots alone decide.
+    /// What the lesser classes' bodies share while paced (see [`choker::newcomer_rate`]);
+    /// None: the upload is not limited here, slots alone decide.
     newcomers: Option<Arc<Bucket>>,
     state: Mutex<State>,
 }
