@@ -74,6 +74,10 @@ pub struct Metrics {
     pub downloads_refused: IntCounterVec,
     pub partials_swept: IntCounter,
     pub partials_swept_bytes: IntCounter,
+    // Who is served first (issue 16): piece bytes and upload slots by the requester's class.
+    pub served_class_bytes: IntCounterVec,
+    pub upload_slots: IntCounterVec,
+    pub claim_mismatches: IntCounter,
 }
 
 impl Metrics {
@@ -169,7 +173,7 @@ impl Metrics {
         );
         let piece_bytes_served = counter_vec(
             &reg,
-            "p2p_peer_piece_bytes_served_total",
+            "p2p_peer_piece_bytes_by_holding_total",
             "Bytes of pieces this peer answered to swarm downloads, by what it holds of the file (complete: a seed; partial: a downloader passing verified pieces on).",
             &["holding"],
         );
@@ -194,6 +198,24 @@ impl Metrics {
         for r in ["max_concurrent_downloads", "min_free_space"] {
             downloads_refused.with_label_values(&[r]);
         }
+        let served_class_bytes = counter_vec(
+            &reg,
+            "p2p_peer_served_piece_bytes_total",
+            "Piece bytes sent, by the requester's class (reciprocating: it sent this peer bytes lately; newcomer: nothing that can be tied to it; unnamed: a newcomer that names no address, a client that serves nothing).",
+            &["class"],
+        );
+        let upload_slots = counter_vec(
+            &reg,
+            "p2p_peer_upload_slots_total",
+            "Piece requests by the requester's class and how they got an upload slot (at_once, queued, overflow: waited the longest allowed and sent over the cap).",
+            &["class", "got"],
+        );
+        for class in ["reciprocating", "newcomer", "unnamed"] {
+            served_class_bytes.with_label_values(&[class]);
+            for got in ["at_once", "queued", "overflow"] {
+                upload_slots.with_label_values(&[class, got]);
+            }
+        }
         Self {
             downloads_refused,
             partials_swept: counter(
@@ -205,6 +227,13 @@ impl Metrics {
                 &reg,
                 "p2p_peer_partials_swept_bytes_total",
                 "Disk bytes freed by removing stale partial downloads.",
+            ),
+            served_class_bytes,
+            upload_slots,
+            claim_mismatches: counter(
+                &reg,
+                "p2p_peer_claim_mismatches_total",
+                "Piece requests naming the address of a peer that sent us bytes, from another IP than those bytes came from (served as newcomers).",
             ),
             pieces,
             download_sources,

@@ -1,6 +1,8 @@
 //! How this process reaches others: the tracker channel and the HTTP client for peers, both
 //! with the configured TLS and bearer token.
 
+use std::sync::Arc;
+
 use p2p_common::auth::Tokens;
 use p2p_common::failover::{FailoverChannel, split_endpoints};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -8,6 +10,8 @@ use tonic::transport::Endpoint;
 
 use crate::config::PeerConfig;
 use crate::error::{Error, Result};
+use crate::transfer::ledger::Ledger;
+use crate::wire::blobs::PEER_ADDR_HEADER;
 
 /// Lazily connecting channels to each URL of `tracker.endpoint` (comma-separated), as one
 /// channel that moves to the next tracker when one is unreachable.
@@ -46,10 +50,25 @@ pub fn tokens(cfg: &PeerConfig) -> Result<Option<Tokens>> {
 pub struct Net {
     pub http: reqwest::Client,
     scheme: &'static str,
+    /// What each source sent this process (credited as piece bytes arrive); the serving side
+    /// reads it to serve those peers first.
+    pub(crate) ledger: Arc<Ledger>,
 }
 
 impl Net {
+    /// A client that names no address of its own: the CLI's and the client menu's, which serve
+    /// nothing, so holders take them for newcomers.
     pub fn new(cfg: &PeerConfig) -> Result<Self> {
+        Self::build(cfg, None)
+    }
+
+    /// A serving peer's client: its requests carry `me`, the address it serves at, so holders
+    /// it uploaded to can serve it first.
+    pub fn serving(cfg: &PeerConfig, me: &str) -> Result<Self> {
+        Self::build(cfg, Some(me))
+    }
+
+    fn build(cfg: &PeerConfig, me: Option<&str>) -> Result<Self> {
         // reqwest refuses to build a client, even a plaintext one, without a TLS provider.
         p2p_common::tls::install_provider();
         let mut headers = HeaderMap::new();
@@ -62,6 +81,14 @@ impl Net {
         // A peer is asked at the address it advertised and nowhere else: a redirect in its
         // answer would let any registered peer aim every downloader at any URL (an internal
         // service, the cloud's metadata address), so none is followed.
+        if let Some(me) = me {
+            let v = HeaderValue::from_str(me).map_err(|_| {
+                Error::Refused(format!(
+                    "advertised address {me:?} is not a valid header value"
+                ))
+            })?;
+            headers.insert(PEER_ADDR_HEADER, v);
+        }
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
@@ -78,7 +105,11 @@ impl Net {
             "http"
         };
         let http = builder.build().map_err(|e| Error::Other(e.into()))?;
-        Ok(Self { http, scheme })
+        Ok(Self {
+            http,
+            scheme,
+            ledger: Ledger::new(),
+        })
     }
 
     /// `scheme://host:port/path` for a peer given as `host:port` or as a URL (what users

@@ -21,6 +21,7 @@ use crate::readiness::Readiness;
 use crate::share::partial::Partials;
 use crate::store::Store;
 use crate::transfer::Limits;
+use crate::transfer::slots::UploadSlots;
 
 pub struct Running {
     pub local_addr: SocketAddr,
@@ -191,6 +192,13 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         io_timeout: cfg.peer.io_timeout,
         daemon: daemon.clone(),
         web: Arc::new(http::Web::new(&cfg, &advertised)),
+        // A waiting piece request is sent well before a downloader's answer deadline (the same
+        // io_timeout by default) would drop this peer as a source.
+        upload_slots: UploadSlots::new(
+            cfg.transfer.upload_slots,
+            cfg.peer.io_timeout / 2,
+            cfg.transfer.upload_limit,
+        ),
     })
     // grpc.health.v1 on the same port (h2c), for orchestrators. Routed by path so that other
     // unknown paths keep their plain HTTP 404 (tonic's own fallback answers 200 + grpc-status).

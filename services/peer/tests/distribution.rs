@@ -13,19 +13,12 @@ use common::*;
 const MIB: usize = 1024 * 1024;
 
 fn peer(root: &Path, id: &str, turl: &str, upload_limit: &str) -> (Proc, PathBuf) {
-    let dir = root.join(id);
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = spawn_peer(
+    swarm_peer(
         root,
-        PeerOpts {
-            id,
-            files_dir: &dir,
-            tracker: turl,
-            heartbeat: "1s",
-            env: vec![("P2P_TRANSFER__UPLOAD_LIMIT", upload_limit.to_owned())],
-        },
-    );
-    (p, dir)
+        id,
+        turl,
+        &[("P2P_TRANSFER__UPLOAD_LIMIT", upload_limit)],
+    )
 }
 
 /// A running `p2p-peer get NAME --via ADDR`, its output in files.

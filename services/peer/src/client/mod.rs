@@ -77,7 +77,11 @@ pub fn swarm(
     skip: Option<String>,
 ) -> Result<Swarm> {
     Ok(Swarm {
-        net: Net::new(cfg)?,
+        // A serving peer names its address on its requests (see `transfer::choker`).
+        net: match &skip {
+            Some(me) => Net::serving(cfg, me)?,
+            None => Net::new(cfg)?,
+        },
         tracker,
         limits,
         max_sources: cfg.transfer.max_sources,

@@ -1,15 +1,16 @@
 //! `/blobs/{sha256}...`: bytes by digest for swarm downloads ([`crate::wire::blobs`]). Served
 //! from complete files in the share and from the verified pieces of downloads in progress.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncSeekExt;
 
-use super::body::{send_body, transfer_slot};
+use super::body::{PieceSlot, send_body, transfer_slot};
 use super::error::ApiError;
 use super::files::serve_whole;
 use super::state::AppState;
@@ -18,6 +19,8 @@ use crate::share::bitfield::Bitfield;
 use crate::share::partial::PartialFile;
 use crate::share::{Digest, Manifest, PieceIndex};
 use crate::store::Entry;
+use crate::transfer::choker::Class;
+use crate::transfer::ledger::Standing;
 use crate::wire::blobs::{self as wire, ManifestJson};
 
 /// What this peer holds of a digest.
@@ -106,9 +109,34 @@ pub(super) async fn get_bitfield(
         .into_response())
 }
 
+/// An upload slot for a piece request from `from`: at once while slots are free, else when the
+/// choker picks it (peers that sent this one bytes lately first). The one place pieces wait.
+async fn piece_slot(st: &AppState, headers: &HeaderMap, from: IpAddr) -> PieceSlot {
+    let claimed = headers
+        .get(wire::PEER_ADDR_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let standing = st.daemon.swarm.net.ledger.standing(claimed, from);
+    if standing == Standing::Mismatch {
+        st.metrics.claim_mismatches.inc();
+        tracing::debug!(?claimed, %from, "piece request claims another host's address");
+    }
+    let class = Class::of(standing);
+    let label = class.label();
+    let (slot, got) = st.upload_slots.acquire(class).await;
+    st.metrics
+        .upload_slots
+        .with_label_values(&[label, got.label()])
+        .inc();
+    PieceSlot {
+        slot,
+        bytes: st.metrics.served_class_bytes.with_label_values(&[label]),
+    }
+}
+
 pub(super) async fn get_piece(
     State(st): State<AppState>,
     Path((sha256, index)): Path<(String, String)>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let digest = parse_digest(&sha256)?;
@@ -151,7 +179,7 @@ pub(super) async fn get_piece(
             format!("piece {index} of {digest} is not verified here"),
         )
     };
-    let (slot, mut file) = match &held {
+    let (piece, slot, mut file) = match &held {
         Held::Complete(entry, _) => {
             let insist = headers.contains_key(wire::INSIST_HEADER);
             if !st
@@ -172,17 +200,19 @@ pub(super) async fn get_piece(
                 );
                 return Ok(resp);
             }
+            let piece = piece_slot(&st, &headers, from.ip()).await;
             let slot = transfer_slot(&st)?;
             let file = st.store.open_file(entry).await.map_err(|e| {
                 tracing::warn!(file = %entry.name, error = %e, "cannot open indexed file");
                 not_here(&digest)
             })?;
-            (slot, file)
+            (piece, slot, file)
         }
         Held::Partial(p) => {
             if !p.has(index) {
                 return Err(missing());
             }
+            let piece = piece_slot(&st, &headers, from.ip()).await;
             let slot = transfer_slot(&st)?;
             let path = p.data_path().to_path_buf();
             let file = tokio::task::spawn_blocking(move || crate::store::open_regular(&path))
@@ -193,7 +223,7 @@ pub(super) async fn get_piece(
                     tracing::debug!(error = %e, "cannot open a partial download's data");
                     missing()
                 })?;
-            (slot, tokio::fs::File::from_std(file.0))
+            (piece, slot, tokio::fs::File::from_std(file.0))
         }
     };
     file.seek(std::io::SeekFrom::Start(range.start + within.start))
@@ -208,7 +238,7 @@ pub(super) async fn get_piece(
         .piece_bytes_served
         .with_label_values(&[holding])
         .inc_by(len);
-    let body = send_body(&st, slot, file, len);
+    let body = send_body(&st, slot, file, len, Some(piece));
     let mut resp = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")

@@ -4,14 +4,23 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use futures::StreamExt;
+use prometheus::IntCounter;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::io::ReaderStream;
 
 use super::error::ApiError;
 use super::state::AppState;
 use crate::transfer::Direction;
+use crate::transfer::slots::UploadSlot;
 
 const READ_CHUNK: usize = 64 * 1024;
+
+/// What a piece body holds besides its transfer slot: its upload slot (`transfer::slots`) and
+/// the counter of bytes served to its requester's class.
+pub(super) struct PieceSlot {
+    pub slot: UploadSlot,
+    pub bytes: IntCounter,
+}
 
 /// A transfer slot, or 503: every body sent or received holds one.
 pub(super) fn transfer_slot(st: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
@@ -34,7 +43,12 @@ pub(super) fn send_body(
     slot: OwnedSemaphorePermit,
     file: tokio::fs::File,
     len: u64,
+    piece: Option<PieceSlot>,
 ) -> Body {
+    let (mut upload_slot, class_bytes) = match piece {
+        Some(p) => (Some(p.slot), Some(p.bytes)),
+        None => (None, None),
+    };
     let hold = (slot, st.metrics.transfer("upload"));
     let served = st.metrics.served_bytes.clone();
     let mut throttle = st.limits.throttle(Direction::Upload);
@@ -46,10 +60,18 @@ pub(super) fn send_body(
             ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), READ_CHUNK);
         while let Some(chunk) = chunks.next().await {
             let n = chunk.as_ref().map_or(0, |c| c.len() as u64);
-            // The bucket's wait is ours, not the client's: it is not part of the stall deadline.
+            // The buckets' waits are ours, not the client's: not part of the stall deadline.
+            if let Some(s) = &mut upload_slot {
+                s.pace(n).await;
+            }
             throttle.take(n).await;
             match tokio::time::timeout(io_timeout, tx.send(chunk)).await {
-                Ok(Ok(())) => served.inc_by(n),
+                Ok(Ok(())) => {
+                    served.inc_by(n);
+                    if let Some(c) = &class_bytes {
+                        c.inc_by(n);
+                    }
+                }
                 // The client went away.
                 Ok(Err(_)) => return,
                 Err(_) => {

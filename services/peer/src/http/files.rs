@@ -90,7 +90,7 @@ pub(super) async fn serve_whole(
             .await
             .map_err(ApiError::internal)?;
     }
-    let body = send_body(st, slot, file, len);
+    let body = send_body(st, slot, file, len, None);
     resp.status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len)

@@ -18,6 +18,7 @@ use crate::readiness::Readiness;
 use crate::share::partial::Partials;
 use crate::store::Store;
 use crate::transfer::Limits;
+use crate::transfer::slots::UploadSlots;
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -45,6 +46,8 @@ pub(crate) struct AppState {
     pub daemon: Daemon,
     /// The web page's own state: who this peer is, sessions, downloads in progress.
     pub web: Arc<Web>,
+    /// Piece bodies sent at once, and who waits for them first (`transfer::choker`).
+    pub upload_slots: Arc<UploadSlots>,
 }
 
 /// Per-client upload budget: `per_minute` uploads, refilled evenly.

@@ -183,6 +183,9 @@ pub(super) async fn block(
             block.start, block.end
         )));
     }
+    let credit = net
+        .ledger
+        .source(address, resp.remote_addr().map(|a| a.ip()));
     if resp.content_length().is_some_and(|n| n != len) {
         return Err(Failure::Bad(format!(
             "block of piece {index} announced as {:?} bytes, expected {len}",
@@ -206,6 +209,7 @@ pub(super) async fn block(
         throttle.take(chunk.len() as u64).await;
         out.extend_from_slice(&chunk);
         meter.add(chunk.len() as u64);
+        credit.add(chunk.len() as u64);
     }
     if out.len() as u64 != len {
         return Err(Failure::Unreachable(format!(

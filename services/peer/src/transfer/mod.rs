@@ -1,8 +1,12 @@
-//! Moving bytes between peers: rate limits, and what downloads may take of the process and the
-//! disk (`room`).
+//! Moving bytes between peers: rate limits, what downloads may take of the process and the
+//! disk (`room`), and who is served first when uploads are contended (what each peer gave us,
+//! the choker's rule, the upload slots).
 
+pub(crate) mod choker;
+pub(crate) mod ledger;
 pub(crate) mod limit;
 pub mod room;
+pub(crate) mod slots;
 
 use std::time::Duration;
 
@@ -30,6 +34,9 @@ pub struct TransferSection {
     /// Partial downloads in the share untouched this long are removed (only by a serving peer).
     #[serde(with = "p2p_common::config::duration")]
     pub partial_ttl: Duration,
+    /// Piece bodies this process sends at once; more wait, peers that gave us bytes lately
+    /// first (see `choker`). 0: no cap.
+    pub upload_slots: usize,
 }
 
 impl Default for TransferSection {
@@ -41,6 +48,7 @@ impl Default for TransferSection {
             max_concurrent_downloads: 8,
             min_free_space: FreeSpace::Bytes(1 << 30),
             partial_ttl: Duration::from_secs(24 * 3600),
+            upload_slots: 4,
         }
     }
 }
@@ -72,6 +80,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad free space"), "{err}");
+        assert_eq!(s.upload_slots, 4);
         let s: TransferSection =
             serde_json::from_str(r#"{"upload_limit":"16MiB","download_limit":"500KiB"}"#).unwrap();
         assert_eq!(s.upload_limit.bytes_per_second(), 16 << 20);

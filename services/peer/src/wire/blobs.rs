@@ -15,6 +15,11 @@ pub(crate) const LEAST_SERVED_HEADER: &str = "x-p2p-least-served-first";
 /// others: the downloader has nothing else to ask this holder for.
 pub(crate) const INSIST_HEADER: &str = "x-p2p-insist";
 
+/// Header of a piece request from a serving peer: the address it serves at, as the tracker
+/// lists it. The holder serves peers that gave it bytes lately first (`transfer::choker`); the
+/// claim counts only from the IP those bytes came from.
+pub(crate) const PEER_ADDR_HEADER: &str = "x-p2p-peer-addr";
+
 /// The largest manifest a downloader reads: 2,048 pieces of 64 hex digits and then some (a
 /// bigger file has bigger pieces, not more of them).
 pub(crate) const MANIFEST_LIMIT: usize = 4 << 20;

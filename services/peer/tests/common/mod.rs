@@ -178,6 +178,24 @@ pub fn spawn_peer(log_dir: &Path, o: PeerOpts<'_>) -> Proc {
     )
 }
 
+/// A peer serving `root/id` (created), heartbeat 1 s, with `env` set: what the swarm tests
+/// start many of.
+pub fn swarm_peer(root: &Path, id: &str, turl: &str, env: &[(&str, &str)]) -> (Proc, PathBuf) {
+    let dir = root.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = spawn_peer(
+        root,
+        PeerOpts {
+            id,
+            files_dir: &dir,
+            tracker: turl,
+            heartbeat: "1s",
+            env: env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        },
+    );
+    (p, dir)
+}
+
 fn unique() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
