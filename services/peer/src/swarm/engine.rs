@@ -291,6 +291,7 @@ impl<'a> Engine<'a> {
                 peer,
                 ask,
                 block,
+                plan_geometry.piece_len(ask.piece),
                 target.sha256,
                 meter,
             ))
@@ -530,6 +531,7 @@ fn fetch_block(
     peer: &Holder,
     ask: Ask,
     block: std::ops::Range<u64>,
+    piece_len: u64,
     sha256: Digest,
     meter: &Arc<Meter>,
 ) -> AbortHandle {
@@ -548,7 +550,8 @@ fn fetch_block(
     tasks.spawn(
         async move {
             let result = source::block(
-                &net, &address, &sha256, ask.piece, block, timeout, throttle, m, ask.insist,
+                &net, &address, &sha256, ask.piece, block, piece_len, timeout, throttle, m,
+                ask.insist,
             )
             .await;
             Event::Received { ask, result }

@@ -148,9 +148,11 @@ pub(super) async fn bitfield(
     Bitfield::from_bytes(pieces, &body).map_err(|e| Failure::Bad(e.to_string()))
 }
 
-/// The bytes `block` (a range within piece `index`) from `address`: exactly those or a
-/// failure. Each chunk is paced by the download bucket and must come within `timeout` of the
-/// previous one. `insist`: the holder may not defer it (see `http::seeding`).
+/// The bytes `block` (a range within piece `index`, of `piece_len` bytes) from `address`:
+/// exactly those or a failure. Each chunk is paced by the download bucket and must come within
+/// `timeout` of the previous one. `insist`: the holder may not defer it (see `http::seeding`).
+/// A holder that ignores the range (an older peer) answers 200 with the whole piece; the
+/// block is cut out of it, so such a holder still serves, at the cost of the rest of the piece.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn block(
     net: &Net,
@@ -158,12 +160,13 @@ pub(super) async fn block(
     sha256: &Digest,
     index: PieceIndex,
     block: Range<u64>,
+    piece_len: u64,
     timeout: Duration,
     mut throttle: Throttle,
     meter: Arc<Meter>,
     insist: bool,
 ) -> Result<Vec<u8>, Failure> {
-    let len = block.end - block.start;
+    let want = block.end - block.start;
     let mut req = net
         .http
         .get(net.url(address, &wire::piece_path(sha256, index)))
@@ -175,24 +178,20 @@ pub(super) async fn block(
         req = req.header(wire::INSIST_HEADER, "1");
     }
     let resp = send(req, timeout).await?;
-    // A holder that ignores the range sends the whole piece (200): only right when the block
-    // is the whole piece.
-    if resp.status() == StatusCode::OK && resp.content_length() != Some(len) {
-        return Err(Failure::Unreachable(format!(
-            "sends whole pieces only (asked for bytes {}-{} of piece {index})",
-            block.start, block.end
-        )));
-    }
+    let whole = resp.status() == StatusCode::OK;
+    let len = if whole { piece_len } else { want };
     let credit = net
         .ledger
         .source(address, resp.remote_addr().map(|a| a.ip()));
     if resp.content_length().is_some_and(|n| n != len) {
         return Err(Failure::Bad(format!(
-            "block of piece {index} announced as {:?} bytes, expected {len}",
+            "{} of piece {index} announced as {:?} bytes, expected {len}",
+            if whole { "all" } else { "a block" },
             resp.content_length()
         )));
     }
-    let mut out = Vec::with_capacity(len as usize);
+    // What the holder claims is not reserved up front: only what it sends is held.
+    let mut out = Vec::with_capacity(want as usize);
     let mut body = resp.bytes_stream();
     loop {
         let next = tokio::time::timeout(timeout, body.next())
@@ -216,6 +215,10 @@ pub(super) async fn block(
             "connection closed after {} of {len} bytes of a block of piece {index}",
             out.len()
         )));
+    }
+    if whole && want != len {
+        out.truncate(block.end as usize);
+        out.drain(..block.start as usize);
     }
     Ok(out)
 }
