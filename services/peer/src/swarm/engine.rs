@@ -284,14 +284,12 @@ impl<'a> Engine<'a> {
                 });
             }
             manifest.range(ask.piece)?;
-            let block = plan_geometry.block_range(ask.piece, ask.block);
             Some(fetch_block(
                 swarm,
                 tasks,
                 peer,
                 ask,
-                block,
-                plan_geometry.piece_len(ask.piece),
+                &plan_geometry,
                 target.sha256,
                 meter,
             ))
@@ -530,11 +528,12 @@ fn fetch_block(
     tasks: &mut JoinSet<Event>,
     peer: &Holder,
     ask: Ask,
-    block: std::ops::Range<u64>,
-    piece_len: u64,
+    geometry: &Geometry,
     sha256: Digest,
     meter: &Arc<Meter>,
 ) -> AbortHandle {
+    let block = geometry.block_range(ask.piece, ask.block);
+    let piece_len = geometry.piece_len(ask.piece);
     let (net, address, timeout) = (swarm.net.clone(), peer.address.clone(), swarm.io_timeout);
     let throttle = swarm.limits.throttle(Direction::Download);
     let m = Arc::clone(meter);
