@@ -264,8 +264,10 @@ impl<H> Plan<H> {
             }
         };
         let mut live: Vec<SourceId> = self.ids().filter(|&i| !self.source(i).dropped).collect();
-        // Stable: holders of one rank keep their (random) order.
-        live.sort_by_key(|&i| rank(i));
+        // Stable: holders of one rank keep their (random) order. Each rank is read once: a
+        // source's meters move under the sort (its fetches run on other threads), and a key
+        // that changes mid-sort is not an order.
+        live.sort_by_cached_key(|&i| rank(i));
         live.truncate(self.tuning.max_sources.max(1));
         live
     }
