@@ -42,7 +42,7 @@ const PIPELINE: Duration = Duration::from_millis(500);
 /// and it shares it per request.
 const RELIEVED_DEPTH: usize = 2;
 /// Pieces being put together at once: each holds a piece-sized buffer until it is checked.
-const MAX_OPEN: usize = 8;
+const MAX_OPEN: usize = 4;
 /// A source that sends no byte this long after being asked is set aside for others, and its
 /// blocks are asked elsewhere: silent holders cost seconds, not a timeout each.
 const FIRST_BYTE: Duration = Duration::from_secs(2);
