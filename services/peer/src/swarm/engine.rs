@@ -37,6 +37,11 @@ const BLOCK: u64 = 256 << 10;
 /// Holders are asked of the tracker this often while the download runs: peers that started
 /// the same file a moment later are partial holders worth using within seconds.
 const HOLDERS_EVERY: Duration = Duration::from_secs(2);
+/// In the first [`EARLY`] of a download, holders are asked for this often: peers that start
+/// the same file together become partial holders within a second, and until a download knows
+/// them every block comes from the seed.
+const HOLDERS_EARLY_EVERY: Duration = Duration::from_millis(500);
+const EARLY: Duration = Duration::from_secs(4);
 
 /// How the loop ended.
 pub(super) enum Outcome {
@@ -128,6 +133,8 @@ pub(super) struct Engine<'a> {
     saved: Bitfield,
     saved_at: Instant,
     holders_at: Option<Instant>,
+    /// When the download's loop was set up.
+    started: Instant,
     holders_pending: bool,
     /// Sources ran out and the tracker was asked since: nothing new means giving up.
     asked_when_out: bool,
@@ -193,6 +200,7 @@ impl<'a> Engine<'a> {
             saved,
             saved_at: Instant::now(),
             holders_at: None,
+            started: Instant::now(),
             holders_pending: false,
             asked_when_out: false,
             verified_bytes,
@@ -481,6 +489,14 @@ impl<'a> Engine<'a> {
         });
     }
 
+    fn holders_every(&self) -> Duration {
+        if self.started.elapsed() < EARLY {
+            HOLDERS_EARLY_EVERY
+        } else {
+            HOLDERS_EVERY
+        }
+    }
+
     async fn on_tick(&mut self) -> Option<Outcome> {
         let field = self.file.bitfield();
         if field != self.saved && self.saved_at.elapsed() >= SAVE_EVERY {
@@ -509,7 +525,7 @@ impl<'a> Engine<'a> {
         if !self.holders_pending
             && self
                 .holders_at
-                .is_none_or(|at| at.elapsed() >= HOLDERS_EVERY)
+                .is_none_or(|at| at.elapsed() >= self.holders_every())
         {
             self.ask_holders();
         }
