@@ -136,8 +136,13 @@ pub(crate) async fn publish(
 ) -> Result<Placed> {
     match dest {
         Destination::Share(store) => {
+            // The size the holders served, which may not be the tracker's: the digest decides.
+            let size = tokio::fs::metadata(part)
+                .await
+                .map_err(|e| Error::Other(anyhow::anyhow!("{}: {e}", part.display())))?
+                .len();
             let outcome = store
-                .publish(part, &target.name, target.size, &target.sha256)
+                .publish(part, &target.name, size, &target.sha256)
                 .await
                 .map_err(|e| Error::Other(e.into()))?;
             match outcome {

@@ -16,16 +16,15 @@ pub(super) fn other(what: &Path, e: impl std::fmt::Display) -> Error {
     Error::Other(anyhow::anyhow!("{}: {e}", what.display()))
 }
 
-/// A verified copy left by an earlier download that was not placed: checked again (anything may
-/// have touched it since), then reused; removed when it is not right.
-pub(super) async fn earlier_copy(path: PathBuf, sha256: Digest, size: u64) -> Option<PathBuf> {
+/// A verified copy left by an earlier download that was not placed, and its size: checked
+/// again (anything may have touched it since), then reused; removed when it is not right.
+pub(super) async fn earlier_copy(path: PathBuf, sha256: Digest) -> Option<(PathBuf, u64)> {
     tokio::task::spawn_blocking(move || {
         let meta = std::fs::symlink_metadata(&path).ok()?;
         let right = meta.is_file()
-            && meta.len() == size
             && crate::share::pieces::hash_file(&path).is_ok_and(|h| h.sha256 == sha256);
         if right {
-            Some(path)
+            Some((path, meta.len()))
         } else {
             let _ = std::fs::remove_file(&path);
             None
@@ -101,7 +100,7 @@ fn hash_in_order(
 }
 
 /// Every piece is in: the file is kept when its whole digest is the target's, and discarded
-/// (the manifest lied) when not.
+/// (the manifest lied: `None`) when not.
 pub(super) async fn complete(
     writer: PartialWriter,
     hasher: Hasher,
@@ -109,7 +108,7 @@ pub(super) async fn complete(
     manifest_from: &str,
     dir: &Path,
     report: &dyn Report,
-) -> Result<PathBuf> {
+) -> Result<Option<PathBuf>> {
     let sha256 = target.sha256;
     let digest = match hasher.digest(dir).await? {
         Ok(Some(d)) => d,
@@ -124,10 +123,7 @@ pub(super) async fn complete(
             "every piece matched the manifest but the file does not match its digest: the manifest lied"
         );
         let _ = tokio::task::spawn_blocking(move || writer.discard()).await;
-        return Err(Error::Integrity(format!(
-            "{:?}: SHA-256 mismatch: expected {sha256}, got {digest} (the manifest from {manifest_from} does not describe this file); nothing kept",
-            target.name
-        )));
+        return Ok(None);
     }
     let done = tokio::task::spawn_blocking(move || writer.finish())
         .await
@@ -135,7 +131,7 @@ pub(super) async fn complete(
     match done {
         Ok(p) => {
             report.event(Event::Verified { size: target.size });
-            Ok(p)
+            Ok(Some(p))
         }
         Err(ShareError::Io { path, source }) => Err(local_failure(None, &path, &source).await),
         Err(e) => Err(e.into()),
