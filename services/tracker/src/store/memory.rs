@@ -74,19 +74,12 @@ struct NameHolders {
     holders: Vec<PeerId>,
 }
 
-/// What a peer's file is, its name being the key it is filed under.
-#[derive(Clone, Copy)]
-struct FileMeta {
-    size: u64,
-    sha256: Digest,
-    pieces_root: Option<Digest>,
-}
-
 struct PeerEntry {
     /// The key this peer is filed under in `peers`, `leases` and the holder sets.
     key: PeerId,
     record: PeerRecord,
-    files: HashMap<Name, FileMeta>,
+    /// name -> digest: size and root live once, in the indexes, not per peer as well.
+    files: HashMap<Name, Digest>,
     /// digest -> partial holding.
     partials: HashMap<Digest, PartialEntry>,
 }
@@ -112,8 +105,8 @@ impl Inner {
     }
 
     /// Files `peer`'s `name`; returns the name as the maps share it.
-    fn index(&mut self, peer: &PeerId, name: String, f: &FileMeta) -> Name {
-        let name = self.intern(name);
+    fn index(&mut self, peer: &PeerId, f: FileEntry) -> Name {
+        let name = self.intern(f.name);
         let held = self
             .by_name
             .entry((name.clone(), f.sha256))
@@ -142,8 +135,8 @@ impl Inner {
         name
     }
 
-    fn unindex(&mut self, peer: &str, name: &Name, f: &FileMeta) {
-        let key = (name.clone(), f.sha256);
+    fn unindex(&mut self, peer: &str, name: &Name, sha256: &Digest) {
+        let key = (name.clone(), *sha256);
         if let Some(held) = self.by_name.get_mut(&key) {
             if let Ok(at) = held.holders.binary_search_by(|h| (**h).cmp(peer)) {
                 held.holders.remove(at);
@@ -153,7 +146,7 @@ impl Inner {
                 self.drop_name(name);
             }
         }
-        if let Some(digest) = self.by_digest.get_mut(&f.sha256) {
+        if let Some(digest) = self.by_digest.get_mut(sha256) {
             if let Some(hold) = digest.holders.get_mut(peer) {
                 hold.names -= 1;
                 if hold.names == 0 {
@@ -161,7 +154,7 @@ impl Inner {
                 }
             }
             if digest.holders.is_empty() {
-                self.by_digest.remove(&f.sha256);
+                self.by_digest.remove(sha256);
             }
         }
     }
@@ -339,12 +332,8 @@ impl Store for MemoryStore {
         let key = PeerId::from(peer.id.as_str());
         let mut map = HashMap::with_capacity(files.len());
         for f in files {
-            let meta = FileMeta {
-                size: f.size,
-                sha256: f.sha256,
-                pieces_root: f.pieces_root,
-            };
-            map.insert(inner.index(&key, f.name, &meta), meta);
+            let sha256 = f.sha256;
+            map.insert(inner.index(&key, f), sha256);
         }
         inner.leases.insert((peer.expires_at_ms, key.clone()));
         inner.peers.insert(
@@ -455,12 +444,8 @@ impl Store for MemoryStore {
         }
         let mut filed = Vec::with_capacity(added.len());
         for f in added {
-            let meta = FileMeta {
-                size: f.size,
-                sha256: f.sha256,
-                pieces_root: f.pieces_root,
-            };
-            filed.push((inner.index(&key, f.name, &meta), meta));
+            let sha256 = f.sha256;
+            filed.push((inner.index(&key, f), sha256));
         }
         for (d, now) in partial_now {
             inner.set_partial(&key, &d, now);
@@ -604,5 +589,48 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::file;
+
+    fn peer(id: &str) -> PeerRecord {
+        PeerRecord {
+            id: id.into(),
+            address: "h:1".into(),
+            secret_hash: "x".into(),
+            expires_at_ms: 1000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_is_one_allocation_whoever_shares_it() {
+        let store = MemoryStore::new();
+        for id in ["p1", "p2"] {
+            store
+                .register(
+                    peer(id),
+                    "",
+                    0,
+                    vec![file("Report.PDF", 1), file("b.txt", 2)],
+                )
+                .await
+                .unwrap();
+        }
+        let inner = store.read();
+        let (name, info) = inner.names.get_key_value("Report.PDF").unwrap();
+        // The name map, the (name, digest) key, each trigram's posting and both peers' maps.
+        let grams = trigrams("report.pdf").len();
+        assert_eq!(Arc::strong_count(name), 2 + grams + 2);
+        assert_eq!(info.lower.as_deref(), Some("report.pdf"));
+        let (_, info) = inner.names.get_key_value("b.txt").unwrap();
+        assert_eq!(info.lower, None, "a lower-case name is not copied");
+        let (id, _) = inner.peers.get_key_value("p1").unwrap();
+        // The peers map, its entry's key, the lease and the holder lists of two names and two
+        // digests.
+        assert_eq!(Arc::strong_count(id), 3 + 2 + 2);
     }
 }

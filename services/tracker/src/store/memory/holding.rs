@@ -14,7 +14,7 @@ pub type PeerId = Arc<str>;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Hold {
     /// How many of the peer's names carry these bytes.
-    pub names: usize,
+    pub names: u32,
     /// The root it announced last with them (one digest has one root unless a peer lies).
     pub root: Option<Digest>,
 }
