@@ -11,7 +11,7 @@ use p2p_common::Digest;
 
 mod holding;
 
-use self::holding::{Holding, PeerId};
+use self::holding::{Holding, PeerId, PeerList};
 use super::names::{lower, trigrams};
 use super::{
     Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
@@ -68,10 +68,10 @@ struct NameInfo {
     digests: usize,
 }
 
-/// Holders of one (name, digest), sorted by id; most have one.
+/// Holders of one (name, digest).
 struct NameHolders {
     size: u64,
-    holders: Vec<PeerId>,
+    holders: PeerList,
 }
 
 struct PeerEntry {
@@ -107,17 +107,17 @@ impl Inner {
     /// Files `peer`'s `name`; returns the name as the maps share it.
     fn index(&mut self, peer: &PeerId, f: FileEntry) -> Name {
         let name = self.intern(f.name);
-        let held = self
-            .by_name
+        let mut new_key = false;
+        self.by_name
             .entry((name.clone(), f.sha256))
-            .or_insert_with(|| NameHolders {
-                size: f.size,
-                holders: Vec::new(),
+            .and_modify(|held| held.holders.insert(peer))
+            .or_insert_with(|| {
+                new_key = true;
+                NameHolders {
+                    size: f.size,
+                    holders: PeerList::One(peer.clone()),
+                }
             });
-        let new_key = held.holders.is_empty();
-        if let Err(at) = held.holders.binary_search(peer) {
-            held.holders.insert(at, peer.clone());
-        }
         if new_key {
             self.add_name(&name);
         }
@@ -137,14 +137,11 @@ impl Inner {
 
     fn unindex(&mut self, peer: &str, name: &Name, sha256: &Digest) {
         let key = (name.clone(), *sha256);
-        if let Some(held) = self.by_name.get_mut(&key) {
-            if let Ok(at) = held.holders.binary_search_by(|h| (**h).cmp(peer)) {
-                held.holders.remove(at);
-            }
-            if held.holders.is_empty() {
-                self.by_name.remove(&key);
-                self.drop_name(name);
-            }
+        if let Some(held) = self.by_name.get_mut(&key)
+            && !held.holders.remove(peer)
+        {
+            self.by_name.remove(&key);
+            self.drop_name(name);
         }
         if let Some(digest) = self.by_digest.get_mut(sha256) {
             if let Some(hold) = digest.holders.get_mut(peer) {
@@ -296,6 +293,7 @@ impl Inner {
                 },
                 holders: held
                     .holders
+                    .as_slice()
                     .iter()
                     .filter_map(|id| self.digest_holder(id, sha256))
                     .collect(),

@@ -100,9 +100,74 @@ impl Holding {
     }
 }
 
+/// The holders of one (name, digest), sorted by id. Nearly always one: kept inline, as a
+/// one-element vector would cost a heap allocation per file.
+#[derive(Debug)]
+pub enum PeerList {
+    One(PeerId),
+    Many(Vec<PeerId>),
+}
+
+impl PeerList {
+    pub fn as_slice(&self) -> &[PeerId] {
+        match self {
+            PeerList::One(p) => std::slice::from_ref(p),
+            PeerList::Many(v) => v,
+        }
+    }
+
+    pub fn insert(&mut self, id: &PeerId) {
+        match self {
+            PeerList::One(p) if p == id => {}
+            PeerList::One(p) => {
+                let mut v = vec![p.clone(), id.clone()];
+                v.sort_unstable();
+                *self = PeerList::Many(v);
+            }
+            PeerList::Many(v) => {
+                if let Err(at) = v.binary_search(id) {
+                    v.insert(at, id.clone());
+                }
+            }
+        }
+    }
+
+    /// Removes `id`; false when the list would be left empty (the caller drops it instead).
+    pub fn remove(&mut self, id: &str) -> bool {
+        match self {
+            PeerList::One(p) => &**p != id,
+            PeerList::Many(v) => {
+                if let Ok(at) = v.binary_search_by(|h| (**h).cmp(id)) {
+                    v.remove(at);
+                }
+                !v.is_empty()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_list_stays_sorted_and_says_when_it_empties() {
+        let ids: Vec<PeerId> = ["c", "a", "b"].into_iter().map(Arc::from).collect();
+        let mut l = PeerList::One(ids[0].clone());
+        l.insert(&ids[0]);
+        assert!(
+            matches!(l, PeerList::One(_)),
+            "the same id twice is one holder"
+        );
+        l.insert(&ids[1]);
+        l.insert(&ids[2]);
+        let names: Vec<&str> = l.as_slice().iter().map(|p| &**p).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(l.remove("b") && l.remove("x") && l.remove("a"));
+        assert!(!l.remove("c"));
+        assert!(PeerList::One(ids[0].clone()).remove("a"));
+        assert!(!PeerList::One(ids[0].clone()).remove("c"));
+    }
 
     #[test]
     fn one_holder_inline_then_a_map_then_none() {
