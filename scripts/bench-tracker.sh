@@ -163,8 +163,12 @@ ratio() { # NAME SETUP CALL OVER_SETUP OVER_CALL
 import statistics, sys
 path, name, s, c, os_, oc = sys.argv[1:]
 rows = [l.split("\t") for l in open(path).read().split("\n") if l]
-med = lambda s, c: statistics.median(float(r[3]) for r in rows if r[0] == s and r[1] == c)
-print(f"{name:<40} {med(s, c) / med(os_, oc):5.2f}x")
+med = lambda s, c, f: statistics.median(f(r) for r in rows if r[0] == s and r[1] == c)
+rps = lambda r: float(r[3])
+# Server CPU per call (the load generator shares the cores, so req/s alone can hide it).
+cpu = lambda r: float(r[6]) / float(r[3])
+print(f"{name:<44} req/s {med(s, c, rps) / med(os_, oc, rps):5.2f}x"
+      f"   server CPU per call {med(s, c, cpu) / med(os_, oc, cpu):5.2f}x")
 PY
 }
 echo
