@@ -247,6 +247,31 @@ mod tests {
     }
 
     #[test]
+    fn calls_count_under_their_method_and_code() {
+        let m = Metrics::new();
+        m.record_rpc(Method::Search, tonic::Code::Ok, Duration::from_micros(40));
+        m.record_rpc(Method::Search, tonic::Code::Ok, Duration::from_micros(40));
+        m.record_rpc(
+            Method::Heartbeat,
+            tonic::Code::NotFound,
+            Duration::from_micros(40),
+        );
+        let text = p2p_common::metrics::encode(&m.registry);
+        for series in [
+            "p2p_tracker_rpc_requests_total{code=\"OK\",method=\"Search\"} 2",
+            "p2p_tracker_rpc_requests_total{code=\"OK\",method=\"Heartbeat\"} 0",
+            "p2p_tracker_rpc_requests_total{code=\"NotFound\",method=\"Heartbeat\"} 1",
+            "p2p_tracker_rpc_duration_seconds_count{method=\"Search\"} 2",
+            "p2p_tracker_rpc_duration_seconds_count{method=\"Heartbeat\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == series),
+                "{series} missing:\n{text}"
+            );
+        }
+    }
+
+    #[test]
     fn every_method_has_a_zero_ok_series_before_any_call() {
         let text = p2p_common::metrics::encode(&Metrics::new().registry);
         for method in Method::ALL.map(Method::name) {
