@@ -5,7 +5,11 @@
 //! limits, TCP_NODELAY and HTTP/2 keep-alive as the tracker, so the tracker's req/s divided by
 //! this one's is what the tracker's own work costs.
 //!
-//!   bench_reference LISTEN_ADDR PEERS FILES
+//!   bench_reference LISTEN_ADDR PEERS FILES [shared]
+//!
+//! With `shared` it is served by the listener the tracker uses (`p2p_common::serve`: HTTP/1 and
+//! HTTP/2 on one port, the axum router, connection limits and timeouts) instead of tonic's own,
+//! which tells the listener's cost from the tracker's handlers'.
 
 use anyhow::Context;
 use p2p_common::proto::tracker_service_server::{TrackerService, TrackerServiceServer};
@@ -89,8 +93,10 @@ fn exact_answer(peers: usize, files: usize) -> SearchResponse {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, listen, peers, files] = args.as_slice() else {
-        anyhow::bail!("usage: bench_reference LISTEN_ADDR PEERS FILES");
+    let (listen, peers, files, shared) = match args.as_slice() {
+        [_, l, p, f] => (l, p, f, false),
+        [_, l, p, f, s] if s == "shared" => (l, p, f, true),
+        _ => anyhow::bail!("usage: bench_reference LISTEN_ADDR PEERS FILES [shared]"),
     };
     let listen: std::net::SocketAddr = listen.parse().context("LISTEN_ADDR")?;
     let peers: usize = peers.parse().context("PEERS")?;
@@ -103,6 +109,13 @@ async fn main() -> anyhow::Result<()> {
     })
     .max_decoding_message_size(limit)
     .max_encoding_message_size(limit);
+    if shared {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let router = tonic::service::Routes::new(service).into_axum_router();
+        let opts = p2p_common::serve::Options::default();
+        p2p_common::serve::serve(listener, router, opts, std::future::pending()).await;
+        return Ok(());
+    }
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
