@@ -13,7 +13,7 @@ use p2p_common::proto::{
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Method, Metrics};
 use crate::proto;
 use crate::registry::{Registry, RegistryError};
 use crate::store::StoreError;
@@ -31,7 +31,7 @@ impl TrackerApi {
     /// Runs one RPC in `span`, counting it by method and resulting code.
     async fn observe<T>(
         &self,
-        method: &'static str,
+        method: Method,
         span: tracing::Span,
         body: impl Future<Output = Result<T, Status>>,
     ) -> Result<Response<T>, Status> {
@@ -65,17 +65,21 @@ impl From<RegistryError> for Status {
     }
 }
 
-/// A span for one RPC, child of the caller's trace when the metadata carries one.
-fn rpc_span<T>(method: &'static str, req: &Request<T>) -> tracing::Span {
+/// A span for one RPC, child of the caller's trace when the metadata carries one. A span no
+/// layer wants (logs above INFO, no trace export) is never given a parent: reading the trace
+/// context was measurable per call and nothing would keep it.
+fn rpc_span<T>(method: Method, req: &Request<T>) -> tracing::Span {
     let span = tracing::info_span!(
         "rpc",
-        otel.name = %format!("TrackerService/{method}"),
+        otel.name = method.otel_name(),
         otel.kind = "server",
         rpc.system = "grpc",
-        rpc.method = method,
+        rpc.method = method.name(),
         rpc.grpc.status_code = tracing::field::Empty,
     );
-    p2p_common::telemetry::set_remote_parent(&span, &req.metadata().clone().into_headers());
+    if !span.is_disabled() {
+        p2p_common::telemetry::set_remote_parent(&span, req.metadata().as_ref());
+    }
     span
 }
 
@@ -89,8 +93,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let span = rpc_span("Register", &req);
-        self.observe("Register", span, async {
+        let span = rpc_span(Method::Register, &req);
+        self.observe(Method::Register, span, async {
             let r = req.into_inner();
             let limits = self.registry.limits();
             let bound = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
@@ -114,8 +118,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let span = rpc_span("Heartbeat", &req);
-        self.observe("Heartbeat", span, async {
+        let span = rpc_span(Method::Heartbeat, &req);
+        self.observe(Method::Heartbeat, span, async {
             let r = req.into_inner();
             self.registry.heartbeat(&r.peer_id, &r.lease_secret).await?;
             Ok(HeartbeatResponse {
@@ -129,8 +133,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<AnnounceRequest>,
     ) -> Result<Response<AnnounceResponse>, Status> {
-        let span = rpc_span("Announce", &req);
-        self.observe("Announce", span, async {
+        let span = rpc_span(Method::Announce, &req);
+        self.observe(Method::Announce, span, async {
             let r = req.into_inner();
             let change =
                 proto::announcement(r.added, r.removed, r.partial_added, r.partial_removed)?;
@@ -146,8 +150,8 @@ impl TrackerService for TrackerApi {
     }
 
     async fn leave(&self, req: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
-        let span = rpc_span("Leave", &req);
-        self.observe("Leave", span, async {
+        let span = rpc_span(Method::Leave, &req);
+        self.observe(Method::Leave, span, async {
             let r = req.into_inner();
             self.registry.leave(&r.peer_id, &r.lease_secret).await?;
             tracing::info!(peer = %r.peer_id, "peer left");
@@ -160,8 +164,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
-        let span = rpc_span("Search", &req);
-        self.observe("Search", span, async {
+        let span = rpc_span(Method::Search, &req);
+        self.observe(Method::Search, span, async {
             let r = req.into_inner();
             let page = self
                 .registry
@@ -180,8 +184,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<ListFilesRequest>,
     ) -> Result<Response<ListFilesResponse>, Status> {
-        let span = rpc_span("ListFiles", &req);
-        self.observe("ListFiles", span, async {
+        let span = rpc_span(Method::ListFiles, &req);
+        self.observe(Method::ListFiles, span, async {
             let r = req.into_inner();
             let page = self.registry.list_files(r.page_size, &r.page_token).await?;
             let (files, next_page_token) = proto::matches(page);
@@ -197,8 +201,8 @@ impl TrackerService for TrackerApi {
         &self,
         req: Request<GetPeersByDigestRequest>,
     ) -> Result<Response<GetPeersByDigestResponse>, Status> {
-        let span = rpc_span("GetPeersByDigest", &req);
-        self.observe("GetPeersByDigest", span, async {
+        let span = rpc_span(Method::GetPeersByDigest, &req);
+        self.observe(Method::GetPeersByDigest, span, async {
             let r = req.into_inner();
             let sha256 = proto::digest("sha256", &r.sha256)?;
             let holders = self.registry.peers_by_digest(&sha256).await?;

@@ -3,12 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use p2p_common::Digest;
 
+mod holding;
+
+use self::holding::{Holding, PeerId, PeerList};
 use super::names::{lower, trigrams};
 use super::{
     Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
@@ -36,28 +39,47 @@ impl MemoryStore {
     }
 }
 
+/// A file name, shared by every structure that names the file (one allocation per name).
+type Name = Arc<str>;
+
 #[derive(Default)]
 struct Inner {
-    peers: HashMap<String, PeerEntry>,
+    peers: HashMap<PeerId, PeerEntry>,
     /// (expiry, id), so the sweeper finds expired leases without a scan.
-    leases: BTreeSet<(u64, String)>,
+    leases: BTreeSet<(u64, PeerId)>,
     /// (name, digest) -> size and holders.
-    by_name: BTreeMap<FileKey, (u64, BTreeSet<String>)>,
+    by_name: BTreeMap<(Name, Digest), NameHolders>,
     /// digest -> complete holders of these bytes.
     by_digest: HashMap<Digest, DigestIndex>,
     /// digest -> peer id -> its partial holding (indexed, for a random sample in O(sample)).
-    partial_by_digest: HashMap<Digest, IndexMap<String, PartialEntry>>,
+    partial_by_digest: HashMap<Digest, IndexMap<PeerId, PartialEntry>>,
     /// Sum of the peers' partial holdings.
     partial_count: usize,
-    /// name -> its lower-cased form and how many digests are shared under it.
-    names: BTreeMap<String, (String, usize)>,
+    /// Every shared name: the one allocation of it the other maps share.
+    names: BTreeMap<Name, NameInfo>,
     /// trigram of lower-cased names -> the names holding it.
-    grams: HashMap<[u8; 3], BTreeSet<String>>,
+    grams: HashMap<[u8; 3], BTreeSet<Name>>,
+}
+
+struct NameInfo {
+    /// The lower-cased form, when it differs from the name (most names are lower case).
+    lower: Option<Box<str>>,
+    /// How many digests are shared under the name.
+    digests: usize,
+}
+
+/// Holders of one (name, digest).
+struct NameHolders {
+    size: u64,
+    holders: PeerList,
 }
 
 struct PeerEntry {
+    /// The key this peer is filed under in `peers`, `leases` and the holder sets.
+    key: PeerId,
     record: PeerRecord,
-    files: HashMap<String, FileEntry>,
+    /// name -> digest: size and root live once, in the indexes, not per peer as well.
+    files: HashMap<Name, Digest>,
     /// digest -> partial holding.
     partials: HashMap<Digest, PartialEntry>,
 }
@@ -65,74 +87,84 @@ struct PeerEntry {
 struct DigestIndex {
     /// As last announced (one digest, one size, unless a peer lies).
     size: u64,
-    /// peer id -> how many of its names carry these bytes, and the root it announced last
-    /// with them (one digest has one root unless a peer lies). Indexed, for a random sample in
-    /// O(sample).
-    holders: IndexMap<String, (usize, Option<Digest>)>,
+    holders: Holding,
+}
+
+/// Whether (name, digest) sorts at or before the paging cursor.
+fn at_or_before(name: &str, sha256: &Digest, cursor: &FileKey) -> bool {
+    (name, sha256) <= (cursor.name.as_str(), &cursor.sha256)
 }
 
 impl Inner {
-    fn index(&mut self, peer: &str, f: &FileEntry) {
-        let key = FileKey {
-            name: f.name.clone(),
-            sha256: f.sha256,
-        };
-        let (_, holders) = self
-            .by_name
-            .entry(key)
-            .or_insert_with(|| (f.size, BTreeSet::new()));
-        let new_key = holders.is_empty();
-        holders.insert(peer.to_owned());
+    /// The shared allocation of `name` if it is already shared, else a new one.
+    fn intern(&self, name: String) -> Name {
+        match self.names.get_key_value(name.as_str()) {
+            Some((shared, _)) => shared.clone(),
+            None => Name::from(name),
+        }
+    }
+
+    /// Files `peer`'s `name`; returns the name as the maps share it.
+    fn index(&mut self, peer: &PeerId, f: FileEntry) -> Name {
+        let name = self.intern(f.name);
+        let mut new_key = false;
+        self.by_name
+            .entry((name.clone(), f.sha256))
+            .and_modify(|held| held.holders.insert(peer))
+            .or_insert_with(|| {
+                new_key = true;
+                NameHolders {
+                    size: f.size,
+                    holders: PeerList::One(peer.clone()),
+                }
+            });
         if new_key {
-            self.add_name(&f.name);
+            self.add_name(&name);
         }
         let digest = self
             .by_digest
             .entry(f.sha256)
             .or_insert_with(|| DigestIndex {
                 size: f.size,
-                holders: IndexMap::new(),
+                holders: Holding::Empty,
             });
         digest.size = f.size;
-        let (n, root) = digest.holders.entry(peer.to_owned()).or_default();
-        *n += 1;
-        *root = f.pieces_root;
+        let hold = digest.holders.hold_mut(peer);
+        hold.names += 1;
+        hold.root = f.pieces_root;
+        name
     }
 
-    fn unindex(&mut self, peer: &str, f: &FileEntry) {
-        let key = FileKey {
-            name: f.name.clone(),
-            sha256: f.sha256,
-        };
-        if let Some((_, holders)) = self.by_name.get_mut(&key) {
-            holders.remove(peer);
-            if holders.is_empty() {
-                self.by_name.remove(&key);
-                self.drop_name(&f.name);
-            }
+    fn unindex(&mut self, peer: &str, name: &Name, sha256: &Digest) {
+        let key = (name.clone(), *sha256);
+        if let Some(held) = self.by_name.get_mut(&key)
+            && !held.holders.remove(peer)
+        {
+            self.by_name.remove(&key);
+            self.drop_name(name);
         }
-        if let Some(digest) = self.by_digest.get_mut(&f.sha256) {
-            if let Some((n, _)) = digest.holders.get_mut(peer) {
-                *n -= 1;
-                if *n == 0 {
-                    digest.holders.swap_remove(peer);
+        if let Some(digest) = self.by_digest.get_mut(sha256) {
+            if let Some(hold) = digest.holders.get_mut(peer) {
+                hold.names -= 1;
+                if hold.names == 0 {
+                    digest.holders.remove(peer);
                 }
             }
             if digest.holders.is_empty() {
-                self.by_digest.remove(&f.sha256);
+                self.by_digest.remove(sha256);
             }
         }
     }
 
     /// Makes the digest index say what `peer` now holds in part of `sha256` (`None`: nothing).
-    fn set_partial(&mut self, peer: &str, sha256: &Digest, now: Option<PartialEntry>) {
+    fn set_partial(&mut self, peer: &PeerId, sha256: &Digest, now: Option<PartialEntry>) {
         let held = now.is_some();
         let was_held = match now {
             Some(p) => self
                 .partial_by_digest
                 .entry(*sha256)
                 .or_default()
-                .insert(peer.to_owned(), p)
+                .insert(peer.clone(), p)
                 .is_some(),
             None => match self.partial_by_digest.get_mut(sha256) {
                 Some(holders) => {
@@ -152,27 +184,30 @@ impl Inner {
         }
     }
 
-    fn add_name(&mut self, name: &str) {
-        if let Some((_, n)) = self.names.get_mut(name) {
-            *n += 1;
+    fn add_name(&mut self, name: &Name) {
+        if let Some(info) = self.names.get_mut(name) {
+            info.digests += 1;
             return;
         }
         let low = lower(name);
         for g in trigrams(&low) {
-            self.grams.entry(g).or_default().insert(name.to_owned());
+            self.grams.entry(g).or_default().insert(name.clone());
         }
-        self.names.insert(name.to_owned(), (low, 1));
+        let lower = (low != **name).then(|| low.into_boxed_str());
+        self.names
+            .insert(name.clone(), NameInfo { lower, digests: 1 });
     }
 
-    fn drop_name(&mut self, name: &str) {
-        let Some((low, n)) = self.names.get_mut(name) else {
+    fn drop_name(&mut self, name: &Name) {
+        let Some(info) = self.names.get_mut(name) else {
             return;
         };
-        *n -= 1;
-        if *n > 0 {
+        info.digests -= 1;
+        if info.digests > 0 {
             return;
         }
-        for g in trigrams(low) {
+        let grams = trigrams(info.lower.as_deref().unwrap_or(name));
+        for g in grams {
             if let Some(set) = self.grams.get_mut(&g) {
                 set.remove(name);
                 if set.is_empty() {
@@ -187,12 +222,12 @@ impl Inner {
         match self.peers.remove(id) {
             Some(entry) => {
                 self.leases
-                    .remove(&(entry.record.expires_at_ms, id.to_owned()));
-                for f in entry.files.values() {
-                    self.unindex(id, f);
+                    .remove(&(entry.record.expires_at_ms, entry.key.clone()));
+                for (name, f) in &entry.files {
+                    self.unindex(id, name, f);
                 }
                 for sha in entry.partials.keys() {
-                    self.set_partial(id, sha, None);
+                    self.set_partial(&entry.key, sha, None);
                 }
                 true
             }
@@ -228,55 +263,48 @@ impl Inner {
             .by_digest
             .get(sha256)
             .and_then(|d| d.holders.get(id))
-            .and_then(|(_, root)| *root);
+            .and_then(|h| h.root);
         self.holder(id, root)
     }
 
     /// Appends the (name, digest) keys of `name` that sort after `after`, up to `limit`.
     fn push_keys(
         &self,
-        name: &str,
+        name: &Name,
         after: Option<&FileKey>,
         limit: usize,
         out: &mut Vec<FileHolders>,
     ) {
         // The smallest digest: the first key of `name`, whatever digests it has.
-        let first = FileKey {
-            name: name.to_owned(),
-            sha256: Digest([0; 32]),
-        };
-        for (key, (size, holders)) in self.by_name.range(first..) {
-            if key.name != name || out.len() >= limit {
+        let first = (name.clone(), Digest([0; 32]));
+        for ((key_name, sha256), held) in self.by_name.range(first..) {
+            if key_name != name || out.len() >= limit {
                 return;
             }
-            if after.is_some_and(|a| key <= a) {
+            if after.is_some_and(|a| at_or_before(key_name, sha256, a)) {
                 continue;
             }
             out.push(FileHolders {
                 file: FileEntry {
-                    name: key.name.clone(),
-                    size: *size,
-                    sha256: key.sha256,
+                    name: key_name.to_string(),
+                    size: held.size,
+                    sha256: *sha256,
                     pieces_root: None,
                 },
-                holders: holders
+                holders: held
+                    .holders
+                    .as_slice()
                     .iter()
-                    .filter_map(|id| self.digest_holder(id, &key.sha256))
+                    .filter_map(|id| self.digest_holder(id, sha256))
                     .collect(),
             });
         }
     }
 }
 
-/// At most `limit` entries of `map`, chosen uniformly at random, in O(limit).
-fn sample<'a, K, V, R: rand::Rng>(
-    rng: &mut R,
-    map: &'a IndexMap<K, V>,
-    limit: usize,
-) -> impl Iterator<Item = (&'a K, &'a V)> + use<'a, K, V, R> {
-    rand::seq::index::sample(rng, map.len(), limit.min(map.len()))
-        .into_iter()
-        .filter_map(|i| map.get_index(i))
+/// At most `limit` of the indices `0..len`, chosen uniformly at random, in O(limit).
+fn sample<R: rand::Rng>(rng: &mut R, len: usize, limit: usize) -> impl Iterator<Item = usize> {
+    rand::seq::index::sample(rng, len, limit.min(len)).into_iter()
 }
 
 #[async_trait]
@@ -289,7 +317,7 @@ impl Store for MemoryStore {
         files: Vec<FileEntry>,
     ) -> Result<(), StoreError> {
         let mut inner = self.write();
-        if let Some(old) = inner.peers.get(&peer.id) {
+        if let Some(old) = inner.peers.get(peer.id.as_str()) {
             let live = old.record.expires_at_ms > now_ms;
             if live && !secret_matches(&old.record.secret_hash, previous_secret_hash) {
                 return Err(StoreError::IdTaken {
@@ -299,16 +327,17 @@ impl Store for MemoryStore {
             }
         }
         inner.remove(&peer.id);
-        let id = peer.id.clone();
+        let key = PeerId::from(peer.id.as_str());
         let mut map = HashMap::with_capacity(files.len());
         for f in files {
-            inner.index(&id, &f);
-            map.insert(f.name.clone(), f);
+            let sha256 = f.sha256;
+            map.insert(inner.index(&key, f), sha256);
         }
-        inner.leases.insert((peer.expires_at_ms, id.clone()));
+        inner.leases.insert((peer.expires_at_ms, key.clone()));
         inner.peers.insert(
-            id,
+            key.clone(),
             PeerEntry {
+                key,
                 record: peer,
                 files: map,
                 partials: HashMap::new(),
@@ -321,8 +350,9 @@ impl Store for MemoryStore {
         let mut inner = self.write();
         let entry = inner.authorize(lease)?;
         let old = std::mem::replace(&mut entry.record.expires_at_ms, expires_at_ms);
-        inner.leases.remove(&(old, lease.id.to_owned()));
-        inner.leases.insert((expires_at_ms, lease.id.to_owned()));
+        let key = entry.key.clone();
+        inner.leases.remove(&(old, key.clone()));
+        inner.leases.insert((expires_at_ms, key));
         Ok(())
     }
 
@@ -349,7 +379,7 @@ impl Store for MemoryStore {
             .collect();
         let mut count = entry.files.len() - gone.len();
         for f in &added {
-            if !entry.files.contains_key(&f.name) || gone.contains(f.name.as_str()) {
+            if !entry.files.contains_key(f.name.as_str()) || gone.contains(f.name.as_str()) {
                 count += 1;
             }
         }
@@ -382,18 +412,14 @@ impl Store for MemoryStore {
             .chain(&completed)
             .copied()
             .collect();
+        let key = entry.key.clone();
+        // Files leave the peer's map first, keeping their shared names; new ones are filed
+        // once the indexes have given them theirs.
         let mut unindex = Vec::new();
-        for name in &removed {
-            if let Some(old) = entry.files.remove(name) {
+        for name in removed.iter().chain(added.iter().map(|f| &f.name)) {
+            if let Some(old) = entry.files.remove_entry(name.as_str()) {
                 unindex.push(old);
             }
-        }
-        let mut index = Vec::with_capacity(added.len());
-        for f in added {
-            if let Some(old) = entry.files.insert(f.name.clone(), f.clone()) {
-                unindex.push(old);
-            }
-            index.push(f);
         }
         for d in &partial_removed {
             entry.partials.remove(d);
@@ -401,10 +427,9 @@ impl Store for MemoryStore {
         for p in partial_added {
             entry.partials.insert(p.sha256, p);
         }
-        for f in &index {
+        for f in &added {
             entry.partials.remove(&f.sha256);
         }
-        debug_assert_eq!(entry.files.len() + entry.partials.len(), count);
         let partial_now: Vec<(Digest, Option<PartialEntry>)> = touched
             .into_iter()
             .map(|d| {
@@ -412,14 +437,20 @@ impl Store for MemoryStore {
                 (d, now)
             })
             .collect();
-        for f in &unindex {
-            inner.unindex(lease.id, f);
+        for (name, f) in &unindex {
+            inner.unindex(lease.id, name, f);
         }
-        for f in &index {
-            inner.index(lease.id, f);
+        let mut filed = Vec::with_capacity(added.len());
+        for f in added {
+            let sha256 = f.sha256;
+            filed.push((inner.index(&key, f), sha256));
         }
         for (d, now) in partial_now {
-            inner.set_partial(lease.id, &d, now);
+            inner.set_partial(&key, &d, now);
+        }
+        if let Some(entry) = inner.peers.get_mut(lease.id) {
+            entry.files.extend(filed);
+            debug_assert_eq!(entry.files.len() + entry.partials.len(), count);
         }
         Ok(count)
     }
@@ -447,7 +478,7 @@ impl Store for MemoryStore {
             .iter()
             .take_while(|(at, _)| *at <= now_ms)
             .take(limit)
-            .map(|(_, id)| id.clone())
+            .map(|(_, id)| id.to_string())
             .collect())
     }
 
@@ -460,10 +491,12 @@ impl Store for MemoryStore {
         let inner = self.read();
         let mut out = Vec::new();
         // Names are visited in order from the cursor's name (which may hold more digests).
-        let from = after.map_or(Bound::Unbounded, |a| Bound::Included(a.name.clone()));
+        let from = after.map_or(Bound::Unbounded, |a| Bound::Included(a.name.as_str()));
         match query {
             NameQuery::Exact(name) => {
-                if after.is_none_or(|a| a.name <= *name) {
+                if after.is_none_or(|a| a.name <= *name)
+                    && let Some((name, _)) = inner.names.get_key_value(name.as_str())
+                {
                     inner.push_keys(name, after, limit, &mut out);
                 }
             }
@@ -479,24 +512,24 @@ impl Store for MemoryStore {
                 let Some(rarest) = postings.into_iter().min_by_key(|s| s.len()) else {
                     return Ok(out);
                 };
-                for name in rarest.range::<String, _>((from, Bound::Unbounded)) {
+                for name in rarest.range::<str, _>((from, Bound::Unbounded)) {
                     if out.len() >= limit {
                         break;
                     }
-                    let Some((low, _)) = inner.names.get(name) else {
+                    let Some(info) = inner.names.get(name) else {
                         continue;
                     };
-                    if low.contains(q.as_str()) {
+                    if info.lower.as_deref().unwrap_or(name).contains(q.as_str()) {
                         inner.push_keys(name, after, limit, &mut out);
                     }
                 }
             }
             _ => {
-                for (name, (low, _)) in inner.names.range::<String, _>((from, Bound::Unbounded)) {
+                for (name, info) in inner.names.range::<str, _>((from, Bound::Unbounded)) {
                     if out.len() >= limit {
                         break;
                     }
-                    if query.matches(name, low) {
+                    if query.matches(name, info.lower.as_deref().unwrap_or(name)) {
                         inner.push_keys(name, after, limit, &mut out);
                     }
                 }
@@ -524,18 +557,22 @@ impl Store for MemoryStore {
             limit,
         );
         let mut rng = rand::rng();
+        let complete = complete.map_or_else(Vec::new, |c| {
+            sample(&mut rng, c.holders.len(), nc)
+                .filter_map(|i| c.holders.get_index(i))
+                .filter_map(|(id, hold)| inner.holder(id, hold.root))
+                .collect()
+        });
+        let partial = partial.map_or_else(Vec::new, |p| {
+            sample(&mut rng, p.len(), np)
+                .filter_map(|i| p.get_index(i))
+                .filter_map(|(id, p)| inner.holder(id, p.pieces_root))
+                .collect()
+        });
         Ok(Some(DigestHolders {
             size,
-            complete: complete
-                .into_iter()
-                .flat_map(|c| sample(&mut rng, &c.holders, nc))
-                .filter_map(|(id, (_, root))| inner.holder(id, *root))
-                .collect(),
-            partial: partial
-                .into_iter()
-                .flat_map(|p| sample(&mut rng, p, np))
-                .filter_map(|(id, p)| inner.holder(id, p.pieces_root))
-                .collect(),
+            complete,
+            partial,
         }))
     }
 
@@ -550,5 +587,48 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::file;
+
+    fn peer(id: &str) -> PeerRecord {
+        PeerRecord {
+            id: id.into(),
+            address: "h:1".into(),
+            secret_hash: "x".into(),
+            expires_at_ms: 1000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_is_one_allocation_whoever_shares_it() {
+        let store = MemoryStore::new();
+        for id in ["p1", "p2"] {
+            store
+                .register(
+                    peer(id),
+                    "",
+                    0,
+                    vec![file("Report.PDF", 1), file("b.txt", 2)],
+                )
+                .await
+                .unwrap();
+        }
+        let inner = store.read();
+        let (name, info) = inner.names.get_key_value("Report.PDF").unwrap();
+        // The name map, the (name, digest) key, each trigram's posting and both peers' maps.
+        let grams = trigrams("report.pdf").len();
+        assert_eq!(Arc::strong_count(name), 2 + grams + 2);
+        assert_eq!(info.lower.as_deref(), Some("report.pdf"));
+        let (_, info) = inner.names.get_key_value("b.txt").unwrap();
+        assert_eq!(info.lower, None, "a lower-case name is not copied");
+        let (id, _) = inner.peers.get_key_value("p1").unwrap();
+        // The peers map, its entry's key, the lease and the holder lists of two names and two
+        // digests.
+        assert_eq!(Arc::strong_count(id), 3 + 2 + 2);
     }
 }
