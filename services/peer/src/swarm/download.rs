@@ -2,11 +2,11 @@
 //! and their manifest (`holders`), the event loop (`engine`) and its end (`finish`).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::engine::{Engine, Outcome};
-use super::finish::{self, Hasher, other};
+use super::finish::{self, Fetched, Hasher, other};
 use super::holders::{self, Failures};
 use super::target::{Report, Swarm, Target};
 use crate::error::Result;
@@ -16,7 +16,8 @@ use crate::transfer::room::Refusal;
 use crate::wire::download::Event;
 
 impl Swarm {
-    /// A verified copy of `target` at the returned path inside `partial_dir`, ready to publish.
+    /// A verified copy of `target` at the returned path inside `partial_dir`, ready to publish,
+    /// with its whole-file digest and manifest (so publishing need not read it again).
     ///
     /// One writer per digest and directory: a second fetch of the same file into the same
     /// directory (in this process or another) waits for the first, then resumes from its
@@ -29,7 +30,7 @@ impl Swarm {
         target: &Target,
         partial_dir: &Path,
         report: &dyn Report,
-    ) -> Result<PathBuf> {
+    ) -> Result<Fetched> {
         run(self, target, partial_dir, report).await
     }
 
@@ -59,7 +60,7 @@ impl Swarm {
     }
 }
 
-async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) -> Result<PathBuf> {
+async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) -> Result<Fetched> {
     let sha256 = target.sha256;
     // A place among the process's downloads, and room on the disk for what of the file is not
     // there yet, before anything is asked or written; held to the end.
