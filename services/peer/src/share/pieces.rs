@@ -11,7 +11,7 @@ use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::{Digest, PieceHasher, Sha256, piece_digest};
+use super::digest::{Digest, PieceHasher, Sha256};
 use super::error::{ShareError, io_err};
 pub use super::index::PieceIndex;
 
@@ -184,12 +184,26 @@ impl Manifest {
         piece_range(self.size, self.piece_size, index)
     }
 
-    /// Checks a piece's bytes against the manifest: the right length and the right digest.
-    pub(crate) fn verify_piece(&self, index: PieceIndex, bytes: &[u8]) -> Result<(), ShareError> {
+    /// Checks a piece against the manifest, the right length and the right digest, from its
+    /// parts (its blocks, in order; or one buffer), hashed where they lie rather than copied
+    /// together first.
+    pub(crate) fn verify_parts<B: AsRef<[u8]>>(
+        &self,
+        index: PieceIndex,
+        parts: &[B],
+    ) -> Result<(), ShareError> {
+        let mut len = 0u64;
         let digest = match self.piece_hash {
-            PieceHash::Blake3 => piece_digest(bytes),
+            PieceHash::Blake3 => {
+                let mut h = PieceHasher::new();
+                for p in parts {
+                    h.update(p.as_ref());
+                    len += p.as_ref().len() as u64;
+                }
+                h.finish()
+            }
         };
-        self.verify_digest(index, bytes.len() as u64, digest)
+        self.verify_digest(index, len, digest)
     }
 
     /// Checks a piece that was hashed while it streamed in (so it need not sit in memory).
@@ -384,7 +398,7 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::share::digest::sha256;
+    use crate::share::digest::{piece_digest, sha256};
 
     const MIB: u64 = 1 << 20;
 
@@ -547,29 +561,34 @@ mod tests {
     }
 
     #[test]
-    fn verify_piece_accepts_the_right_bytes_only() {
+    fn verify_parts_accepts_the_right_bytes_only() {
         let bytes = data(9 * MIB as usize);
         let m = hash_bytes(&bytes).manifest;
         assert_eq!(m.piece_count(), 3);
         for i in m.pieces() {
             let r = m.range(i).unwrap();
             let piece = &bytes[r.start as usize..r.end as usize];
-            m.verify_piece(i, piece).unwrap();
+            m.verify_parts(i, &[piece]).unwrap();
         }
         let r1 = m.range(PieceIndex(1)).unwrap();
         let mut wrong = bytes[r1.start as usize..r1.end as usize].to_vec();
         wrong[12345] ^= 1;
-        let err = m.verify_piece(PieceIndex(1), &wrong).unwrap_err();
+        let err = m.verify_parts(PieceIndex(1), &[&wrong]).unwrap_err();
         assert!(err.to_string().contains("piece 1: blake3"), "{err}");
         // The right bytes of another piece are still wrong here.
         let r0 = m.range(PieceIndex(0)).unwrap();
         assert!(
-            m.verify_piece(PieceIndex(1), &bytes[r0.start as usize..r0.end as usize])
+            m.verify_parts(PieceIndex(1), &[&bytes[r0.start as usize..r0.end as usize]])
                 .is_err()
         );
-        let short = m.verify_piece(PieceIndex(2), &bytes[r1.start as usize..r1.end as usize]);
+        let short = m.verify_parts(PieceIndex(2), &[&bytes[r1.start as usize..r1.end as usize]]);
         assert!(short.unwrap_err().to_string().contains("bytes, expected"));
-        let none = m.verify_piece(PieceIndex(3), b"").unwrap_err();
+        let r2 = m.range(PieceIndex(2)).unwrap();
+        let whole = &bytes[r2.start as usize..r2.end as usize];
+        let blocks: Vec<&[u8]> = whole.chunks(256 << 10).collect();
+        m.verify_parts(PieceIndex(2), &blocks).unwrap();
+        assert!(m.verify_parts(PieceIndex(2), &blocks[1..]).is_err());
+        let none = m.verify_parts(PieceIndex(3), &[b""]).unwrap_err();
         assert!(none.to_string().contains("no such piece"), "{none}");
         let streamed = piece_digest(&bytes[r0.start as usize..r0.end as usize]);
         m.verify_digest(PieceIndex(0), r0.end - r0.start, streamed)
