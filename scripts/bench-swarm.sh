@@ -22,7 +22,8 @@
 #              churn  every fourth peer stopped with SIGTERM at half the bound; the others must
 #                     finish, their last time against 1.5x the bound (goal <= 1).
 #              The many-sources and fast-source rows are loopback measurements, not run here.
-# Env: U (default 8MiB), NS (distribution sizes, default "8 16 32"), F_MIB (default 256),
+# Env: U (default 8MiB), NS (distribution sizes, default "8 16 32"), ROWS (loopback rows to run,
+#      default "distribution many fast"), F_MIB (default 256),
 #      FAST_MIB (default 1024), SCEN_N (--netns scenarios, default 16; --quick 4),
 #      CARGO_TARGET_DIR (where the release binaries are built); testbed.sh's knobs (DELAY,
 #      LOSS, BURST_KIB, LATENCY) with --netns.
@@ -325,9 +326,10 @@ if [ "$netns" = 1 ]; then
   netns_case "$SCEN_N" mixed
   netns_case "$SCEN_N" churn
 else
-  for n in $NS; do distribution "$n"; done
-  many_sources
-  fast_source
+  rows=" ${ROWS:-distribution many fast} "
+  if [[ $rows == *" distribution "* ]]; then for n in $NS; do distribution "$n"; done; fi
+  if [[ $rows == *" many "* ]]; then many_sources; fi
+  if [[ $rows == *" fast "* ]]; then fast_source; fi
 fi
 row "peak RSS of any process: $(mib_of_kib "$max_rss") MiB ($max_rss_what) (goal < 64 MiB)"
 echo

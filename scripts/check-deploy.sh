@@ -187,7 +187,7 @@ cloud_init() { # render both cloud-init templates with terraform console; YAML +
   cat > "$dir/render.tf" <<'EOF'
 locals {
   tracker = templatefile("TF/templates/tracker.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", tracker_port = 50051, log_level = "info", auth_token = "0123456789abcdef", tls = { "ca.pem" = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n", "cert.pem" = "-----BEGIN CERTIFICATE-----\nC\n-----END CERTIFICATE-----\n", "key.pem" = "-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n" } })
-  peers = templatefile("TF/templates/peers.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", peer_ports = [5000, 5001, 5002], tracker_endpoint = "http://10.0.0.5:50051", advertise_host = "", log_level = "info", auth_token = "", tls = {} })
+  peers = templatefile("TF/templates/peers.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", peer_ports = [5000, 5001, 5002], tracker_endpoint = "http://10.0.0.5:50051", advertise_host = "", log_level = "info", auth_token = "", tls = {}, min_free_space = "1GiB", max_concurrent_downloads = 8, partial_ttl = "24h" })
 }
 EOF
   sed -i "s|TF/|$root/terraform/|" "$dir/render.tf"

@@ -7,7 +7,8 @@ and of a peer in terraform/templates/*.tftpl must agree with it on:
   - the security flags (--read-only, --cap-drop ALL, --security-opt no-new-privileges) and the user;
   - the published port being the port the service listens on (and the tracker's health address);
   - the volume mounted at /data for a peer;
-  - the env names (Terraform may add only telemetry settings), every one of them a setting the
+  - the env names (Terraform may add only telemetry settings and the disk bounds of downloads,
+    which are Terraform variables), every one of them a setting the
     services know (README's configuration table, or a name the code reads);
   - the command (/usr/local/bin/p2p-tracker, /usr/local/bin/p2p-peer serve).
 
@@ -25,7 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs/deploy.md"
 TEMPLATES = sorted((ROOT / "terraform/templates").glob("*.tftpl"))
 SECURITY = {"--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges"}
-TF_ONLY_ENV = {"P2P_TELEMETRY__LOG_LEVEL", "P2P_TELEMETRY__LOG_FORMAT"}
+TF_ONLY_ENV = {
+    "P2P_TELEMETRY__LOG_LEVEL",
+    "P2P_TELEMETRY__LOG_FORMAT",
+    "P2P_TRANSFER__MIN_FREE_SPACE",
+    "P2P_TRANSFER__MAX_CONCURRENT_DOWNLOADS",
+    "P2P_TRANSFER__PARTIAL_TTL",
+}
 LISTEN_ENV = {"tracker": "P2P_SERVER__LISTEN", "peer": "P2P_PEER__LISTEN"}
 errors: list[str] = []
 

@@ -246,9 +246,12 @@ resource "aws_instance" "peers" {
     # Empty: each peer derives its address from the instance's private IP (IMDSv2 at boot).
     advertise_host = (var.peers_advertise_host != "" ? var.peers_advertise_host :
     var.advertise_public_ip ? aws_eip.peers.public_ip : "")
-    log_level  = var.log_level
-    auth_token = var.auth_token
-    tls        = local.tls_files
+    log_level                = var.log_level
+    auth_token               = var.auth_token
+    tls                      = local.tls_files
+    min_free_space           = var.peer_min_free_space
+    max_concurrent_downloads = var.peer_max_concurrent_downloads
+    partial_ttl              = var.peer_partial_ttl
   })
 
   tags = { Name = "${var.name}-peers", Role = "peers" }

@@ -109,6 +109,39 @@ variable "root_volume_size" {
   }
 }
 
+variable "peer_min_free_space" {
+  description = "Free space each peer's downloads leave on the root volume (P2P_TRANSFER__MIN_FREE_SPACE): bytes with a unit (\"1GiB\") or a whole percentage (\"10%\"). The peers of one instance share that volume."
+  type        = string
+  default     = "1GiB"
+
+  validation {
+    condition     = can(regex("^([0-9]+ ?(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?|([0-9]|[1-9][0-9]|100)%)$", var.peer_min_free_space))
+    error_message = "peer_min_free_space must be a byte count with an optional unit (e.g. \"1GiB\") or a whole percentage from 0% to 100%."
+  }
+}
+
+variable "peer_max_concurrent_downloads" {
+  description = "Downloads each peer runs at once; more are refused with HTTP 507 (P2P_TRANSFER__MAX_CONCURRENT_DOWNLOADS)."
+  type        = number
+  default     = 8
+
+  validation {
+    condition     = var.peer_max_concurrent_downloads >= 1 && var.peer_max_concurrent_downloads <= 1024 && floor(var.peer_max_concurrent_downloads) == var.peer_max_concurrent_downloads
+    error_message = "peer_max_concurrent_downloads must be a whole number from 1 to 1024."
+  }
+}
+
+variable "peer_partial_ttl" {
+  description = "Partial downloads untouched this long are removed by their peer (P2P_TRANSFER__PARTIAL_TTL), e.g. \"24h\" or \"90m\"."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^[0-9]+(s|m|h|d)$", var.peer_partial_ttl))
+    error_message = "peer_partial_ttl must be a whole number followed by s, m, h or d, e.g. \"24h\"."
+  }
+}
+
 variable "log_level" {
   description = "Log filter of both services (P2P_TELEMETRY__LOG_LEVEL)."
   type        = string

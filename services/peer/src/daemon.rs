@@ -40,8 +40,8 @@ impl Daemon {
         sha256: Option<&Digest>,
         events: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<Downloaded> {
-        let target = client::resolve(&self.tracker, name, sha256).await?;
-        let done = |status: Placed| Downloaded {
+        let mut target = client::resolve(&self.tracker, name, sha256).await?;
+        let done = |target: &Target, status: Placed| Downloaded {
             name: target.name.clone(),
             sha256: target.sha256,
             size: target.size,
@@ -54,13 +54,21 @@ impl Daemon {
                     target.name
                 )));
             }
+            target.size = entry.size;
             events(start(&target, target.size));
-            return Ok(done(Placed::Identical));
+            return Ok(done(&target, Placed::Identical));
         }
-        // Refused before it starts: the HTTP answer is 507, not a stream.
-        self.swarm
-            .check_room(&target, &self.store.partial_dir())
-            .await?;
+        // Refused before it starts: the HTTP answer is 507, not a stream. The number of
+        // downloads and the reserve need no size, so they are checked before anyone is asked;
+        // the file's size is the one the holders' manifests give, not the tracker's.
+        let partial_dir = self.store.partial_dir();
+        let sizeless = Target {
+            size: 0,
+            ..target.clone()
+        };
+        self.swarm.check_room(&sizeless, &partial_dir).await?;
+        self.swarm.settle(&mut target).await;
+        self.swarm.check_room(&target, &partial_dir).await?;
         let progress = EventProgress::new(&target, &self.metrics, events);
         events(start(&target, 0));
         let _active = self.metrics.transfer("download");
@@ -80,7 +88,7 @@ impl Daemon {
             Err(_) => "error",
         };
         self.metrics.downloads.with_label_values(&[label]).inc();
-        result.map(done)
+        result.map(|status| done(&target, status))
     }
 }
 

@@ -72,7 +72,7 @@ pub(crate) async fn get(
     let tracker = client::tracker(cfg)?;
     let target = client::resolve(&tracker, name, sha256.as_ref()).await?;
     let dest = destination(output, name);
-    place(cfg, out, Some(tracker), &target, &dest).await
+    place(cfg, out, Some(tracker), target, &dest).await
 }
 
 /// The download of `target` to `dest`, unless it is there already.
@@ -80,25 +80,32 @@ async fn place(
     cfg: &PeerConfig,
     out: &Output,
     tracker: Option<crate::tracker::Tracker>,
-    target: &Target,
+    mut target: Target,
     dest: &Path,
 ) -> Result<()> {
     if client::existing(dest, &target.sha256).await? {
-        out.got(&got(target), dest, "already present");
+        if let Ok(meta) = tokio::fs::metadata(dest).await {
+            target.size = meta.len();
+        }
+        out.got(&got(&target), dest, "already present");
         return Ok(());
     }
     let swarm = client::standalone_swarm(cfg, tracker)?;
     let progress = Progress::new(out.json, &target.name, None);
     let result = client::get(
         &swarm,
-        target,
+        &target,
         &Destination::Path(dest.to_path_buf()),
         &progress,
     )
     .await;
     progress.finish();
     result?;
-    out.got(&got(target), dest, "downloaded");
+    // The size the holders served and the digest verified, not the tracker's (anyone's claim).
+    if let Ok(meta) = tokio::fs::metadata(dest).await {
+        target.size = meta.len();
+    }
+    out.got(&got(&target), dest, "downloaded");
     Ok(())
 }
 
@@ -136,7 +143,7 @@ pub(crate) async fn get_via(
         return Ok(());
     };
     // The copy is a download like any other, from that one peer: verified the same way.
-    place(cfg, out, None, &target, &destination(Some(output), name)).await
+    place(cfg, out, None, target, &destination(Some(output), name)).await
 }
 
 pub(crate) async fn put(cfg: &PeerConfig, out: &Output, file: &Path, addr: &str) -> Result<()> {

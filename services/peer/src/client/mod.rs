@@ -138,6 +138,7 @@ pub(crate) async fn publish(
     match dest {
         Destination::Share(store) => {
             // The download verified these bytes and hashed them as they came: no second read.
+            // The size is the one the holders served (the manifest), not the tracker's.
             let outcome = store
                 .publish_hashed(part, &target.name, &fetched.hashed)
                 .await

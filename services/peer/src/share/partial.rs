@@ -149,12 +149,23 @@ impl WriteLock {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::MetadataExt;
         let path = file_in(dir, sha256, "lock");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+        };
+        // A client that finished in the same directory removes `.partial/` once it is empty
+        // (`client::tidy_partial_dir`), possibly between our creating it and our lock file.
+        let file = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)?;
+                open()?
+            }
+            other => other?,
+        };
         // SAFETY: flock on a descriptor this function owns; no memory is involved.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
@@ -487,6 +498,19 @@ mod tests {
             &piece_bytes(&data, &m, 1)[..]
         );
         assert_eq!(on_disk.len() as u64, m.size());
+    }
+
+    #[test]
+    fn a_lock_is_taken_even_when_its_directory_was_removed_meanwhile() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(".partial");
+        let d = crate::share::digest::sha256(b"x");
+        // As another client's tidy-up would leave it: created, then removed while empty.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        let lock = WriteLock::try_acquire(&dir, &d).unwrap();
+        assert!(lock.is_some());
+        assert!(WriteLock::try_acquire(&dir, &d).unwrap().is_none(), "held");
     }
 
     #[test]

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use super::engine::{Engine, Outcome};
 use super::finish::{self, Fetched, Hasher, other};
-use super::holders::{self, Failures};
+use super::holders::{self, Claim, Failures};
 use super::target::{Report, Swarm, Target};
 use crate::error::Result;
 use crate::share::ShareError;
 use crate::share::partial::{self, PartialWriter, WriteLock};
-use crate::transfer::room::Refusal;
+use crate::transfer::room::{Refusal, Slot};
 use crate::wire::download::Event;
 
 impl Swarm {
@@ -32,6 +32,23 @@ impl Swarm {
         report: &dyn Report,
     ) -> Result<Fetched> {
         run(self, target, partial_dir, report).await
+    }
+
+    /// Gives `target` the size and root of the claim a download would try first, from the
+    /// holders' manifests, in place of the tracker's (its size is the last announcement, which
+    /// anyone may have made). Shown and checked against the disk before a download starts;
+    /// [`Swarm::fetch`] asks the holders again and goes by what they say then. When no holder
+    /// serves a manifest, `target` stays as it was.
+    pub async fn settle(&self, target: &mut Target) {
+        let quiet = |_: Event| {};
+        let (mut failures, mut failed) = (Failures::default(), HashSet::new());
+        // Nobody serving a manifest is the download's to find and report, source by source.
+        if let Ok(claims) = holders::claims(self, target, &mut failures, &mut failed, &quiet).await
+            && let Some(first) = claims.first()
+        {
+            target.size = first.manifest.size();
+            target.pieces_root = first.start.root;
+        }
     }
 
     /// Whether `target` may start downloading into `partial_dir` now (the rule of
@@ -62,13 +79,15 @@ impl Swarm {
 
 async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) -> Result<Fetched> {
     let sha256 = target.sha256;
-    // A place among the process's downloads, and room on the disk for what of the file is not
-    // there yet, before anything is asked or written; held to the end.
-    let (room, d, size) = (Arc::clone(&swarm.room), dir.to_path_buf(), target.size);
-    let slot = tokio::task::spawn_blocking(move || room.admit(&d, &sha256, size))
+    // A place among the process's downloads, and the reserve of free space, before anything is
+    // asked or written; the room for the file itself is asked once a claim's manifest gives its
+    // size (the tracker's size is the last announcement, which anyone could have made).
+    let (room, d) = (Arc::clone(&swarm.room), dir.to_path_buf());
+    let slot = tokio::task::spawn_blocking(move || room.admit(&d, &sha256, 0))
         .await
         .map_err(|e| other(dir, e))?
-        .map_err(|r| swarm.refused(r))?;
+        .map_err(|r| swarm.refused(r))
+        .map(Arc::new)?;
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| other(dir, e))?;
@@ -76,28 +95,96 @@ async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) ->
         .await
         .map_err(|e| other(dir, e))?;
     let earlier = partial::done_path(dir, &sha256);
-    if let Some(done) = finish::earlier_copy(earlier, sha256, target.size).await {
-        report.event(Event::Verified { size: target.size });
+    if let Some(done) = finish::earlier_copy(earlier, sha256).await {
+        report.event(Event::Verified {
+            size: done.hashed.manifest.size(),
+        });
         return Ok(done);
     }
 
-    let start = holders::start(swarm, target).await?;
     let mut failures = Failures::default();
     let mut failed = HashSet::new();
-    let (manifest, manifest_from) =
-        holders::manifest(swarm, target, &start, &mut failures, &mut failed, report).await?;
-    let manifest = Arc::new(manifest);
+    let claims = holders::claims(swarm, target, &mut failures, &mut failed, report).await?;
+    let mut lock = Some(lock);
+    let mut retried = false;
+    let mut i = 0;
+    while let Some(claim) = claims.get(i) {
+        let lock = match lock.take() {
+            Some(l) => l,
+            None => WriteLock::acquire(dir, &sha256)
+                .await
+                .map_err(|e| other(dir, e))?,
+        };
+        let tried = attempt(
+            swarm,
+            target,
+            dir,
+            report,
+            &slot,
+            lock,
+            claim,
+            &mut failures,
+            &failed,
+        )
+        .await?;
+        match tried {
+            Tried::Done(p) => return Ok(p),
+            // Pieces kept from an earlier run may have followed another root: nobody is named
+            // for them; this claim is tried once more from nothing.
+            Tried::Lied { resumed: true } if !retried => retried = true,
+            Tried::Lied { .. } => {
+                failures.lied(swarm, &claim.start, &sha256, report);
+                failed.extend(claim.start.holders.iter().map(|h| h.address.clone()));
+                retried = false;
+                i += 1;
+                if let Some(next) = claims.get(i) {
+                    tracing::warn!(file = %target.name, root = ?next.start.root, "trying the next root its holders announced");
+                }
+            }
+        }
+    }
+    Err(failures.error(&target.name))
+}
 
+/// How one claim's download ended, when the next claim may still succeed.
+enum Tried {
+    Done(Fetched),
+    /// Every piece matched the claim's manifest, the file did not match its digest; nothing
+    /// kept. `resumed`: pieces from an earlier run were part of it.
+    Lied {
+        resumed: bool,
+    },
+}
+
+/// Downloads the file as `claim` describes it: its size and pieces, from its holders.
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    swarm: &Swarm,
+    target: &Target,
+    dir: &Path,
+    report: &dyn Report,
+    slot: &Arc<Slot>,
+    lock: WriteLock,
+    claim: &Claim,
+    failures: &mut Failures,
+    failed: &HashSet<String>,
+) -> Result<Tried> {
+    let sha256 = target.sha256;
+    let target = Target {
+        size: claim.manifest.size(),
+        pieces_root: claim.start.root,
+        ..target.clone()
+    };
+    let manifest = Arc::clone(&claim.manifest);
     let (d, m) = (dir.to_path_buf(), Arc::clone(&manifest));
-    // The data file takes its full size here: the room is asked again, now that the holders'
-    // manifest is in, with what other downloads took meanwhile.
-    let (slot, opened) = tokio::task::spawn_blocking(move || {
-        let opened = slot.grow(|| PartialWriter::open(&d, sha256, m, lock));
-        (slot, opened)
+    // The data file takes its full size here: the room is asked for it now, with what other
+    // downloads took meanwhile.
+    let slot = Arc::clone(slot);
+    let opened = tokio::task::spawn_blocking(move || {
+        slot.grow(m.size(), || PartialWriter::open(&d, sha256, m, lock))
     })
     .await
     .map_err(|e| other(dir, e))?;
-    let _slot = slot;
     let writer = match opened.map_err(|r| swarm.refused(r))? {
         Ok(w) => w,
         Err(ShareError::Io { path, source }) => {
@@ -105,25 +192,30 @@ async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) ->
         }
         Err(e) => return Err(e.into()),
     };
+    let resumed = writer.file().bitfield().count() > 0;
     let hasher = Hasher::start(&writer);
     let mut engine = Engine::new(
         swarm,
-        target,
+        &target,
         manifest,
         &writer,
         hasher.waker(),
-        start,
-        failed,
-        failures,
+        claim.start.clone(),
+        failed.iter().cloned(),
+        std::mem::take(failures),
         report,
     );
     let outcome = engine.run().await;
+    *failures = engine.take_failures();
     // Cancels whatever still runs, takes the download out of the daemon's registry and lets
     // the hasher see the end.
     drop(engine);
     match outcome {
         Outcome::Complete => {
-            finish::complete(writer, hasher, target, &manifest_from, dir, report).await
+            match finish::complete(writer, hasher, &target, &claim.from, dir, report).await? {
+                Some(p) => Ok(Tried::Done(p)),
+                None => Ok(Tried::Lied { resumed }),
+            }
         }
         Outcome::Local(path, e) => Err(finish::local_failure(Some(writer), &path, &e).await),
         Outcome::GaveUp(e) => {

@@ -208,6 +208,11 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// What went wrong with sources so far, for the next claim or the final error.
+    pub(super) fn take_failures(&mut self) -> Failures {
+        std::mem::take(&mut self.failures)
+    }
+
     fn report_progress(&self, sources: usize) {
         self.report.event(Progress::Progress {
             have: self.verified_bytes,

@@ -33,10 +33,10 @@ impl AsRef<Path> for Fetched {
 
 /// A verified copy left by an earlier download that was not placed: checked again (anything may
 /// have touched it since), then reused; removed when it is not right.
-pub(super) async fn earlier_copy(path: PathBuf, sha256: Digest, size: u64) -> Option<Fetched> {
+pub(super) async fn earlier_copy(path: PathBuf, sha256: Digest) -> Option<Fetched> {
     tokio::task::spawn_blocking(move || {
         let meta = std::fs::symlink_metadata(&path).ok()?;
-        let hashed = if meta.is_file() && meta.len() == size {
+        let hashed = if meta.is_file() {
             crate::share::pieces::hash_file(&path)
                 .ok()
                 .filter(|h| h.sha256 == sha256)
@@ -121,7 +121,7 @@ fn hash_in_order(
 }
 
 /// Every piece is in: the file is kept when its whole digest is the target's, and discarded
-/// (the manifest lied) when not.
+/// (the manifest lied: `None`) when not.
 pub(super) async fn complete(
     writer: PartialWriter,
     hasher: Hasher,
@@ -129,7 +129,7 @@ pub(super) async fn complete(
     manifest_from: &str,
     dir: &Path,
     report: &dyn Report,
-) -> Result<Fetched> {
+) -> Result<Option<Fetched>> {
     let sha256 = target.sha256;
     let digest = match hasher.digest(dir).await? {
         Ok(Some(d)) => d,
@@ -144,10 +144,7 @@ pub(super) async fn complete(
             "every piece matched the manifest but the file does not match its digest: the manifest lied"
         );
         let _ = tokio::task::spawn_blocking(move || writer.discard()).await;
-        return Err(Error::Integrity(format!(
-            "{:?}: SHA-256 mismatch: expected {sha256}, got {digest} (the manifest from {manifest_from} does not describe this file); nothing kept",
-            target.name
-        )));
+        return Ok(None);
     }
     let manifest = Manifest::clone(writer.file().manifest());
     let done = tokio::task::spawn_blocking(move || writer.finish())
@@ -156,10 +153,10 @@ pub(super) async fn complete(
     match done {
         Ok(path) => {
             report.event(Event::Verified { size: target.size });
-            Ok(Fetched {
+            Ok(Some(Fetched {
                 path,
                 hashed: Hashed { sha256, manifest },
-            })
+            }))
         }
         Err(ShareError::Io { path, source }) => Err(local_failure(None, &path, &source).await),
         Err(e) => Err(e.into()),

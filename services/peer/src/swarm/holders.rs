@@ -1,7 +1,8 @@
 //! Who a download asks: the holders it starts from, the root they must agree on, the manifest
 //! from the first that answers, and what went wrong with those that did not.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::source::{self, Failure};
 use super::target::{Report, Swarm, Target};
@@ -12,14 +13,29 @@ use crate::wire::download::Event;
 
 /// Where a download starts: its holders in a random order (so downloads spread their load),
 /// all of the root they follow.
+#[derive(Clone)]
 pub(super) struct Start {
     pub holders: Vec<Holder>,
     /// The `pieces_root` holders must have announced (`None`: nobody announces roots).
     pub root: Option<Digest>,
 }
 
+/// What some holders say the file is: the root they announced, the manifest one of them
+/// served for it (which gives the size: the tracker's size is only the last announcement, a
+/// claim like any other), and who served it.
+pub(super) struct Claim {
+    pub start: Start,
+    pub manifest: Arc<Manifest>,
+    pub from: String,
+}
+
+/// At most this many claims (roots) are asked for a manifest and tried, in order: a download
+/// that fails its whole-file check under one root tries the next. With claims tried smallest
+/// first, the bytes a lying claim can waste are at most the honest file's size each.
+pub(super) const MAX_CLAIMS: usize = 4;
+
 /// The target's holders, or the tracker's when it came with none; never this peer itself.
-pub(super) async fn start(swarm: &Swarm, target: &Target) -> Result<Start> {
+async fn candidates(swarm: &Swarm, target: &Target) -> Result<Vec<Holder>> {
     let not_me = |p: &Holder| Some(p.address.as_str()) != swarm.skip.as_deref();
     let mut peers: Vec<Holder> = target
         .holders
@@ -46,12 +62,88 @@ pub(super) async fn start(swarm: &Swarm, target: &Target) -> Result<Start> {
     }
     let n = peers.len();
     peers.rotate_left(seed() as usize % n);
-    let root = choose_root(&peers, target.pieces_root.as_ref());
-    peers.retain(|p| fits(p, root.as_ref()));
-    Ok(Start {
-        holders: peers,
-        root,
-    })
+    Ok(peers)
+}
+
+/// The holders grouped by the root they announced, the groups most holders share first (the
+/// tracker's root breaks ties), at most [`MAX_CLAIMS`]. Holders that announced no root count
+/// only when nobody announced one (they could not be checked against a root).
+pub(super) fn groups(peers: Vec<Holder>, announced: Option<&Digest>) -> Vec<Start> {
+    let mut by_root: Vec<Start> = Vec::new();
+    for p in peers.into_iter().filter(|p| p.pieces_root.is_some()) {
+        match by_root.iter_mut().find(|g| g.root == p.pieces_root) {
+            Some(g) => g.holders.push(p),
+            None => by_root.push(Start {
+                root: p.pieces_root,
+                holders: vec![p],
+            }),
+        }
+    }
+    // Stable: holders keep their random order within a group.
+    by_root.sort_by_key(|g| {
+        (
+            std::cmp::Reverse(g.holders.len()),
+            g.root.as_ref() != announced,
+            g.root,
+        )
+    });
+    by_root.truncate(MAX_CLAIMS);
+    by_root
+}
+
+/// What the holders claim the file is, in the order to try: the smallest file first (a claim
+/// larger than the honest one is never fetched before it), then the claim most holders make.
+/// Each claim's manifest comes from the first of its holders that serves one matching the
+/// file's digest and the root it announced; holders that fail are recorded in `failures` and
+/// `failed`. Empty only with an error: nobody served a manifest.
+pub(super) async fn claims(
+    swarm: &Swarm,
+    target: &Target,
+    failures: &mut Failures,
+    failed: &mut HashSet<String>,
+    report: &dyn Report,
+) -> Result<Vec<Claim>> {
+    if target.sha256 == crate::share::digest::sha256(b"") {
+        return Ok(vec![Claim {
+            start: Start {
+                holders: Vec::new(),
+                root: None,
+            },
+            manifest: Arc::new(Manifest::new(0, Vec::new())?),
+            from: String::from("(empty file)"),
+        }]);
+    }
+    let peers = candidates(swarm, target).await?;
+    let mut starts = groups(peers.clone(), target.pieces_root.as_ref());
+    if starts.is_empty() {
+        starts.push(Start {
+            holders: peers,
+            root: None,
+        });
+    }
+    let asked = starts.into_iter().map(|start| async move {
+        let mut failures = Failures::default();
+        let mut failed = HashSet::new();
+        let got = manifest(swarm, target, &start, &mut failures, &mut failed, report).await;
+        (start, got, failures, failed)
+    });
+    let mut claims = Vec::new();
+    for (start, got, f, out) in futures::future::join_all(asked).await {
+        failures.absorb(f);
+        failed.extend(out);
+        if let Ok((manifest, from)) = got {
+            claims.push(Claim {
+                start,
+                manifest: Arc::new(manifest),
+                from,
+            });
+        }
+    }
+    if claims.is_empty() {
+        return Err(failures.error(&target.name));
+    }
+    claims.sort_by_key(|c| (c.manifest.size(), std::cmp::Reverse(c.start.holders.len())));
+    Ok(claims)
 }
 
 /// Holders asked for the manifest at once; every [`MANIFEST_WAVE`] without an answer, as many
@@ -59,11 +151,11 @@ pub(super) async fn start(swarm: &Swarm, target: &Target) -> Result<Start> {
 const MANIFEST_AT_ONCE: usize = 4;
 const MANIFEST_WAVE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The manifest from the first holder that gives one matching the file and the root, and who
-/// gave it (named in the error should the whole file not match). Holders are asked a few at a
-/// time, more joining while none has answered. Holders that fail are recorded in `failures`
-/// and `failed`; those still quiet when one answers are left alone.
-pub(super) async fn manifest(
+/// The manifest from the first holder of `start` that gives one matching the file and the
+/// root, and who gave it (named in the error should the whole file not match). Holders are
+/// asked a few at a time, more joining while none has answered. Holders that fail are
+/// recorded in `failures` and `failed`; those still quiet when one answers are left alone.
+async fn manifest(
     swarm: &Swarm,
     target: &Target,
     start: &Start,
@@ -72,9 +164,6 @@ pub(super) async fn manifest(
     report: &dyn Report,
 ) -> Result<(Manifest, String)> {
     use futures::StreamExt;
-    if target.size == 0 {
-        return Ok((Manifest::new(0, Vec::new())?, String::from("(empty file)")));
-    }
     let ask = |p: &Holder| {
         let p = p.clone();
         async move {
@@ -82,7 +171,6 @@ pub(super) async fn manifest(
                 &swarm.net,
                 &p.address,
                 &target.sha256,
-                target.size,
                 start.root.as_ref(),
                 swarm.io_timeout,
             )
@@ -114,21 +202,6 @@ pub(super) async fn manifest(
             _ = wave.tick() => at_once += MANIFEST_AT_ONCE,
         }
     }
-}
-
-/// The root the download follows: the one most holders announced (the tracker's own choice
-/// breaks ties), or, when no holder announced one, the tracker's.
-pub(super) fn choose_root(peers: &[Holder], announced: Option<&Digest>) -> Option<Digest> {
-    let mut counts: HashMap<Digest, usize> = HashMap::new();
-    for r in peers.iter().filter_map(|p| p.pieces_root) {
-        *counts.entry(r).or_default() += 1;
-    }
-    let announced = announced.copied();
-    counts
-        .into_iter()
-        .max_by_key(|(r, n)| (*n, Some(*r) == announced, *r))
-        .map(|(r, _)| r)
-        .or(announced)
 }
 
 /// Whether a holder may serve this download: it announced the chosen root (holders of other
@@ -181,6 +254,36 @@ impl Failures {
         });
     }
 
+    /// Takes in what another part of the download recorded.
+    pub(super) fn absorb(&mut self, other: Failures) {
+        self.not_there += other.not_there;
+        self.unreachable += other.unreachable;
+        self.bad.extend(other.bad);
+        if !other.last.is_empty() {
+            self.last = other.last;
+        }
+    }
+
+    /// Every holder of a claim whose pieces all matched its manifest while the file did not
+    /// match its digest: each announced a root that does not describe the file.
+    pub(super) fn lied(
+        &mut self,
+        swarm: &Swarm,
+        claim: &Start,
+        sha256: &Digest,
+        report: &dyn Report,
+    ) {
+        let root = claim
+            .root
+            .map_or_else(|| String::from("(none)"), |r| r.to_string());
+        let why = Failure::Bad(format!(
+            "announced pieces_root {root} for {sha256}, but the pieces it names do not make that file"
+        ));
+        for p in &claim.holders {
+            self.note(swarm, p, &why, report);
+        }
+    }
+
     /// The download gives up because nothing moved for `waited`.
     pub(super) fn stalled(&mut self, waited: std::time::Duration) {
         self.last = format!(
@@ -225,15 +328,28 @@ mod tests {
     }
 
     #[test]
-    fn the_root_most_holders_announced_wins_and_the_trackers_breaks_ties() {
+    fn holders_are_grouped_by_root_most_holders_first_and_the_trackers_breaks_ties() {
         let (a, b) = (Digest([1; 32]), Digest([2; 32]));
-        let peers = [holder(0, Some(1)), holder(1, Some(2)), holder(2, Some(2))];
-        assert_eq!(choose_root(&peers, Some(&a)), Some(b));
-        let tie = [holder(0, Some(1)), holder(1, Some(2))];
-        assert_eq!(choose_root(&tie, Some(&a)), Some(a));
-        assert_eq!(choose_root(&tie, Some(&b)), Some(b));
-        assert_eq!(choose_root(&[holder(0, None)], Some(&a)), Some(a));
-        assert_eq!(choose_root(&[holder(0, None)], None), None);
+        let roots = |g: &[Start]| {
+            g.iter()
+                .map(|s| (s.root, s.holders.len()))
+                .collect::<Vec<_>>()
+        };
+        let peers = vec![holder(0, Some(1)), holder(1, Some(2)), holder(2, Some(2))];
+        assert_eq!(
+            roots(&groups(peers, Some(&a))),
+            [(Some(b), 2), (Some(a), 1)]
+        );
+        let tie = || vec![holder(0, Some(1)), holder(1, Some(2))];
+        assert_eq!(roots(&groups(tie(), Some(&a)))[0].0, Some(a));
+        assert_eq!(roots(&groups(tie(), Some(&b)))[0].0, Some(b));
+        // Unrooted holders are no group of their own next to rooted ones.
+        let mixed = vec![holder(0, None), holder(1, Some(2))];
+        assert_eq!(roots(&groups(mixed, None)), [(Some(b), 1)]);
+        assert!(groups(vec![holder(0, None)], Some(&a)).is_empty());
+        // A crowd of roots is cut at MAX_CLAIMS.
+        let many = (0..10).map(|n| holder(n, Some(n))).collect();
+        assert_eq!(groups(many, None).len(), MAX_CLAIMS);
         assert!(fits(&holder(0, Some(2)), Some(&b)));
         assert!(!fits(&holder(0, None), Some(&b)));
         assert!(fits(&holder(0, None), None));

@@ -110,23 +110,23 @@ async fn small_body(
         .map_err(|_| Failure::Unreachable(format!("answer not complete within {timeout:?}")))?
 }
 
-/// The manifest of `sha256` from `address`, checked against itself, the file's size and (when
-/// known) the `pieces_root` the download settled on.
+/// The manifest of `sha256` from `address`, checked against itself and (when the holder
+/// announced one) the `pieces_root` it announced. Its size is the holder's claim: the size the
+/// tracker returned is someone's announcement too, so it bounds nothing here; the read is
+/// bounded by the largest manifest any file can have.
 pub(super) async fn manifest(
     net: &Net,
     address: &str,
     sha256: &Digest,
-    size: u64,
     root: Option<&Digest>,
     timeout: Duration,
 ) -> Result<Manifest, Failure> {
     let resp = get(net, net.url(address, &wire::manifest_path(sha256)), timeout).await?;
-    let pieces = crate::share::pieces::piece_count(size, crate::share::pieces::piece_size(size));
-    let body = small_body(resp, wire::manifest_limit(pieces), timeout).await?;
+    let body = small_body(resp, wire::MANIFEST_LIMIT, timeout).await?;
     let answer: ManifestJson = serde_json::from_slice(&body)
         .map_err(|e| Failure::Bad(format!("unreadable manifest: {e}")))?;
     answer
-        .check(sha256, size, root)
+        .check(sha256, root)
         .map_err(|e| Failure::Bad(e.to_string()))
 }
 

@@ -303,16 +303,18 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// Runs `allocate` (which gives the download's file its size on disk) if the rule lets the
-    /// download grow to its full size now. Allocations of one process take turns, so each
-    /// sees the space the ones before it took. Blocking.
-    pub(crate) fn grow<T>(&self, allocate: impl FnOnce() -> T) -> Result<T, Refusal> {
-        let state = self.room.state();
-        let Some(me) = state.running.iter().find(|r| r.id == self.id) else {
+    /// download grow to `size` bytes now; the place then counts that size. Allocations of one
+    /// process take turns, so each sees the space the ones before it took. Blocking.
+    pub(crate) fn grow<T>(&self, size: u64, allocate: impl FnOnce() -> T) -> Result<T, Refusal> {
+        let mut state = self.room.state();
+        let Some(me) = state.running.iter_mut().find(|r| r.id == self.id) else {
             return Ok(allocate());
         };
-        let disk = Disk::of(&me.dir);
+        me.size = size;
+        let (dir, sha256) = (me.dir.clone(), me.sha256);
+        let disk = Disk::of(&dir);
         self.room
-            .rule(&state, Some(self.id), &me.dir, &me.sha256, me.size, &disk)?;
+            .rule(&state, Some(self.id), &dir, &sha256, size, &disk)?;
         Ok(allocate())
     }
 }
@@ -372,7 +374,12 @@ mod tests {
         drop(first);
         assert!(r.check(dir.path(), &a, 10).is_ok());
         // A running download may still grow: it has its place.
-        assert!(_second.grow(|| ()).is_ok());
+        assert!(_second.grow(10, || ()).is_ok());
+        // Growing past what the disk has is refused, and the place counts the new size.
+        let free = Disk::of(dir.path()).unwrap().free;
+        let e = _second.grow(free + 1, || ()).unwrap_err();
+        assert_eq!(e.reason, "min_free_space");
+        assert!(r.check(dir.path(), &a, free).is_err());
     }
 
     #[test]

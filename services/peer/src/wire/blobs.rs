@@ -21,20 +21,11 @@ pub(crate) const INSIST_HEADER: &str = "x-p2p-insist";
 /// claim counts only from the IP those bytes came from.
 pub(crate) const PEER_ADDR_HEADER: &str = "x-p2p-peer-addr";
 
-/// The largest manifest a downloader reads: 2,048 pieces of 64 hex digits and then some (a
-/// bigger file has bigger pieces, not more of them).
+/// The largest manifest a downloader reads, whatever size the file is said to have: a file of
+/// 2,048 pieces (128 GiB) has a manifest of about 140 KiB; this takes files of about 60,000
+/// pieces of 64 MiB (3.7 TiB). Not derived from the tracker's size: that is a claim too, and a
+/// small one would refuse the honest holder's manifest.
 pub(crate) const MANIFEST_LIMIT: usize = 4 << 20;
-
-/// The most a downloader reads of the manifest of a file of `pieces` pieces: its JSON (67 bytes
-/// a digest, a few hundred for the rest) twice over for spacing, never above [`MANIFEST_LIMIT`].
-/// A holder cannot make it read more than the file it asked for needs.
-pub(crate) fn manifest_limit(pieces: u64) -> usize {
-    let json = pieces
-        .saturating_mul(67)
-        .saturating_add(512)
-        .saturating_mul(2);
-    usize::try_from(json).map_or(MANIFEST_LIMIT, |n| n.min(MANIFEST_LIMIT))
-}
 
 pub(crate) fn manifest_path(sha256: &Digest) -> String {
     format!("/blobs/{sha256}/manifest")
@@ -92,17 +83,13 @@ impl ManifestJson {
         Ok(m)
     }
 
-    /// What a downloader accepts: the manifest of the file it asked for (`sha256`, `size`),
-    /// consistent with itself and, when the download follows one, with `root`.
-    pub fn check(
-        self,
-        sha256: &Digest,
-        size: u64,
-        root: Option<&Digest>,
-    ) -> Result<Manifest, ShareError> {
-        if &self.sha256 != sha256 || self.size != size {
+    /// What a downloader accepts: the manifest of the file it asked for (`sha256`), consistent
+    /// with itself and, when the holder announced one, with `root`. The size is the manifest's
+    /// own claim: checked by the pieces and the whole-file digest, not by what the tracker said.
+    pub fn check(self, sha256: &Digest, root: Option<&Digest>) -> Result<Manifest, ShareError> {
+        if &self.sha256 != sha256 {
             return Err(ShareError::BadManifest(format!(
-                "manifest is for {} ({} bytes), asked for {sha256} ({size} bytes)",
+                "manifest is for {} ({} bytes), asked for {sha256}",
                 self.sha256, self.size
             )));
         }
@@ -191,10 +178,7 @@ mod tests {
         let old_root = sha256(sha256(b"hello").as_bytes());
         fields.insert("pieces_root".into(), old_root.to_hex().into());
         let back: ManifestJson = serde_json::from_value(json.clone()).unwrap();
-        let err = back
-            .check(&whole, 5, Some(&old_root))
-            .unwrap_err()
-            .to_string();
+        let err = back.check(&whole, Some(&old_root)).unwrap_err().to_string();
         assert!(
             err.contains("SHA-256 pieces from a p2pshare peer older"),
             "{err}"
@@ -213,16 +197,12 @@ mod tests {
         let m = Manifest::new(5, vec![sha256(b"hello")]).unwrap();
         let whole = sha256(b"hello");
         let json = || ManifestJson::new(whole, &m);
-        assert_eq!(json().check(&whole, 5, Some(&m.root())).unwrap(), m);
-        assert_eq!(json().check(&whole, 5, None).unwrap(), m);
+        assert_eq!(json().check(&whole, Some(&m.root())).unwrap(), m);
+        assert_eq!(json().check(&whole, None).unwrap(), m);
         let other = sha256(b"other");
-        for err in [
-            json().check(&other, 5, None).unwrap_err(),
-            json().check(&whole, 6, None).unwrap_err(),
-        ] {
-            assert!(err.to_string().contains("asked for"), "{err}");
-        }
-        let err = json().check(&whole, 5, Some(&other)).unwrap_err();
+        let err = json().check(&other, None).unwrap_err();
+        assert!(err.to_string().contains("asked for"), "{err}");
+        let err = json().check(&whole, Some(&other)).unwrap_err();
         assert!(err.to_string().contains("pieces_root"), "{err}");
     }
 
@@ -233,12 +213,10 @@ mod tests {
         assert!(check_declared_pieces(Some("4"), 3).is_err());
         assert!(check_declared_pieces(Some("lots"), 3).is_err());
         assert!(check_declared_pieces(Some(""), 3).is_err());
-        assert_eq!(manifest_limit(1), 1158);
-        assert_eq!(manifest_limit(u64::MAX), MANIFEST_LIMIT);
-        // The manifest of the largest file of 2,048 pieces fits.
-        let m = Manifest::new(2048 << 22, vec![Digest([0xab; 32]); 2048]).unwrap();
+        // The manifest of a 3.5 TiB file (56,000 pieces of 64 MiB) fits.
+        let m = Manifest::new(56_000 << 26, vec![Digest([0xab; 32]); 56_000]).unwrap();
         let json = serde_json::to_vec(&ManifestJson::new(Digest([1; 32]), &m)).unwrap();
-        assert!(json.len() <= manifest_limit(2048), "{}", json.len());
+        assert!(json.len() <= MANIFEST_LIMIT, "{}", json.len());
         assert_eq!(bitfield_limit(0), 1);
         assert_eq!(bitfield_limit(9), 3);
         let mut b = Bitfield::new(9);

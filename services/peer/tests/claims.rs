@@ -1,0 +1,296 @@
+//! Issue 19 points 4 and 5: sizes and roots are claims of holders, checked against what each
+//! holder serves. A fake holder's size claim must not fail the download nor blame the honest
+//! seed; a Sybil majority for a bogus `pieces_root` must lose to the honest seed, be named, and
+//! waste at most one file's bytes. The seed and the downloading peer are real (`p2p-peer`
+//! serving in this process, the `p2p-peer` CLI); fakes are `common::fake` holders.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use common::fake::{
+    File, Seen, file, holder_app, json_answer, not_found, register, serve, tracker_client,
+};
+use common::{eventually, sha256_hex, start_peer, start_tracker};
+use p2p_common::proto::SearchRequest;
+use p2p_peer::share::{Digest, Manifest};
+use serde_json::json;
+
+/// Runs the CLI against `tracker`; (exit code, stdout, stderr).
+async fn cli(tracker: SocketAddr, args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::cli(&format!("http://{tracker}"), &args)
+    })
+    .await
+    .unwrap()
+}
+
+/// The tracker's answer for `name`: (size, pieces_root) of its one match and its holders' ids.
+async fn tracker_says(tracker: SocketAddr, name: &str) -> (u64, String, Vec<String>) {
+    let found = tracker_client(tracker)
+        .await
+        .search(SearchRequest {
+            query: name.into(),
+            exact: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = &found.matches[0];
+    let f = m.file.clone().unwrap();
+    let mut ids: Vec<String> = m.peers.iter().map(|p| p.peer_id.clone()).collect();
+    ids.sort();
+    (f.size, f.pieces_root, ids)
+}
+
+/// A seed serving `f` from a share of its own, registered with the tracker.
+async fn seed(t: SocketAddr, dir: &std::path::Path, f: &File) -> p2p_peer::server::Running {
+    let share = dir.join("seed");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join(&f.name), &f.content).unwrap();
+    let seed = start_peer(t, "seed", &share, |_| {}).await;
+    eventually(
+        Duration::from_secs(20),
+        "the seed's file at the tracker",
+        || {
+            common::holders(&format!("http://{t}"), &f.name)
+                .iter()
+                .any(|(id, _)| id == "seed")
+                .then_some(())
+        },
+    );
+    seed
+}
+
+/// A manifest for `sha` of `size` bytes whose pieces all have digest `fill`: consistent with
+/// itself, describing no real file. (manifest JSON, its root)
+fn made_up_manifest(sha: &str, size: u64, fill: u8) -> (serde_json::Value, String) {
+    let ps = p2p_peer::share::pieces::piece_size(size);
+    let count = p2p_peer::share::pieces::piece_count(size, ps) as usize;
+    let digests = vec![Digest([fill; 32]); count];
+    let root = Manifest::new(size, digests.clone())
+        .unwrap()
+        .root()
+        .to_hex();
+    let manifest = json!({
+        "piece_hash": "blake3",
+        "sha256": sha,
+        "size": size,
+        "piece_size": ps,
+        "pieces": digests.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
+        "pieces_root": root,
+    });
+    (manifest, root)
+}
+
+fn stderr_line<'a>(err: &'a str, id: &str) -> Option<&'a str> {
+    err.lines().find(|l| l.starts_with(&format!("{id} (")))
+}
+
+/// Point 4: a fake holder announces the real digest with a size of 10^12 bytes before the
+/// seed, so the tracker returns that size. The CLI and a serving peer (`POST /downloads`) download
+/// the file from the seed all the same (not refused for room, not failed), and only the liar is
+/// named: once when its manifest contradicts the root it announced, never when it announced a
+/// root of its own that is simply not tried before the smaller honest one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_size_claim_costs_the_liar_never_the_honest_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = file("sized.bin", (9 << 20) + 77, 41);
+    let huge = 1_000_000_000_000u64;
+    let (lie, lie_root) = made_up_manifest(&f.sha, huge, 0xee);
+
+    // (case, the root the liar announces)
+    for (i, (case, announced)) in [
+        ("announces the seed's root", f.root.clone()),
+        ("announces a root of its own", lie_root.clone()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tracker = start_tracker().await;
+        let t = tracker.local_addr;
+        let seen = Seen::default();
+        let m = lie.clone();
+        let fake = serve(holder_app(
+            &seen,
+            move || json_answer(&m),
+            not_found,
+            not_found,
+        ))
+        .await;
+        let liar = File {
+            root: announced.clone(),
+            ..f.clone()
+        };
+        // First, so that the tracker's size for the name is the liar's.
+        register(t, "liar", fake, &liar, huge).await;
+        let _seed = seed(t, &dir.path().join(format!("case-{i}")), &f).await;
+        let (size, _, ids) = tracker_says(t, &f.name).await;
+        assert_eq!(
+            size, huge,
+            "{case}: the tracker returns the last size claim"
+        );
+        assert_eq!(ids, ["liar", "seed"], "{case}");
+
+        let out = dir.path().join(format!("out-{i}"));
+        let (code, stdout, err) = cli(t, &["get", &f.name, "-o", out.to_str().unwrap()]).await;
+        assert_eq!(code, 0, "{case}: {err}");
+        assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), f.sha, "{case}");
+        // The size said is the one the seed served.
+        assert!(
+            stdout.contains(&format!("({} bytes, sha256", f.content.len())),
+            "{case}: {stdout}"
+        );
+        assert!(
+            stderr_line(&err, "seed").is_none(),
+            "{case}: the seed was named: {err}"
+        );
+        // Its manifest, when it was read before the seed's, contradicts the root it announced:
+        // named for that. It serves no piece either way.
+        if let Some(line) = stderr_line(&err, "liar") {
+            assert!(
+                line.contains("pieces_root is") || line.contains("not held there"),
+                "{case}: {line}"
+            );
+        }
+        if announced != f.root {
+            // A root of its own, for a larger file than the seed's: never tried before the
+            // seed's succeeded, so it was asked for nothing but its manifest.
+            assert!(stderr_line(&err, "liar").is_none(), "{case}: {err}");
+        }
+
+        // A serving peer's download through `POST /downloads`: checked against the disk
+        // with the size the holders serve, not refused with 507 for 10^12 bytes.
+        let share = dir.path().join(format!("via-{i}"));
+        std::fs::create_dir_all(&share).unwrap();
+        let via = start_peer(t, &format!("via-{i}"), &share, |_| {}).await;
+        let (code, _, err) = cli(t, &["get", &f.name, "--via", &via.local_addr.to_string()]).await;
+        assert_eq!(code, 0, "{case}: {err}");
+        assert_eq!(
+            sha256_hex(&std::fs::read(share.join(&f.name)).unwrap()),
+            f.sha,
+            "{case}"
+        );
+        assert!(
+            seen.body_bytes() == 0 && seen.requests() <= 6,
+            "{case}: the liar was asked {} times",
+            seen.requests()
+        );
+    }
+}
+
+/// A holder of `content` answering manifests with `manifest` and block requests (`Range`,
+/// relative to the piece) with the bytes asked for, counting what it sends.
+fn ranged_holder(seen: &Seen, manifest: serde_json::Value, content: Arc<Vec<u8>>) -> Router {
+    let sent = seen.clone();
+    let piece = move |headers: HeaderMap| {
+        let (content, sent) = (Arc::clone(&content), sent.clone());
+        async move {
+            let range = headers
+                .get("range")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes="))
+                .and_then(|v| v.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+            let Some((a, b)) = range.filter(|(a, b)| a <= b && *b < content.len()) else {
+                return StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            };
+            sent.body_bytes
+                .fetch_add((b + 1 - a) as u64, Ordering::SeqCst);
+            (
+                StatusCode::PARTIAL_CONTENT,
+                [("content-range", format!("bytes {a}-{b}/{}", content.len()))],
+                content[a..=b].to_vec(),
+            )
+                .into_response()
+        }
+    };
+    let counted = seen.clone();
+    Router::new()
+        .route(
+            "/blobs/{sha}/manifest",
+            get(move || {
+                let m = manifest.clone();
+                async move { json_answer(&m) }
+            }),
+        )
+        .route("/blobs/{sha}/pieces/{index}", get(piece))
+        .route("/blobs/{sha}/bitfield", get(|| async { not_found() }))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                counted.requests.fetch_add(1, Ordering::SeqCst);
+                next.run(req)
+            },
+        ))
+}
+
+/// Point 5: two fake holders announce the seed's digest with one bogus root (the majority, so
+/// the tracker returns it) and serve pieces that match it. The download tries that root, finds
+/// the file does not match its digest, names both fakes, and succeeds from the seed; the fakes
+/// cost at most one file's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sybil_majority_for_a_bogus_root_loses_to_the_honest_seed() {
+    let tracker = start_tracker().await;
+    let t = tracker.local_addr;
+    let dir = tempfile::tempdir().unwrap();
+    let len = 3 << 20;
+    let f = file("contested.bin", len, 51);
+    let _seed = seed(t, dir.path(), &f).await;
+    // Same size, other bytes: a manifest that matches them, under the seed's digest.
+    let bogus = file("contested.bin", len, 52);
+    let mut manifest = bogus.manifest.clone();
+    manifest["sha256"] = json!(f.sha);
+    let content = Arc::new(bogus.content.clone());
+    let mut sybils = Vec::new();
+    for id in ["sybil-1", "sybil-2"] {
+        let seen = Seen::default();
+        let addr = serve(ranged_holder(&seen, manifest.clone(), Arc::clone(&content))).await;
+        let claim = File {
+            root: bogus.root.clone(),
+            ..f.clone()
+        };
+        register(t, id, addr, &claim, len as u64).await;
+        sybils.push((id, seen));
+    }
+    let (_, root, ids) = tracker_says(t, &f.name).await;
+    assert_eq!(
+        root, bogus.root,
+        "the majority's root is the tracker's answer"
+    );
+    assert_eq!(ids, ["seed", "sybil-1", "sybil-2"]);
+
+    let out = dir.path().join("contested.bin");
+    let (code, _, err) = cli(t, &["get", &f.name, "-o", out.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), f.content);
+    assert!(
+        stderr_line(&err, "seed").is_none(),
+        "the seed was named: {err}"
+    );
+    for (id, _) in &sybils {
+        let line = stderr_line(&err, id).unwrap_or_else(|| panic!("{id} not named: {err}"));
+        assert!(
+            line.contains("sent bad data")
+                && line.contains(&format!("announced pieces_root {}", bogus.root))
+                && line.contains("do not make that file"),
+            "{line}"
+        );
+    }
+    // The bogus root was tried first (the most holders, the same size): it cost one copy of
+    // the file, and the endgame's second copies of the last blocks, nothing more.
+    let wasted: u64 = sybils.iter().map(|(_, s)| s.body_bytes()).sum();
+    assert!(
+        wasted >= len as u64 && wasted <= 2 * len as u64,
+        "the bogus root cost {wasted} bytes; the file has {len}"
+    );
+}
