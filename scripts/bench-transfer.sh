@@ -1,46 +1,114 @@
 #!/usr/bin/env bash
-# Memory benchmark: one 1 GiB file served by one peer and downloaded by the CLI, both release
-# builds on loopback. Reports throughput and the peak RSS (VmHWM) of the serving peer and of the
-# downloading process. The design budget is 64 MiB each.
-#   scripts/bench-transfer.sh [SIZE_MIB]   (default 1024)
+# Single-source transfer benchmark: one file served by one peer and downloaded (verified) by the
+# CLI, release builds on loopback, against two references in the same run, alternated round by
+# round so that both see the same load: `openssl dgst -sha256` of the file (the hash the get must
+# compute at least once) and nginx -> curl of the same file into a file (moving the bytes, no
+# hash). The figure is the get's speed as a ratio to the slower of the two (issue 18's goal:
+# >= 0.9x), median over the rounds. Also reports the peak RSS (VmHWM) of the serving peer and of
+# the downloading process; the design budget is 64 MiB each.
+#   scripts/bench-transfer.sh [SIZE_MIB] [ROUNDS]   (default 1024 MiB, 5 rounds)
+#   BIN=dir      use the p2p-peer/p2p-tracker binaries in dir instead of building them
+#   NGINX=path   the nginx binary (default: nginx on PATH, then /usr/sbin/nginx)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
-for tool in bc /usr/bin/time; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install bc time)" >&2; exit 2; }
+rounds=${2:-5}
+nginx=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+for tool in bc /usr/bin/time openssl curl "$nginx"; do
+  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install bc time openssl curl nginx)" >&2; exit 2; }
 done
-cargo build --release --locked --bins >&2
-bin=$PWD/target/release
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked --bins >&2
+  bin=${CARGO_TARGET_DIR:-$PWD/target}/release
+else
+  bin=$BIN
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/share"
+mkdir -p "$work/share" "$work/out" "$work/nginx"
 head -c $((size_mib * 1048576)) /dev/urandom > "$work/share/big.bin"
 want=$(sha256sum "$work/share/big.bin" | cut -d' ' -f1)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 tport=$(free_port)
 pport=$(free_port)
+nport=$(free_port)
 P2P_TELEMETRY__LOG_LEVEL=warn "$bin/p2p-tracker" --listen "127.0.0.1:$tport" &
 P2P_TELEMETRY__LOG_LEVEL=warn "$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" serve --id bench \
   --listen "127.0.0.1:$pport" --files-dir "$work/share" &
 peer=$!
-for _ in $(seq 600); do
-  curl -fs "http://127.0.0.1:$pport/healthz" >/dev/null 2>&1 && break
+# nginx as a plain static server of the same directory: one worker, sendfile, no logging.
+cat > "$work/nginx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $work/nginx/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 64; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx;
+  scgi_temp_path $work/nginx;
+  server {
+    listen 127.0.0.1:$nport;
+    root $work/share;
+  }
+}
+EOF
+"$nginx" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
+ready() { curl -fs -o /dev/null -r 0-0 "$1"; }
+deadline=$((SECONDS + 120))
+until ready "http://127.0.0.1:$pport/healthz" && ready "http://127.0.0.1:$nport/big.bin"; do
+  [ $SECONDS -lt $deadline ] || { echo "peer or nginx not ready" >&2; cat "$work/nginx/error.log" >&2; exit 1; }
+  sleep 0.2
+done
+# The peer indexes the file after it listens: wait until the tracker can find it.
+until "$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" search big.bin 2>/dev/null | grep -q big.bin; do
+  [ $SECONDS -lt $deadline ] || { echo "big.bin never registered" >&2; exit 1; }
   sleep 0.2
 done
 
-start=$(date +%s.%N)
-/usr/bin/time -f '%M' -o "$work/client-maxrss" \
-  "$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" get big.bin -o "$work/out.bin" >&2
-end=$(date +%s.%N)
-got=$(sha256sum "$work/out.bin" | cut -d' ' -f1)
-[ "$got" = "$want" ] || { echo "digest mismatch: $got != $want" >&2; exit 1; }
+now() { date +%s.%N; }
+mibs() { echo "$size_mib / ($2 - $1)" | bc -l; }
+ratios=()
+get_speeds=()
+echo "load before: $(uptime)" >&2
+for round in $(seq "$rounds"); do
+  rm -f "$work/out/"*
+  t0=$(now)
+  got=$(openssl dgst -sha256 -r "$work/share/big.bin" | cut -d' ' -f1)
+  t1=$(now)
+  [ "$got" = "$want" ] || { echo "openssl digest mismatch" >&2; exit 1; }
+  curl -fs -o "$work/out/curl.bin" "http://127.0.0.1:$nport/big.bin"
+  t2=$(now)
+  /usr/bin/time -f '%M' -o "$work/client-maxrss" \
+    "$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" get big.bin -o "$work/out/get.bin" >/dev/null 2>"$work/get.log" || { cat "$work/get.log" >&2; exit 1; }
+  t3=$(now)
+  got=$(sha256sum "$work/out/get.bin" | cut -d' ' -f1)
+  [ "$got" = "$want" ] || { echo "digest mismatch: $got != $want" >&2; exit 1; }
+  [ "$(stat -c %s "$work/out/curl.bin")" = "$((size_mib * 1048576))" ] || { echo "curl got a short file" >&2; exit 1; }
+  openssl_s=$(mibs "$t0" "$t1")
+  curl_s=$(mibs "$t1" "$t2")
+  get_s=$(mibs "$t2" "$t3")
+  slower=$(echo "if ($openssl_s < $curl_s) $openssl_s else $curl_s" | bc -l)
+  ratio=$(echo "$get_s / $slower" | bc -l)
+  ratios+=("$ratio")
+  get_speeds+=("$get_s")
+  printf 'round=%s openssl_mib_s=%.0f nginx_curl_mib_s=%.0f get_mib_s=%.0f get_x_slower=%.2f\n' \
+    "$round" "$openssl_s" "$curl_s" "$get_s" "$ratio"
+done
+echo "load after: $(uptime)" >&2
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 
 peer_kib=$(awk '/VmHWM/ {print $2}' "/proc/$peer/status")
 client_kib=$(cat "$work/client-maxrss")
-secs=$(echo "$end - $start" | bc -l)
-printf 'size_mib=%s seconds=%.2f throughput_mib_s=%.0f serving_peer_peak_rss_mib=%.1f downloader_peak_rss_mib=%.1f\n' \
-  "$size_mib" "$secs" "$(echo "$size_mib / $secs" | bc -l)" \
+printf 'size_mib=%s rounds=%s median_get_mib_s=%.0f median_get_x_slower_of_openssl_and_nginx_curl=%.2f serving_peer_peak_rss_mib=%.1f downloader_peak_rss_mib=%.1f\n' \
+  "$size_mib" "$rounds" "$(median "${get_speeds[@]}")" "$(median "${ratios[@]}")" \
   "$(echo "$peer_kib / 1024" | bc -l)" "$(echo "$client_kib / 1024" | bc -l)"
 if [ "$peer_kib" -gt 65536 ] || [ "$client_kib" -gt 65536 ]; then
   echo "over the 64 MiB budget" >&2

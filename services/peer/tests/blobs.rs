@@ -19,10 +19,13 @@ use p2p_peer::transfer::ByteRate;
 
 const MIB: usize = 1 << 20;
 
-/// The piece digests of `data` as the contract defines them, computed here independently.
+/// The piece digests of `data` as the contract defines them (BLAKE3), computed here
+/// independently of the crate's wrapper.
 fn expected_pieces(data: &[u8]) -> Vec<Digest> {
     let size = pieces::piece_size(data.len() as u64) as usize;
-    data.chunks(size).map(sha256).collect()
+    data.chunks(size)
+        .map(|c| Digest(*blake3::hash(c).as_bytes()))
+        .collect()
 }
 
 fn peer_cfg(tracker: SocketAddr, share: &Path) -> p2p_peer::config::PeerConfig {
@@ -104,7 +107,11 @@ fn blobs_of_a_complete_file() {
         assert_eq!(m["piece_size"], 4 * MIB as u64);
         let listed: Vec<String> = serde_json::from_value(m["pieces"].clone()).unwrap();
         assert_eq!(listed, want.iter().map(Digest::to_hex).collect::<Vec<_>>());
-        assert_eq!(m["pieces_root"], pieces::pieces_root(&want).to_hex());
+        assert_eq!(m["piece_hash"], "blake3");
+        let mut tagged = b"p2pshare pieces_root blake3\n".to_vec();
+        want.iter()
+            .for_each(|d| tagged.extend_from_slice(d.as_bytes()));
+        assert_eq!(m["pieces_root"], sha256(&tagged).to_hex());
         // The typed form D's fetcher reads checks itself.
         let typed: p2p_peer::wire::blobs::ManifestJson = serde_json::from_slice(&body).unwrap();
         assert_eq!(typed.into_manifest().unwrap().digests(), &want[..]);

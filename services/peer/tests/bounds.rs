@@ -584,7 +584,7 @@ async fn downloads_beyond_the_bounds_are_refused() {
         .root()
         .to_hex();
     let lie = json!({
-        "sha256": huge.sha, "size": size, "piece_size": ps, "pieces_root": root,
+        "piece_hash": "blake3", "sha256": huge.sha, "size": size, "piece_size": ps, "pieces_root": root,
         "pieces": digests.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
     });
     let liar_seen = Seen::default();

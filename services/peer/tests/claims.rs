@@ -83,6 +83,7 @@ fn made_up_manifest(sha: &str, size: u64, fill: u8) -> (serde_json::Value, Strin
         .root()
         .to_hex();
     let manifest = json!({
+        "piece_hash": "blake3",
         "sha256": sha,
         "size": size,
         "piece_size": ps,

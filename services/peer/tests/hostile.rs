@@ -289,13 +289,14 @@ async fn bad_peer(content: Vec<u8>, corrupt: bool) -> SocketAddr {
     let ps = p2p_peer::share::pieces::piece_size(size) as usize;
     let digests: Vec<_> = content
         .chunks(ps)
-        .map(p2p_peer::share::digest::sha256)
+        .map(p2p_peer::share::digest::piece_digest)
         .collect();
     assert_eq!(digests.len(), 1, "bad_peer serves one-piece files");
     let root = p2p_peer::share::Manifest::new(size, digests.clone())
         .unwrap()
         .root();
     let manifest = serde_json::json!({
+        "piece_hash": "blake3",
         "sha256": sha256_hex(&content),
         "size": size,
         "piece_size": ps,

@@ -216,7 +216,7 @@ fn root_of(content: &[u8]) -> String {
     let ps = p2p_peer::share::pieces::piece_size(size) as usize;
     let digests = content
         .chunks(ps)
-        .map(p2p_peer::share::digest::sha256)
+        .map(p2p_peer::share::digest::piece_digest)
         .collect();
     p2p_peer::share::Manifest::new(size, digests)
         .unwrap()

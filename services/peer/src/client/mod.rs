@@ -15,7 +15,7 @@ use crate::net::Net;
 use crate::share::Digest;
 use crate::share::partial::Partials;
 use crate::store::{Published, Store};
-use crate::swarm::{Report, Swarm, Target};
+use crate::swarm::{Fetched, Report, Swarm, Target};
 use crate::tracker::{Match, Tracker};
 use crate::transfer::Limits;
 pub(crate) use crate::wire::Placed;
@@ -130,19 +130,17 @@ fn parent_of(p: &Path) -> PathBuf {
 /// or `dest` outside one, never replacing anything there. Every path (CLI, menu, daemon) ends
 /// a download here.
 pub(crate) async fn publish(
-    part: &Path,
+    fetched: &Fetched,
     target: &Target,
     dest: &Destination<'_>,
 ) -> Result<Placed> {
+    let part = fetched.path.as_path();
     match dest {
         Destination::Share(store) => {
-            // The size the holders served, which may not be the tracker's: the digest decides.
-            let size = tokio::fs::metadata(part)
-                .await
-                .map_err(|e| Error::Other(anyhow::anyhow!("{}: {e}", part.display())))?
-                .len();
+            // The download verified these bytes and hashed them as they came: no second read.
+            // The size is the one the holders served (the manifest), not the tracker's.
             let outcome = store
-                .publish(part, &target.name, size, &target.sha256)
+                .publish_hashed(part, &target.name, &fetched.hashed)
                 .await
                 .map_err(|e| Error::Other(e.into()))?;
             match outcome {
@@ -193,7 +191,7 @@ pub async fn get(
     let partial_dir = dest.partial_dir();
     let fetched = swarm.fetch(target, &partial_dir, report).await;
     let placed = match fetched {
-        Ok(part) => publish(&part, target, dest).await,
+        Ok(fetched) => publish(&fetched, target, dest).await,
         Err(e) => Err(e),
     };
     if let Destination::Path(p) = dest {

@@ -295,18 +295,22 @@ impl PartialWriter {
     /// at once). It is not synced here: [`PartialWriter::save`] syncs the data file before it
     /// persists a record naming the piece, one sync for every piece since the last record
     /// rather than one per piece. Blocking.
-    pub(crate) fn write_piece(
+    pub(crate) fn write_piece<B: AsRef<[u8]>>(
         file: &PartialFile,
         data: &std::fs::File,
         index: PieceIndex,
-        bytes: &[u8],
+        parts: &[B],
     ) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let range = file
             .manifest()
             .range(index)
             .ok_or_else(|| std::io::Error::other(format!("no piece {index}")))?;
-        data.write_all_at(bytes, range.start)?;
+        let mut at = range.start;
+        for p in parts {
+            data.write_all_at(p.as_ref(), at)?;
+            at += p.as_ref().len() as u64;
+        }
         file.mark_verified(index);
         Ok(())
     }
@@ -464,7 +468,9 @@ mod tests {
             w.file(),
             &w.data(),
             PieceIndex(1),
-            &piece_bytes(&data, &m, 1),
+            &piece_bytes(&data, &m, 1)
+                .chunks(100_000)
+                .collect::<Vec<_>>(),
         )
         .unwrap();
         w.save().unwrap();
@@ -473,7 +479,9 @@ mod tests {
             w.file(),
             &w.data(),
             PieceIndex(2),
-            &piece_bytes(&data, &m, 2),
+            &piece_bytes(&data, &m, 2)
+                .chunks(100_000)
+                .collect::<Vec<_>>(),
         )
         .unwrap();
         drop(w);
@@ -516,7 +524,9 @@ mod tests {
                 w.file(),
                 &w.data(),
                 PieceIndex(i),
-                &piece_bytes(&data, &m, i),
+                &piece_bytes(&data, &m, i)
+                    .chunks(100_000)
+                    .collect::<Vec<_>>(),
             )
             .unwrap();
         }
@@ -558,7 +568,9 @@ mod tests {
                 w.file(),
                 &w.data(),
                 PieceIndex(i),
-                &piece_bytes(&data, &m, i),
+                &piece_bytes(&data, &m, i)
+                    .chunks(100_000)
+                    .collect::<Vec<_>>(),
             )
             .unwrap();
         }

@@ -21,9 +21,25 @@ pub struct Entry {
     #[serde(default)]
     pub mtime_ns: u128,
     /// The piece digests, from the same read as `sha256`. None only for an entry of a cache
-    /// written before manifests existed, until the next scan hashes it once more.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// written before manifests existed, or before they named their piece hash (issue 18: SHA-256
+    /// pieces), until the next scan hashes it once more.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "manifest_if_current"
+    )]
     pub manifest: Option<Arc<Manifest>>,
+}
+
+/// A cached manifest this version can use, or `None` (rehashed at the next scan) for one it
+/// cannot read, such as an older version's without a piece hash: one stale entry must not cost
+/// the whole cache.
+fn manifest_if_current<'de, D>(d: D) -> Result<Option<Arc<Manifest>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(raw.and_then(|v| serde_json::from_value(v).ok().map(Arc::new)))
 }
 
 impl Entry {

@@ -1,6 +1,7 @@
 //! The store's tests: indexing, the digest cache, publication and what is never shared.
 
 use super::*;
+use crate::share::pieces;
 
 #[tokio::test]
 async fn indexes_caches_and_publishes() {
@@ -59,7 +60,7 @@ fn piece_digests(bytes: &[u8]) -> Vec<crate::share::Digest> {
     let size = pieces::piece_size(bytes.len() as u64) as usize;
     bytes
         .chunks(size)
-        .map(crate::share::digest::sha256)
+        .map(crate::share::digest::piece_digest)
         .collect()
 }
 
@@ -108,6 +109,33 @@ async fn index_cache_carries_manifests() {
     assert_eq!(stale.manifest, None);
     assert_eq!(store.manifest(&stale).await.unwrap(), m);
     assert!(store.rescan().await.unwrap(), "old entry not rehashed");
+    assert_eq!(
+        store.get("two-pieces").await.unwrap().manifest,
+        Some(m.clone())
+    );
+    assert!(!store.rescan().await.unwrap(), "rehashed twice");
+
+    // A cache of a version before manifests named their piece hash (SHA-256 pieces): that
+    // entry is rehashed once, not misread, and the rest of the cache stays.
+    let mut sha_pieces = on_disk.clone();
+    let fields = sha_pieces["two-pieces"]["manifest"]
+        .as_object_mut()
+        .unwrap();
+    fields.remove("piece_hash");
+    fields.insert(
+        "digests".into(),
+        serde_json::json!(
+            bytes
+                .chunks(4 << 20)
+                .map(|c| crate::share::digest::sha256(c).to_hex())
+                .collect::<Vec<_>>()
+        ),
+    );
+    std::fs::write(&cache, serde_json::to_vec(&sha_pieces).unwrap()).unwrap();
+    drop(store);
+    let store = Store::open(&dir).await.unwrap();
+    assert_eq!(store.get("two-pieces").await.unwrap().manifest, None);
+    assert!(store.rescan().await.unwrap(), "older manifest not rehashed");
     assert_eq!(
         store.get("two-pieces").await.unwrap().manifest,
         Some(m.clone())

@@ -2,11 +2,11 @@
 //! and their manifest (`holders`), the event loop (`engine`) and its end (`finish`).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::engine::{Engine, Outcome};
-use super::finish::{self, Hasher, other};
+use super::finish::{self, Fetched, Hasher, other};
 use super::holders::{self, Claim, Failures};
 use super::target::{Report, Swarm, Target};
 use crate::error::Result;
@@ -16,7 +16,8 @@ use crate::transfer::room::{Refusal, Slot};
 use crate::wire::download::Event;
 
 impl Swarm {
-    /// A verified copy of `target` at the returned path inside `partial_dir`, ready to publish.
+    /// A verified copy of `target` at the returned path inside `partial_dir`, ready to publish,
+    /// with its whole-file digest and manifest (so publishing need not read it again).
     ///
     /// One writer per digest and directory: a second fetch of the same file into the same
     /// directory (in this process or another) waits for the first, then resumes from its
@@ -29,7 +30,7 @@ impl Swarm {
         target: &Target,
         partial_dir: &Path,
         report: &dyn Report,
-    ) -> Result<PathBuf> {
+    ) -> Result<Fetched> {
         run(self, target, partial_dir, report).await
     }
 
@@ -76,7 +77,7 @@ impl Swarm {
     }
 }
 
-async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) -> Result<PathBuf> {
+async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) -> Result<Fetched> {
     let sha256 = target.sha256;
     // A place among the process's downloads, and the reserve of free space, before anything is
     // asked or written; the room for the file itself is asked once a claim's manifest gives its
@@ -94,8 +95,10 @@ async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) ->
         .await
         .map_err(|e| other(dir, e))?;
     let earlier = partial::done_path(dir, &sha256);
-    if let Some((done, size)) = finish::earlier_copy(earlier, sha256).await {
-        report.event(Event::Verified { size });
+    if let Some(done) = finish::earlier_copy(earlier, sha256).await {
+        report.event(Event::Verified {
+            size: done.hashed.manifest.size(),
+        });
         return Ok(done);
     }
 
@@ -145,7 +148,7 @@ async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) ->
 
 /// How one claim's download ended, when the next claim may still succeed.
 enum Tried {
-    Done(PathBuf),
+    Done(Fetched),
     /// Every piece matched the claim's manifest, the file did not match its digest; nothing
     /// kept. `resumed`: pieces from an earlier run were part of it.
     Lied {

@@ -121,9 +121,10 @@ pub(super) struct Engine<'a> {
     bitfield_path: PathBuf,
     root: Option<Digest>,
     plan: Plan<AbortHandle>,
-    /// The pieces being put together from their blocks (a piece-sized buffer each, until it
-    /// is checked).
-    assembly: HashMap<PieceIndex, Vec<u8>>,
+    /// The pieces being put together: each block's buffer as it came (in block order), until
+    /// the piece is checked. Kept apart, not copied into one piece-sized buffer: hashing and
+    /// writing go over the blocks where they lie.
+    assembly: HashMap<PieceIndex, Vec<Vec<u8>>>,
     tasks: JoinSet<Event>,
     /// Tells the whole-file hasher a piece is in.
     wake: mpsc::Sender<()>,
@@ -387,10 +388,14 @@ impl<'a> Engine<'a> {
                 };
                 let next = self.plan.fetched(src, piece, block, what, now);
                 let complete = matches!(next, Next::Check(_));
-                if let (Next::Block(_) | Next::Check(_), Ok(bytes)) = (&next, &result) {
+                let (bytes, failure) = match result {
+                    Ok(bytes) => (Some(bytes), None),
+                    Err(f) => (None, Some(f)),
+                };
+                if let (Next::Block(_) | Next::Check(_), Some(bytes)) = (&next, bytes) {
                     self.take_block(piece, block, bytes);
                 }
-                self.follow(src, next, result.as_ref().err());
+                self.follow(src, next, failure.as_ref());
                 if complete {
                     self.check(piece);
                 }
@@ -463,16 +468,19 @@ impl<'a> Engine<'a> {
         None
     }
 
-    /// Copies a block that the plan took into its piece's buffer.
-    fn take_block(&mut self, piece: PieceIndex, block: u32, bytes: &[u8]) {
+    /// Keeps a block that the plan took with its piece (moved, not copied).
+    fn take_block(&mut self, piece: PieceIndex, block: u32, bytes: Vec<u8>) {
         let geometry = *self.plan.geometry();
-        let len = geometry.piece_len(piece) as usize;
         let range = geometry.block_range(piece, block);
-        let buf = self.assembly.entry(piece).or_insert_with(|| vec![0; len]);
-        if let Some(dst) = buf.get_mut(range.start as usize..range.end as usize) {
-            if dst.len() == bytes.len() {
-                dst.copy_from_slice(bytes);
-            }
+        let blocks = geometry.blocks(piece) as usize;
+        let parts = self
+            .assembly
+            .entry(piece)
+            .or_insert_with(|| vec![Vec::new(); blocks]);
+        if let Some(slot) = parts.get_mut(block as usize)
+            && (range.end - range.start) == bytes.len() as u64
+        {
+            *slot = bytes;
         }
     }
 
@@ -482,11 +490,10 @@ impl<'a> Engine<'a> {
             return;
         };
         let (file, data) = (Arc::clone(&self.file), Arc::clone(&self.data));
-        let block = self.plan.geometry().block as usize;
         let digests = self.plan.wants_block_digests(piece);
         self.tasks.spawn(async move {
             let check = tokio::task::spawn_blocking(move || {
-                check_and_write(&file, &data, piece, &bytes, block, digests)
+                check_and_write(&file, &data, piece, &bytes, digests)
             })
             .await
             .unwrap_or_else(|e| Check::Local(std::io::Error::other(e)));
@@ -580,32 +587,32 @@ fn fetch_block(
     )
 }
 
-/// Digests of each `block`-sized part of a piece: what tells which source sent a bad block.
-fn block_digests(bytes: &[u8], block: usize) -> Vec<Digest> {
-    bytes
-        .chunks(block.max(1))
-        .map(crate::share::digest::sha256)
+/// Digests of each block of a piece: what tells which source sent a bad block (compared only
+/// with each other, so the fast piece hash serves).
+fn block_digests(blocks: &[Vec<u8>]) -> Vec<Digest> {
+    blocks
+        .iter()
+        .map(|b| crate::share::digest::piece_digest(b))
         .collect()
 }
 
-/// Verifies a piece put together from its blocks and writes it. Blocking (hashing and disk,
-/// off the runtime).
+/// Verifies a piece from its blocks (in order) and writes it. Blocking (hashing and disk, off
+/// the runtime).
 fn check_and_write(
     file: &PartialFile,
     data: &std::fs::File,
     piece: PieceIndex,
-    bytes: &[u8],
-    block: usize,
+    blocks: &[Vec<u8>],
     want_digests: bool,
 ) -> Check {
     if file.has(piece) {
         return Check::Done(false, None);
     }
-    if let Err(e) = file.manifest().verify_piece(piece, bytes) {
-        return Check::Bad(e.to_string(), block_digests(bytes, block));
+    if let Err(e) = file.manifest().verify_parts(piece, blocks) {
+        return Check::Bad(e.to_string(), block_digests(blocks));
     }
-    let digests = want_digests.then(|| block_digests(bytes, block));
-    match PartialWriter::write_piece(file, data, piece, bytes) {
+    let digests = want_digests.then(|| block_digests(blocks));
+    match PartialWriter::write_piece(file, data, piece, blocks) {
         Ok(()) => Check::Done(true, digests),
         Err(e) => Check::Local(e),
     }

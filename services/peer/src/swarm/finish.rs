@@ -9,25 +9,46 @@ use super::target::{Report, Target};
 use crate::error::{Error, Result};
 use crate::share::digest::Sha256;
 use crate::share::partial::{PartialFile, PartialWriter};
-use crate::share::{Digest, PieceIndex, ShareError};
+use crate::share::pieces::Hashed;
+use crate::share::{Digest, Manifest, PieceIndex, ShareError};
 use crate::wire::download::Event;
 
 pub(super) fn other(what: &Path, e: impl std::fmt::Display) -> Error {
     Error::Other(anyhow::anyhow!("{}: {e}", what.display()))
 }
 
-/// A verified copy left by an earlier download that was not placed, and its size: checked
-/// again (anything may have touched it since), then reused; removed when it is not right.
-pub(super) async fn earlier_copy(path: PathBuf, sha256: Digest) -> Option<(PathBuf, u64)> {
+/// A verified copy of a file, ready to publish, and what it hashes to: the publish step takes
+/// the digest and manifest from here rather than reading the file once more.
+#[derive(Debug)]
+pub struct Fetched {
+    pub path: PathBuf,
+    pub hashed: Hashed,
+}
+
+impl AsRef<Path> for Fetched {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A verified copy left by an earlier download that was not placed: checked again (anything may
+/// have touched it since), then reused; removed when it is not right.
+pub(super) async fn earlier_copy(path: PathBuf, sha256: Digest) -> Option<Fetched> {
     tokio::task::spawn_blocking(move || {
         let meta = std::fs::symlink_metadata(&path).ok()?;
-        let right = meta.is_file()
-            && crate::share::pieces::hash_file(&path).is_ok_and(|h| h.sha256 == sha256);
-        if right {
-            Some((path, meta.len()))
+        let hashed = if meta.is_file() {
+            crate::share::pieces::hash_file(&path)
+                .ok()
+                .filter(|h| h.sha256 == sha256)
         } else {
-            let _ = std::fs::remove_file(&path);
             None
+        };
+        match hashed {
+            Some(hashed) => Some(Fetched { path, hashed }),
+            None => {
+                let _ = std::fs::remove_file(&path);
+                None
+            }
         }
     })
     .await
@@ -108,7 +129,7 @@ pub(super) async fn complete(
     manifest_from: &str,
     dir: &Path,
     report: &dyn Report,
-) -> Result<Option<PathBuf>> {
+) -> Result<Option<Fetched>> {
     let sha256 = target.sha256;
     let digest = match hasher.digest(dir).await? {
         Ok(Some(d)) => d,
@@ -125,13 +146,17 @@ pub(super) async fn complete(
         let _ = tokio::task::spawn_blocking(move || writer.discard()).await;
         return Ok(None);
     }
+    let manifest = Manifest::clone(writer.file().manifest());
     let done = tokio::task::spawn_blocking(move || writer.finish())
         .await
         .map_err(|e| other(dir, e))?;
     match done {
-        Ok(p) => {
+        Ok(path) => {
             report.event(Event::Verified { size: target.size });
-            Ok(Some(p))
+            Ok(Some(Fetched {
+                path,
+                hashed: Hashed { sha256, manifest },
+            }))
         }
         Err(ShareError::Io { path, source }) => Err(local_failure(None, &path, &source).await),
         Err(e) => Err(e.into()),

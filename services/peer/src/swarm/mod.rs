@@ -15,5 +15,6 @@ mod plan;
 mod source;
 mod target;
 
+pub use finish::Fetched;
 pub(crate) use target::Logged;
 pub use target::{Report, Swarm, Target};

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::share::bitfield::Bitfield;
+use crate::share::pieces::PieceHash;
 use crate::share::{Digest, Manifest, PieceIndex, ShareError};
 
 /// Header of `GET /blobs/{sha256}/bitfield`: the number of pieces the bits stand for.
@@ -41,6 +42,11 @@ pub(crate) fn piece_path(sha256: &Digest, index: PieceIndex) -> String {
 /// The body of `GET /blobs/{sha256}/manifest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestJson {
+    /// The piece hash's name (`"blake3"`). Absent from an older peer's manifest (SHA-256
+    /// pieces), which is refused by name rather than misread. A string rather than the enum,
+    /// so that an unknown name is refused with the same clear message.
+    #[serde(default)]
+    pub piece_hash: Option<String>,
     pub sha256: Digest,
     pub size: u64,
     pub piece_size: u64,
@@ -51,6 +57,7 @@ pub struct ManifestJson {
 impl ManifestJson {
     pub fn new(sha256: Digest, m: &Manifest) -> Self {
         Self {
+            piece_hash: Some(m.piece_hash().name().to_owned()),
             sha256,
             size: m.size(),
             piece_size: m.piece_size(),
@@ -59,9 +66,11 @@ impl ManifestJson {
         }
     }
 
-    /// The manifest it describes, checked against itself (piece size, count, root).
+    /// The manifest it describes, checked against itself (piece hash, piece size, count, root).
     pub fn into_manifest(self) -> Result<Manifest, ShareError> {
+        let piece_hash = PieceHash::from_name(self.piece_hash.as_deref())?;
         let m = Manifest::new(self.size, self.pieces)?;
+        debug_assert_eq!(m.piece_hash(), piece_hash, "one piece hash is known");
         if m.piece_size() != self.piece_size {
             return Err(ShareError::BadManifest(format!(
                 "piece size {} for a {}-byte file, expected {}",
@@ -133,6 +142,7 @@ mod tests {
         assert_eq!(json["piece_size"], 4 << 20);
         assert_eq!(json["pieces"][0], d.to_hex());
         assert_eq!(json["pieces_root"], m.root().to_hex());
+        assert_eq!(json["piece_hash"], "blake3");
         let back: ManifestJson = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back.into_manifest().unwrap(), m);
 
@@ -150,6 +160,36 @@ mod tests {
             .into_manifest()
             .unwrap_err();
         assert!(err.to_string().contains("piece size"), "{err}");
+    }
+
+    #[test]
+    fn an_older_peers_manifest_is_refused_by_name() {
+        let m = Manifest::new(5, vec![sha256(b"hello")]).unwrap();
+        let whole = sha256(b"hello");
+        let mut json = serde_json::to_value(ManifestJson::new(whole, &m)).unwrap();
+        // What a peer from before issue 18 sends: no piece hash, SHA-256 pieces and a root of
+        // the digests alone.
+        let fields = json.as_object_mut().unwrap();
+        fields.remove("piece_hash");
+        fields.insert(
+            "pieces".into(),
+            serde_json::json!([sha256(b"hello").to_hex()]),
+        );
+        let old_root = sha256(sha256(b"hello").as_bytes());
+        fields.insert("pieces_root".into(), old_root.to_hex().into());
+        let back: ManifestJson = serde_json::from_value(json.clone()).unwrap();
+        let err = back.check(&whole, Some(&old_root)).unwrap_err().to_string();
+        assert!(
+            err.contains("SHA-256 pieces from a p2pshare peer older"),
+            "{err}"
+        );
+        json["piece_hash"] = "sha3".into();
+        let back: ManifestJson = serde_json::from_value(json).unwrap();
+        let err = back.into_manifest().unwrap_err().to_string();
+        assert!(
+            err.contains("\"sha3\" is not one this peer checks"),
+            "{err}"
+        );
     }
 
     #[test]

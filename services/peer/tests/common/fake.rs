@@ -34,7 +34,7 @@ pub fn file(name: &str, len: usize, seed: u64) -> File {
     let ps = p2p_peer::share::pieces::piece_size(size) as usize;
     let digests: Vec<_> = content
         .chunks(ps)
-        .map(p2p_peer::share::digest::sha256)
+        .map(p2p_peer::share::digest::piece_digest)
         .collect();
     let root = p2p_peer::share::Manifest::new(size, digests.clone())
         .unwrap()
@@ -42,6 +42,7 @@ pub fn file(name: &str, len: usize, seed: u64) -> File {
         .to_hex();
     let sha = sha256_hex(&content);
     let manifest = json!({
+        "piece_hash": "blake3",
         "sha256": sha,
         "size": size,
         "piece_size": ps,
