@@ -101,6 +101,11 @@ async fn an_older_peers_manifest_is_refused_by_name() {
         "{err}"
     );
     assert!(err.contains("old-1"), "the refusal names the holder: {err}");
+    // Older, not lying: not counted as a bad source.
+    assert!(
+        !err.contains("sent bad data") && !err.contains("counted as a bad source"),
+        "{err}"
+    );
     assert!(seen.requests() >= 1, "the manifest was never asked for");
     assert_eq!(
         asked.load(Ordering::SeqCst),

@@ -27,6 +27,10 @@ pub enum ShareError {
     /// A manifest that contradicts itself or the `pieces_root` it was fetched for.
     #[error("bad manifest: {0}")]
     BadManifest(String),
+    /// A manifest of a piece hash this peer does not check (an older or newer peer's): not a
+    /// lie, so its holder is not counted bad, only not used.
+    #[error("manifest of another version: {0}")]
+    OtherPieceHash(String),
     /// A persisted bitfield that cannot be trusted; the caller starts from no verified pieces.
     #[error("{path}: bitfield not trusted: {reason}")]
     UntrustedBitfield { path: PathBuf, reason: String },

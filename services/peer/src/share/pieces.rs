@@ -74,12 +74,12 @@ impl PieceHash {
     pub(crate) fn from_name(name: Option<&str>) -> Result<Self, ShareError> {
         match name {
             Some("blake3") => Ok(PieceHash::Blake3),
-            None => Err(ShareError::BadManifest(
+            None => Err(ShareError::OtherPieceHash(
                 "it names no piece hash: SHA-256 pieces from a p2pshare peer older than this \
                  one, whose pieces this peer does not check (it checks blake3)"
                     .to_owned(),
             )),
-            Some(other) => Err(ShareError::BadManifest(format!(
+            Some(other) => Err(ShareError::OtherPieceHash(format!(
                 "piece hash {:?} is not one this peer checks (it checks blake3)",
                 other.chars().take(40).collect::<String>()
             ))),

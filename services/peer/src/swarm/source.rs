@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use super::plan::Meter;
 use crate::net::Net;
 use crate::share::bitfield::Bitfield;
-use crate::share::{Digest, Manifest, PieceIndex};
+use crate::share::{Digest, Manifest, PieceIndex, ShareError};
 use crate::transfer::limit::Throttle;
 use crate::wire::blobs::{self as wire, ManifestJson};
 
@@ -125,9 +125,11 @@ pub(super) async fn manifest(
     let body = small_body(resp, wire::MANIFEST_LIMIT, timeout).await?;
     let answer: ManifestJson = serde_json::from_slice(&body)
         .map_err(|e| Failure::Bad(format!("unreadable manifest: {e}")))?;
-    answer
-        .check(sha256, root)
-        .map_err(|e| Failure::Bad(e.to_string()))
+    answer.check(sha256, root).map_err(|e| match e {
+        // Another version's pieces: the holder is not lying, this peer cannot use it.
+        ShareError::OtherPieceHash(_) => Failure::NotThere(e.to_string()),
+        e => Failure::Bad(e.to_string()),
+    })
 }
 
 /// What `address` holds of `sha256` (a file of `pieces` pieces).
