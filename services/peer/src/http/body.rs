@@ -13,13 +13,7 @@ use super::state::AppState;
 use crate::transfer::Direction;
 use crate::transfer::slots::UploadSlot;
 
-/// Read size of a whole-file body (`/files`): up to `transfer.max_concurrent_transfers` of them
-/// run at once, each holding about two chunks.
 const READ_CHUNK: usize = 64 * 1024;
-/// Read size of a piece body: a downloader asks for 256 KiB blocks, so one read and one trip
-/// to the blocking pool per block (a quarter of the wake-ups `perf` showed serving a fast
-/// source at 64 KiB); at most `transfer.upload_slots` piece bodies send at once.
-const PIECE_READ_CHUNK: usize = 256 * 1024;
 
 /// What a piece body holds besides its transfer slot: its upload slot (`transfer::slots`) and
 /// the counter of bytes served to its requester's class.
@@ -51,11 +45,6 @@ pub(super) fn send_body(
     len: u64,
     piece: Option<PieceSlot>,
 ) -> Body {
-    let chunk = if piece.is_some() {
-        PIECE_READ_CHUNK
-    } else {
-        READ_CHUNK
-    };
     let (mut upload_slot, class_bytes) = match piece {
         Some(p) => (Some(p.slot), Some(p.bytes)),
         None => (None, None),
@@ -68,7 +57,7 @@ pub(super) fn send_body(
     tokio::spawn(async move {
         let _hold = hold;
         let mut chunks =
-            ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), chunk);
+            ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), READ_CHUNK);
         while let Some(chunk) = chunks.next().await {
             let n = chunk.as_ref().map_or(0, |c| c.len() as u64);
             // The buckets' waits are ours, not the client's: not part of the stall deadline.
