@@ -45,3 +45,37 @@ pub(super) fn json_array(index: Arc<Index>, write: WriteItem) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn listed(n: usize) -> serde_json::Value {
+        let digest = crate::share::digest::sha256(b"x");
+        let entries = (0..n)
+            .map(|i| Entry::with_manifest(&format!("f{i:05}"), 1, digest, 0, None))
+            .collect();
+        let index = Arc::new(Index::new(entries));
+        let response = json_array(index, |out, e| serde_json::to_writer(out, &*e.name));
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn chunks_join_into_one_array_in_name_order() {
+        assert_eq!(listed(0).await, serde_json::json!([]));
+        assert_eq!(listed(1).await, serde_json::json!(["f00000"]));
+        for n in [
+            ENTRIES_PER_CHUNK,
+            ENTRIES_PER_CHUNK + 1,
+            2 * ENTRIES_PER_CHUNK + 7,
+        ] {
+            let got = listed(n).await;
+            let want: Vec<String> = (0..n).map(|i| format!("f{i:05}")).collect();
+            assert_eq!(got, serde_json::json!(want), "{n} entries");
+        }
+    }
+}

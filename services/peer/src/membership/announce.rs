@@ -1,7 +1,6 @@
 //! What is announced to the tracker: the shared files and downloads in progress as the tracker
 //! sees them, the tracker's bounds, and changes split into requests it accepts.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -10,7 +9,7 @@ use prost::Message;
 
 use crate::share::Digest;
 use crate::share::partial::PartialFile;
-use crate::store::{Entry, Index};
+use crate::store::{Entry, Index, Step, by_name};
 
 /// What a tracker that states no bounds (0 in `RegisterResponse`) is taken to accept.
 const DEFAULT_MAX_FILES_PER_PEER: usize = 100_000;
@@ -95,25 +94,12 @@ pub(super) fn diff<'a>(announced: &Snapshot, now: &'a Snapshot) -> (Vec<&'a Entr
     if Arc::ptr_eq(&announced.index, &now.index) && announced.len == now.len {
         return (added, removed);
     }
-    let mut old = announced.entries().iter().peekable();
-    let mut new = now.entries().iter().peekable();
-    loop {
-        let order = match (old.peek(), new.peek()) {
-            (None, None) => break,
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (Some(o), Some(n)) => o.name.cmp(&n.name),
-        };
-        match order {
-            Ordering::Less => removed.extend(old.next().map(|e| e.name.clone())),
-            Ordering::Greater => added.extend(new.next()),
-            Ordering::Equal => {
-                if let (Some(o), Some(n)) = (old.next(), new.next()) {
-                    if o != n {
-                        added.push(n);
-                    }
-                }
-            }
+    for step in by_name(announced.entries().iter(), now.entries().iter()) {
+        match step {
+            Step::Old(o) => removed.push(o.name.clone()),
+            Step::New(n) => added.push(n),
+            Step::Both(o, n) if o != n => added.push(n),
+            Step::Both(..) => {}
         }
     }
     (added, removed)

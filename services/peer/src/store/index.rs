@@ -7,6 +7,7 @@
 //! its one digest (rebuilt when asked), and the index is one sorted `Vec` plus 4 bytes per file
 //! for the digest lookup. Readers take an `Arc<Index>` snapshot instead of copying it.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
@@ -260,30 +261,46 @@ impl Index {
             return Self::from_sorted(upserts);
         }
         let mut out = Vec::with_capacity(self.entries.len() + upserts.len());
-        let mut old = self
+        let old = self
             .entries
             .iter()
-            .filter(|e| removed.binary_search(&e.name).is_err())
-            .peekable();
-        let mut new = upserts.into_iter().peekable();
-        loop {
-            let order = match (old.peek(), new.peek()) {
-                (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(o), Some(n)) => o.name.cmp(&n.name),
-            };
-            match order {
-                Ordering::Less => out.extend(old.next().cloned()),
-                Ordering::Greater => out.extend(new.next()),
-                Ordering::Equal => {
-                    old.next();
-                    out.extend(new.next());
-                }
+            .filter(|e| removed.binary_search(&e.name).is_err());
+        for step in by_name(old, upserts.into_iter()) {
+            match step {
+                Step::Old(o) => out.push(o.clone()),
+                Step::New(n) | Step::Both(_, n) => out.push(n),
             }
         }
         Self::from_sorted(out)
     }
+}
+
+/// One step of [`by_name`]: an entry only in the old run, only in the new, or in both.
+pub(crate) enum Step<A, B> {
+    Old(A),
+    New(B),
+    Both(A, B),
+}
+
+/// Walks two runs of entries in name order (each name once per run) side by side.
+pub(crate) fn by_name<A: Borrow<Entry>, B: Borrow<Entry>>(
+    old: impl Iterator<Item = A>,
+    new: impl Iterator<Item = B>,
+) -> impl Iterator<Item = Step<A, B>> {
+    let (mut old, mut new) = (old.peekable(), new.peekable());
+    std::iter::from_fn(move || {
+        let order = match (old.peek(), new.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(o), Some(n)) => o.borrow().name.cmp(&n.borrow().name),
+        };
+        match order {
+            Ordering::Less => old.next().map(Step::Old),
+            Ordering::Greater => new.next().map(Step::New),
+            Ordering::Equal => old.next().zip(new.next()).map(|(o, n)| Step::Both(o, n)),
+        }
+    })
 }
 
 /// The digest cache's file: a JSON object from name to entry.

@@ -34,7 +34,7 @@ pub use fs::hash_file;
 use fs::{hash_regular, same_file, share_io};
 pub(crate) use fs::{open_regular, place_new};
 use index::{CacheFile, CachedEntries, stamp};
-pub(crate) use index::{Entry, Index};
+pub(crate) use index::{Entry, Index, Step, by_name};
 
 pub(crate) const PARTIAL_DIR: &str = ".partial";
 pub(crate) const STATE_DIR: &str = ".p2pshare";

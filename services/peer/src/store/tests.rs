@@ -47,17 +47,17 @@ async fn indexes_caches_and_publishes() {
 
     std::fs::remove_file(dir.join("a.txt")).unwrap();
     assert!(store.rescan().await.unwrap());
-    let names: Vec<_> = store
-        .list()
-        .await
-        .into_iter()
-        .map(|e| e.name.to_string())
-        .collect();
+    let names = names(&store).await;
     assert_eq!(names, ["b.txt"]);
     assert!(matches!(
         check_name(".partial"),
         Err(StoreError::Reserved(_))
     ));
+}
+
+async fn names(store: &Store) -> Vec<String> {
+    let all = store.list().await;
+    all.into_iter().map(|e| e.name.to_string()).collect()
 }
 
 fn piece_digests(bytes: &[u8]) -> Vec<crate::share::Digest> {
@@ -250,12 +250,7 @@ async fn only_regular_files_are_indexed_compared_or_replaced() {
     std::fs::create_dir(dir.join("subdir")).unwrap();
 
     bounded("rescan", store.rescan()).await.unwrap();
-    let names: Vec<_> = store
-        .list()
-        .await
-        .into_iter()
-        .map(|e| e.name.to_string())
-        .collect();
+    let names = names(&store).await;
     assert_eq!(names, ["plain"]);
     // One log line per odd entry, not one per scan.
     let odd: BTreeSet<String> = ["fifo", "sock", "subdir", "to-device", "to-fifo", "to-file"]
@@ -321,12 +316,7 @@ async fn hashing_does_not_hold_up_publication() {
     );
     // The scan's commit keeps what was published while it ran.
     bounded("rescan", scanning).await.unwrap().unwrap();
-    let names: Vec<_> = store
-        .list()
-        .await
-        .into_iter()
-        .map(|e| e.name.to_string())
-        .collect();
+    let names = names(&store).await;
     assert_eq!(names, ["big", "small"]);
 }
 
