@@ -4,6 +4,7 @@
 # seconds until the peer is ready and until the tracker indexes every file it may, the files the
 # peer left unshared, and the peak RSS of both processes (GNU time).
 #   scripts/bench-register.sh [N] [CAP]        PROFILE=dev to skip the release build
+#   PEER_BIN=path/to/an/older/p2p-peer ...      to measure another peer binary the same way
 set -euo pipefail
 n=${1:-120000}
 cap=${2:-}
@@ -47,7 +48,7 @@ done
 effective_cap=${cap:-100000}
 want=$(( n < effective_cap ? n : effective_cap ))
 start=$(date +%s.%N)
-/usr/bin/time -v -o "$dir/peer.time" "$bin/p2p-peer" --tracker "http://127.0.0.1:$tp" serve \
+/usr/bin/time -v -o "$dir/peer.time" "${PEER_BIN:-$bin/p2p-peer}" --tracker "http://127.0.0.1:$tp" serve \
   --id big --listen "127.0.0.1:$pp" --files-dir "$dir/share" 2>"$dir/peer.log" &
 pids+=($!)
 metric() { curl -fsS "$1/metrics" 2>/dev/null | awk -v m="$2" '$1 == m { print $2 }'; }
@@ -75,3 +76,4 @@ printf '  peer ready after   %.1f s (indexing included)\n' "$(echo "$ready - $st
 printf '  tracker indexes %d files after %.1f s; peer reports %s unshared\n' "$want" \
   "$(echo "$indexed - $start" | bc -l)" "${unshared:-?}"
 printf '  peak RSS: peer %s, tracker %s\n' "$(rss "$dir/peer.time")" "$(rss "$dir/tracker.time")"
+printf '  peer CPU: %s\n' "$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.1f s", s }' "$dir/peer.time")"

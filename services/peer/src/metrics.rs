@@ -318,10 +318,11 @@ impl Metrics {
         }
         self.partial_files
             .set(i64::try_from(partials.list().len()).unwrap_or(i64::MAX));
-        let files = store.list().await;
+        let files = store.snapshot();
         self.shared_files.set(files.len() as i64);
         self.shared_bytes.set(
             files
+                .entries()
                 .iter()
                 .map(|f| f.size)
                 .sum::<u64>()

@@ -1,6 +1,5 @@
 //! `GET /files` and `GET /files/{name}`: the share by name, with single ranges.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -9,24 +8,23 @@ use tokio::io::AsyncSeekExt;
 
 use super::body::{send_body, transfer_slot};
 use super::error::ApiError;
+use super::listing::json_array;
 use super::state::AppState;
 use crate::range::{self, RangeReply};
 use crate::store::{self, Entry};
 use crate::wire::files::FileJson;
 
-pub(super) async fn list_files(State(st): State<AppState>) -> Json<Vec<FileJson>> {
-    Json(
-        st.store
-            .list()
-            .await
-            .into_iter()
-            .map(|e| FileJson {
-                name: e.name,
+pub(super) async fn list_files(State(st): State<AppState>) -> Response {
+    json_array(st.store.snapshot(), |out, e| {
+        serde_json::to_writer(
+            out,
+            &FileJson {
+                name: &e.name,
                 size: e.size,
-                sha256: e.sha256,
-            })
-            .collect(),
-    )
+                sha256: &e.sha256,
+            },
+        )
+    })
 }
 
 pub(super) async fn get_file(

@@ -1,7 +1,8 @@
 //! The peer's HTTP API: the router. Routes live in rooms of their own: `files` (listing and
 //! named downloads), `blobs` (bytes and pieces by digest, for swarm downloads, with the upload
 //! policy of `seeding`), `upload`, `downloads` (this peer downloads on request), `control`
-//! (readiness, metrics, leave), `web` (the page and its JSON); who may call which is `auth`'s
+//! (readiness, metrics, leave), `web` (the page and its JSON); `listing` writes the share as
+//! JSON for `files` and `web`; who may call which is `auth`'s
 //! one rule; every body goes out through `body`. The paths are [`crate::wire::route`]'s.
 
 mod auth;
@@ -11,6 +12,7 @@ mod control;
 mod downloads;
 mod error;
 mod files;
+mod listing;
 mod seeding;
 mod state;
 mod upload;

@@ -19,9 +19,11 @@ use tonic::Code;
 use crate::error::Error;
 use crate::readiness::Readiness;
 use crate::share::partial::Partials;
-use crate::store::{Entry, Store};
+use crate::store::Store;
 
-use announce::{Cap, Changes, Limits, PartialSnapshot, Snapshot, batch, info, partial_snapshot};
+use announce::{
+    Cap, Changes, Limits, PartialSnapshot, Snapshot, batch, diff, info, partial_snapshot,
+};
 use lease::{load_secret, save_secret};
 
 pub(crate) struct Membership {
@@ -42,13 +44,9 @@ pub(crate) struct Membership {
 impl Membership {
     /// The files this peer shares: all of the share up to the tracker's per-peer cap.
     async fn snapshot(&self, cap: &mut Cap) -> Snapshot {
-        let all: Vec<Entry> = self.store.list().await;
+        let all = self.store.snapshot();
         let total = all.len();
-        let shared: Snapshot = all
-            .into_iter()
-            .map(|e| (e.name.clone(), e))
-            .take(cap.limits.per_peer)
-            .collect();
+        let shared = Snapshot::new(all, cap.limits.per_peer);
         let unshared = total - shared.len();
         self.unshared_files
             .set(i64::try_from(unshared).unwrap_or(i64::MAX));
@@ -80,18 +78,19 @@ impl Membership {
     ) -> Result<(String, Snapshot), tonic::Status> {
         let shared = self.snapshot(cap).await;
         let (mut count, mut bytes) = (cap.limits.per_request, 0);
-        let first: Snapshot = batch(
-            &mut shared.into_iter().peekable(),
+        let first = batch(
+            &mut shared.entries().iter().peekable(),
             &mut count,
             &mut bytes,
-            |(_, e)| info(e).encoded_len(),
+            |e| info(e).encoded_len(),
         )
-        .into_iter()
-        .collect();
+        .len();
+        let first = shared.prefix(first);
+        drop(shared);
         let request = |files: &Snapshot| RegisterRequest {
             peer_id: self.peer_id.clone(),
             address: self.address.clone(),
-            files: files.values().map(info).collect(),
+            files: files.entries().iter().map(info).collect(),
             lease_secret: previous.to_owned(),
         };
         let (resp, sent) = match self.client.register(request(&first)).await {
@@ -107,7 +106,7 @@ impl Membership {
                     "tracker refused the first files ({}); registering without files",
                     s.message()
                 );
-                let empty = Snapshot::new();
+                let empty = Snapshot::default();
                 let r = self.client.register(request(&empty)).await?.into_inner();
                 (r, empty)
             }
@@ -134,17 +133,10 @@ impl Membership {
         let now = self.snapshot(cap).await;
         let room = cap.limits.per_peer.saturating_sub(now.len());
         let partial_now = partial_snapshot(&self.partials.list(), &now, room);
+        let (added, removed) = diff(announced, &now);
         let changes = Changes {
-            added: now
-                .values()
-                .filter(|e| announced.get(&e.name) != Some(e))
-                .map(info)
-                .collect(),
-            removed: announced
-                .keys()
-                .filter(|k| !now.contains_key(*k))
-                .cloned()
-                .collect(),
+            added,
+            removed,
             partial_added: partial_now
                 .values()
                 .filter(|f| partial.get(&f.sha256) != Some(f))
@@ -157,6 +149,8 @@ impl Membership {
                 .collect(),
         };
         if changes.is_empty() {
+            // The same files, maybe in a newer index: hold that one, so the older can go.
+            *announced = now;
             return Ok(false);
         }
         tracing::info!(
@@ -166,24 +160,23 @@ impl Membership {
             partial_removed = changes.partial_removed.len(),
             "announcing changes"
         );
-        for b in changes.into_batches(cap.limits.per_request) {
+        let (mut removed, mut added) = (0, 0);
+        for b in changes.batches(cap.limits.per_request) {
             let req = AnnounceRequest {
                 peer_id: self.peer_id.clone(),
                 lease_secret: secret.to_owned(),
-                added: b.added.clone(),
-                removed: b.removed.clone(),
+                added: b.added,
+                removed: b.removed,
                 partial_added: b.partial_added.clone(),
                 partial_removed: b.partial_removed.clone(),
             };
-            traced(tracing::info_span!("announce"), self.client.announce(req)).await?;
-            for name in b.removed {
-                announced.remove(&name);
+            let sent = traced(tracing::info_span!("announce"), self.client.announce(req)).await;
+            if let Err(status) = sent {
+                // What got through stays announced.
+                *announced = announced.applied(&changes, removed, added);
+                return Err(status);
             }
-            for f in b.added {
-                if let Some(e) = now.get(&f.name) {
-                    announced.insert(f.name, e.clone());
-                }
-            }
+            (removed, added) = (b.removed_upto, b.added_upto);
             for sha in b.partial_removed {
                 partial.remove(&sha);
             }
@@ -191,6 +184,8 @@ impl Membership {
                 partial.insert(f.sha256.clone(), f);
             }
         }
+        drop(changes);
+        *announced = now;
         Ok(true)
     }
 
@@ -201,7 +196,7 @@ impl Membership {
         let mut downloads = self.partials.subscribe();
         let mut secret = load_secret(self.store.state_dir(), &self.peer_id).await;
         let mut lease: Option<String> = None;
-        let mut announced = Snapshot::new();
+        let mut announced = Snapshot::default();
         let mut partial = PartialSnapshot::new();
         let mut cap = Cap::default();
         let mut dirty = false;

@@ -8,28 +8,33 @@
 //!
 //! `index` holds the entries and their two lookups, `fs` the file-system primitives (opening
 //! only regular files, hashing, placing without replacing); the [`Store`] itself is here.
+//!
+//! The index is an `Arc<Index>` swapped whole under a short lock: readers (listings, metrics,
+//! membership, the cache writer) hold a snapshot instead of a copy, a publication changes it in
+//! place unless a snapshot is out (then it copies once), and a rescan that found changes merges
+//! them into a new one.
 
 mod fs;
 mod index;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io;
+use std::collections::BTreeSet;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use p2p_common::names::{self, NameError};
-use tokio::sync::{Mutex, RwLock, watch};
+use tokio::sync::{Mutex, watch};
 
 use crate::share::pieces::Hashed;
 use crate::share::{Digest, Manifest, ShareError};
 
 pub use fs::hash_file;
-use fs::{hash_regular, mtime_ns, same_file};
+use fs::{hash_regular, same_file};
 pub(crate) use fs::{open_regular, place_new};
-pub(crate) use index::Entry;
-use index::Index;
+use index::{CacheFile, CachedEntries, stamp};
+pub(crate) use index::{Entry, Index, Step, by_name};
 
 pub(crate) const PARTIAL_DIR: &str = ".partial";
 pub(crate) const STATE_DIR: &str = ".p2pshare";
@@ -81,13 +86,16 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
 
 pub struct Store {
     dir: PathBuf,
-    index: RwLock<Index>,
+    /// Never held across an await: taken to clone the `Arc` or to change the index.
+    index: std::sync::RwLock<Arc<Index>>,
     /// Serialises changes of the index and the share's names, so a check-then-rename cannot
     /// race another. Never held while hashing.
     publish: Mutex<()>,
     /// One rescan at a time: a rescan's commit assumes nobody but `publish` changed the index
     /// since its snapshot.
     scanning: Mutex<()>,
+    /// One writer of the digest cache at a time, each writing the index as it is then.
+    saving: Mutex<()>,
     changed: watch::Sender<u64>,
     /// Files the running rescan still has to hash.
     pending: watch::Sender<usize>,
@@ -107,9 +115,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(io_err(path))
 }
 
-/// What one pass over the directory found.
+/// What one pass over the directory found, against the index it started from.
 struct Scanned {
-    entries: BTreeMap<String, Entry>,
+    /// New or changed files, hashed; in name order.
+    upserts: Vec<Entry>,
+    /// Indexed names that are gone, no longer regular files, or could not be hashed; sorted.
+    removed: Vec<Arc<str>>,
     /// Names of entries that are not regular files (never indexed).
     skipped: BTreeSet<String>,
 }
@@ -122,9 +133,10 @@ impl Store {
         let (pending, _) = watch::channel(0);
         let store = Self {
             dir: dir.clone(),
-            index: RwLock::new(Index::default()),
+            index: std::sync::RwLock::new(Arc::default()),
             publish: Mutex::new(()),
             scanning: Mutex::new(()),
+            saving: Mutex::new(()),
             changed,
             pending,
             skipped: std::sync::Mutex::new(BTreeSet::new()),
@@ -141,14 +153,29 @@ impl Store {
             }
         }
         let cache_path = dir.join(STATE_DIR).join(INDEX_FILE);
-        let cached: BTreeMap<String, Entry> = match tokio::fs::read(&cache_path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        let path = cache_path.clone();
+        // Parsed as it is read: the file is ~270 bytes per entry, the entry ~140.
+        let cached = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).ok()?;
+            let reader = io::BufReader::with_capacity(1 << 16, file);
+            Some(serde_json::from_reader::<_, CachedEntries>(reader))
+        })
+        .await
+        .ok()
+        .flatten();
+        let cached = match cached {
+            Some(Ok(CachedEntries(entries))) => entries,
+            Some(Err(e)) => {
                 tracing::warn!(path = %cache_path.display(), error = %e, "ignoring unreadable digest cache");
-                BTreeMap::new()
-            }),
-            Err(_) => BTreeMap::new(),
+                Vec::new()
+            }
+            None => Vec::new(),
         };
-        *store.index.write().await = Index::new(cached);
+        let cached = cached
+            .into_iter()
+            .filter(|e| check_name(&e.name).is_ok())
+            .collect();
+        *store.write_index() = Arc::new(Index::new(cached));
         Ok(Arc::new(store))
     }
 
@@ -207,29 +234,44 @@ impl Store {
         self.pending.subscribe()
     }
 
-    pub async fn list(&self) -> Vec<Entry> {
-        self.index.read().await.by_name.values().cloned().collect()
+    /// The index as it is now, for as long as the caller holds it (no copy).
+    pub fn snapshot(&self) -> Arc<Index> {
+        self.index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The lock holds no invariant a panic could break halfway: every change swaps or edits
+    /// the index in one call.
+    fn write_index(&self) -> std::sync::RwLockWriteGuard<'_, Arc<Index>> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn list(&self) -> Vec<Entry> {
+        self.snapshot().entries().to_vec()
     }
 
     pub async fn get(&self, name: &str) -> Option<Entry> {
-        self.index.read().await.by_name.get(name).cloned()
+        self.snapshot().get(name).cloned()
     }
 
     /// A shared file with these bytes, whatever its name; the first such name in name order.
     pub(crate) async fn by_digest(&self, sha256: &Digest) -> Option<Entry> {
-        self.index.read().await.by_digest(sha256).cloned()
+        self.snapshot().by_digest(sha256).cloned()
     }
 
     /// The piece manifest of a shared file, as the index holds it.
     pub async fn manifest(&self, entry: &Entry) -> Result<Arc<Manifest>, ShareError> {
-        if let Some(m) = &entry.manifest {
-            return Ok(m.clone());
+        if let Some(m) = entry.manifest() {
+            return Ok(m);
         }
-        let path = self.dir.join(&entry.name);
+        let path = self.dir.join(&*entry.name);
         let current = self.get(&entry.name).await;
         if let Some(m) = current
             .filter(|e| e.sha256 == entry.sha256 && e.size == entry.size)
-            .and_then(|e| e.manifest)
+            .and_then(|e| e.manifest())
         {
             return Ok(m);
         }
@@ -260,7 +302,7 @@ impl Store {
     /// the publication lock, and keeps whatever was published while the scan ran.
     pub async fn rescan(&self) -> Result<bool, StoreError> {
         let _one_scan = self.scanning.lock().await;
-        let known = self.index.read().await.by_name.clone();
+        let known = self.snapshot();
         let dir = self.dir.clone();
         let snapshot = known.clone();
         let pending = self.pending.clone();
@@ -269,26 +311,24 @@ impl Store {
         let scanned = scanned?;
         self.note_skipped(scanned.skipped);
 
-        let _guard = self.publish.lock().await;
-        let mut index = self.index.write().await;
-        let mut fresh = scanned.entries;
+        let guard = self.publish.lock().await;
         // Publications since the snapshot win: the scan may have listed the directory before
         // they landed.
-        for name in known.keys().chain(index.by_name.keys()) {
-            if known.get(name) != index.by_name.get(name) {
-                match index.by_name.get(name) {
-                    Some(e) => fresh.insert(name.clone(), e.clone()),
-                    None => fresh.remove(name),
-                };
-            }
-        }
-        if index.by_name == fresh {
+        let current = self.snapshot();
+        let untouched = |name: &str| current.get(name) == known.get(name);
+        let mut upserts = scanned.upserts;
+        upserts.retain(|e| untouched(&e.name) && current.get(&e.name) != Some(e));
+        let mut removed = scanned.removed;
+        removed.retain(|n| untouched(n) && current.get(n).is_some());
+        if upserts.is_empty() && removed.is_empty() {
             return Ok(false);
         }
-        *index = Index::new(fresh);
-        let snapshot = index.by_name.clone();
-        drop(index);
-        self.save(&snapshot).await;
+        let next = Arc::new(current.merged(upserts, &removed));
+        drop(known);
+        drop(current);
+        *self.write_index() = next;
+        drop(guard);
+        self.save().await;
         self.changed.send_modify(|v| *v += 1);
         Ok(true)
     }
@@ -308,14 +348,25 @@ impl Store {
         logged
     }
 
-    async fn save(&self, index: &BTreeMap<String, Entry>) {
+    /// Writes the index as it is now to the digest cache, streamed (never a second copy of
+    /// the index or of the file in memory).
+    async fn save(&self) {
+        let _one_save = self.saving.lock().await;
+        let index = self.snapshot();
         let path = self.state_dir().join(INDEX_FILE);
         let tmp = self.state_dir().join(format!("{INDEX_FILE}.tmp"));
         let result = async {
             self.ensure_layout().await.map_err(io::Error::other)?;
-            let bytes = serde_json::to_vec(index).map_err(io::Error::other)?;
-            tokio::fs::write(&tmp, bytes).await?;
-            tokio::fs::rename(&tmp, &path).await
+            let (t, p) = (tmp.clone(), path.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut out = io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&t)?);
+                serde_json::to_writer(&mut out, &CacheFile(&index)).map_err(io::Error::other)?;
+                out.flush()?;
+                drop(out);
+                std::fs::rename(&t, &p)
+            })
+            .await
+            .map_err(io::Error::other)?
         }
         .await;
         if let Err(e) = result {
@@ -407,7 +458,7 @@ impl Store {
             };
             if let Some(meta) = existing {
                 let digest = match (self.get(name).await, &seen) {
-                    (Some(e), _) if e.size == meta.len() && e.mtime_ns == mtime_ns(&meta) => {
+                    (Some(e), _) if e.size == meta.len() && e.mtime_ns == stamp(&meta) => {
                         Some(e.sha256)
                     }
                     (_, Some((digest, seen))) if same_file(seen, &meta) => Some(*digest),
@@ -446,14 +497,11 @@ impl Store {
             let meta = tokio::fs::symlink_metadata(&dest)
                 .await
                 .map_err(io_err(&dest))?;
-            let entry = Entry::new(name, hashed, &meta);
-            let snapshot = {
-                let mut index = self.index.write().await;
-                index.insert(entry);
-                index.by_name.clone()
-            };
+            let entry = Entry::new(name.into(), hashed, &meta);
+            // In place, unless a snapshot is out: then this copies the index once.
+            Arc::make_mut(&mut *self.write_index()).insert(entry);
             drop(guard);
-            self.save(&snapshot).await;
+            self.save().await;
             self.changed.send_modify(|v| *v += 1);
             return Ok(Published::Created);
         }
@@ -465,11 +513,11 @@ impl Store {
     /// indexed (a symlink, a FIFO, or a file that changed since it was hashed: the next scan
     /// rehashes it).
     pub(crate) async fn open_file(&self, entry: &Entry) -> io::Result<tokio::fs::File> {
-        let path = self.dir.join(&entry.name);
+        let path = self.dir.join(&*entry.name);
         let (size, mtime) = (entry.size, entry.mtime_ns);
         let file = tokio::task::spawn_blocking(move || {
             let (file, meta) = open_regular(&path)?;
-            if meta.len() != size || mtime_ns(&meta) != mtime {
+            if meta.len() != size || stamp(&meta) != mtime {
                 return Err(io::Error::new(
                     io::ErrorKind::NotFound,
                     "file changed since it was indexed",
@@ -489,14 +537,10 @@ impl Store {
     }
 }
 
-fn scan(
-    dir: &Path,
-    known: &BTreeMap<String, Entry>,
-    pending: &watch::Sender<usize>,
-) -> io::Result<Scanned> {
-    let mut entries = BTreeMap::new();
+fn scan(dir: &Path, known: &Index, pending: &watch::Sender<usize>) -> io::Result<Scanned> {
+    let mut seen = vec![false; known.len()];
     let mut skipped = BTreeSet::new();
-    let mut to_hash = Vec::new();
+    let mut to_hash: Vec<Arc<str>> = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let Ok(e) = e else { continue };
         let Ok(name) = e.file_name().into_string() else {
@@ -513,28 +557,40 @@ fn scan(
             continue;
         }
         let Ok(meta) = e.metadata() else { continue };
-        match known.get(&name) {
-            Some(k) if k.still_describes(&meta) => {
-                entries.insert(name, k.clone());
-            }
-            _ => to_hash.push((name, e.path())),
+        match known.position(&name) {
+            Ok(i) if known.entries()[i].still_describes(&meta) => seen[i] = true,
+            // The index's own name when it has one: one allocation per name, shared.
+            Ok(i) => to_hash.push(known.entries()[i].name.clone()),
+            Err(_) => to_hash.push(name.into()),
         }
     }
     pending.send_replace(to_hash.len());
-    for (name, path) in to_hash {
-        match hash_regular(&path) {
-            Ok((hashed, meta)) => {
-                entries.insert(name.clone(), Entry::new(&name, &hashed, &meta));
-            }
+    to_hash.sort_unstable();
+    let mut upserts = Vec::with_capacity(to_hash.len());
+    for name in to_hash {
+        match hash_regular(&dir.join(&*name)) {
+            Ok((hashed, meta)) => upserts.push(Entry::new(name, &hashed, &meta)),
             // Still being written: the next scan sees a stable file.
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             // Swapped for a non-regular file since the listing.
             Err(err) if err.kind() == io::ErrorKind::InvalidInput => {
-                skipped.insert(name);
+                skipped.insert(name.to_string());
             }
             Err(err) => tracing::warn!(file = %name, error = %err, "cannot hash file"),
         }
         pending.send_modify(|n| *n = n.saturating_sub(1));
     }
-    Ok(Scanned { entries, skipped })
+    // Every indexed name this scan did not find unchanged, unless hashed anew.
+    let removed = known
+        .entries()
+        .iter()
+        .zip(seen)
+        .filter(|(e, seen)| !seen && upserts.binary_search_by(|u| u.name.cmp(&e.name)).is_err())
+        .map(|(e, _)| e.name.clone())
+        .collect();
+    Ok(Scanned {
+        upserts,
+        removed,
+        skipped,
+    })
 }

@@ -48,12 +48,17 @@ async fn indexes_caches_and_publishes() {
 
     std::fs::remove_file(dir.join("a.txt")).unwrap();
     assert!(store.rescan().await.unwrap());
-    let names: Vec<_> = store.list().await.into_iter().map(|e| e.name).collect();
+    let names = names(&store).await;
     assert_eq!(names, ["b.txt"]);
     assert!(matches!(
         check_name(".partial"),
         Err(StoreError::Reserved(_))
     ));
+}
+
+async fn names(store: &Store) -> Vec<String> {
+    let all = store.list().await;
+    all.into_iter().map(|e| e.name.to_string()).collect()
 }
 
 fn piece_digests(bytes: &[u8]) -> Vec<crate::share::Digest> {
@@ -73,10 +78,7 @@ async fn index_cache_carries_manifests() {
     std::fs::write(dir.join("two-pieces"), &bytes).unwrap();
     assert!(store.rescan().await.unwrap());
     let entry = store.get("two-pieces").await.unwrap();
-    let m = entry
-        .manifest
-        .clone()
-        .expect("manifest computed with the digest");
+    let m = entry.manifest().expect("manifest computed with the digest");
     assert_eq!(m.digests(), &piece_digests(&bytes)[..]);
     assert_eq!(store.manifest(&entry).await.unwrap(), m);
     let cache = dir.join(STATE_DIR).join(INDEX_FILE);
@@ -92,7 +94,7 @@ async fn index_cache_carries_manifests() {
     let store = Store::open(&dir).await.unwrap();
     assert!(!store.rescan().await.unwrap());
     assert_eq!(
-        store.get("two-pieces").await.unwrap().manifest,
+        store.get("two-pieces").await.unwrap().manifest(),
         Some(m.clone())
     );
 
@@ -106,11 +108,11 @@ async fn index_cache_carries_manifests() {
     drop(store);
     let store = Store::open(&dir).await.unwrap();
     let stale = store.get("two-pieces").await.unwrap();
-    assert_eq!(stale.manifest, None);
+    assert_eq!(stale.manifest(), None);
     assert_eq!(store.manifest(&stale).await.unwrap(), m);
     assert!(store.rescan().await.unwrap(), "old entry not rehashed");
     assert_eq!(
-        store.get("two-pieces").await.unwrap().manifest,
+        store.get("two-pieces").await.unwrap().manifest(),
         Some(m.clone())
     );
     assert!(!store.rescan().await.unwrap(), "rehashed twice");
@@ -134,10 +136,10 @@ async fn index_cache_carries_manifests() {
     std::fs::write(&cache, serde_json::to_vec(&sha_pieces).unwrap()).unwrap();
     drop(store);
     let store = Store::open(&dir).await.unwrap();
-    assert_eq!(store.get("two-pieces").await.unwrap().manifest, None);
+    assert_eq!(store.get("two-pieces").await.unwrap().manifest(), None);
     assert!(store.rescan().await.unwrap(), "older manifest not rehashed");
     assert_eq!(
-        store.get("two-pieces").await.unwrap().manifest,
+        store.get("two-pieces").await.unwrap().manifest(),
         Some(m.clone())
     );
     assert!(!store.rescan().await.unwrap(), "rehashed twice");
@@ -152,7 +154,7 @@ async fn index_cache_carries_manifests() {
     drop(store);
     let store = Store::open(&dir).await.unwrap();
     assert!(store.rescan().await.unwrap());
-    assert_eq!(store.get("two-pieces").await.unwrap().manifest, Some(m));
+    assert_eq!(store.get("two-pieces").await.unwrap().manifest(), Some(m));
 }
 
 #[tokio::test]
@@ -168,7 +170,7 @@ async fn uploads_carry_their_manifest_and_bad_bytes_are_refused() {
         Published::Created
     );
     let e = store.get("up").await.unwrap();
-    assert_eq!(e.manifest.as_deref(), Some(&hashed.manifest));
+    assert_eq!(e.manifest().as_deref(), Some(&hashed.manifest));
     assert_eq!(e.sha256, hashed.sha256);
 
     // The size-and-digest form checks the bytes before anything is placed.
@@ -192,13 +194,13 @@ async fn by_digest_follows_the_index() {
     std::fs::write(dir.join("d"), b"different").unwrap();
     store.rescan().await.unwrap();
     let same = crate::share::digest::sha256(b"same");
-    assert_eq!(store.by_digest(&same).await.unwrap().name, "b");
+    assert_eq!(&*store.by_digest(&same).await.unwrap().name, "b");
     // Published under a name that sorts first.
     let p = dir.join(PARTIAL_DIR).join("upload-1");
     std::fs::write(&p, b"same").unwrap();
     let (size, digest) = hash_file(&p).unwrap();
     store.publish(&p, "a", size, &digest).await.unwrap();
-    assert_eq!(store.by_digest(&same).await.unwrap().name, "a");
+    assert_eq!(&*store.by_digest(&same).await.unwrap().name, "a");
     for (gone, next) in [("a", Some("b")), ("b", Some("c")), ("c", None)] {
         std::fs::remove_file(dir.join(gone)).unwrap();
         store.rescan().await.unwrap();
@@ -211,7 +213,7 @@ async fn by_digest_follows_the_index() {
     store.rescan().await.unwrap();
     assert!(store.by_digest(&other).await.is_none());
     let now = crate::share::digest::sha256(b"rewritten, longer");
-    assert_eq!(store.by_digest(&now).await.unwrap().name, "d");
+    assert_eq!(&*store.by_digest(&now).await.unwrap().name, "d");
 }
 
 fn mkfifo(path: &Path) {
@@ -276,7 +278,7 @@ async fn only_regular_files_are_indexed_compared_or_replaced() {
     std::fs::create_dir(dir.join("subdir")).unwrap();
 
     bounded("rescan", store.rescan()).await.unwrap();
-    let names: Vec<_> = store.list().await.into_iter().map(|e| e.name).collect();
+    let names = names(&store).await;
     assert_eq!(names, ["plain"]);
     // One log line per odd entry, not one per scan.
     let odd: BTreeSet<String> = ["fifo", "sock", "subdir", "to-device", "to-fifo", "to-file"]
@@ -342,6 +344,127 @@ async fn hashing_does_not_hold_up_publication() {
     );
     // The scan's commit keeps what was published while it ran.
     bounded("rescan", scanning).await.unwrap().unwrap();
-    let names: Vec<_> = store.list().await.into_iter().map(|e| e.name).collect();
+    let names = names(&store).await;
     assert_eq!(names, ["big", "small"]);
+}
+
+/// A name from a small pool and a digest from a smaller one, so that digests repeat.
+fn pick(seed: &mut u64) -> (String, crate::share::Digest) {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let name = format!("n{:02}", (*seed >> 33) % 40);
+    let digest = crate::share::digest::sha256(&[((*seed >> 20) % 6) as u8]);
+    (name, digest)
+}
+
+fn entry(name: &str, sha256: crate::share::Digest) -> Entry {
+    Entry::with_manifest(name, 0, sha256, 0, None)
+}
+
+/// Both orders of the index against a plain map, for every digest of the pool.
+fn agrees(index: &Index, model: &std::collections::BTreeMap<String, crate::share::Digest>) {
+    let names: Vec<&str> = index.entries().iter().map(|e| &*e.name).collect();
+    assert_eq!(names, model.keys().map(String::as_str).collect::<Vec<_>>());
+    for d in 0..6u8 {
+        let d = crate::share::digest::sha256(&[d]);
+        let first = model
+            .iter()
+            .find(|(_, v)| **v == d)
+            .map(|(k, _)| k.as_str());
+        assert_eq!(index.by_digest(&d).map(|e| &*e.name), first);
+    }
+}
+
+#[test]
+fn index_lookups_agree_after_every_change() {
+    let mut seed = 7;
+    let mut model = std::collections::BTreeMap::new();
+    let mut index = Index::default();
+    for _ in 0..400 {
+        let (name, digest) = pick(&mut seed);
+        index.insert(entry(&name, digest));
+        model.insert(name, digest);
+        agrees(&index, &model);
+    }
+    // A rescan's merge: some names rewritten or new, some gone.
+    for _ in 0..20 {
+        let mut upserts = Vec::new();
+        for _ in 0..5 {
+            let (name, digest) = pick(&mut seed);
+            upserts.push(entry(&name, digest));
+        }
+        let upserts = Index::new(upserts).entries().to_vec();
+        let (gone, _) = pick(&mut seed);
+        let removed: Vec<Arc<str>> = if upserts.iter().any(|e| *e.name == *gone) {
+            vec![]
+        } else {
+            vec![gone.as_str().into()]
+        };
+        model.remove(&gone);
+        for e in &upserts {
+            model.insert(e.name.to_string(), e.sha256);
+        }
+        index = index.merged(upserts, &removed);
+        agrees(&index, &model);
+    }
+    // Of two entries with one name, the last stays.
+    let d = |b: u8| crate::share::digest::sha256(&[b]);
+    let index = Index::new(vec![entry("x", d(1)), entry("a", d(2)), entry("x", d(3))]);
+    assert_eq!(index.get("x").unwrap().sha256, d(3));
+    assert_eq!(index.len(), 2);
+}
+
+#[test]
+fn small_manifests_are_kept_as_their_digest_and_the_cache_format_is_unchanged() {
+    for size in [0usize, 1, 4 << 20, (4 << 20) + 1] {
+        let bytes = vec![7u8; size];
+        let m = Manifest::new(size as u64, piece_digests(&bytes)).unwrap();
+        let sha = crate::share::digest::sha256(&bytes);
+        let e = Entry::with_manifest("f", size as u64, sha, u64::MAX - 1, Some(m.clone()));
+        assert_eq!(e.manifest().as_deref(), Some(&m), "{size} bytes");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "name": "f",
+                "size": size,
+                "sha256": sha.to_hex(),
+                "mtime_ns": u64::MAX - 1,
+                "manifest": serde_json::to_value(&m).unwrap(),
+            })
+        );
+        assert_eq!(serde_json::from_value::<Entry>(json).unwrap(), e);
+    }
+    // The cache as an older peer wrote it: mtime as a u128 (in range), maybe no manifest.
+    let old = r#"{"a":{"name":"a","size":1,"sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","mtime_ns":1764900000123456789}}"#;
+    let index::CachedEntries(entries) = serde_json::from_str(old).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].mtime_ns, 1_764_900_000_123_456_789);
+    assert_eq!(entries[0].manifest(), None);
+}
+
+#[tokio::test]
+async fn an_unchanged_share_is_rescanned_without_a_new_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("share");
+    let store = Store::open(&dir).await.unwrap();
+    for i in 0..50 {
+        std::fs::write(dir.join(format!("f{i:02}")), i.to_string()).unwrap();
+    }
+    assert!(store.rescan().await.unwrap());
+    let before = store.snapshot();
+    assert!(!store.rescan().await.unwrap());
+    assert!(Arc::ptr_eq(&before, &store.snapshot()), "index replaced");
+    // A publication while a snapshot is out leaves the snapshot as it was.
+    let p = dir.join(PARTIAL_DIR).join("upload-1");
+    std::fs::write(&p, b"new").unwrap();
+    let (size, digest) = hash_file(&p).unwrap();
+    store.publish(&p, "g", size, &digest).await.unwrap();
+    assert_eq!((before.len(), store.snapshot().len()), (50, 51));
+    assert!(before.get("g").is_none());
+    assert_eq!(
+        store.snapshot().by_digest(&digest).unwrap().name.as_ref(),
+        "g"
+    );
 }

@@ -1,13 +1,13 @@
 //! `GET /files`: the share by name.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::share::Digest;
 
-/// One entry of the `GET /files` answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct FileJson {
-    pub name: String,
+/// One entry of the `GET /files` answer, borrowed from the index it is written from.
+#[derive(Debug, Serialize)]
+pub(crate) struct FileJson<'a> {
+    pub name: &'a str,
     pub size: u64,
-    pub sha256: Digest,
+    pub sha256: &'a Digest,
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
 use p2p_common::failover::split_endpoints;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::live::LiveDownload;
 use crate::http::auth::{self, Access};
 use crate::http::error::ApiError;
+use crate::http::listing::json_array;
 use crate::http::state::AppState;
 use crate::share::Digest;
 use crate::share::pieces;
@@ -89,40 +91,36 @@ pub(super) async fn status(
             max_concurrent_transfers: w.max_concurrent_transfers,
         },
         fetch,
-        files: st.store.list().await.len(),
+        files: st.store.snapshot().len(),
     })
 }
 
 /// One shared file with its pieces.
 #[derive(Serialize)]
-pub(crate) struct SharedFile {
-    name: String,
+pub(crate) struct SharedFile<'a> {
+    name: &'a str,
     size: u64,
-    sha256: Digest,
+    sha256: &'a Digest,
     pieces: u64,
     /// Pieces held here: all of them, for a file in the share.
     pieces_held: u64,
 }
 
 /// `GET /api/share`: the share in name order.
-pub(super) async fn share(State(st): State<AppState>) -> Json<Vec<SharedFile>> {
-    Json(
-        st.store
-            .list()
-            .await
-            .into_iter()
-            .map(|e| {
-                let n = pieces::piece_count(e.size, pieces::piece_size(e.size));
-                SharedFile {
-                    name: e.name,
-                    size: e.size,
-                    sha256: e.sha256,
-                    pieces: n,
-                    pieces_held: n,
-                }
-            })
-            .collect(),
-    )
+pub(super) async fn share(State(st): State<AppState>) -> Response {
+    json_array(st.store.snapshot(), |out, e| {
+        let n = pieces::piece_count(e.size, pieces::piece_size(e.size));
+        serde_json::to_writer(
+            out,
+            &SharedFile {
+                name: &e.name,
+                size: e.size,
+                sha256: &e.sha256,
+                pieces: n,
+                pieces_held: n,
+            },
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -185,7 +183,11 @@ pub(super) async fn search(
     for m in found {
         let piece_size = pieces::piece_size(m.size);
         matches.push(FoundFile {
-            here_as: st.store.by_digest(&m.sha256).await.map(|e| e.name),
+            here_as: st
+                .store
+                .by_digest(&m.sha256)
+                .await
+                .map(|e| e.name.to_string()),
             piece_size,
             pieces: pieces::piece_count(m.size, piece_size),
             name: m.name,
