@@ -303,6 +303,9 @@ enum HashError {
 /// [`hash_file`] over any reader that should yield exactly `expected` bytes.
 fn hash_reader(mut reader: impl Read, expected: u64) -> Result<Hashed, HashError> {
     let piece_len = piece_size(expected);
+    if expected <= SMALL_FILE {
+        return hash_small(reader, expected);
+    }
     let (to_pieces, from_reader) = mpsc::sync_channel::<(Arc<Vec<u8>>, usize)>(BLOCKS_IN_FLIGHT);
     let (to_reader, free) = mpsc::sync_channel::<Arc<Vec<u8>>>(BLOCKS_IN_FLIGHT);
     for _ in 0..BLOCKS_IN_FLIGHT {
@@ -377,6 +380,41 @@ fn hash_reader(mut reader: impl Read, expected: u64) -> Result<Hashed, HashError
             sha256: whole.finish(),
             manifest,
         })
+    })
+}
+
+/// Files up to this size are hashed on the calling thread from one buffer of their size: a
+/// share of 120,000 small files spent most of its start-up starting a hashing thread and
+/// allocating its 4 MiB of blocks per file (`scripts/bench-register.sh`).
+const SMALL_FILE: u64 = 64 << 10;
+
+/// [`hash_reader`] of a file of at most [`SMALL_FILE`] bytes (one piece at most).
+fn hash_small(reader: impl Read, expected: u64) -> Result<Hashed, HashError> {
+    let mut bytes = Vec::with_capacity(expected as usize + 1);
+    // One byte more than expected tells a file that grew from one that did not.
+    reader
+        .take(expected + 1)
+        .read_to_end(&mut bytes)
+        .map_err(HashError::Io)?;
+    let read = bytes.len() as u64;
+    if read != expected {
+        return Err(HashError::Changed { expected, read });
+    }
+    let digests = if bytes.is_empty() {
+        Vec::new()
+    } else {
+        vec![super::digest::piece_digest(&bytes)]
+    };
+    let manifest = Manifest {
+        piece_hash: PieceHash::default(),
+        size: read,
+        piece_size: piece_size(read),
+        digests,
+    };
+    debug_assert!(manifest.check().is_ok());
+    Ok(Hashed {
+        sha256: super::digest::sha256(&bytes),
+        manifest,
     })
 }
 
@@ -541,6 +579,25 @@ mod tests {
         assert!(matches!(shorter, HashError::Changed { read, .. } if read == 3 * BLOCK as u64));
         let longer = hash_reader(&bytes[..], BLOCK as u64).unwrap_err();
         assert!(matches!(longer, HashError::Changed { expected, .. } if expected == BLOCK as u64));
+    }
+
+    #[test]
+    fn small_files_hash_as_the_threaded_pass_does() {
+        for len in [0, 1, 4096, SMALL_FILE as usize, SMALL_FILE as usize + 1] {
+            let bytes = data(len);
+            let h = hash_reader(&bytes[..], len as u64).unwrap();
+            assert_eq!(h.sha256, sha256(&bytes), "{len}");
+            let want: Vec<Digest> = bytes
+                .chunks(piece_size(len as u64) as usize)
+                .map(super::super::digest::piece_digest)
+                .collect();
+            assert_eq!(h.manifest, Manifest::new(len as u64, want).unwrap(), "{len}");
+        }
+        let bytes = data(100);
+        let shorter = hash_reader(&bytes[..], 101).unwrap_err();
+        assert!(matches!(shorter, HashError::Changed { read: 100, .. }));
+        let longer = hash_reader(&bytes[..], 99).unwrap_err();
+        assert!(matches!(longer, HashError::Changed { expected: 99, read: 100 }));
     }
 
     #[test]
