@@ -591,13 +591,23 @@ mod tests {
                 .chunks(piece_size(len as u64) as usize)
                 .map(super::super::digest::piece_digest)
                 .collect();
-            assert_eq!(h.manifest, Manifest::new(len as u64, want).unwrap(), "{len}");
+            assert_eq!(
+                h.manifest,
+                Manifest::new(len as u64, want).unwrap(),
+                "{len}"
+            );
         }
         let bytes = data(100);
         let shorter = hash_reader(&bytes[..], 101).unwrap_err();
         assert!(matches!(shorter, HashError::Changed { read: 100, .. }));
         let longer = hash_reader(&bytes[..], 99).unwrap_err();
-        assert!(matches!(longer, HashError::Changed { expected: 99, read: 100 }));
+        assert!(matches!(
+            longer,
+            HashError::Changed {
+                expected: 99,
+                read: 100
+            }
+        ));
     }
 
     #[test]
