@@ -17,8 +17,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{any, get};
 use common::fake::{
-    File, Seen, bytes_answer, endless, file, holder_app, json_answer, not_found, register,
-    register_partial, serve, slow_holder, tracker_client,
+    File, Seen, bytes_answer, endless, file, holder_app, json_answer, made_up_manifest,
+    manifest_answer, not_found, register, register_partial, serve, slow_holder, tracker_client,
 };
 use common::{PeerOpts, eventually, metric, sha256_hex, spawn_peer, start_tracker};
 use p2p_common::proto::{FileInfo, RegisterRequest};
@@ -577,16 +577,11 @@ async fn downloads_beyond_the_bounds_are_refused() {
     // refused before a piece is asked for.
     let huge = file("huge.bin", 1000, 23);
     let size = 1u64 << 40;
-    let ps = p2p_peer::share::pieces::piece_size(size);
-    let digests = vec![p2p_peer::share::Digest([7; 32]); (size / ps) as usize];
-    let root = p2p_peer::share::Manifest::new(size, digests.clone())
-        .unwrap()
-        .root()
-        .to_hex();
-    let lie = json!({
-        "piece_hash": "blake3", "sha256": huge.sha, "size": size, "piece_size": ps, "pieces_root": root,
-        "pieces": digests.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
-    });
+    let made_up = made_up_manifest(size, 7);
+    let (lie, root) = (
+        manifest_answer(&huge.sha, &made_up),
+        made_up.root().to_hex(),
+    );
     let liar_seen = Seen::default();
     let liar = serve(holder_app(
         &liar_seen,

@@ -16,11 +16,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use common::fake::{
-    File, Seen, file, holder_app, json_answer, not_found, register, serve, tracker_client,
+    File, Seen, file, holder_app, json_answer, made_up_manifest, manifest_answer, not_found,
+    register, serve, tracker_client,
 };
 use common::{eventually, sha256_hex, start_peer, start_tracker};
 use p2p_common::proto::SearchRequest;
-use p2p_peer::share::{Digest, Manifest};
 use serde_json::json;
 
 /// Runs the CLI against `tracker`; (exit code, stdout, stderr).
@@ -72,27 +72,6 @@ async fn seed(t: SocketAddr, dir: &std::path::Path, f: &File) -> p2p_peer::serve
     seed
 }
 
-/// A manifest for `sha` of `size` bytes whose pieces all have digest `fill`: consistent with
-/// itself, describing no real file. (manifest JSON, its root)
-fn made_up_manifest(sha: &str, size: u64, fill: u8) -> (serde_json::Value, String) {
-    let ps = p2p_peer::share::pieces::piece_size(size);
-    let count = p2p_peer::share::pieces::piece_count(size, ps) as usize;
-    let digests = vec![Digest([fill; 32]); count];
-    let root = Manifest::new(size, digests.clone())
-        .unwrap()
-        .root()
-        .to_hex();
-    let manifest = json!({
-        "piece_hash": "blake3",
-        "sha256": sha,
-        "size": size,
-        "piece_size": ps,
-        "pieces": digests.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
-        "pieces_root": root,
-    });
-    (manifest, root)
-}
-
 fn stderr_line<'a>(err: &'a str, id: &str) -> Option<&'a str> {
     err.lines().find(|l| l.starts_with(&format!("{id} (")))
 }
@@ -107,7 +86,8 @@ async fn a_wrong_size_claim_costs_the_liar_never_the_honest_seed() {
     let dir = tempfile::tempdir().unwrap();
     let f = file("sized.bin", (9 << 20) + 77, 41);
     let huge = 1_000_000_000_000u64;
-    let (lie, lie_root) = made_up_manifest(&f.sha, huge, 0xee);
+    let made_up = made_up_manifest(huge, 0xee);
+    let (lie, lie_root) = (manifest_answer(&f.sha, &made_up), made_up.root().to_hex());
 
     // (case, the root the liar announces)
     for (i, (case, announced)) in [

@@ -285,24 +285,9 @@ async fn aborted_upload_leaves_nothing() {
 async fn bad_peer(content: Vec<u8>, corrupt: bool) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let size = content.len() as u64;
-    let ps = p2p_peer::share::pieces::piece_size(size) as usize;
-    let digests: Vec<_> = content
-        .chunks(ps)
-        .map(p2p_peer::share::digest::piece_digest)
-        .collect();
-    assert_eq!(digests.len(), 1, "bad_peer serves one-piece files");
-    let root = p2p_peer::share::Manifest::new(size, digests.clone())
-        .unwrap()
-        .root();
-    let manifest = serde_json::json!({
-        "piece_hash": "blake3",
-        "sha256": sha256_hex(&content),
-        "size": size,
-        "piece_size": ps,
-        "pieces": digests.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
-        "pieces_root": root.to_hex(),
-    });
+    let m = common::fake::manifest_of(&content);
+    assert_eq!(m.piece_count(), 1, "bad_peer serves one-piece files");
+    let manifest = common::fake::manifest_answer(&sha256_hex(&content), &m);
     let app = axum::Router::new()
         .route(
             "/blobs/{sha256}/manifest",

@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use p2p_common::proto::tracker_service_client::TrackerServiceClient;
 use p2p_common::proto::{AnnounceRequest, FileInfo, RegisterRequest};
-use serde_json::json;
+use p2p_peer::share::{Digest, Manifest};
+use p2p_peer::wire::blobs::ManifestJson;
 
 use super::{bytes, sha256_hex};
 
@@ -30,32 +31,41 @@ pub struct File {
 
 pub fn file(name: &str, len: usize, seed: u64) -> File {
     let content = bytes(len, seed);
-    let size = len as u64;
+    let m = manifest_of(&content);
+    let sha = sha256_hex(&content);
+    File {
+        name: name.into(),
+        root: m.root().to_hex(),
+        manifest: manifest_answer(&sha, &m),
+        content,
+        sha,
+    }
+}
+
+/// The manifest of `content` as every peer computes it.
+pub fn manifest_of(content: &[u8]) -> Manifest {
+    let size = content.len() as u64;
     let ps = p2p_peer::share::pieces::piece_size(size) as usize;
-    let digests: Vec<_> = content
+    let digests = content
         .chunks(ps)
         .map(p2p_peer::share::digest::piece_digest)
         .collect();
-    let root = p2p_peer::share::Manifest::new(size, digests.clone())
-        .unwrap()
-        .root()
-        .to_hex();
-    let sha = sha256_hex(&content);
-    let manifest = json!({
-        "piece_hash": "blake3",
-        "sha256": sha,
-        "size": size,
-        "piece_size": ps,
-        "pieces": digests.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
-        "pieces_root": root,
-    });
-    File {
-        name: name.into(),
-        content,
-        sha,
-        root,
-        manifest,
-    }
+    Manifest::new(size, digests).unwrap()
+}
+
+/// A manifest of `size` bytes whose pieces all have digest `fill`: consistent with itself,
+/// describing no real file.
+pub fn made_up_manifest(size: u64, fill: u8) -> Manifest {
+    let ps = p2p_peer::share::pieces::piece_size(size);
+    let count = p2p_peer::share::pieces::piece_count(size, ps) as usize;
+    Manifest::new(size, vec![Digest([fill; 32]); count]).unwrap()
+}
+
+/// What a peer answers `GET /blobs/{sha}/manifest` with for `m`: the wire type itself, so the
+/// fakes follow its form.
+pub fn manifest_answer(sha: &str, m: &Manifest) -> serde_json::Value {
+    let sha: Digest = sha.parse().unwrap();
+    serde_json::to_value(ManifestJson::new(sha, m)).unwrap()
 }
 
 /// Counts what a fake was asked and what it sent.
