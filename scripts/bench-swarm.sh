@@ -21,12 +21,17 @@
 #                     max(F/U_seed, N*F/(U_seed + sum U_i));
 #              churn  every fourth peer stopped with SIGTERM at half the bound; the others must
 #                     finish, their last time against 1.5x the bound (goal <= 1).
+#              late   the last peer's get starts at half the bound (SCENARIOS="mixed churn late"
+#                     picks the scenarios; default "mixed churn").
+#              Each case draws a picture of every host's upload used over time (TRACE_DIR).
 #              The many-sources and fast-source rows are loopback measurements, not run here.
 # Env: U (default 8MiB), NS (distribution sizes, default "8 16 32"), ROWS (loopback rows to run,
 #      default "distribution many fast"), F_MIB (default 256),
 #      FAST_MIB (default 1024), SCEN_N (--netns scenarios, default 16; --quick 4),
 #      CARGO_TARGET_DIR (where the release binaries are built); testbed.sh's knobs (DELAY,
-#      LOSS, BURST_KIB, LATENCY) with --netns.
+#      LOSS, BURST_KIB, LATENCY) with --netns; TRACE_DIR (--netns: where each case's picture
+#      of upload used, download rate and pieces held per host goes; default
+#      target/bench-swarm-pictures).
 # nginx is installed with apt-get when missing and possible; otherwise that column is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -300,7 +305,9 @@ EOF
 netns_case() {
   local n=$1 mode=$2 rc=0
   tb_init
-  tb_distribution "$n" "$F_MIB" "$u_mib" "$mode" > "$work/netns-peers.txt" || rc=$?
+  mkdir -p "$TRACE_DIR"
+  TRACE_PNG="$TRACE_DIR/netns-n$n-f${F_MIB}-u${u_mib}-$mode.png" \
+    tb_distribution "$n" "$F_MIB" "$u_mib" "$mode" > "$work/netns-peers.txt" || rc=$?
   local times
   times=$(awk '{t = $7; if ($NF == "stopped") t = t "(stopped)"; printf " %s", t}' "$work/netns-peers.txt")
   [ "$rc" = 0 ] || { cat "$work/netns-peers.txt" >&2; echo "netns N=$n $mode: a peer failed" >&2; exit 1; }
@@ -312,19 +319,21 @@ netns_case() {
              goal="ratio $(fmt "$TB_RATIO") (goal <= 1.3)" ;;
     mixed) what="netns mixed N=$n: half the peers at U=$U, half at U/4, bound with the sum of uploads"
            goal="ratio $(fmt "$TB_RATIO") (goal <= 1.3)" ;;
+    late) what="netns late joiner N=$n: p$n starts at half the bound, the others at once"
+          goal="others' ratio $(fmt "$TB_RATIO") (goal <= 1.3); the late peer took $(fmt "$TB_LATE_S" 1) s from its start, $(fmt "$(calc "$TB_LATE_S / $TB_BOUND")") of the bound" ;;
     churn) what="netns churn N=$n: $((n - TB_FINISHERS)) peers stopped with SIGTERM at half the bound"
            goal="last of the $TB_FINISHERS others / (1.5 x bound) = $(fmt "$(calc "$TB_RATIO / 1.5")") (goal <= 1)" ;;
   esac
-  row "$what: last $(fmt "$TB_LAST" 1) s, bound $(fmt "$TB_BOUND" 1) s, $goal; seed served $(fmt "$(calc "$TB_SERVED / $TB_F_BYTES")" 2)x F (goal <= 1.5); per peer (s):$times; peak RSS seed $(mib_of_kib "$TB_RSS_SEED") MiB, worst peer $(mib_of_kib "$TB_RSS_PEER") MiB (goal < 64); CPU $(fmt "$(calc "$TB_CPU_S * 1073741824 / $TB_DELIVERED")" 1) s per GiB delivered"
+  row "$what: last $(fmt "$TB_LAST" 1) s, bound $(fmt "$TB_BOUND" 1) s, $goal; seed served $(fmt "$(calc "$TB_SERVED / $TB_F_BYTES")" 2)x F (goal <= 1.5); per peer (s):$times; peak RSS seed $(mib_of_kib "$TB_RSS_SEED") MiB, worst peer $(mib_of_kib "$TB_RSS_PEER") MiB (goal < 64); CPU $(fmt "$(calc "$TB_CPU_S * 1073741824 / $TB_DELIVERED")" 1) s per GiB delivered; picture ${TB_TRACE_PNG:-(not drawn)}"
   tb_teardown
 }
 
 if [ "$netns" = 1 ]; then
+  TRACE_DIR=${TRACE_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/bench-swarm-pictures}
   tb_probe || { echo "--netns: cannot make network namespaces here: $TB_WHY" >&2; exit 2; }
   export BIN=$bin
   for n in $NS; do netns_case "$n" uniform; done
-  netns_case "$SCEN_N" mixed
-  netns_case "$SCEN_N" churn
+  for mode in ${SCENARIOS:-mixed churn}; do netns_case "$SCEN_N" "$mode"; done
 else
   rows=" ${ROWS:-distribution many fast} "
   if [[ $rows == *" distribution "* ]]; then for n in $NS; do distribution "$n"; done; fi

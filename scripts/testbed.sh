@@ -29,14 +29,23 @@
 # Env: BIN (directory holding p2p-tracker and p2p-peer; default $CARGO_TARGET_DIR/release or
 #      target/release), N (default 6), F_MIB (default 64), U_MIB (upload per host in MiB/s,
 #      default 16), SEED_U_MIB (default U_MIB), MODE (uniform | mixed: odd peers at U/4 |
-#      churn: a quarter of the peers stopped with SIGTERM at half the bound; default uniform),
+#      churn: a quarter of the peers stopped with SIGTERM at half the bound | late: the last
+#      peer's get starts at half the bound, its own time in TB_LATE_S, not in TB_LAST;
+#      default uniform),
 #      WORK (directory for shares and logs, kept; default a temporary one, removed),
 #      BURST_KIB (tbf burst, default max(64, U/100)), LATENCY (tbf latency, default 50ms),
 #      DELAY (netem delay, e.g. 2ms), LOSS (netem loss, e.g. 0.1%), DEADLINE_S (all gets,
-#      default max(120, 10 x bound)).
+#      default max(120, 10 x bound)), TRACE_PNG (where the run's picture goes; default
+#      WORK/trace.png, and with `case` it is kept as testbed-trace.png in the current directory).
+#
+# Every distribution samples each host's own counters every 0.5 s on its loopback (served and
+# downloaded bytes, pieces held: scripts/swarm_trace.py sample) into WORK/trace/HOST.csv and
+# draws them (swarm_trace.py draw: upload used per host over time, download rate, pieces held)
+# when python3 has matplotlib; TB_TRACE_PNG names the picture, empty when it was not drawn.
 
 TB_NET=10.77
 TB_PORT=5000
+TB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TB_TPORT=50051
 
 tb_say() { printf 'testbed: %s\n' "$*" >&2; }
@@ -221,6 +230,16 @@ tb_distribution() {
     tb_peer "p$i" "$(tb_peer_addr "$i")" "$kib"
     pids+=("$TB_PEER_PID"); kibs+=("$kib"); sum_kib=$((sum_kib + kib))
   done
+  # Each host's own counters over time, sampled on its loopback (never across the shaped link).
+  local trace="$TB_WORK/trace" samplers=()
+  mkdir -p "$trace"
+  echo "seed $seed_kib" > "$trace/hosts.txt"
+  for i in $(seq "$n"); do echo "p$i ${kibs[$((i - 1))]}" >> "$trace/hosts.txt"; done
+  for h in seed $(seq -f 'p%g' "$n"); do
+    ip netns exec "${TB_PREFIX}$h" python3 "$TB_DIR/swarm_trace.py" sample --port "$TB_PORT" \
+      --sha "$want" --out "$trace/$h.csv" 2>>"$TB_WORK/trace.log" &
+    samplers+=($!); TB_PIDS+=($!)
+  done
   tb_ready seed "$seed_pid"
   for i in $(seq "$n"); do tb_ready "p$i" "${pids[$((i - 1))]}"; done
   tb_until 60 tb_holders_at_least big.bin 1 || tb_die "the tracker never listed the seed"
@@ -234,8 +253,14 @@ tb_distribution() {
   local deadline=${DEADLINE_S:-$(tb_calc "b = 10 * $TB_BOUND; if (b < 120) 120 else b" | cut -d. -f1)}
   local t0; t0=$(tb_now)
   local gets=()
+  # late: the last peer's get starts at half the bound (its time is counted from then).
+  local late_s=0
+  [ "$mode" = late ] && late_s=$(tb_calc "$TB_BOUND / 2")
   for i in $(seq "$n"); do
-    tb_timed "$TB_WORK/get-$i" ip netns exec "${TB_PREFIX}p$i" "$TB_BIN/p2p-peer" \
+    local wait_s=0
+    [ "$mode" = late ] && [ "$i" = "$n" ] && wait_s=$late_s
+    tb_timed "$TB_WORK/get-$i" bash -c 'sleep "$1"; shift; exec "$@"' _ "$wait_s" \
+      ip netns exec "${TB_PREFIX}p$i" "$TB_BIN/p2p-peer" \
       --tracker "$TB_TRACKER" get big.bin --via "127.0.0.1:$TB_PORT"
     gets+=("$TB_TIMED_PID")
   done
@@ -261,11 +286,26 @@ tb_distribution() {
     done
   done
   for g in "${gets[@]}"; do wait "$g" 2>/dev/null || true; done
-  TB_LAST=0; TB_VERIFIED=0; TB_FINISHERS=0; TB_DELIVERED=0; TB_RSS_PEER=0
+  sleep 0.6 # one more sample after the last get, so the picture shows the end
+  kill -TERM "${samplers[@]}" 2>/dev/null || true
+  wait "${samplers[@]}" 2>/dev/null || true
+  TB_TRACE_PNG=""
+  if python3 -c 'import matplotlib' 2>/dev/null; then
+    local png=${TRACE_PNG:-$TB_WORK/trace.png}
+    python3 "$TB_DIR/swarm_trace.py" draw --dir "$trace" --out "$png" --t0 "$t0" \
+      --bound "$TB_BOUND" --title "N=$n F=${f_mib}MiB U=${u_mib}MiB/s $mode" >&2 \
+      && TB_TRACE_PNG=$png
+  else
+    tb_say "python3 has no matplotlib (pip install matplotlib): samples kept in $trace, not drawn"
+  fi
+  TB_LAST=0; TB_LATE_S=0; TB_VERIFIED=0; TB_FINISHERS=0; TB_DELIVERED=0; TB_RSS_PEER=0
   local ok=0 t got status
   for i in $(seq "$n"); do
     t=-1; got=""
     [ -f "$TB_WORK/get-$i.end" ] && t=$(tb_calc "$(cat "$TB_WORK/get-$i.end") - $t0")
+    if [ "$mode" = late ] && [ "$i" = "$n" ]; then
+      t=$(tb_calc "$t - $late_s"); TB_LATE_S=$t
+    fi
     [ -f "$TB_WORK/p$i/big.bin" ] && got=$(sha256sum "$TB_WORK/p$i/big.bin" | cut -d' ' -f1)
     case "$stopped" in
       *" $i "*) status="stopped" ;;
@@ -273,7 +313,9 @@ tb_distribution() {
         TB_FINISHERS=$((TB_FINISHERS + 1))
         if [ "$got" = "$want" ]; then
           status="verified"; TB_VERIFIED=$((TB_VERIFIED + 1)); TB_DELIVERED=$((TB_DELIVERED + f_bytes))
-          [ "$(tb_calc "$t > $TB_LAST")" = 1 ] && TB_LAST=$t
+          if [ "$mode" != late ] || [ "$i" != "$n" ]; then
+            [ "$(tb_calc "$t > $TB_LAST")" = 1 ] && TB_LAST=$t
+          fi
         else
           status="FAILED (get exit $(cat "$TB_WORK/get-$i.rc" 2>/dev/null || echo '?'): $(tail -n1 "$TB_WORK/get-$i.err" 2>/dev/null))"
           ok=1
@@ -351,7 +393,7 @@ tb_main() {
       tb_init
       echo "testbed: N=$n F=${f}MiB U=${u}MiB/s mode=$mode netem=$([ "$TB_NETEM" = 1 ] && echo yes || echo no) work=$TB_WORK"
       local rc=0
-      tb_distribution "$n" "$f" "$u" "$mode" || rc=1
+      TRACE_PNG=${TRACE_PNG:-$PWD/testbed-trace.png} tb_distribution "$n" "$f" "$u" "$mode" || rc=1
       echo "result n=$n f_bytes=$TB_F_BYTES bound_s=$(tb_fmt "$TB_BOUND") last_s=$(tb_fmt "$TB_LAST") ratio=$(tb_fmt "$TB_RATIO") seed_served_bytes=$TB_SERVED verified=$TB_VERIFIED/$TB_FINISHERS rss_seed_kib=$TB_RSS_SEED rss_peer_kib=$TB_RSS_PEER cpu_s=$(tb_fmt "$TB_CPU_S" 1)"
       return $rc ;;
     *) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; [ -z "${1:-}" ] || exit 2 ;;
