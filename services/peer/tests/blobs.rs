@@ -18,6 +18,8 @@ use p2p_peer::share::{Digest, digest::sha256};
 use p2p_peer::transfer::ByteRate;
 
 const MIB: usize = 1 << 20;
+/// The piece size of the small files here (the smallest there is).
+const PIECE: usize = pieces::MIN_PIECE_SIZE as usize;
 
 /// The piece digests of `data` as the contract defines them (BLAKE3), computed here
 /// independently of the crate's wrapper.
@@ -76,7 +78,7 @@ fn blobs_of_a_complete_file() {
     let root = tempfile::tempdir().unwrap();
     let share = root.path().join("share");
     std::fs::create_dir_all(&share).unwrap();
-    let data = bytes(9 * MIB + 5, 9);
+    let data = bytes(2 * PIECE + PIECE / 4 + 5, 9);
     std::fs::write(share.join("three-pieces.bin"), &data).unwrap();
     std::fs::write(share.join("empty"), b"").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -104,7 +106,7 @@ fn blobs_of_a_complete_file() {
         let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(m["sha256"], sha);
         assert_eq!(m["size"], data.len() as u64);
-        assert_eq!(m["piece_size"], 4 * MIB as u64);
+        assert_eq!(m["piece_size"], PIECE as u64);
         let listed: Vec<String> = serde_json::from_value(m["pieces"].clone()).unwrap();
         assert_eq!(listed, want.iter().map(Digest::to_hex).collect::<Vec<_>>());
         assert_eq!(m["piece_hash"], "blake3");
@@ -122,7 +124,7 @@ fn blobs_of_a_complete_file() {
         assert_eq!(h[reqwest::header::CONTENT_TYPE], "application/octet-stream");
         assert_eq!(body, [0b1110_0000]);
 
-        for (i, chunk) in data.chunks(4 * MIB).enumerate() {
+        for (i, chunk) in data.chunks(PIECE).enumerate() {
             let (s, h, body) = get(&format!("{base}/blobs/{sha}/pieces/{i}")).await;
             assert_eq!(s, 200, "piece {i}");
             assert_eq!(h[reqwest::header::CONTENT_LENGTH], chunk.len().to_string());
@@ -240,7 +242,7 @@ async fn pieces_of_a_download_in_progress() {
         .unwrap();
     let base = format!("http://{}", peer.local_addr);
 
-    let data = bytes(8 * MIB + 100, 3);
+    let data = bytes(2 * PIECE + 100, 3);
     let sha = sha256(&data);
     let data_path = share.join(".partial").join(format!("{sha}.data"));
     // All the bytes are there, but only piece 1 is verified: nothing else may be served.
@@ -265,7 +267,7 @@ async fn pieces_of_a_download_in_progress() {
 
     let (s, _, body) = get(&format!("{base}/blobs/{sha}/pieces/1")).await;
     assert_eq!(s, 200);
-    assert!(body == data[4 * MIB..8 * MIB], "piece 1: wrong bytes");
+    assert!(body == data[PIECE..2 * PIECE], "piece 1: wrong bytes");
     for i in [0, 2] {
         let (s, _, body) = get(&format!("{base}/blobs/{sha}/pieces/{i}")).await;
         assert_eq!(s, 404, "unverified piece {i} served");
@@ -280,13 +282,87 @@ async fn pieces_of_a_download_in_progress() {
     partial.mark_verified(PieceIndex(2));
     let (s, _, body) = get(&format!("{base}/blobs/{sha}/pieces/2")).await;
     assert_eq!(s, 200);
-    assert!(body == data[8 * MIB..], "piece 2: wrong bytes");
+    assert!(body == data[2 * PIECE..], "piece 2: wrong bytes");
 
     peer.partials.remove(&sha);
     for tail in ["/manifest", "/bitfield", "/pieces/1"] {
         assert_eq!(get(&format!("{base}/blobs/{sha}{tail}")).await.0, 404);
     }
     assert_eq!(metric(&base, "p2p_peer_partial_files").await, 0.0);
+    peer.shutdown().await.unwrap();
+}
+
+/// The swarm's "have": a bitfield asked with `?after=N` of a download in progress waits until
+/// it holds more than N pieces (and says it waits, so the asker keeps asking that way); a
+/// complete file, or `after` already passed, answers at once.
+#[tokio::test]
+async fn a_bitfield_asked_after_n_pieces_waits_for_the_next_one() {
+    let root = tempfile::tempdir().unwrap();
+    let share = root.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let whole = bytes(3 * PIECE, 5);
+    std::fs::write(share.join("whole.bin"), &whole).unwrap();
+    let tracker = start_tracker().await;
+    let peer = p2p_peer::server::start(peer_cfg(tracker.local_addr, &share))
+        .await
+        .unwrap();
+    let base = format!("http://{}", peer.local_addr);
+    let data = bytes(3 * PIECE, 4);
+    let sha = sha256(&data);
+    let data_path = share.join(".partial").join(format!("{sha}.data"));
+    std::fs::write(&data_path, &data).unwrap();
+    let manifest = Arc::new(pieces::hash_file(&data_path).unwrap().manifest);
+    let mut verified = Bitfield::new(3);
+    verified.set(PieceIndex(0));
+    let partial = Arc::new(PartialFile::new(sha, manifest, data_path, verified));
+    peer.partials.insert(partial.clone());
+    let wait = p2p_peer::wire::blobs::HAVE_WAIT_HEADER;
+
+    // Plain: at once, and it says it would wait.
+    let (s, h, body) = get(&format!("{base}/blobs/{sha}/bitfield")).await;
+    assert_eq!((s, body), (200, vec![0b1000_0000]));
+    assert_eq!(h[wait], "5");
+    // After a count it has passed: at once.
+    let t = Instant::now();
+    let (s, _, body) = get(&format!("{base}/blobs/{sha}/bitfield?after=0")).await;
+    assert_eq!((s, body), (200, vec![0b1000_0000]));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // After what it holds: the answer comes when piece 2 is verified, not before.
+    let asked = tokio::spawn({
+        let url = format!("{base}/blobs/{sha}/bitfield?after=1");
+        async move {
+            let r = get(&url).await;
+            (r, Instant::now())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!asked.is_finished(), "answered before it had news");
+    let marked = Instant::now();
+    partial.mark_verified(PieceIndex(2));
+    let ((s, h, body), answered) = asked.await.unwrap();
+    assert_eq!((s, body), (200, vec![0b1010_0000]));
+    assert_eq!(h[wait], "5");
+    assert!(answered >= marked, "answered before the piece was verified");
+    assert!(
+        answered.duration_since(marked) < Duration::from_secs(2),
+        "news took {:?}",
+        answered.duration_since(marked)
+    );
+
+    // Nothing new: it answers after its wait, with what it has.
+    let t = Instant::now();
+    let (s, _, body) = get(&format!("{base}/blobs/{sha}/bitfield?after=2")).await;
+    assert_eq!((s, body), (200, vec![0b1010_0000]));
+    assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
+
+    // A complete file answers at once and does not wait.
+    let t = Instant::now();
+    let whole = sha256(&whole);
+    let (s, h, body) = get(&format!("{base}/blobs/{whole}/bitfield?after=3")).await;
+    assert_eq!((s, body), (200, vec![0b1110_0000]));
+    assert!(!h.contains_key(wait));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     peer.shutdown().await.unwrap();
 }
 

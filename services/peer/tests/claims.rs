@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -182,24 +183,29 @@ async fn a_wrong_size_claim_costs_the_liar_never_the_honest_seed() {
 /// relative to the piece) with the bytes asked for, counting what it sends.
 fn ranged_holder(seen: &Seen, manifest: serde_json::Value, content: Arc<Vec<u8>>) -> Router {
     let sent = seen.clone();
-    let piece = move |headers: HeaderMap| {
+    let ps = p2p_peer::share::pieces::piece_size(content.len() as u64) as usize;
+    let piece = move |Path((_, index)): Path<(String, usize)>, headers: HeaderMap| {
         let (content, sent) = (Arc::clone(&content), sent.clone());
         async move {
+            let start = index * ps;
+            let Some(piece) = content.get(start..(start + ps).min(content.len())) else {
+                return StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            };
             let range = headers
                 .get("range")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("bytes="))
                 .and_then(|v| v.split_once('-'))
                 .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
-            let Some((a, b)) = range.filter(|(a, b)| a <= b && *b < content.len()) else {
+            let Some((a, b)) = range.filter(|(a, b)| a <= b && *b < piece.len()) else {
                 return StatusCode::RANGE_NOT_SATISFIABLE.into_response();
             };
             sent.body_bytes
                 .fetch_add((b + 1 - a) as u64, Ordering::SeqCst);
             (
                 StatusCode::PARTIAL_CONTENT,
-                [("content-range", format!("bytes {a}-{b}/{}", content.len()))],
-                content[a..=b].to_vec(),
+                [("content-range", format!("bytes {a}-{b}/{}", piece.len()))],
+                piece[a..=b].to_vec(),
             )
                 .into_response()
         }

@@ -371,7 +371,8 @@ async fn run_cli(tracker: String, args: Vec<String>) -> (i32, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_downloads_leave_nothing_visible_and_resume() {
     let n = net().await;
-    let content = bytes(512 * 1024, 9);
+    // One piece (the smallest piece size), as bad_peer serves.
+    let content = bytes(200 * 1024, 9);
     let out_dir = n.root.path().join("downloads");
     std::fs::create_dir_all(&out_dir).unwrap();
     let dest = out_dir.join("data.bin");

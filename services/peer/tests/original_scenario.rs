@@ -119,7 +119,7 @@ fn scenario(root: &std::path::Path, sec: Sec) {
             &peers[1].url_in(&sec),
             r#"p2p_peer_http_requests_total{route="/blobs/{sha256}/pieces/{index}",status="206"}"#
         ),
-        // A 3 MiB (and 17 bytes) file is one piece of 13 blocks (256 KiB each, the last one 17
+        // A 3 MiB (and 17 bytes) file is 13 pieces of one block each (256 KiB, the last one 17
         // bytes): the swarm download fetched each block once.
         beta.len().div_ceil(256 << 10) as f64
     );

@@ -211,6 +211,18 @@ fn target(name: &str, content: &[u8], holders: Vec<Holder>) -> Target {
     }
 }
 
+/// How many pieces a file of these bytes has.
+fn piece_count(content: &[u8]) -> u32 {
+    let size = content.len() as u64;
+    p2p_peer::share::pieces::piece_count(size, p2p_peer::share::pieces::piece_size(size)) as u32
+}
+
+/// The length of piece `i` of these bytes.
+fn piece_len(content: &[u8], i: u32) -> u64 {
+    let ps = p2p_peer::share::pieces::piece_size(content.len() as u64);
+    (content.len() as u64 - u64::from(i) * ps).min(ps)
+}
+
 fn root_of(content: &[u8]) -> String {
     let size = content.len() as u64;
     let ps = p2p_peer::share::pieces::piece_size(size) as usize;
@@ -297,7 +309,10 @@ async fn a_corrupting_holder_is_dropped_and_named_and_the_download_succeeds() {
         );
         assert_eq!(metrics.bad_sources.with_label_values(&["liar"]).get(), 1);
         assert!(metrics.pieces.with_label_values(&["bad"]).get() >= 1);
-        assert_eq!(metrics.pieces.with_label_values(&["ok"]).get(), 6);
+        assert_eq!(
+            metrics.pieces.with_label_values(&["ok"]).get(),
+            u64::from(piece_count(&content))
+        );
         assert_eq!(*seen.advanced.lock().unwrap(), content.len() as u64);
     }
 }
@@ -367,10 +382,13 @@ async fn a_trickling_holder_does_not_hold_the_download_back() {
     .unwrap();
     let took = started.elapsed();
     assert_eq!(std::fs::read(&got).unwrap(), content);
-    // Generous for a loaded machine; the trickler alone would need 4 Mi seconds per piece.
+    // Generous for a loaded machine; the trickler alone would need 256 Ki seconds per piece.
     let bound = honest_time * 3 + io_timeout * 2 + Duration::from_secs(10);
     assert!(took < bound, "took {took:?}, honest alone {honest_time:?}");
-    assert_eq!(metrics.pieces.with_label_values(&["ok"]).get(), 6);
+    assert_eq!(
+        metrics.pieces.with_label_values(&["ok"]).get(),
+        u64::from(piece_count(&content))
+    );
 }
 
 /// A holder that goes silent mid-piece fails the download within `io_timeout` (it does not
@@ -492,7 +510,8 @@ async fn a_resumed_download_does_not_fetch_its_verified_pieces_again() {
     let sha = sha256_hex(&content);
     let pr = root_of(&content);
     let tracker = start_tracker().await;
-    // 4 MiB/s: the 6 pieces take seconds, so "half-way" is reachable by polling.
+    // 4 MiB/s: the pieces take seconds, so "half-way" is reachable by polling.
+    let n = piece_count(&content);
     let seed = holder(
         tracker.local_addr,
         "seed",
@@ -513,7 +532,7 @@ async fn a_resumed_download_does_not_fetch_its_verified_pieces_again() {
         tokio::spawn(async move { sw.fetch(&t, &dir, &Seen::default()).await })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while bitfield_count(&dir, &sha, 6) < 2 {
+    while bitfield_count(&dir, &sha, n) < 2 {
         assert!(Instant::now() < deadline, "no progress saved");
         assert!(
             !running.is_finished(),
@@ -525,7 +544,7 @@ async fn a_resumed_download_does_not_fetch_its_verified_pieces_again() {
     let _ = running.await;
     drop(first);
     let d: Digest = sha.parse().unwrap();
-    let verified = p2p_peer::share::bitfield::load(&dir.join(format!("{sha}.bitfield")), &d, 6)
+    let verified = p2p_peer::share::bitfield::load(&dir.join(format!("{sha}.bitfield")), &d, n)
         .unwrap()
         .unwrap();
     assert!(verified.count() >= 2 && !verified.is_complete());
@@ -546,17 +565,10 @@ async fn a_resumed_download_does_not_fetch_its_verified_pieces_again() {
             "piece {i} was verified before and fetched again; asked {asked:?}"
         );
     }
-    assert_eq!(asked.len() as u32, 6 - verified.count(), "asked {asked:?}");
+    assert_eq!(asked.len() as u32, n - verified.count(), "asked {asked:?}");
     assert_eq!(
         *seen.advanced.lock().unwrap(),
-        asked
-            .iter()
-            .map(|&i| if i == 5 {
-                content.len() - 20 * MIB
-            } else {
-                4 * MIB
-            } as u64)
-            .sum::<u64>()
+        asked.iter().map(|&i| piece_len(&content, i)).sum::<u64>()
     );
 }
 
@@ -606,11 +618,11 @@ fn two_gets_into_one_directory_with_one_killed_leave_a_correct_file() {
     eventually(
         Duration::from_secs(60),
         "the first get saved a piece",
-        || (bitfield_count(&partial, &sha, 6) >= 1).then_some(()),
+        || (bitfield_count(&partial, &sha, piece_count(&content)) >= 1).then_some(()),
     );
     let second = get();
     // The second is waiting for the first's lock; the first dies mid-way.
-    assert!(bitfield_count(&partial, &sha, 6) < 6);
+    assert!(bitfield_count(&partial, &sha, piece_count(&content)) < piece_count(&content));
     first.kill().unwrap();
     let killed = first.wait_with_output().unwrap();
     assert!(

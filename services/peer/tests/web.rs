@@ -162,7 +162,8 @@ async fn the_page_its_json_and_the_cross_site_rule() {
     assert_eq!(m["holders"][0]["address"], b.advertised.as_str());
     assert_eq!(m["holders"][0]["partial"], false);
     assert!(m.get("here_as").is_none(), "{m}");
-    assert_eq!(m["pieces"], 1);
+    // 300,000 bytes in pieces of 256 KiB.
+    assert_eq!(m["pieces"], 2);
     let (_, all) = json(&c, &format!("{aurl}/api/search?q=")).await;
     assert_eq!(all["matches"].as_array().map(Vec::len), Some(2), "{all}");
     let (s, _) = json(&c, &format!("{aurl}/api/search?q={}", "x".repeat(300))).await;

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncSeekExt;
@@ -88,25 +88,61 @@ pub(super) async fn get_manifest(
     Ok(Json(ManifestJson::new(digest, held.manifest())))
 }
 
+/// What this peer holds of a file. With `?after=N`, a download in progress that holds N
+/// pieces or fewer answers when it verifies another one (or after [`wire::HAVE_WAIT`]): a
+/// downloader learns of each piece as it lands instead of polling, and nothing is sent while
+/// nothing changes. Such waits are bounded in number (`Partials::have_waiter`); past that, and
+/// for complete files, the answer comes at once.
 pub(super) async fn get_bitfield(
     State(st): State<AppState>,
     Path(sha256): Path<String>,
+    Query(query): Query<wire::BitfieldQuery>,
 ) -> Result<Response, ApiError> {
     let digest = parse_digest(&sha256)?;
-    let held = held(&st, &digest).await.ok_or_else(|| not_here(&digest))?;
+    let mut held = held(&st, &digest).await.ok_or_else(|| not_here(&digest))?;
+    let mut waits = false;
+    let partial = match &held {
+        Held::Partial(p) => Some(Arc::clone(p)),
+        Held::Complete(..) => None,
+    };
+    if let Some(p) = partial {
+        if let Some(waiter) = st.partials.have_waiter() {
+            waits = true;
+            if let Some(after) = query.after {
+                let mut count = p.held();
+                tokio::select! {
+                    _ = count.wait_for(|&n| n > after) => {}
+                    _ = tokio::time::sleep(wire::HAVE_WAIT) => {}
+                    _ = st.shutdown.cancelled() => {}
+                }
+                drop(waiter);
+                // It may have become a complete file meanwhile.
+                held = self::held(&st, &digest)
+                    .await
+                    .ok_or_else(|| not_here(&digest))?;
+            }
+        }
+    }
     let bits = match &held {
         Held::Complete(_, m) => Bitfield::full(m.piece_count()),
         Held::Partial(p) => p.bitfield(),
     };
     let [(ct, ct_value), (pieces, count)] = wire::bitfield_headers(&bits);
-    Ok((
+    let mut resp = (
         [
             (header::HeaderName::from_static(ct), ct_value),
             (header::HeaderName::from_static(pieces), count),
         ],
         bits.as_bytes().to_vec(),
     )
-        .into_response())
+        .into_response();
+    if waits {
+        resp.headers_mut().insert(
+            header::HeaderName::from_static(wire::HAVE_WAIT_HEADER),
+            header::HeaderValue::from(wire::HAVE_WAIT.as_secs()),
+        );
+    }
+    Ok(resp)
 }
 
 /// An upload slot for a piece request from `from`: at once while slots are free, else when the
@@ -181,7 +217,11 @@ pub(super) async fn get_piece(
     };
     let (piece, slot, mut file) = match &held {
         Held::Complete(entry, _) => {
-            let insist = headers.contains_key(wire::INSIST_HEADER);
+            // A copy this peer downloaded through the swarm serves whatever is asked: its
+            // fellow downloaders hold what "least served first" would steer them to (finished
+            // peers idled, deferring every piece, while the others still downloaded).
+            let insist =
+                headers.contains_key(wire::INSIST_HEADER) || st.partials.downloaded_here(&digest);
             if !st
                 .seeding
                 .admit(&digest, manifest, index, within.end - within.start, insist)

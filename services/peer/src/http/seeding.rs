@@ -82,13 +82,13 @@ mod tests {
     use super::*;
     use crate::share::digest::sha256;
 
-    /// A manifest of `pieces` pieces of 4 MiB (the digests do not matter here).
+    const PIECE: u64 = crate::share::pieces::MIN_PIECE_SIZE;
+
+    /// A manifest of `pieces` pieces of [`PIECE`] (the digests do not matter here).
     fn manifest(pieces: u32) -> Manifest {
-        let size = u64::from(pieces) * (4 << 20);
+        let size = u64::from(pieces) * PIECE;
         Manifest::new(size, vec![sha256(b"x"); pieces as usize]).unwrap()
     }
-
-    const PIECE: u64 = 4 << 20;
 
     #[test]
     fn every_piece_goes_out_once_before_any_goes_twice() {

@@ -24,16 +24,26 @@ pub struct PartialFile {
     data: PathBuf,
     /// Pieces whose bytes are written, synced and verified; nothing else is ever served.
     verified: RwLock<Bitfield>,
+    /// How many pieces are verified: what a downloader waiting for news of this one's pieces
+    /// waits on (`GET .../bitfield?after=N`, the swarm's "have").
+    held: watch::Sender<u32>,
 }
 
 impl PartialFile {
     pub fn new(sha256: Digest, manifest: Arc<Manifest>, data: PathBuf, verified: Bitfield) -> Self {
+        let held = watch::channel(verified.count()).0;
         Self {
             sha256,
             manifest,
             data,
             verified: RwLock::new(verified),
+            held,
         }
+    }
+
+    /// Pieces verified so far, changing as each one is (see [`PartialFile::mark_verified`]).
+    pub fn held(&self) -> watch::Receiver<u32> {
+        self.held.subscribe()
     }
 
     pub fn sha256(&self) -> &Digest {
@@ -65,18 +75,33 @@ impl PartialFile {
 
     /// Records a piece as verified. Call only once its bytes are written and synced.
     pub fn mark_verified(&self, piece: PieceIndex) -> bool {
-        match self.verified.write() {
-            Ok(mut b) => b.set(piece),
-            Err(poisoned) => poisoned.into_inner().set(piece),
+        let mut field = self.verified.write().unwrap_or_else(|p| p.into_inner());
+        let new = field.set(piece);
+        if new {
+            // Under the lock, so the count never runs ahead of or behind the bitfield.
+            self.held.send_replace(field.count());
         }
+        new
     }
 }
+
+/// Requests for news of a download's pieces held open at once, over all downloads of a share
+/// (`GET .../bitfield?after=N`); past this, such a request is answered at once, as a plain
+/// bitfield request is, and its asker polls.
+const HAVE_WAITERS: usize = 1024;
+
+/// Files downloaded through the swarm that are remembered as such (see
+/// [`Partials::downloaded_here`]); the oldest is forgotten first.
+const DOWNLOADED_KEPT: usize = 256;
 
 /// The downloads in progress in one share.
 #[derive(Debug)]
 pub struct Partials {
     files: Mutex<BTreeMap<Digest, Arc<PartialFile>>>,
     changed: watch::Sender<u64>,
+    have_waiters: Arc<tokio::sync::Semaphore>,
+    /// Digests this process finished downloading through the swarm, oldest first.
+    downloaded: Mutex<std::collections::VecDeque<Digest>>,
 }
 
 impl Default for Partials {
@@ -84,6 +109,8 @@ impl Default for Partials {
         Self {
             files: Mutex::new(BTreeMap::new()),
             changed: watch::channel(0).0,
+            have_waiters: Arc::new(tokio::sync::Semaphore::new(HAVE_WAITERS)),
+            downloaded: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
@@ -118,6 +145,32 @@ impl Partials {
 
     pub fn list(&self) -> Vec<Arc<PartialFile>> {
         self.files().values().cloned().collect()
+    }
+
+    /// Remembers that this process downloaded `sha256` through the swarm (every piece
+    /// verified): its holders are other downloaders of the same file.
+    pub fn mark_downloaded(&self, sha256: &Digest) {
+        let mut kept = self.downloaded.lock().unwrap_or_else(|p| p.into_inner());
+        if !kept.contains(sha256) {
+            if kept.len() >= DOWNLOADED_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(*sha256);
+        }
+    }
+
+    /// Whether this process downloaded `sha256` through the swarm (of the last
+    /// [`DOWNLOADED_KEPT`] such files). Such a copy is not the file's origin: whoever asks it
+    /// for a piece is served that piece (no "least served first", which is for a seed that
+    /// alone holds what the swarm lacks).
+    pub fn downloaded_here(&self, sha256: &Digest) -> bool {
+        let kept = self.downloaded.lock().unwrap_or_else(|p| p.into_inner());
+        kept.contains(sha256)
+    }
+
+    /// A place among the requests waiting for news of pieces, while there is one.
+    pub fn have_waiter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.have_waiters).try_acquire_owned().ok()
     }
 
     /// Notified (with a counter) whenever a download starts or ends.
@@ -401,7 +454,9 @@ mod tests {
 
     /// A 3-piece file (pieces of 4 MiB, the last shorter) and its manifest.
     fn sample() -> (Vec<u8>, Digest, Arc<Manifest>) {
-        let data: Vec<u8> = (0..(9u32 << 20)).map(|i| (i * 31 + i / 7) as u8).collect();
+        // Three pieces, the last one short.
+        let len = 2 * super::super::pieces::MIN_PIECE_SIZE as u32 + 70_001;
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 + i / 7) as u8).collect();
         let size = data.len() as u64;
         let ps = super::super::pieces::piece_size(size) as usize;
         let digests = data.chunks(ps).map(sha256).collect();

@@ -15,25 +15,40 @@ use super::digest::{Digest, PieceHasher, Sha256};
 use super::error::{ShareError, io_err};
 pub use super::index::PieceIndex;
 
-/// The smallest piece size (4 MiB).
-pub(crate) const MIN_PIECE_SIZE: u64 = 4 << 20;
+/// The smallest piece size (256 KiB, one block of a download's requests).
+pub const MIN_PIECE_SIZE: u64 = 256 << 10;
 /// The largest piece size (64 MiB): bounds the memory a piece in transit may need.
 pub(crate) const MAX_PIECE_SIZE: u64 = 64 << 20;
 /// The piece size doubles while a file would have more pieces than this.
-pub(crate) const TARGET_MAX_PIECES: u64 = 2048;
+pub(crate) const TARGET_MAX_PIECES: u64 = 1024;
 
-/// Read size of the hashing pass. A power of two no larger than [`MIN_PIECE_SIZE`], so blocks
-/// never straddle a piece boundary.
+/// The layout of peers before pieces were sized for the swarm (4 MiB, doubled past 2,048
+/// pieces): its manifests are recognised and refused as another version, not as lies.
+const LEGACY_MIN_PIECE_SIZE: u64 = 4 << 20;
+const LEGACY_TARGET_MAX_PIECES: u64 = 2048;
+
+/// Read size of the hashing pass (pieces may be smaller or larger: the pass cuts buffers at
+/// piece boundaries).
 const BLOCK: usize = 1 << 20;
 /// Blocks in flight between the reader and the piece hasher: enough to absorb jitter, small
 /// enough that the pass stays within a few MiB of memory whatever the piece size.
 const BLOCKS_IN_FLIGHT: usize = 4;
 
-/// The piece size for a file of `file_size` bytes: 4 MiB, doubled while the file would have
-/// more than 2,048 pieces, at most 64 MiB.
+/// The piece size for a file of `file_size` bytes: 256 KiB, doubled while the file would have
+/// more than 1,024 pieces, at most 64 MiB.
+///
+/// Chosen between hosts (`scripts/bench-swarm.sh --netns`, README): a piece is what a
+/// downloader can pass on once it is verified, so a swarm trades sooner and spreads its upload
+/// better with many small pieces (4 MiB pieces left a 128 MiB file 32 pieces to trade among 16
+/// peers, and half of their upload idle); 1,024 pieces keep a bitfield at 128 bytes and a
+/// manifest at 32 KiB of digests.
 pub fn piece_size(file_size: u64) -> u64 {
-    let mut size = MIN_PIECE_SIZE;
-    while size < MAX_PIECE_SIZE && file_size.div_ceil(size) > TARGET_MAX_PIECES {
+    doubled(file_size, MIN_PIECE_SIZE, TARGET_MAX_PIECES)
+}
+
+fn doubled(file_size: u64, min: u64, max_pieces: u64) -> u64 {
+    let mut size = min;
+    while size < MAX_PIECE_SIZE && file_size.div_ceil(size) > max_pieces {
         size *= 2;
     }
     size
@@ -128,6 +143,16 @@ impl Manifest {
 
     fn check(&self) -> Result<(), ShareError> {
         let want_size = piece_size(self.size);
+        if self.piece_size != want_size
+            && self.piece_size
+                == doubled(self.size, LEGACY_MIN_PIECE_SIZE, LEGACY_TARGET_MAX_PIECES)
+        {
+            return Err(ShareError::OtherPieceHash(format!(
+                "pieces of {} bytes for a {}-byte file: the layout of a p2pshare peer older than \
+                 this one, which uses {want_size}-byte pieces for it",
+                self.piece_size, self.size
+            )));
+        }
         if self.piece_size != want_size {
             return Err(ShareError::BadManifest(format!(
                 "piece size {} for a {}-byte file, expected {want_size}",
@@ -319,11 +344,16 @@ fn hash_reader(mut reader: impl Read, expected: u64) -> Result<Hashed, HashError
             let mut h = PieceHasher::new();
             let mut in_piece = 0u64;
             for (buf, len) in from_reader {
-                h.update(&buf[..len]);
-                in_piece += len as u64;
-                if in_piece == piece_len {
-                    digests.push(std::mem::take(&mut h).finish());
-                    in_piece = 0;
+                let mut rest = &buf[..len];
+                while !rest.is_empty() {
+                    let take = rest.len().min((piece_len - in_piece) as usize);
+                    h.update(&rest[..take]);
+                    in_piece += take as u64;
+                    rest = &rest[take..];
+                    if in_piece == piece_len {
+                        digests.push(std::mem::take(&mut h).finish());
+                        in_piece = 0;
+                    }
                 }
                 // The reader may already have stopped; then the buffer is simply dropped.
                 let _ = to_reader.send(buf);
@@ -455,16 +485,18 @@ mod tests {
 
     #[test]
     fn piece_size_follows_the_contract() {
-        assert_eq!(piece_size(0), 4 * MIB);
-        assert_eq!(piece_size(1), 4 * MIB);
-        // 2,048 pieces of 4 MiB = 8 GiB: still 4 MiB; one byte more doubles.
-        assert_eq!(piece_size(8192 * MIB), 4 * MIB);
-        assert_eq!(piece_size(8192 * MIB + 1), 8 * MIB);
-        assert_eq!(piece_size(16384 * MIB), 8 * MIB);
-        assert_eq!(piece_size(16384 * MIB + 1), 16 * MIB);
-        // Capped at 64 MiB even when that makes more than 2,048 pieces.
-        assert_eq!(piece_size(128 << 30), 64 * MIB);
-        assert_eq!(piece_size((128 << 30) + 1), 64 * MIB);
+        const KIB: u64 = 1 << 10;
+        assert_eq!(piece_size(0), 256 * KIB);
+        assert_eq!(piece_size(1), 256 * KIB);
+        // 1,024 pieces of 256 KiB = 256 MiB: still 256 KiB; one byte more doubles.
+        assert_eq!(piece_size(256 * MIB), 256 * KIB);
+        assert_eq!(piece_size(256 * MIB + 1), 512 * KIB);
+        assert_eq!(piece_size(512 * MIB), 512 * KIB);
+        assert_eq!(piece_size(1024 * MIB), MIB);
+        assert_eq!(piece_size(1024 * MIB + 1), 2 * MIB);
+        // Capped at 64 MiB even when that makes more than 1,024 pieces.
+        assert_eq!(piece_size(64 << 30), 64 * MIB);
+        assert_eq!(piece_size((64 << 30) + 1), 64 * MIB);
         assert_eq!(piece_size(u64::MAX), 64 * MIB);
         for size in [0, 1, 5 * MIB, 8192 * MIB + 1, 100 << 30, 1 << 40] {
             let p = piece_size(size);
@@ -474,14 +506,36 @@ mod tests {
     }
 
     #[test]
+    fn an_older_layout_is_another_version_not_a_lie() {
+        let size = 128 * MIB;
+        let older = Manifest {
+            piece_hash: PieceHash::Blake3,
+            size,
+            piece_size: 4 * MIB,
+            digests: vec![piece_digest(b"x"); 32],
+        };
+        assert!(matches!(older.check(), Err(ShareError::OtherPieceHash(_))));
+        // Any other piece size is a contradiction.
+        let odd = Manifest {
+            piece_size: 2 * MIB,
+            digests: vec![piece_digest(b"x"); 64],
+            ..older
+        };
+        assert!(matches!(odd.check(), Err(ShareError::BadManifest(_))));
+    }
+
+    #[test]
     fn ranges_cover_the_file_exactly() {
         let size = 10 * MIB + 3;
-        let p = piece_size(size);
+        let p = 4 * MIB;
         assert_eq!(piece_count(size, p), 3);
         assert_eq!(piece_range(size, p, PieceIndex(0)), Some(0..4 * MIB));
         assert_eq!(piece_range(size, p, PieceIndex(1)), Some(4 * MIB..8 * MIB));
         assert_eq!(piece_range(size, p, PieceIndex(2)), Some(8 * MIB..size));
         assert_eq!(piece_range(size, p, PieceIndex(3)), None);
+        let q = piece_size(size);
+        assert_eq!(piece_count(size, q), 41);
+        assert_eq!(piece_range(size, q, PieceIndex(40)), Some(40 * q..size));
         assert_eq!(piece_range(0, p, PieceIndex(0)), None);
         assert_eq!(
             piece_range(u64::MAX, p, PieceIndex(u32::MAX)),
@@ -566,7 +620,8 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let h = hash_file(&path).unwrap();
         assert_eq!(h.sha256, sha256(&bytes));
-        assert_eq!(h.manifest.piece_count(), 2);
+        // 5 MiB + 7 bytes in pieces of 256 KiB.
+        assert_eq!(h.manifest.piece_count(), 21);
         let err = hash_file(&dir.path().join("missing")).unwrap_err();
         assert!(matches!(err, ShareError::Io { .. }), "{err}");
         assert!(err.to_string().contains("missing"), "{err}");
@@ -629,7 +684,8 @@ mod tests {
 
     #[test]
     fn verify_parts_accepts_the_right_bytes_only() {
-        let bytes = data(9 * MIB as usize);
+        // Three pieces, the last one short.
+        let bytes = data(2 * MIN_PIECE_SIZE as usize + 100_000);
         let m = hash_bytes(&bytes).manifest;
         assert_eq!(m.piece_count(), 3);
         for i in m.pieces() {
@@ -652,7 +708,7 @@ mod tests {
         assert!(short.unwrap_err().to_string().contains("bytes, expected"));
         let r2 = m.range(PieceIndex(2)).unwrap();
         let whole = &bytes[r2.start as usize..r2.end as usize];
-        let blocks: Vec<&[u8]> = whole.chunks(256 << 10).collect();
+        let blocks: Vec<&[u8]> = whole.chunks(32 << 10).collect();
         m.verify_parts(PieceIndex(2), &blocks).unwrap();
         assert!(m.verify_parts(PieceIndex(2), &blocks[1..]).is_err());
         let none = m.verify_parts(PieceIndex(3), &[b""]).unwrap_err();
@@ -671,9 +727,10 @@ mod tests {
         let d = sha256(b"x");
         assert!(Manifest::new(0, vec![]).is_ok());
         assert!(Manifest::new(1, vec![]).is_err());
-        assert!(Manifest::new(4 * MIB, vec![d]).is_ok());
-        assert!(Manifest::new(4 * MIB + 1, vec![d]).is_err());
-        let m = Manifest::new(4 * MIB + 1, vec![d, d]).unwrap();
+        let piece = MIN_PIECE_SIZE;
+        assert!(Manifest::new(piece, vec![d]).is_ok());
+        assert!(Manifest::new(piece + 1, vec![d]).is_err());
+        let m = Manifest::new(piece + 1, vec![d, d]).unwrap();
         m.validate(Some(&m.root())).unwrap();
         let err = m.validate(Some(&d)).unwrap_err();
         assert!(err.to_string().contains("pieces_root"), "{err}");

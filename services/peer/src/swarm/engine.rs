@@ -74,7 +74,7 @@ enum Event {
     },
     Bitfield {
         src: SourceId,
-        result: std::result::Result<Bitfield, Failure>,
+        result: std::result::Result<source::Holding, Failure>,
     },
     Holders(crate::error::Result<Vec<Holder>>),
 }
@@ -231,6 +231,9 @@ impl<'a> Engine<'a> {
             // Pieces are marked verified by their check before its event arrives here: wait for
             // the events too, so that each piece is counted and reported.
             if self.file.bitfield().is_complete() && !self.plan.is_checking() {
+                if let Some(p) = &self.swarm.partials {
+                    p.mark_downloaded(&self.target.sha256);
+                }
                 return Outcome::Complete;
             }
             if let Err(e) = self.schedule() {
@@ -312,15 +315,17 @@ impl<'a> Engine<'a> {
     }
 
     fn ask_bitfield(&mut self, src: SourceId) {
-        let (net, address, sha256, count, timeout) = (
+        let s = self.plan.source(src);
+        let (net, address, sha256, count, after, timeout) = (
             self.swarm.net.clone(),
-            self.plan.source(src).peer.address.clone(),
+            s.peer.address.clone(),
             self.target.sha256,
             self.manifest.piece_count(),
+            s.have_after(),
             self.swarm.io_timeout,
         );
         self.tasks.spawn(async move {
-            let result = source::bitfield(&net, &address, &sha256, count, timeout).await;
+            let result = source::bitfield(&net, &address, &sha256, count, after, timeout).await;
             Event::Bitfield { src, result }
         });
     }
@@ -444,7 +449,15 @@ impl<'a> Engine<'a> {
             }
             Event::Bitfield { src, result } => {
                 let (has, why) = match result {
-                    Ok(b) => (Some(b), None),
+                    Ok(h) => (Some((h.has, h.waits)), None),
+                    // Holds nothing of it now: between its last piece and the file in its
+                    // share a partial holder answers 404 for a moment. Kept, with nothing,
+                    // and asked again (dropped, a late joiner lost every peer that finished
+                    // before it and fetched from the seed alone).
+                    Err(Failure::NotThere(_)) => (
+                        Some((Bitfield::new(self.manifest.piece_count()), false)),
+                        None,
+                    ),
                     Err(f) => (None, Some(f)),
                 };
                 let next = self.plan.bitfield(src, has, now);

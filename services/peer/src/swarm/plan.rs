@@ -41,8 +41,14 @@ const PIPELINE: Duration = Duration::from_millis(500);
 /// requests from one downloader: its upload is what every downloader of the file competes for,
 /// and it shares it per request.
 const RELIEVED_DEPTH: usize = 2;
-/// Pieces being put together at once: each holds a piece-sized buffer until it is checked.
-const MAX_OPEN: usize = 4;
+/// Complete holders that partial holders relieve are asked only for pieces fewer than this
+/// many partial holders have (see `assign`).
+const SEED_RARER_THAN: u32 = 2;
+/// Pieces being put together at once, in bytes: each holds its blocks until it is checked.
+/// Counted in bytes, not pieces, so small pieces (a swarm's) keep as many blocks in the air as
+/// large ones; at least [`MIN_OPEN`] pieces whatever their size.
+const MAX_OPEN_BYTES: u64 = 16 << 20;
+const MIN_OPEN: usize = 4;
 /// A source that sends no byte this long after being asked is set aside for others, and its
 /// blocks are asked elsewhere: silent holders cost seconds, not a timeout each.
 const FIRST_BYTE: Duration = Duration::from_secs(2);
@@ -50,7 +56,15 @@ const FIRST_BYTE: Duration = Duration::from_secs(2);
 const RATE_WINDOW: Duration = Duration::from_millis(500);
 /// Partial holders' bitfields are refreshed this often: they grow while we download, and a
 /// piece they have is one the complete holders need not send (a few bytes per second each).
+/// A holder that waits for news (`?after=N`, the swarm's "have") is asked again as soon as
+/// [`HAVE_GAP`] after each answer instead: it answers when it has a new piece, so others learn
+/// of a piece within a round trip of its check, and nothing is sent while nothing changes; the
+/// gap folds a burst of pieces into one answer.
 const BITFIELD_EVERY: Duration = Duration::from_secs(1);
+const HAVE_GAP: Duration = Duration::from_millis(200);
+/// How long the optimistic place among the sources in use ([`Plan::active`]) stays with one
+/// holder before it goes to the next.
+const OPTIMISTIC_EVERY: Duration = Duration::from_secs(2);
 /// Candidate sources kept per download, per source in use (`max_sources`): holders the tracker
 /// names beyond that are not kept, so a swarm of thousands costs each downloader a bounded set.
 const CANDIDATES_PER_SOURCE: usize = 4;
@@ -151,6 +165,8 @@ pub(crate) struct Plan<H> {
     requests: Vec<Request<H>>,
     open: BTreeMap<PieceIndex, Open>,
     last_progress: Instant,
+    /// The holder in the optimistic place among the sources in use, and since when.
+    optimistic: Option<(SourceId, Instant)>,
 }
 
 impl<H> Plan<H> {
@@ -164,6 +180,7 @@ impl<H> Plan<H> {
             requests: Vec::new(),
             open: BTreeMap::new(),
             last_progress: now,
+            optimistic: None,
         }
     }
 
@@ -233,11 +250,6 @@ impl<H> Plan<H> {
         self.requests.is_empty() && !self.is_checking()
     }
 
-    /// Sources in use, at most `max_sources`: those that delivered blocks before untried ones,
-    /// each fetching now before idle with a piece still missing, then those whose pieces are not
-    /// known yet; holders with nothing useful
-    /// wait (their bitfields are still refreshed, so they come in when they have something),
-    /// and silent ones ([`Plan::is_silent`]) come last.
     /// A source that has sent nothing since its oldest running request, for [`FIRST_BYTE`] or
     /// more: it accepted the connection and keeps quiet (or is stuck), so it does not take a
     /// place among the sources in use and its blocks are asked elsewhere.
@@ -248,28 +260,71 @@ impl<H> Plan<H> {
             && mine().any(|r| now.saturating_duration_since(r.started) >= FIRST_BYTE)
     }
 
-    pub(super) fn active(&self, verified: &Bitfield, now: Instant) -> Vec<SourceId> {
+    /// Sources in use, at most `max_sources`: those that delivered blocks, fastest first,
+    /// before untried ones, then those whose pieces are not known yet; holders with nothing
+    /// useful wait (their bitfields are still refreshed, so they come in when they have
+    /// something), and silent ones ([`Plan::is_silent`]) come last.
+    ///
+    /// When more holders could serve than are used, the last place is an optimistic one: it
+    /// goes in turn, for [`OPTIMISTIC_EVERY`] each, to a useful holder outside the others,
+    /// the one tried longest ago first. Without it the first holders to deliver kept their
+    /// places for the whole download in every downloader alike, and holders that came later
+    /// sat idle with pieces everyone wanted (the testbed's pictures, README); with it every
+    /// holder is tried, and a faster one takes the place of a slower for good.
+    pub(super) fn active(&mut self, verified: &Bitfield, now: Instant) -> Vec<SourceId> {
         let rank = |id: SourceId| {
             let s = self.source(id);
             let useful = |h: &Bitfield| h.ones().any(|i| !verified.get(i));
             let proven = s.delivered > 0;
+            // Faster first among proven ones (rates in bytes per second).
+            let fast = std::cmp::Reverse(s.rate.map_or(0, |r| r as u64));
             match &s.has {
-                _ if self.is_silent(id, now) => 6,
-                _ if self.fetching(id) > 0 && proven => 0,
-                Some(h) if useful(h) && proven => 1,
-                _ if self.fetching(id) > 0 => 2,
-                Some(h) if useful(h) => 3,
-                None => 4,
-                Some(_) => 5,
+                _ if self.is_silent(id, now) => (6, fast),
+                _ if self.fetching(id) > 0 && proven => (0, fast),
+                Some(h) if useful(h) && proven => (0, fast),
+                _ if self.fetching(id) > 0 => (2, fast),
+                Some(h) if useful(h) => (3, fast),
+                None => (4, fast),
+                Some(_) => (5, fast),
             }
         };
-        let mut live: Vec<SourceId> = self.ids().filter(|&i| !self.source(i).dropped).collect();
         // Stable: holders of one rank keep their (random) order. Each rank is read once: a
         // source's meters move under the sort (its fetches run on other threads), and a key
         // that changes mid-sort is not an order.
-        live.sort_by_cached_key(|&i| rank(i));
-        live.truncate(self.tuning.max_sources.max(1));
-        live
+        let mut ranked: Vec<((u8, std::cmp::Reverse<u64>), SourceId)> = self
+            .ids()
+            .filter(|&i| !self.source(i).dropped)
+            .map(|i| (rank(i), i))
+            .collect();
+        ranked.sort_by_key(|&(r, _)| r);
+        let max = self.tuning.max_sources.max(1);
+        // Holders that could serve: proven, untried or not yet known.
+        let able = ranked.iter().filter(|(r, _)| r.0 <= 4).count();
+        if able <= max || max < 2 {
+            ranked.truncate(max);
+            return ranked.into_iter().map(|(_, i)| i).collect();
+        }
+        let mut chosen: Vec<SourceId> = ranked[..max - 1].iter().map(|&(_, i)| i).collect();
+        let outside = &ranked[max - 1..able];
+        let kept = self.optimistic.filter(|&(id, since)| {
+            now.saturating_duration_since(since) < OPTIMISTIC_EVERY
+                && outside.iter().any(|&(_, i)| i == id)
+        });
+        let pick = match kept {
+            Some((id, _)) => id,
+            None => {
+                let id = outside
+                    .iter()
+                    .map(|&(_, i)| i)
+                    .min_by_key(|&i| self.source(i).optimistic_at)
+                    .unwrap_or(ranked[max - 1].1);
+                self.optimistic = Some((id, now));
+                self.source_mut(id).optimistic_at = Some(now);
+                id
+            }
+        };
+        chosen.push(pick);
+        chosen
     }
 
     /// Partial holders whose bitfield is due for a refresh; each is marked as asked.
@@ -278,11 +333,16 @@ impl<H> Plan<H> {
             .ids()
             .filter(|&i| {
                 let s = self.source(i);
+                let every = if s.have_waits {
+                    HAVE_GAP
+                } else {
+                    BITFIELD_EVERY
+                };
                 s.peer.partial
                     && !s.dropped
                     && !s.bitfield_pending
                     && s.bitfield_at
-                        .is_none_or(|at| now.saturating_duration_since(at) >= BITFIELD_EVERY)
+                        .is_none_or(|at| now.saturating_duration_since(at) >= every)
             })
             .collect();
         for &i in &due {
@@ -319,26 +379,7 @@ impl<H> Plan<H> {
                 .filter(|s| !s.dropped)
                 .filter_map(|s| s.has.as_ref()),
         );
-        // What complete holders are asked for: only pieces no partial holder has. Complete
-        // holders (a seed, above all) are the scarce upload when many peers fetch one file; a
-        // piece a partial holder has comes from there, and the seed's bytes go to pieces
-        // nobody else can send.
-        let partials: Vec<&Bitfield> = self
-            .sources
-            .iter()
-            .filter(|s| !s.dropped && s.peer.partial)
-            .filter_map(|s| s.has.as_ref())
-            .collect();
-        let only_complete = (!partials.is_empty()).then(|| {
-            let held = picker::availability(count, partials.iter().copied());
-            let mut b = Bitfield::new(count);
-            for (i, n) in held.iter().enumerate() {
-                if *n == 0 {
-                    b.set(PieceIndex(i as u32));
-                }
-            }
-            b
-        });
+        let only_complete = self.for_complete_holders(&wanted);
         let offers: BTreeMap<SourceId, Bitfield> = active
             .iter()
             .filter_map(|&s| Some((s, self.offer(s, only_complete.as_ref())?)))
@@ -367,7 +408,7 @@ impl<H> Plan<H> {
                 let mut pick = self
                     .next_block(src, offer)
                     .or_else(|| self.duplicate(src, offer, false, running == 0, now));
-                if pick.is_none() && self.open.len() < MAX_OPEN {
+                if pick.is_none() && self.may_open() {
                     let view = View {
                         verified: &wanted,
                         availability: &avail,
@@ -409,6 +450,53 @@ impl<H> Plan<H> {
                 break;
             }
         }
+    }
+
+    /// What complete holders that partial holders relieve are asked for (`None`: no partial
+    /// holder is known, so everything): the pieces fewest partial holders have, while that is
+    /// none or one ([`SEED_RARER_THAN`]), of those neither verified nor being put together
+    /// (`wanted` has both set); and the pieces being put together that no partial holder has.
+    ///
+    /// Complete holders (a seed, above all) are the scarce upload when many peers fetch one
+    /// file: a piece partial holders have comes from there, and the seed's bytes go to pieces
+    /// nobody else can send, or only one can (asked only for pieces nobody had, its upload
+    /// idled for the last third of a testbed run while such pieces waited on their one holder;
+    /// asked for any piece, it served more than 1.5 copies of the file).
+    fn for_complete_holders(&self, wanted: &Bitfield) -> Option<Bitfield> {
+        let count = self.pieces;
+        let partials: Vec<&Bitfield> = self
+            .sources
+            .iter()
+            .filter(|s| !s.dropped && s.peer.partial)
+            .filter_map(|s| s.has.as_ref())
+            .collect();
+        if partials.is_empty() {
+            return None;
+        }
+        let held = picker::availability(count, partials.iter().copied());
+        let missing = || {
+            held.iter()
+                .enumerate()
+                .filter(|&(i, _)| !wanted.get(PieceIndex(i as u32)))
+        };
+        let rarest = missing().map(|(_, &n)| n).min().unwrap_or(0);
+        let mut b = Bitfield::new(count);
+        for (i, _) in missing().filter(|&(_, &n)| n == rarest && n < SEED_RARER_THAN) {
+            b.set(PieceIndex(i as u32));
+        }
+        for &p in self.open.keys() {
+            if held.get(p.as_usize()) == Some(&0) {
+                b.set(p);
+            }
+        }
+        Some(b)
+    }
+
+    /// Whether another piece may be started: the pieces being put together hold less than
+    /// [`MAX_OPEN_BYTES`], or fewer than [`MIN_OPEN`] pieces are.
+    fn may_open(&self) -> bool {
+        let bytes: u64 = self.open.keys().map(|&p| self.geometry.piece_len(p)).sum();
+        self.open.len() < MIN_OPEN || bytes < MAX_OPEN_BYTES
     }
 
     /// Starts one block request; false when it could not be started.
@@ -611,18 +699,20 @@ impl<H> Plan<H> {
         }
     }
 
-    /// A bitfield request ended: `Some` with what the source has, `None` when it failed.
+    /// A bitfield request ended: `Some` with what the source has and whether it waits for
+    /// news (see [`HAVE_GAP`]), `None` when it failed.
     pub(super) fn bitfield(
         &mut self,
         src: SourceId,
-        has: Option<Bitfield>,
+        has: Option<(Bitfield, bool)>,
         now: Instant,
     ) -> Next<H> {
         let s = self.source_mut(src);
         s.bitfield_pending = false;
         s.bitfield_at = Some(now);
         match has {
-            Some(b) => {
+            Some((b, waits)) => {
+                s.have_waits = waits;
                 if s.has.as_ref() != Some(&b) {
                     s.has = Some(b);
                     self.last_progress = now;

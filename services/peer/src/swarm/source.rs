@@ -132,22 +132,40 @@ pub(super) async fn manifest(
     })
 }
 
-/// What `address` holds of `sha256` (a file of `pieces` pieces).
+/// What a holder answered to a bitfield request.
+pub(super) struct Holding {
+    pub has: Bitfield,
+    /// It takes `?after=N` ([`wire::HAVE_WAIT_HEADER`]): ask it so from now on.
+    pub waits: bool,
+}
+
+/// What `address` holds of `sha256` (a file of `pieces` pieces). With `after`, the holder
+/// answers once it holds more than `after` pieces, or after at most [`wire::HAVE_WAIT`].
 pub(super) async fn bitfield(
     net: &Net,
     address: &str,
     sha256: &Digest,
     pieces: u32,
+    after: Option<u32>,
     timeout: Duration,
-) -> Result<Bitfield, Failure> {
-    let resp = get(net, net.url(address, &wire::bitfield_path(sha256)), timeout).await?;
+) -> Result<Holding, Failure> {
+    let (path, timeout) = match after {
+        Some(n) => (
+            wire::bitfield_after_path(sha256, n),
+            timeout + wire::HAVE_WAIT,
+        ),
+        None => (wire::bitfield_path(sha256), timeout),
+    };
+    let resp = get(net, net.url(address, &path), timeout).await?;
     let declared = resp
         .headers()
         .get(wire::PIECES_HEADER)
         .and_then(|v| v.to_str().ok());
     wire::check_declared_pieces(declared, pieces).map_err(Failure::Bad)?;
+    let waits = resp.headers().contains_key(wire::HAVE_WAIT_HEADER);
     let body = small_body(resp, wire::bitfield_limit(pieces), timeout).await?;
-    Bitfield::from_bytes(pieces, &body).map_err(|e| Failure::Bad(e.to_string()))
+    let has = Bitfield::from_bytes(pieces, &body).map_err(|e| Failure::Bad(e.to_string()))?;
+    Ok(Holding { has, waits })
 }
 
 /// The bytes `block` (a range within piece `index`, of `piece_len` bytes) from `address`:

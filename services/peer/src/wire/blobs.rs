@@ -9,6 +9,20 @@ use crate::share::{Digest, Manifest, PieceIndex, ShareError};
 
 /// Header of `GET /blobs/{sha256}/bitfield`: the number of pieces the bits stand for.
 pub const PIECES_HEADER: &str = "x-p2p-pieces";
+/// Header of a bitfield answer from a holder that takes `?after=N` (the swarm's "have"): asked
+/// so while it holds N pieces or fewer, it answers once it holds more, or after the seconds
+/// this header gives. A holder without it answers at once and is polled instead.
+pub const HAVE_WAIT_HEADER: &str = "x-p2p-have-wait";
+/// How long a holder keeps a `?after=N` bitfield request waiting for a new piece.
+pub(crate) const HAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The query of `GET /blobs/{sha256}/bitfield`: `after=N` waits for more than N pieces.
+/// Other parameters are ignored, so a later downloader may add some.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct BitfieldQuery {
+    pub after: Option<u32>,
+}
+
 /// Header of a refused piece (status 503): a complete holder hands out the pieces it sent
 /// least first; ask for another piece, or insist.
 pub(crate) const LEAST_SERVED_HEADER: &str = "x-p2p-least-served-first";
@@ -33,6 +47,11 @@ pub(crate) fn manifest_path(sha256: &Digest) -> String {
 
 pub(crate) fn bitfield_path(sha256: &Digest) -> String {
     format!("/blobs/{sha256}/bitfield")
+}
+
+/// The bitfield's path asking to wait for more than `after` pieces ([`HAVE_WAIT_HEADER`]).
+pub(crate) fn bitfield_after_path(sha256: &Digest, after: u32) -> String {
+    format!("/blobs/{sha256}/bitfield?after={after}")
 }
 
 pub(crate) fn piece_path(sha256: &Digest, index: PieceIndex) -> String {
@@ -134,12 +153,13 @@ mod tests {
     #[test]
     fn manifest_json_round_trips_and_is_checked() {
         let d = sha256(b"piece");
-        let m = Manifest::new((4 << 20) + 1, vec![d, sha256(b"tail")]).unwrap();
+        let piece = crate::share::pieces::MIN_PIECE_SIZE;
+        let m = Manifest::new(piece + 1, vec![d, sha256(b"tail")]).unwrap();
         let whole = sha256(b"whole");
         let json = serde_json::to_value(ManifestJson::new(whole, &m)).unwrap();
         assert_eq!(json["sha256"], whole.to_hex());
-        assert_eq!(json["size"], (4 << 20) + 1);
-        assert_eq!(json["piece_size"], 4 << 20);
+        assert_eq!(json["size"], piece + 1);
+        assert_eq!(json["piece_size"], piece);
         assert_eq!(json["pieces"][0], d.to_hex());
         assert_eq!(json["pieces_root"], m.root().to_hex());
         assert_eq!(json["piece_hash"], "blake3");

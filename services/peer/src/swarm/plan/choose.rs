@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{ENDGAME_COPIES, FIRST_BYTE, MAX_OPEN, Open, Plan, SourceId};
+use super::{ENDGAME_COPIES, FIRST_BYTE, Open, Plan, SourceId};
 use crate::share::PieceIndex;
 use crate::share::bitfield::Bitfield;
 
@@ -121,7 +121,7 @@ impl<H> Plan<H> {
                         None => continue,
                     }
                 }
-                None if self.open.len() >= MAX_OPEN => continue,
+                None if !self.may_open() => continue,
                 None => {
                     self.open.insert(p, Open::new(self.geometry.blocks(p), now));
                     0

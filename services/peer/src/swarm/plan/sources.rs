@@ -35,6 +35,10 @@ pub(crate) struct Source {
     pub has: Option<Bitfield>,
     pub(super) bitfield_at: Option<Instant>,
     pub(super) bitfield_pending: bool,
+    /// Its last bitfield answer said it waits for news of pieces (`?after=N`).
+    pub(super) have_waits: bool,
+    /// When it last had the optimistic place among the sources in use.
+    pub(super) optimistic_at: Option<Instant>,
     /// Bytes per second it delivers while busy (an exponential average over windows).
     pub(super) rate: Option<f64>,
     /// The window being measured: since when, and bytes in it.
@@ -60,6 +64,8 @@ impl Source {
             has,
             bitfield_at: None,
             bitfield_pending: false,
+            have_waits: false,
+            optimistic_at: None,
             rate: None,
             window: None,
             delivered: 0,
@@ -69,6 +75,14 @@ impl Source {
             deferred: BTreeSet::new(),
             insisted: BTreeSet::new(),
         }
+    }
+
+    /// What to ask its bitfield after: the pieces it is known to hold, when it waits for news
+    /// (else it is asked for its bitfield as it is).
+    pub(crate) fn have_after(&self) -> Option<u32> {
+        self.have_waits
+            .then(|| self.has.as_ref().map(Bitfield::count))
+            .flatten()
     }
 
     /// `bytes` arrived at `now`: the rate is updated once the window is long enough.

@@ -146,7 +146,7 @@ fn each_source_gets_two_blocks_and_is_told_first_once() {
         "no block asked twice outside endgame: {asks:?}"
     );
     let pieces: BTreeSet<u32> = asks.iter().map(|a| a.piece.0).collect();
-    assert!(pieces.len() <= MAX_OPEN, "{asks:?}");
+    assert!(pieces.len() as u64 <= MAX_OPEN_BYTES / MIB, "{asks:?}");
     for src in 0..3 {
         let mine: Vec<&Ask> = asks.iter().filter(|a| a.source.0 == src).collect();
         assert_eq!(mine.len(), 2);
@@ -157,13 +157,15 @@ fn each_source_gets_two_blocks_and_is_told_first_once() {
 
 #[test]
 fn pieces_started_at_once_are_bounded() {
-    let mut s = Sim::new(100, &[false; 6]);
+    // Pieces of one 1 MiB block, 20 sources of 2 requests each: one piece each until the pieces
+    // being put together hold MAX_OPEN_BYTES; the other sources wait for a piece to finish.
+    let mut s = Sim::with(100, &[false; 20], 20);
     let asks = s.assign();
-    // Pieces of one block: one piece each until MAX_OPEN pieces are being put together; the
-    // other sources wait for a piece to finish.
-    assert_eq!(asks.len(), MAX_OPEN, "{asks:?}");
+    let open = (MAX_OPEN_BYTES / MIB) as usize;
+    assert_eq!(asks.len(), open, "{asks:?}");
+    assert_eq!(pieces(&asks).len(), open, "{asks:?}");
     let firsts = asks.iter().filter(|a| a.first).count();
-    assert_eq!(firsts, MAX_OPEN);
+    assert_eq!(firsts, open.min(20));
 }
 
 #[test]
@@ -260,7 +262,8 @@ fn a_slow_source_loses_its_block_to_an_idle_fast_one_after_the_timeout() {
     let mut s = Sim::new(8, &[false, true]);
     assert_eq!(s.plan.bitfields_due(s.now), vec![SourceId(1)]);
     assert_eq!(
-        s.plan.bitfield(SourceId(1), Some(field(8, &[0, 1])), s.now),
+        s.plan
+            .bitfield(SourceId(1), Some((field(8, &[0, 1]), false)), s.now),
         Next::Continue
     );
     let asks = s.assign();
@@ -275,8 +278,11 @@ fn a_slow_source_loses_its_block_to_an_idle_fast_one_after_the_timeout() {
         assert_eq!(s.deliver(a, Duration::from_millis(10)), vec![]);
     }
     // Peer 1 got the slow piece meanwhile (from elsewhere) and is idle.
-    s.plan
-        .bitfield(SourceId(1), Some(field(8, &[0, 1, slow.piece.0])), s.now);
+    s.plan.bitfield(
+        SourceId(1),
+        Some((field(8, &[0, 1, slow.piece.0]), false)),
+        s.now,
+    );
     s.meter(slow).add(10);
     s.now += TIMEOUT / 2;
     assert!(s.assign().is_empty(), "too early to call it slow");
@@ -296,14 +302,18 @@ fn a_slow_source_loses_its_block_to_an_idle_fast_one_after_the_timeout() {
 fn a_source_that_is_only_somewhat_slower_keeps_its_block() {
     let mut s = Sim::new(8, &[false, true]);
     s.plan.bitfields_due(s.now);
-    s.plan.bitfield(SourceId(1), Some(field(8, &[0, 1])), s.now);
+    s.plan
+        .bitfield(SourceId(1), Some((field(8, &[0, 1]), false)), s.now);
     let asks = s.assign();
     let slow = *asks.iter().find(|a| a.source.0 == 0).unwrap();
     for a in asks.iter().filter(|a| a.source.0 == 1) {
         s.deliver(*a, Duration::from_secs(1)); // 1 MiB/s
     }
-    s.plan
-        .bitfield(SourceId(1), Some(field(8, &[0, 1, slow.piece.0])), s.now);
+    s.plan.bitfield(
+        SourceId(1),
+        Some((field(8, &[0, 1, slow.piece.0]), false)),
+        s.now,
+    );
     s.now += TIMEOUT * 2;
     // 5 MiB in more than 10 s: about half the idle source's rate, not under a quarter of it.
     s.meter(slow).add(5 << 20);
@@ -316,12 +326,16 @@ fn a_stall_is_only_a_stall_when_nothing_is_on_the_way_and_nothing_changes() {
     let stall = Duration::from_secs(30);
     assert!(!s.plan.stalled(s.now, stall));
     s.plan.bitfields_due(s.now);
-    s.plan.bitfield(SourceId(0), Some(field(2, &[])), s.now);
+    s.plan
+        .bitfield(SourceId(0), Some((field(2, &[]), false)), s.now);
     assert!(s.assign().is_empty(), "it holds nothing yet");
     assert!(!s.plan.stalled(s.now + stall / 2, stall));
     // A bitfield that grows is progress.
-    s.plan
-        .bitfield(SourceId(0), Some(field(2, &[1])), s.now + stall / 2);
+    s.plan.bitfield(
+        SourceId(0),
+        Some((field(2, &[1]), false)),
+        s.now + stall / 2,
+    );
     assert!(!s.plan.stalled(s.now + stall, stall));
     let asks = s.assign();
     assert_eq!(asks.len(), 1);
@@ -452,7 +466,8 @@ fn a_partial_holder_that_lacks_a_piece_is_asked_again_for_its_bitfield_not_dropp
     let mut s = Sim::new(2, &[true]);
     assert_eq!(s.plan.bitfields_due(s.now), vec![SourceId(0)]);
     assert!(s.plan.bitfields_due(s.now).is_empty(), "one ask at a time");
-    s.plan.bitfield(SourceId(0), Some(field(2, &[0, 1])), s.now);
+    s.plan
+        .bitfield(SourceId(0), Some((field(2, &[0, 1]), false)), s.now);
     let asks = s.assign();
     assert_eq!(asks.len(), 2);
     let got = s.fail(asks[0], Fetched::NotHeld);
@@ -478,8 +493,9 @@ fn a_complete_holder_that_partial_holders_relieve_is_asked_only_for_what_they_la
     let mut s = Sim::blocks(6, 4, &[false, true, true], 8);
     s.plan.bitfields_due(s.now);
     s.plan
-        .bitfield(SourceId(1), Some(field(6, &[0, 1, 2])), s.now);
-    s.plan.bitfield(SourceId(2), Some(field(6, &[2, 3])), s.now);
+        .bitfield(SourceId(1), Some((field(6, &[0, 1, 2]), false)), s.now);
+    s.plan
+        .bitfield(SourceId(2), Some((field(6, &[2, 3]), false)), s.now);
     let asks = s.assign();
     let seed: Vec<&Ask> = asks.iter().filter(|a| a.source.0 == 0).collect();
     assert_eq!(seed.len(), RELIEVED_DEPTH, "{asks:?}");
@@ -588,4 +604,104 @@ fn a_silent_source_is_set_aside_and_its_blocks_are_asked_elsewhere() {
         "the silent source's blocks are asked elsewhere: {next:?}"
     );
     assert!(next.iter().all(|a| a.source != quiet));
+}
+
+#[test]
+fn a_holder_that_waits_for_news_is_asked_again_soon_and_after_what_it_holds() {
+    // Two partial holders: one answers plain bitfields (polled every BITFIELD_EVERY), one
+    // takes `?after=N` (asked again HAVE_GAP after each answer, after the pieces it holds).
+    let mut s = Sim::new(8, &[true, true]);
+    assert_eq!(s.plan.bitfields_due(s.now), vec![SourceId(0), SourceId(1)]);
+    assert_eq!(
+        s.plan.source(SourceId(1)).have_after(),
+        None,
+        "nothing known yet"
+    );
+    s.plan
+        .bitfield(SourceId(0), Some((field(8, &[0]), false)), s.now);
+    s.plan
+        .bitfield(SourceId(1), Some((field(8, &[0, 3, 5]), true)), s.now);
+    assert_eq!(s.plan.source(SourceId(0)).have_after(), None);
+    assert_eq!(s.plan.source(SourceId(1)).have_after(), Some(3));
+    assert!(s.plan.bitfields_due(s.now + HAVE_GAP / 2).is_empty());
+    assert_eq!(
+        s.plan.bitfields_due(s.now + HAVE_GAP),
+        vec![SourceId(1)],
+        "the waiting holder is asked again after HAVE_GAP"
+    );
+    assert!(s.plan.bitfields_due(s.now + BITFIELD_EVERY / 2).is_empty());
+    assert_eq!(
+        s.plan.bitfields_due(s.now + BITFIELD_EVERY),
+        vec![SourceId(0)],
+        "the other is polled after BITFIELD_EVERY"
+    );
+}
+
+#[test]
+fn the_last_place_goes_in_turn_to_holders_outside_and_a_faster_one_keeps_a_place() {
+    // Six complete holders that all delivered, at 6, 5, .. 1 MiB/s; three used at once.
+    let mut s = Sim::with(100, &[false; 6], 3);
+    for i in 0..6u32 {
+        let src = s.plan.source_mut(SourceId(i));
+        src.delivered = 1;
+        src.rate = Some(f64::from(6 - i) * MIB as f64);
+    }
+    let mut seen = BTreeSet::new();
+    for _ in 0..4 {
+        let a = s.plan.active(&s.verified, s.now);
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert_eq!(
+            a[..2],
+            [SourceId(0), SourceId(1)],
+            "the fastest keep their places"
+        );
+        seen.insert(a[2]);
+        let later = s.plan.active(&s.verified, s.now + OPTIMISTIC_EVERY / 2);
+        assert_eq!(
+            later[2], a[2],
+            "the optimistic place is kept for OPTIMISTIC_EVERY"
+        );
+        s.now += OPTIMISTIC_EVERY;
+    }
+    assert_eq!(
+        seen,
+        (2..6).map(SourceId).collect(),
+        "every holder outside had the optimistic place in turn"
+    );
+    // One of them proves faster than the second: it takes a place of its own.
+    s.plan.source_mut(SourceId(5)).rate = Some(10.0 * MIB as f64);
+    let a = s.plan.active(&s.verified, s.now);
+    assert_eq!(a[..2], [SourceId(5), SourceId(0)]);
+    // Fewer holders than places: all of them, no rotation.
+    let mut few = Sim::with(10, &[false; 2], 3);
+    assert_eq!(
+        few.plan.active(&few.verified, few.now),
+        vec![SourceId(0), SourceId(1)]
+    );
+}
+
+#[test]
+fn complete_holders_are_asked_for_what_fewer_than_two_partial_holders_have() {
+    // A seed and two partial holders of a 5-piece file.
+    let mut s = Sim::new(5, &[false, true, true]);
+    assert_eq!(
+        s.plan.for_complete_holders(&Bitfield::new(5)),
+        None,
+        "no bitfield yet"
+    );
+    s.plan.bitfields_due(s.now);
+    s.plan
+        .bitfield(SourceId(1), Some((field(5, &[0, 1, 2]), false)), s.now);
+    s.plan
+        .bitfield(SourceId(2), Some((field(5, &[0, 1, 3]), false)), s.now);
+    let ones = |b: Option<Bitfield>| -> Vec<u32> { b.unwrap().ones().map(|p| p.0).collect() };
+    // Piece 4 nobody has: only that.
+    assert_eq!(ones(s.plan.for_complete_holders(&Bitfield::new(5))), [4]);
+    // Piece 4 done here: the pieces one partial holder has.
+    assert_eq!(ones(s.plan.for_complete_holders(&field(5, &[4]))), [2, 3]);
+    // Only pieces both partial holders have are missing: nothing for the seed.
+    assert_eq!(
+        ones(s.plan.for_complete_holders(&field(5, &[2, 3, 4]))),
+        Vec::<u32>::new()
+    );
 }
