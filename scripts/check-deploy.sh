@@ -186,13 +186,15 @@ cloud_init() { # render both cloud-init templates with terraform console; YAML +
   local dir; dir=$(mktemp -d)
   cat > "$dir/render.tf" <<'EOF'
 locals {
-  tracker = templatefile("TF/templates/tracker.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", tracker_port = 50051, log_level = "info", auth_token = "0123456789abcdef", tls = { "ca.pem" = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n", "cert.pem" = "-----BEGIN CERTIFICATE-----\nC\n-----END CERTIFICATE-----\n", "key.pem" = "-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n" } })
-  peers = templatefile("TF/templates/peers.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", peer_ports = [5000, 5001, 5002], tracker_endpoint = "http://10.0.0.5:50051", advertise_host = "", log_level = "info", auth_token = "", tls = {}, min_free_space = "1GiB", max_concurrent_downloads = 8, partial_ttl = "24h" })
+  tracker = templatefile("TF/templates/tracker.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", tracker_port = 50051, log_level = "info", auth_token = "0123456789abcdef", tls = { "ca.pem" = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n", "cert.pem" = "-----BEGIN CERTIFICATE-----\nC\n-----END CERTIFICATE-----\n", "key.pem" = "-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n" }, ecr_registry = "" })
+  peers = templatefile("TF/templates/peers.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", peer_ports = [5000, 5001, 5002], tracker_endpoint = "http://10.0.0.5:50051", advertise_host = "", log_level = "info", auth_token = "", tls = {}, min_free_space = "1GiB", max_concurrent_downloads = 8, partial_ttl = "24h", share_volume_id = "vol-0123456789abcdef0", ecr_registry = "" })
+  tracker_ecr = templatefile("TF/templates/tracker.cloud-init.yaml.tftpl", { image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/p2pshare:1.0", tracker_port = 50051, log_level = "info", auth_token = "", tls = {}, ecr_registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com" })
+  peers_ecr = templatefile("TF/templates/peers.cloud-init.yaml.tftpl", { image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/p2pshare:1.0", peer_ports = [5000], tracker_endpoint = "http://10.0.0.5:50051", advertise_host = "", log_level = "info", auth_token = "", tls = {}, min_free_space = "1GiB", max_concurrent_downloads = 8, partial_ttl = "24h", share_volume_id = "vol-0123456789abcdef0", ecr_registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com" })
 }
 EOF
   sed -i "s|TF/|$root/terraform/|" "$dir/render.tf"
   local host
-  for host in tracker peers; do
+  for host in tracker peers tracker_ecr peers_ecr; do
     (cd "$dir" && echo "local.$host" | terraform console 2>/dev/null) |
       "$py" -c '
 import subprocess, sys, yaml
@@ -203,13 +205,61 @@ assert text.startswith("#cloud-config"), "no #cloud-config header"
 assert doc["runcmd"] and doc["packages"], "no packages or runcmd"
 script = next(f["content"] for f in doc["write_files"] if f["path"] == "/usr/local/sbin/p2pshare-start")
 subprocess.run(["bash", "-n"], input=script, text=True, check=True)
-print(sys.argv[1], "cloud-init ok:", len(script.splitlines()), "script lines")
+host = sys.argv[1]
+files = {f["path"]: f for f in doc["write_files"]}
+helper = "/etc/p2pshare/docker/config.json"
+if host.endswith("_ecr"):
+    # Private ECR image: the credential helper is installed and Docker is told to use it.
+    assert "amazon-ecr-credential-helper" in doc["packages"], "no amazon-ecr-credential-helper"
+    import json
+    assert json.loads(files[helper]["content"]) == {"credHelpers": {"123456789012.dkr.ecr.eu-west-1.amazonaws.com": "ecr-login"}}, files[helper]
+else:
+    assert helper not in files and "amazon-ecr-credential-helper" not in doc["packages"], "ECR login without ecr_pull"
+assert "export DOCKER_CONFIG=/etc/p2pshare/docker" in script
+if host.startswith("peers"):
+    # The share volume: found by its id, formatted only when blank, mounted before the peers run.
+    assert "nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0" in script, "share volume not looked up by id"
+    lines = script.splitlines()
+    call = lines.index("mount_shares"); first_peer = next(i for i, l in enumerate(lines) if l.startswith("run_peer 1 "))
+    assert call < first_peer, "mount_shares runs after the peers"
+    assert "RequiresMountsFor=/srv/p2pshare" in files["/etc/systemd/system/docker.service.d/p2pshare-shares.conf"]["content"]
+print(host, "cloud-init ok:", len(script.splitlines()), "script lines")
 ' "$host" || { rm -rf "$dir"; return 1; }
   done
   rm -rf "$dir"
 }
 [ "$have_terraform" = 0 ] || run "cloud-init templates render (YAML, bash -n)" cloud_init
 run "checkov terraform" "$checkov" --config-file .checkov.yaml -d terraform --framework terraform
+# Upgrades keep the peers' shares: statically (always), then planned with a mocked AWS provider
+# (terraform test, no credentials, no API call) when terraform and a local copy of the provider
+# are here: TF_PROVIDER_MIRROR (default /opt/tf-plugins) is a filesystem mirror
+# (registry.terraform.io/hashicorp/aws/VERSION/linux_amd64/...).
+run "terraform upgrades keep the share volume (check_tf_upgrade.py)" "$py" scripts/check_tf_upgrade.py
+tf_mirror=${TF_PROVIDER_MIRROR:-/opt/tf-plugins}
+tf_upgrade_test() { # terraform validate + terraform/tests/*.tftest.hcl on a copy
+  local dir; dir=$(mktemp -d)
+  cp -r terraform "$dir/"
+  rm -rf "$dir/terraform/.terraform" "$dir"/terraform/*.tfvars "$dir"/terraform/*.auto.tfvars*
+  # The mirror may hold another major version than versions.tf pins (5.x here): the copy accepts
+  # it for this offline test; the pin itself is unchanged.
+  printf 'terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws", version = ">= 5.100.0" }\n  }\n}\n' > "$dir/terraform/versions_override.tf"
+  # The mock state must be torn down at the end; check_tf_upgrade.py asserts the real file
+  # keeps prevent_destroy.
+  sed -i 's/prevent_destroy = true/prevent_destroy = false/' "$dir/terraform/main.tf"
+  printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' "$tf_mirror" > "$dir/terraformrc"
+  local rc=0
+  (cd "$dir/terraform" && export TF_CLI_CONFIG_FILE=$dir/terraformrc TF_IN_AUTOMATION=1 TF_DATA_DIR=$dir/tfdata &&
+    terraform init -backend=false -input=false -no-color >/dev/null && terraform validate -no-color &&
+    terraform test -no-color) || rc=$?
+  rm -rf "$dir"
+  return "$rc"
+}
+if [ "$have_terraform" = 1 ] && compgen -G "$tf_mirror/registry.terraform.io/hashicorp/aws/*" >/dev/null; then
+  run "terraform validate + test: image upgrade, token rotation, settings keep the share volume (mock provider)" tf_upgrade_test
+else
+  skipped+=("terraform validate + test (no terraform or no provider mirror at $tf_mirror)")
+  echo "skip  terraform validate + test: needs terraform and the AWS provider in $tf_mirror"
+fi
 
 # --- the port contract across config/*.toml, Dockerfile, Helm and Terraform --------------------------
 run "run lines agree: docs/deploy.md, cloud-init (check_run_lines.py)" python3 scripts/check_run_lines.py
@@ -217,7 +267,7 @@ run "ports agree (check_ports_agree.py)" "$py" scripts/check_ports_agree.py "$re
 
 echo
 echo "check-deploy: $passed passed, $failed failed, ${#skipped[@]} skipped"
-[ "${#skipped[@]}" = 0 ] || printf '  skipped (terraform not installed): %s\n' "${skipped[@]}"
+[ "${#skipped[@]}" = 0 ] || printf '  skipped: %s\n' "${skipped[@]}"
 if [ "$failed" -gt 0 ]; then
   printf '  failed: %s\n' "${failures[@]}"
   exit 1
