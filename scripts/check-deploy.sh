@@ -151,6 +151,60 @@ run "helm refuses the Redis store without a URL" expect_fail redis-url "tracker.
 run "helm refuses unknown values" expect_fail unknown "additional properties|additionalProperties" helm template x "$chart" "${image_set[@]}" --set peers.replica=2
 run "helm refuses a web page of a peer that does not exist" expect_fail web-peer "web.peer=3 names no peer" helm template x "$chart" "${image_set[@]}" --set web.peer=3
 run "helm refuses the web Ingress without its Service" expect_fail web-ingress "needs web.service.enabled" helm template x "$chart" "${image_set[@]}" --set web.service.enabled=false --set web.ingress.enabled=true
+# /data as an emptyDir: going over its sizeLimit evicts the pod and wipes the share, and the peer
+# cannot see the limit; the chart keeps max_upload_bytes + min_free_space within half of it.
+run "helm refuses an emptyDir sizeLimit with no room for an upload" expect_fail size-small "sizeLimit=1Gi .* is too small" helm template x "$chart" "${image_set[@]}" --set peers.emptyDir.sizeLimit=1Gi
+run "helm refuses max_upload_bytes that does not fit the emptyDir sizeLimit" expect_fail size-upload "is too small: going over it evicts the pod" helm template x "$chart" "${image_set[@]}" --set peers.config.peer.max_upload_bytes=4294967296
+run "helm refuses min_free_space as a percentage with an emptyDir sizeLimit" expect_fail size-percent "a percentage of the node's disk" helm template x "$chart" "${image_set[@]}" --set-string peers.config.transfer.min_free_space=5%
+run "helm refuses a sizeLimit that is not a quantity" expect_fail size-quantity "sizeLimit" helm template x "$chart" "${image_set[@]}" --set peers.emptyDir.sizeLimit=lots
+run "helm refuses a persistent volume smaller than an upload plus min_free_space" expect_fail pvc-small "persistence.size .* cannot hold one upload" helm template x "$chart" "${image_set[@]}" --set peers.persistence.enabled=true --set peers.persistence.size=1Gi
+sizes_consistent() { # the defaults fit; unset, max_upload_bytes is derived from sizeLimit
+  local out
+  out=$(helm template x "$chart" "${image_set[@]}")
+  grep -q 'sizeLimit: 4Gi' <<<"$out" && grep -q 'max_upload_bytes = 1073741824' <<<"$out" || { echo "defaults: want sizeLimit 4Gi and 1 GiB uploads"; return 1; }
+  out=$(helm template x "$chart" "${image_set[@]}" --set peers.emptyDir.sizeLimit=3Gi)
+  grep -q 'max_upload_bytes = 536870912' <<<"$out" || { echo "sizeLimit=3Gi: want max_upload_bytes derived as 3Gi/2 - 1GiB = 536870912"; grep max_upload <<<"$out"; return 1; }
+  out=$(helm template x "$chart" "${image_set[@]}" --set peers.emptyDir.sizeLimit=null --set-string peers.config.transfer.min_free_space=5%)
+  grep -q 'max_upload_bytes = 1073741824' <<<"$out" && ! grep -q sizeLimit <<<"$out" || { echo "no sizeLimit: want 1 GiB uploads and a percentage accepted"; return 1; }
+}
+run "helm derives max_upload_bytes from the emptyDir sizeLimit" sizes_consistent
+# An upgrade may not change the peers' volumeClaimTemplates (Kubernetes forbids it, e.g. the
+# README's old `helm upgrade --reuse-values --set peers.persistence.enabled=true`): the chart
+# compares with the StatefulSet in the cluster (lookup) and stops with the way through. No
+# cluster here: a copy of the chart whose lookup returns the StatefulSet rendered from the
+# "before" values, with the fields the API server adds.
+guard_chart=$local_dir/chart-upgrade/p2pshare
+upgrade_check() { # OUTCOME(ok|PATTERN) "BEFORE ARGS" "AFTER ARGS"
+  local outcome=$1 before=$2 after=$3
+  rm -rf "$guard_chart"; mkdir -p "$(dirname "$guard_chart")"; cp -r "$chart" "$guard_chart"
+  # shellcheck disable=SC2086
+  helm template p2pshare "$chart" "${image_set[@]}" $before | "$py" -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d.get("kind") == "StatefulSet":
+        for v in d["spec"].get("volumeClaimTemplates", []):
+            v.update(apiVersion="v1", kind="PersistentVolumeClaim", status={"phase": "Pending"})
+            v["spec"]["volumeMode"] = "Filesystem"
+        d["status"] = {"replicas": d["spec"]["replicas"]}
+        yaml.safe_dump(d, sys.stdout)
+' > "$guard_chart/existing-statefulset.yaml"
+  grep -q '^kind: StatefulSet' "$guard_chart/existing-statefulset.yaml" || { echo "no StatefulSet rendered from: $before"; return 1; }
+  sed -i 's/lookup "apps\/v1" "StatefulSet" .Release.Namespace (include "p2pshare.peers.fullname" .) | toYaml/.Files.Get "existing-statefulset.yaml"/' "$guard_chart/templates/_helpers.tpl"
+  grep -q 'Files.Get "existing-statefulset.yaml"' "$guard_chart/templates/_helpers.tpl" || { echo "the chart's StatefulSet lookup was not found"; return 1; }
+  if [ "$outcome" = ok ]; then
+    # shellcheck disable=SC2086
+    helm template p2pshare "$guard_chart" "${image_set[@]}" $after >/dev/null
+  else
+    # shellcheck disable=SC2086
+    expect_fail upgrade "$outcome" helm template p2pshare "$guard_chart" "${image_set[@]}" $after
+  fi
+}
+forbidden="Kubernetes forbids changing a StatefulSet's volumeClaimTemplates.*--cascade=orphan"
+run "helm upgrade: turning persistence on for running peers is stopped with the way through" upgrade_check "$forbidden" "" "--set peers.persistence.enabled=true"
+run "helm upgrade: turning persistence off is stopped" upgrade_check "$forbidden" "--set peers.persistence.enabled=true" ""
+run "helm upgrade: another persistence.size is stopped" upgrade_check "$forbidden" "--set peers.persistence.enabled=true" "--set peers.persistence.enabled=true --set peers.persistence.size=50Gi"
+run "helm upgrade: other changes with the same claims pass" upgrade_check ok "-f $chart/ci/persistence-values.yaml" "-f $chart/ci/persistence-values.yaml --set peers.replicas=5 --set telemetry.logLevel=debug"
+run "helm upgrade: emptyDir peers scale and change config" upgrade_check ok "" "--set peers.replicas=5 --set peers.emptyDir.sizeLimit=8Gi"
 # A config change must roll the pods (checksum/config annotation).
 config_rolls() {
   local a b
