@@ -5,7 +5,8 @@
 #   2. started again on the same ports, it exits non-zero at once with "already in use", prints
 #      no banner, starts nothing and leaves the first network running;
 #   3. with a peer that cannot start (a bad setting in the environment), it names the process
-#      that exited, prints no banner, exits non-zero and leaves no process behind;
+#      that exited, prints no banner, exits non-zero and leaves no process behind; the same when
+#      they are not ready within READY_TIMEOUT;
 #   4. Ctrl-C (SIGINT) on the first stops all of its processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,11 +32,13 @@ check() { # DESCRIPTION CONDITION... : one line per assertion
   if "${@:2}"; then echo "ok    $1"; else echo "FAIL  $1"; fails=$((fails + 1)); fi
 }
 
-# Four consecutive free ports: the tracker's and the peers' (PEER_PORT..PEER_PORT+2).
+# Twelve consecutive free ports: four (a tracker's and its peers') for each of three networks.
 free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for _ in $(seq 50); do
   base=$((20000 + RANDOM % 20000))
-  free "$base" && free "$((base + 1))" && free "$((base + 2))" && free "$((base + 3))" && break
+  ok=1
+  for p in $(seq "$base" $((base + 11))); do free "$p" || ok=0; done
+  [ "$ok" = 1 ] && break
 done
 export TRACKER_PORT=$base PEER_PORT=$((base + 1)) SKIP_CARGO=1 READY_TIMEOUT=${READY_TIMEOUT:-60}
 # Processes of a run, found by their demo directory (unique to each run) or the tracker's port.
@@ -80,6 +83,15 @@ check "broken run exits non-zero (got $rc)" test "$rc" != 0 -a "$rc" != 124
 check "broken run names the process that exited" grep -qE "(tracker|peer_[123]) \(pid [0-9]+\) exited with code 78 before it was ready" "$work/third.out"
 check "broken run prints no banner" bash -c "! grep -q 'p2pshare is running' '$work/third.out'"
 check "broken run leaves nothing running" test -z "$(procs "$work/demo3/")$(procs "p2p-tracker --listen 127.0.0.1:$((base + 4))")"
+
+# 3b. Not ready in time (READY_TIMEOUT=0: the first look finds them still starting).
+rc=0
+DEMO_DIR=$work/demo4 TRACKER_PORT=$((base + 8)) PEER_PORT=$((base + 9)) READY_TIMEOUT=0 \
+  timeout 60 scripts/run-local.sh >"$work/slow.out" 2>&1 || rc=$?
+check "timed-out run exits non-zero (got $rc)" test "$rc" != 0 -a "$rc" != 124
+check "timed-out run says who was not ready" grep -qE "not ready after 0s: .*peer_" "$work/slow.out"
+check "timed-out run prints no banner" bash -c "! grep -q 'p2pshare is running' '$work/slow.out'"
+check "timed-out run leaves nothing running" test -z "$(procs "$work/demo4/")$(procs "p2p-tracker --listen 127.0.0.1:$((base + 8))")"
 
 # 4. Ctrl-C on the first.
 kill -INT "$first_pid"
