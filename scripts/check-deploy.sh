@@ -151,6 +151,60 @@ run "helm refuses the Redis store without a URL" expect_fail redis-url "tracker.
 run "helm refuses unknown values" expect_fail unknown "additional properties|additionalProperties" helm template x "$chart" "${image_set[@]}" --set peers.replica=2
 run "helm refuses a web page of a peer that does not exist" expect_fail web-peer "web.peer=3 names no peer" helm template x "$chart" "${image_set[@]}" --set web.peer=3
 run "helm refuses the web Ingress without its Service" expect_fail web-ingress "needs web.service.enabled" helm template x "$chart" "${image_set[@]}" --set web.service.enabled=false --set web.ingress.enabled=true
+# /data as an emptyDir: going over its sizeLimit evicts the pod and wipes the share, and the peer
+# cannot see the limit; the chart keeps max_upload_bytes + min_free_space within half of it.
+run "helm refuses an emptyDir sizeLimit with no room for an upload" expect_fail size-small "sizeLimit=1Gi .* is too small" helm template x "$chart" "${image_set[@]}" --set peers.emptyDir.sizeLimit=1Gi
+run "helm refuses max_upload_bytes that does not fit the emptyDir sizeLimit" expect_fail size-upload "is too small: going over it evicts the pod" helm template x "$chart" "${image_set[@]}" --set peers.config.peer.max_upload_bytes=4294967296
+run "helm refuses min_free_space as a percentage with an emptyDir sizeLimit" expect_fail size-percent "a percentage of the node's disk" helm template x "$chart" "${image_set[@]}" --set-string peers.config.transfer.min_free_space=5%
+run "helm refuses a sizeLimit that is not a quantity" expect_fail size-quantity "sizeLimit" helm template x "$chart" "${image_set[@]}" --set peers.emptyDir.sizeLimit=lots
+run "helm refuses a persistent volume smaller than an upload plus min_free_space" expect_fail pvc-small "persistence.size .* cannot hold one upload" helm template x "$chart" "${image_set[@]}" --set peers.persistence.enabled=true --set peers.persistence.size=1Gi
+sizes_consistent() { # the defaults fit; unset, max_upload_bytes is derived from sizeLimit
+  local out
+  out=$(helm template x "$chart" "${image_set[@]}")
+  grep -q 'sizeLimit: 4Gi' <<<"$out" && grep -q 'max_upload_bytes = 1073741824' <<<"$out" || { echo "defaults: want sizeLimit 4Gi and 1 GiB uploads"; return 1; }
+  out=$(helm template x "$chart" "${image_set[@]}" --set peers.emptyDir.sizeLimit=3Gi)
+  grep -q 'max_upload_bytes = 536870912' <<<"$out" || { echo "sizeLimit=3Gi: want max_upload_bytes derived as 3Gi/2 - 1GiB = 536870912"; grep max_upload <<<"$out"; return 1; }
+  out=$(helm template x "$chart" "${image_set[@]}" --set peers.emptyDir.sizeLimit=null --set-string peers.config.transfer.min_free_space=5%)
+  grep -q 'max_upload_bytes = 1073741824' <<<"$out" && ! grep -q sizeLimit <<<"$out" || { echo "no sizeLimit: want 1 GiB uploads and a percentage accepted"; return 1; }
+}
+run "helm derives max_upload_bytes from the emptyDir sizeLimit" sizes_consistent
+# An upgrade may not change the peers' volumeClaimTemplates (Kubernetes forbids it, e.g. the
+# README's old `helm upgrade --reuse-values --set peers.persistence.enabled=true`): the chart
+# compares with the StatefulSet in the cluster (lookup) and stops with the way through. No
+# cluster here: a copy of the chart whose lookup returns the StatefulSet rendered from the
+# "before" values, with the fields the API server adds.
+guard_chart=$local_dir/chart-upgrade/p2pshare
+upgrade_check() { # OUTCOME(ok|PATTERN) "BEFORE ARGS" "AFTER ARGS"
+  local outcome=$1 before=$2 after=$3
+  rm -rf "$guard_chart"; mkdir -p "$(dirname "$guard_chart")"; cp -r "$chart" "$guard_chart"
+  # shellcheck disable=SC2086
+  helm template p2pshare "$chart" "${image_set[@]}" $before | "$py" -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if d and d.get("kind") == "StatefulSet":
+        for v in d["spec"].get("volumeClaimTemplates", []):
+            v.update(apiVersion="v1", kind="PersistentVolumeClaim", status={"phase": "Pending"})
+            v["spec"]["volumeMode"] = "Filesystem"
+        d["status"] = {"replicas": d["spec"]["replicas"]}
+        yaml.safe_dump(d, sys.stdout)
+' > "$guard_chart/existing-statefulset.yaml"
+  grep -q '^kind: StatefulSet' "$guard_chart/existing-statefulset.yaml" || { echo "no StatefulSet rendered from: $before"; return 1; }
+  sed -i 's/lookup "apps\/v1" "StatefulSet" .Release.Namespace (include "p2pshare.peers.fullname" .) | toYaml/.Files.Get "existing-statefulset.yaml"/' "$guard_chart/templates/_helpers.tpl"
+  grep -q 'Files.Get "existing-statefulset.yaml"' "$guard_chart/templates/_helpers.tpl" || { echo "the chart's StatefulSet lookup was not found"; return 1; }
+  if [ "$outcome" = ok ]; then
+    # shellcheck disable=SC2086
+    helm template p2pshare "$guard_chart" "${image_set[@]}" $after >/dev/null
+  else
+    # shellcheck disable=SC2086
+    expect_fail upgrade "$outcome" helm template p2pshare "$guard_chart" "${image_set[@]}" $after
+  fi
+}
+forbidden="Kubernetes forbids changing a StatefulSet's volumeClaimTemplates.*--cascade=orphan"
+run "helm upgrade: turning persistence on for running peers is stopped with the way through" upgrade_check "$forbidden" "" "--set peers.persistence.enabled=true"
+run "helm upgrade: turning persistence off is stopped" upgrade_check "$forbidden" "--set peers.persistence.enabled=true" ""
+run "helm upgrade: another persistence.size is stopped" upgrade_check "$forbidden" "--set peers.persistence.enabled=true" "--set peers.persistence.enabled=true --set peers.persistence.size=50Gi"
+run "helm upgrade: other changes with the same claims pass" upgrade_check ok "-f $chart/ci/persistence-values.yaml" "-f $chart/ci/persistence-values.yaml --set peers.replicas=5 --set telemetry.logLevel=debug"
+run "helm upgrade: emptyDir peers scale and change config" upgrade_check ok "" "--set peers.replicas=5 --set peers.emptyDir.sizeLimit=8Gi"
 # A config change must roll the pods (checksum/config annotation).
 config_rolls() {
   local a b
@@ -186,13 +240,15 @@ cloud_init() { # render both cloud-init templates with terraform console; YAML +
   local dir; dir=$(mktemp -d)
   cat > "$dir/render.tf" <<'EOF'
 locals {
-  tracker = templatefile("TF/templates/tracker.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", tracker_port = 50051, log_level = "info", auth_token = "0123456789abcdef", tls = { "ca.pem" = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n", "cert.pem" = "-----BEGIN CERTIFICATE-----\nC\n-----END CERTIFICATE-----\n", "key.pem" = "-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n" } })
-  peers = templatefile("TF/templates/peers.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", peer_ports = [5000, 5001, 5002], tracker_endpoint = "http://10.0.0.5:50051", advertise_host = "", log_level = "info", auth_token = "", tls = {}, min_free_space = "1GiB", max_concurrent_downloads = 8, partial_ttl = "24h" })
+  tracker = templatefile("TF/templates/tracker.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", tracker_port = 50051, log_level = "info", auth_token = "0123456789abcdef", tls = { "ca.pem" = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n", "cert.pem" = "-----BEGIN CERTIFICATE-----\nC\n-----END CERTIFICATE-----\n", "key.pem" = "-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n" }, ecr_registry = "" })
+  peers = templatefile("TF/templates/peers.cloud-init.yaml.tftpl", { image = "example/p2pshare:1.0", peer_ports = [5000, 5001, 5002], tracker_endpoint = "http://10.0.0.5:50051", advertise_host = "", log_level = "info", auth_token = "", tls = {}, min_free_space = "1GiB", max_concurrent_downloads = 8, partial_ttl = "24h", share_volume_id = "vol-0123456789abcdef0", ecr_registry = "" })
+  tracker_ecr = templatefile("TF/templates/tracker.cloud-init.yaml.tftpl", { image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/p2pshare:1.0", tracker_port = 50051, log_level = "info", auth_token = "", tls = {}, ecr_registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com" })
+  peers_ecr = templatefile("TF/templates/peers.cloud-init.yaml.tftpl", { image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/p2pshare:1.0", peer_ports = [5000], tracker_endpoint = "http://10.0.0.5:50051", advertise_host = "", log_level = "info", auth_token = "", tls = {}, min_free_space = "1GiB", max_concurrent_downloads = 8, partial_ttl = "24h", share_volume_id = "vol-0123456789abcdef0", ecr_registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com" })
 }
 EOF
   sed -i "s|TF/|$root/terraform/|" "$dir/render.tf"
   local host
-  for host in tracker peers; do
+  for host in tracker peers tracker_ecr peers_ecr; do
     (cd "$dir" && echo "local.$host" | terraform console 2>/dev/null) |
       "$py" -c '
 import subprocess, sys, yaml
@@ -203,13 +259,61 @@ assert text.startswith("#cloud-config"), "no #cloud-config header"
 assert doc["runcmd"] and doc["packages"], "no packages or runcmd"
 script = next(f["content"] for f in doc["write_files"] if f["path"] == "/usr/local/sbin/p2pshare-start")
 subprocess.run(["bash", "-n"], input=script, text=True, check=True)
-print(sys.argv[1], "cloud-init ok:", len(script.splitlines()), "script lines")
+host = sys.argv[1]
+files = {f["path"]: f for f in doc["write_files"]}
+helper = "/etc/p2pshare/docker/config.json"
+if host.endswith("_ecr"):
+    # Private ECR image: the credential helper is installed and Docker is told to use it.
+    assert "amazon-ecr-credential-helper" in doc["packages"], "no amazon-ecr-credential-helper"
+    import json
+    assert json.loads(files[helper]["content"]) == {"credHelpers": {"123456789012.dkr.ecr.eu-west-1.amazonaws.com": "ecr-login"}}, files[helper]
+else:
+    assert helper not in files and "amazon-ecr-credential-helper" not in doc["packages"], "ECR login without ecr_pull"
+assert "export DOCKER_CONFIG=/etc/p2pshare/docker" in script
+if host.startswith("peers"):
+    # The share volume: found by its id, formatted only when blank, mounted before the peers run.
+    assert "nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0" in script, "share volume not looked up by id"
+    lines = script.splitlines()
+    call = lines.index("mount_shares"); first_peer = next(i for i, l in enumerate(lines) if l.startswith("run_peer 1 "))
+    assert call < first_peer, "mount_shares runs after the peers"
+    assert "RequiresMountsFor=/srv/p2pshare" in files["/etc/systemd/system/docker.service.d/p2pshare-shares.conf"]["content"]
+print(host, "cloud-init ok:", len(script.splitlines()), "script lines")
 ' "$host" || { rm -rf "$dir"; return 1; }
   done
   rm -rf "$dir"
 }
 [ "$have_terraform" = 0 ] || run "cloud-init templates render (YAML, bash -n)" cloud_init
 run "checkov terraform" "$checkov" --config-file .checkov.yaml -d terraform --framework terraform
+# Upgrades keep the peers' shares: statically (always), then planned with a mocked AWS provider
+# (terraform test, no credentials, no API call) when terraform and a local copy of the provider
+# are here: TF_PROVIDER_MIRROR (default /opt/tf-plugins) is a filesystem mirror
+# (registry.terraform.io/hashicorp/aws/VERSION/linux_amd64/...).
+run "terraform upgrades keep the share volume (check_tf_upgrade.py)" "$py" scripts/check_tf_upgrade.py
+tf_mirror=${TF_PROVIDER_MIRROR:-/opt/tf-plugins}
+tf_upgrade_test() { # terraform validate + terraform/tests/*.tftest.hcl on a copy
+  local dir; dir=$(mktemp -d)
+  cp -r terraform "$dir/"
+  rm -rf "$dir/terraform/.terraform" "$dir"/terraform/*.tfvars "$dir"/terraform/*.auto.tfvars*
+  # The mirror may hold another major version than versions.tf pins (5.x here): the copy accepts
+  # it for this offline test; the pin itself is unchanged.
+  printf 'terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws", version = ">= 5.100.0" }\n  }\n}\n' > "$dir/terraform/versions_override.tf"
+  # The mock state must be torn down at the end; check_tf_upgrade.py asserts the real file
+  # keeps prevent_destroy.
+  sed -i 's/prevent_destroy = true/prevent_destroy = false/' "$dir/terraform/main.tf"
+  printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' "$tf_mirror" > "$dir/terraformrc"
+  local rc=0
+  (cd "$dir/terraform" && export TF_CLI_CONFIG_FILE=$dir/terraformrc TF_IN_AUTOMATION=1 TF_DATA_DIR=$dir/tfdata &&
+    terraform init -backend=false -input=false -no-color >/dev/null && terraform validate -no-color &&
+    terraform test -no-color) || rc=$?
+  rm -rf "$dir"
+  return "$rc"
+}
+if [ "$have_terraform" = 1 ] && compgen -G "$tf_mirror/registry.terraform.io/hashicorp/aws/*" >/dev/null; then
+  run "terraform validate + test: image upgrade, token rotation, settings keep the share volume (mock provider)" tf_upgrade_test
+else
+  skipped+=("terraform validate + test (no terraform or no provider mirror at $tf_mirror)")
+  echo "skip  terraform validate + test: needs terraform and the AWS provider in $tf_mirror"
+fi
 
 # --- the port contract across config/*.toml, Dockerfile, Helm and Terraform --------------------------
 run "run lines agree: docs/deploy.md, cloud-init (check_run_lines.py)" python3 scripts/check_run_lines.py
@@ -217,7 +321,7 @@ run "ports agree (check_ports_agree.py)" "$py" scripts/check_ports_agree.py "$re
 
 echo
 echo "check-deploy: $passed passed, $failed failed, ${#skipped[@]} skipped"
-[ "${#skipped[@]}" = 0 ] || printf '  skipped (terraform not installed): %s\n' "${skipped[@]}"
+[ "${#skipped[@]}" = 0 ] || printf '  skipped: %s\n' "${skipped[@]}"
 if [ "$failed" -gt 0 ]; then
   printf '  failed: %s\n' "${failures[@]}"
   exit 1

@@ -13,6 +13,11 @@ t0=$SECONDS
 cargo test --workspace --locked
 echo "-- cargo test: $((SECONDS - t0)) s"
 
+# scripts/run-local.sh: says it is running only when it is, and a second start on the same
+# ports fails cleanly (with the binaries cargo test just built).
+echo "== scripts/run-local-test.sh"
+scripts/run-local-test.sh
+
 # The web page in a real browser, with the binaries cargo test just built.
 t0=$SECONDS
 echo "== scripts/web-test.sh"

@@ -185,6 +185,32 @@ def unlabelled(driver):
     """)
 
 
+def hidden_stays_hidden(r, url, width):
+    """Issue 29, points 1 and 2, at one window width: what the page hides stays hidden (the
+    `hidden` attribute wins over the page's own `display` rules), and on a peer with no token
+    there is no "Log out", and logging out anyway (the button clicked by script) keeps it open."""
+    d = r.d
+    d.get(url + "/")
+    until("the share listed", lambda: len(d.find_elements(By.CSS_SELECTOR, "#share tbody tr")) >= 3)
+    names = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#share tbody tr td:first-child")]
+    want = [n for n in names if "bin" in n.lower()]
+    check(not d.find_element(By.ID, "results").is_displayed(), f"{width}: the empty search results are hidden")
+    f = d.find_element(By.ID, "filter")
+    f.clear()
+    f.send_keys("bin")
+    until("the filter applied", lambda: r.text("#share-status").startswith(f"{len(want)} of {len(names)}"))
+    shown = [e for e in d.find_elements(By.CSS_SELECTOR, "#share tbody tr") if e.is_displayed()]
+    check(len(shown) == len(want), f"{width}: filtering by 'bin' shows the {len(want)} of {len(names)} rows it says, not {len(shown)} ({r.text('#share-status')!r})")
+    r.shot(f"filter-{width}")
+    check(not d.find_element(By.ID, "logout").is_displayed(), f"{width}: no 'Log out' on a peer with no token")
+    d.execute_script("document.getElementById('logout').click()")
+    time.sleep(1.0)
+    check(d.find_element(By.ID, "main").is_displayed() and not d.find_element(By.ID, "login").is_displayed()
+          and r.text("#ready") != "locked",
+          f"{width}: logging out of a peer with no token leaves the page open (badge {r.text('#ready')!r})")
+    until("the share still usable", lambda: len(d.find_elements(By.CSS_SELECTOR, "#share tbody tr")) >= 3)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
@@ -300,8 +326,11 @@ def main():
         check(not unlabelled(d), f"every control has a label: {unlabelled(d)}")
         r.resources_stay_home(a_url)
 
-        # 5. Phone width: nothing wider than the screen.
+        hidden_stays_hidden(r, a_url, "desktop")
+
+        # 5. Phone width: nothing wider than the screen; what is hidden stays hidden.
         d.set_window_size(390, 844)
+        hidden_stays_hidden(r, a_url, "phone")
         d.get(a_url + "/?search=seed")
         until("phone results", lambda: "seed-data.bin" in r.text("#results tbody"))
         over = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")

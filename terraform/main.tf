@@ -20,6 +20,14 @@ locals {
   peer_port_last  = local.peer_port_first + var.peers_per_host - 1
 
   subnet_id = var.subnet_id != null ? var.subnet_id : sort(data.aws_subnets.default[0].ids)[0]
+
+  # An image in Amazon ECR ("ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG" or "@sha256:..."),
+  # split into its parts; null for any other registry. With ecr_pull the instances get a role
+  # that may read exactly that repository.
+  ecr = try(regex("^(?P<registry>(?P<account>[0-9]{12})\\.dkr\\.ecr\\.(?P<region>[a-z0-9-]+)\\.amazonaws\\.com(?:\\.cn)?)/(?P<repository>[a-z0-9._/-]+?)(?P<ref>:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$", var.image), null)
+  # The registry the hosts log in to through the ECR credential helper ("": plain docker pull).
+  ecr_registry     = var.ecr_pull && local.ecr != null ? local.ecr.registry : ""
+  instance_profile = var.ecr_pull ? aws_iam_instance_profile.pull[0].name : null
 }
 
 # --- where: the given subnet, or one of the default VPC -------------------------------------
@@ -170,14 +178,94 @@ resource "aws_vpc_security_group_egress_rule" "all" {
   cidr_ipv4         = "0.0.0.0/0"
 }
 
+# --- private registry: an instance role that may pull the image from Amazon ECR (ecr_pull) ------
+data "aws_partition" "current" {}
+
+resource "aws_iam_role" "pull" {
+  count       = var.ecr_pull ? 1 : 0
+  name        = "${var.name}-pull"
+  description = "p2pshare instances: pull ${var.image} from Amazon ECR"
+  assume_role_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "ec2.amazonaws.com" } }]
+  })
+
+  lifecycle {
+    precondition {
+      condition     = local.ecr != null
+      error_message = "ecr_pull = true needs an image in Amazon ECR: ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG (or @sha256:DIGEST)."
+    }
+  }
+}
+
+# Read-only and only the image's repository; GetAuthorizationToken has no resource to scope to.
+resource "aws_iam_role_policy" "pull" {
+  count = var.ecr_pull && local.ecr != null ? 1 : 0
+  name  = "ecr-pull"
+  role  = aws_iam_role.pull[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      { Sid = "EcrLogin", Effect = "Allow", Action = "ecr:GetAuthorizationToken", Resource = "*" },
+      {
+        Sid      = "PullTheImage"
+        Effect   = "Allow"
+        Action   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+        Resource = "arn:${data.aws_partition.current.partition}:ecr:${local.ecr.region}:${local.ecr.account}:repository/${local.ecr.repository}"
+      },
+    ]
+  })
+}
+
+resource "aws_iam_instance_profile" "pull" {
+  count = var.ecr_pull ? 1 : 0
+  name  = "${var.name}-pull"
+  role  = aws_iam_role.pull[0].name
+}
+
+# --- the peers' shared files: a volume of their own that outlives the peers instance -------------
+# An instance is replaced when its user data changes (image, auth_token, log_level, TLS, the peer
+# settings): that replaces aws_instance.peers and this attachment, never the volume, whose
+# arguments depend only on the subnet's zone and share_volume_size (scripts/check_tf_upgrade.py
+# asserts it). The new instance mounts it at /srv/p2pshare (formatted only when blank) and the
+# peers start on the files they had. prevent_destroy: `terraform destroy` and any change that
+# would replace it (another availability zone) stop with an error instead of deleting the share
+# (README, "Deploy on AWS", says how to remove it on purpose).
+resource "aws_ebs_volume" "shares" {
+  #checkov:skip=CKV_AWS_189:Encrypted with the account's EBS key, like the root volumes; a customer-managed KMS key is an account policy this module does not impose.
+  #checkov:skip=CKV2_AWS_9:Backups (AWS Backup, snapshots) are the operator's policy; the volume is kept across upgrades and protected from destroy.
+  availability_zone = data.aws_subnet.selected.availability_zone
+  size              = var.share_volume_size
+  type              = "gp3"
+  encrypted         = true
+  final_snapshot    = true # if it is ever deleted on purpose, a snapshot is kept
+
+  tags = { Name = "${var.name}-shares", Role = "shares" }
+
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+
+resource "aws_volume_attachment" "shares" {
+  # /dev/sdf: /dev/xvdf on Xen types; on Nitro types (t3) an NVMe disk whose serial is the volume
+  # id, which the peers' cloud-init looks for.
+  device_name = "/dev/sdf"
+  volume_id   = aws_ebs_volume.shares.id
+  instance_id = aws_instance.peers.id
+  # A replaced instance is stopped first, so the file system is unmounted cleanly.
+  stop_instance_before_detaching = true
+}
+
 # --- instances ----------------------------------------------------------------------------------
 resource "aws_instance" "tracker" {
   #checkov:skip=CKV_AWS_88:The tracker serves clients in client_cidrs over the internet; its security group admits only 50051 and SSH from admin_cidr.
-  #checkov:skip=CKV2_AWS_41:The instance calls no AWS API, so it gets no IAM role (least privilege).
+  #checkov:skip=CKV2_AWS_41:A role (ECR read of the image) is attached only with ecr_pull; otherwise the instance calls no AWS API and gets none (least privilege).
   ami                         = data.aws_ami.ubuntu.id
   instance_type               = var.instance_type
   subnet_id                   = local.subnet_id
   key_name                    = var.key_name
+  iam_instance_profile        = local.instance_profile
   vpc_security_group_ids      = [aws_security_group.tracker.id]
   associate_public_ip_address = true
   monitoring                  = true
@@ -204,6 +292,7 @@ resource "aws_instance" "tracker" {
     log_level    = var.log_level
     auth_token   = var.auth_token
     tls          = local.tls_files
+    ecr_registry = local.ecr_registry
   })
 
   tags = { Name = "${var.name}-tracker", Role = "tracker" }
@@ -215,11 +304,12 @@ resource "aws_instance" "tracker" {
 
 resource "aws_instance" "peers" {
   #checkov:skip=CKV_AWS_88:Peers serve downloads to clients in client_cidrs over the internet; the security group admits only the peer ports and SSH from admin_cidr.
-  #checkov:skip=CKV2_AWS_41:The instance calls no AWS API, so it gets no IAM role (least privilege).
+  #checkov:skip=CKV2_AWS_41:A role (ECR read of the image) is attached only with ecr_pull; otherwise the instance calls no AWS API and gets none (least privilege).
   ami                         = data.aws_ami.ubuntu.id
   instance_type               = var.instance_type
   subnet_id                   = local.subnet_id
   key_name                    = var.key_name
+  iam_instance_profile        = local.instance_profile
   vpc_security_group_ids      = [aws_security_group.peers.id]
   associate_public_ip_address = true
   monitoring                  = true
@@ -231,6 +321,7 @@ resource "aws_instance" "peers" {
     http_put_response_hop_limit = 1
   }
 
+  # The OS and Docker's images only: the shared files live on aws_ebs_volume.shares.
   root_block_device {
     volume_type           = "gp3"
     volume_size           = var.root_volume_size
@@ -238,6 +329,8 @@ resource "aws_instance" "peers" {
     delete_on_termination = true
   }
 
+  # A new image, token, log level or peer setting boots a new instance (cloud-init runs once per
+  # instance); the share volume moves over to it.
   user_data_replace_on_change = true
   user_data = templatefile("${path.module}/templates/peers.cloud-init.yaml.tftpl", {
     image            = var.image
@@ -252,6 +345,8 @@ resource "aws_instance" "peers" {
     min_free_space           = var.peer_min_free_space
     max_concurrent_downloads = var.peer_max_concurrent_downloads
     partial_ttl              = var.peer_partial_ttl
+    share_volume_id          = aws_ebs_volume.shares.id
+    ecr_registry             = local.ecr_registry
   })
 
   tags = { Name = "${var.name}-peers", Role = "peers" }

@@ -52,3 +52,8 @@ output "cli_commands" {
     logs   = "ssh ${local.ssh_key}ubuntu@${aws_eip.peers.public_ip} sudo docker logs -f p2p-peer-1"
   }
 }
+
+output "share_volume_id" {
+  description = "EBS volume holding the peers' shared files (/srv/p2pshare); it outlives the peers instance and is protected from destroy."
+  value       = aws_ebs_volume.shares.id
+}

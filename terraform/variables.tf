@@ -63,6 +63,12 @@ variable "client_cidrs" {
   }
 }
 
+variable "ecr_pull" {
+  description = "The image is in a private Amazon ECR repository: give both instances a role that may pull exactly that repository (read-only) and log Docker in with the ECR credential helper. Needs image = \"ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG\" (checked at plan). Other private registries: not supported (the hosts pull anonymously)."
+  type        = bool
+  default     = false
+}
+
 variable "image" {
   # No default: no registry publishes the image. Build and push it (scripts/image.sh build --full;
   # scripts/image.sh push REGISTRY/p2pshare:TAG) to a registry the instances can pull from.
@@ -99,7 +105,7 @@ variable "subnet_id" {
 }
 
 variable "root_volume_size" {
-  description = "Root volume size in GiB (encrypted gp3); the peers' shared files live on it."
+  description = "Root volume size in GiB (encrypted gp3) of each instance: the OS and Docker's images. Deleted with its instance; the peers' shared files are on the share volume (share_volume_size)."
   type        = number
   default     = 20
 
@@ -109,8 +115,19 @@ variable "root_volume_size" {
   }
 }
 
+variable "share_volume_size" {
+  description = "Size in GiB of the peers' share volume (encrypted gp3, mounted at /srv/p2pshare): every peer's shared files and partial downloads. It outlives the peers instance (image upgrades, token rotation) and is protected from destroy. Growing it is done in place (then resize2fs on the host); shrinking is refused."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.share_volume_size >= 1 && var.share_volume_size <= 16384 && floor(var.share_volume_size) == var.share_volume_size
+    error_message = "share_volume_size must be a whole number of GiB from 1 to 16384."
+  }
+}
+
 variable "peer_min_free_space" {
-  description = "Free space each peer's downloads leave on the root volume (P2P_TRANSFER__MIN_FREE_SPACE): bytes with a unit (\"1GiB\") or a whole percentage (\"10%\"). The peers of one instance share that volume."
+  description = "Free space each peer's downloads leave on the share volume (P2P_TRANSFER__MIN_FREE_SPACE): bytes with a unit (\"1GiB\") or a whole percentage (\"10%\"). The peers of one instance share that volume."
   type        = string
   default     = "1GiB"
 

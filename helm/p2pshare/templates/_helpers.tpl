@@ -248,6 +248,7 @@ grpc:
 {{- define "p2pshare.peerToml" -}}
 {{- $cfg := mergeOverwrite (dict "telemetry" (include "p2pshare.telemetryConfig" . | fromYaml)) (deepCopy (.Values.peers.config | default dict)) }}
 {{- $_ := set $cfg "peer" (merge (dict "listen" (printf "0.0.0.0:%d" (int .Values.peers.port)) "files_dir" "/data") ($cfg.peer | default dict)) }}
+{{- $_ := set $cfg.peer "max_upload_bytes" (include "p2pshare.peers.maxUpload" . | int64) }}
 {{- $_ := set $cfg "tracker" (merge (dict "endpoint" (include "p2pshare.trackerEndpoint" .)) ($cfg.tracker | default dict)) }}
 {{- include "p2pshare.toToml" $cfg }}
 {{- end }}
@@ -280,4 +281,129 @@ authorization:
 {{- if or .Values.tracker.redis.password .Values.tracker.redis.existingSecret -}}
 /etc/p2pshare/redis/password
 {{- end -}}
+{{- end }}
+
+{{/* Bytes of a Kubernetes quantity ("4Gi", "500M", "1073741824"); fails on anything else. */}}
+{{- define "p2pshare.quantityBytes" -}}
+{{- $q := toString .q }}
+{{- $m := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $unit := trimPrefix $m $q }}
+{{- $scale := dict "" 1 "k" 1000 "K" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if or (not $m) (not (hasKey $scale $unit)) }}
+{{- fail (printf "%s: %q is not a size such as 4Gi or 500Mi" .key $q) }}
+{{- end }}
+{{- int64 (mulf (float64 $m) (float64 (get $scale $unit))) }}
+{{- end }}
+
+{{/* Bytes of a p2pshare size ("1GiB", "512 MiB", "1073741824"), as the services parse it; -1 for a
+     percentage ("5%"). */}}
+{{- define "p2pshare.sizeBytes" -}}
+{{- $s := trim (toString .s) }}
+{{- if hasSuffix "%" $s }}-1
+{{- else }}
+{{- $m := regexFind "^[0-9]+" $s }}
+{{- $unit := lower (trim (trimPrefix $m $s)) }}
+{{- $scale := dict "" 1 "b" 1 "kb" 1000 "kib" 1024 "mb" 1000000 "mib" 1048576 "gb" 1000000000 "gib" 1073741824 "tb" 1000000000000 "tib" 1099511627776 }}
+{{- if or (not $m) (not (hasKey $scale $unit)) }}
+{{- fail (printf "%s: %q is not a size such as 1GiB or 512MiB" .key $s) }}
+{{- end }}
+{{- mul (int64 $m) (get $scale $unit) }}
+{{- end }}
+{{- end }}
+
+{{/* peers' storage: what /data can hold and what the peer is told.
+     An emptyDir's sizeLimit is invisible to the peer (its free space is the node's disk), and
+     going over it evicts the pod and wipes the share. So, with a sizeLimit:
+       - transfer.min_free_space must be bytes (a percentage would be of the node's disk);
+       - peer.max_upload_bytes + min_free_space must fit in half of sizeLimit, the other half
+         left to the shared files; unset, max_upload_bytes is derived: min(1 GiB, sizeLimit/2 -
+         min_free_space).
+     A PersistentVolumeClaim is a file system of its own (min_free_space sees it): only
+     max_upload_bytes + min_free_space <= persistence.size is required.
+     Returns the max_upload_bytes to render. */}}
+{{- define "p2pshare.peers.maxUpload" -}}
+{{- $peer := (.Values.peers.config | default dict).peer | default dict }}
+{{- $transfer := (.Values.peers.config | default dict).transfer | default dict }}
+{{- $reserveText := $transfer.min_free_space | default "1GiB" }}
+{{- $reserve := include "p2pshare.sizeBytes" (dict "s" $reserveText "key" "peers.config.transfer.min_free_space") | int64 }}
+{{- $gib := 1073741824 }}
+{{- $set := hasKey $peer "max_upload_bytes" }}
+{{- $upload := $gib }}
+{{- if $set }}{{ $upload = int64 $peer.max_upload_bytes }}{{ end }}
+{{- if .Values.peers.persistence.enabled }}
+{{- $size := include "p2pshare.quantityBytes" (dict "q" .Values.peers.persistence.size "key" "peers.persistence.size") | int64 }}
+{{- if and (ge $reserve 0) (gt (add $upload $reserve) $size) }}
+{{- fail (printf "peers.persistence.size (%s = %d bytes) cannot hold one upload of peers.config.peer.max_upload_bytes (%d) plus transfer.min_free_space (%s): raise the size or lower them" .Values.peers.persistence.size $size $upload $reserveText) }}
+{{- end }}
+{{- else if .Values.peers.emptyDir.sizeLimit }}
+{{- $limitText := toString .Values.peers.emptyDir.sizeLimit }}
+{{- $limit := include "p2pshare.quantityBytes" (dict "q" $limitText "key" "peers.emptyDir.sizeLimit") | int64 }}
+{{- if lt $reserve 0 }}
+{{- fail (printf "peers.config.transfer.min_free_space is %q, a percentage of the node's disk, but /data is an emptyDir limited to peers.emptyDir.sizeLimit=%s, which the peer cannot see: give min_free_space in bytes (e.g. \"1GiB\"), or set peers.emptyDir.sizeLimit=null, or use peers.persistence" $reserveText $limitText) }}
+{{- end }}
+{{- $half := div $limit 2 }}
+{{- if not $set }}
+{{- $upload = min $gib (sub $half $reserve) }}
+{{- if le $upload 0 }}
+{{- fail (printf "peers.emptyDir.sizeLimit=%s (%d bytes) is too small: going over it evicts the pod and wipes its share, and the peer cannot see it, so an upload plus the free space kept (transfer.min_free_space=%s) must fit in half of it (%d bytes), which leaves no room for an upload. Raise sizeLimit, lower min_free_space, or use peers.persistence (README, Deploy on Kubernetes)" $limitText $limit $reserveText $half) }}
+{{- end }}
+{{- end }}
+{{- if or (le $upload 0) (gt (add $upload $reserve) $half) }}
+{{- fail (printf "peers.emptyDir.sizeLimit=%s (%d bytes) is too small: going over it evicts the pod and wipes its share, and the peer cannot see it, so one upload (peers.config.peer.max_upload_bytes=%d) plus the free space kept (transfer.min_free_space=%s) must fit in half of it (%d bytes). Raise sizeLimit, lower max_upload_bytes or min_free_space, or use peers.persistence (README, Deploy on Kubernetes)" $limitText $limit $upload $reserveText $half) }}
+{{- end }}
+{{- end }}
+{{- $upload }}
+{{- end }}
+
+{{/* The peers' StatefulSet as the cluster has it now (empty on install and in helm template). */}}
+{{- define "p2pshare.peers.existingStatefulSet" -}}
+{{- lookup "apps/v1" "StatefulSet" .Release.Namespace (include "p2pshare.peers.fullname" .) | toYaml }}
+{{- end }}
+
+{{/* The peers' volumeClaimTemplates in a comparable form: "none", or per claim its name, size
+     (bytes), access modes, storage class and annotations. (dict "vcts" LIST) */}}
+{{- define "p2pshare.peers.claimShape" -}}
+{{- $out := list }}
+{{- range .vcts }}
+{{- $spec := .spec | default dict }}
+{{- $size := include "p2pshare.quantityBytes" (dict "q" (dig "resources" "requests" "storage" "0" $spec) "key" "volumeClaimTemplates storage") }}
+{{- $out = append $out (printf "claim %s: %s bytes, %s, class %q, annotations %s" .metadata.name $size (join "," ($spec.accessModes | default list)) ($spec.storageClassName | default "") (toJson (.metadata.annotations | default dict))) }}
+{{- end }}
+{{- if $out }}{{ join "; " $out }}{{ else }}none{{ end }}
+{{- end }}
+
+{{/* Kubernetes refuses any change to a StatefulSet's volumeClaimTemplates (turning
+     peers.persistence on or off, another size, class or access mode): stop the upgrade with the
+     way through instead of a failed release. (dict "ctx" $ "existing" STATEFULSET "wanted" LIST) */}}
+{{- define "p2pshare.peers.claimGuard" -}}
+{{- $ctx := .ctx }}
+{{- if .existing.spec }}
+{{- $was := include "p2pshare.peers.claimShape" (dict "vcts" (.existing.spec.volumeClaimTemplates | default list)) }}
+{{- $want := include "p2pshare.peers.claimShape" (dict "vcts" .wanted) }}
+{{- if ne $was $want }}
+{{- $name := include "p2pshare.peers.fullname" $ctx }}
+{{- fail (printf "peers.persistence: StatefulSet %s exists with volumeClaimTemplates [%s]; these values want [%s]. Kubernetes forbids changing a StatefulSet's volumeClaimTemplates, so this upgrade would fail. Way through: kubectl -n %s delete statefulset %s --cascade=orphan (the peers keep running), then run this helm upgrade again: the new StatefulSet adopts the pods and replaces them one at a time. Files on an emptyDir are lost when its pod is replaced (copy them off first, or put them again); existing PersistentVolumeClaims are kept and reused at their size (grow them with kubectl edit pvc where the StorageClass allows expansion). See README, Deploy on Kubernetes." $name $was $want $ctx.Release.Namespace $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The peers' volumeClaimTemplates (with peers.persistence.enabled). */}}
+{{- define "p2pshare.peers.claims" -}}
+- metadata:
+    name: data
+    labels:
+      {{- include "p2pshare.componentSelector" (dict "ctx" . "component" "peer") | nindent 6 }}
+    {{- with .Values.peers.persistence.annotations }}
+    annotations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  spec:
+    accessModes:
+      {{- toYaml .Values.peers.persistence.accessModes | nindent 6 }}
+    {{- with .Values.peers.persistence.storageClassName }}
+    storageClassName: {{ . }}
+    {{- end }}
+    resources:
+      requests:
+        storage: {{ .Values.peers.persistence.size }}
 {{- end }}

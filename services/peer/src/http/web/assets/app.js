@@ -88,7 +88,10 @@ $('login-form').addEventListener('submit', async (ev) => {
 
 $('logout').addEventListener('click', async () => {
   await fetch('/api/session', { method: 'DELETE', credentials: 'same-origin' });
-  showLogin();
+  // Locked only if the peer now refuses this browser: a peer with no token stays open.
+  const r = await fetch('/api/status', { credentials: 'same-origin' }).catch(() => null);
+  if (r && r.status === 401) showLogin();
+  else if (r && r.ok) showStatus(status = await r.json());
 });
 
 // --- the peer -------------------------------------------------------------------------------
