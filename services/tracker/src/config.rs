@@ -77,6 +77,10 @@ pub struct RegistryConfig {
     /// Holders one GetPeersByDigest answer names at most: a random sample, partial holders
     /// mixed in, so every downloader sees a few and no answer grows with the swarm.
     pub holders_per_answer: usize,
+    /// Holders one Search or ListFiles match names at most: a random sample of the live ones,
+    /// with the count of all (`FileMatch.peer_count`), so a name a thousand peers share still
+    /// fits a page.
+    pub holders_per_match: usize,
 }
 
 impl Default for RegistryConfig {
@@ -92,6 +96,7 @@ impl Default for RegistryConfig {
             max_files_per_request: 1000,
             max_page_size: 1000,
             holders_per_answer: 50,
+            holders_per_match: 20,
         }
     }
 }
@@ -112,6 +117,10 @@ impl RegistryConfig {
     }
 }
 
+/// Past this a single match (about 470 bytes per holder at worst) could approach a gRPC
+/// message by itself.
+pub const MAX_HOLDERS_PER_MATCH: usize = 1000;
+
 pub const SECTIONS: &[&str] = &["server", "registry", "auth", "tls", "telemetry"];
 
 impl TrackerConfig {
@@ -125,6 +134,12 @@ impl TrackerConfig {
         }
         if cfg.registry.holders_per_answer == 0 {
             return Err(loaded.invalid("registry.holders_per_answer", "must be at least 1"));
+        }
+        if !(1..=MAX_HOLDERS_PER_MATCH).contains(&cfg.registry.holders_per_match) {
+            return Err(loaded.invalid(
+                "registry.holders_per_match",
+                format!("must be between 1 and {MAX_HOLDERS_PER_MATCH}"),
+            ));
         }
         if cfg.registry.max_files_per_request == 0 {
             return Err(loaded.invalid("registry.max_files_per_request", "must be at least 1"));

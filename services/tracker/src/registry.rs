@@ -67,6 +67,13 @@ pub struct Limits {
     pub max_page_size: usize,
     /// Holders one GetPeersByDigest answer names at most (`registry.holders_per_answer`).
     pub holders_per_answer: usize,
+    /// Holders one Search or ListFiles match names at most, a random sample of the live ones
+    /// (`registry.holders_per_match`); the match gives the count of all of them.
+    pub holders_per_match: usize,
+    /// Bytes one Search or ListFiles page may take on the wire, estimated from above; a page
+    /// stops short of its size (with a next token) rather than pass it. Half the gRPC message
+    /// limit (`server.max_message_bytes`).
+    pub max_page_bytes: usize,
 }
 
 impl Default for Limits {
@@ -77,15 +84,31 @@ impl Default for Limits {
             default_page_size: 100,
             max_page_size: 1000,
             holders_per_answer: 50,
+            holders_per_match: 20,
+            max_page_bytes: 2 * 1024 * 1024,
         }
     }
 }
 
-/// A page of files with the live peers holding each.
+/// A page of files, each with (a sample of) the live peers holding it and how many live
+/// peers hold it in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
-    pub files: Vec<(FileEntry, Vec<Holder>)>,
+    pub files: Vec<(FileEntry, Vec<Holder>, usize)>,
     pub next_token: Option<String>,
+}
+
+/// Bytes a match takes on the wire at most, given its name and holders: every field at its
+/// longest encoding (hex digests, tags, lengths, the match's own framing).
+fn wire_bytes(name: &str, holders: &[Holder]) -> usize {
+    const FRAME: usize = 16;
+    const DIGEST_HEX: usize = 64;
+    let file = name.len() + 2 * DIGEST_HEX + 4 * FRAME;
+    let peers: usize = holders
+        .iter()
+        .map(|h| h.peer_id.len() + h.address.len() + DIGEST_HEX + 5 * FRAME)
+        .sum();
+    file + peers + 2 * FRAME
 }
 
 pub struct Registry {
@@ -353,7 +376,9 @@ impl Registry {
         self.page(&NameQuery::All, page_size, token).await
     }
 
-    /// Reads store pages until `size` files with live holders are found or the store runs out.
+    /// Reads store pages until `size` files with live holders are found, the page would pass
+    /// `max_page_bytes`, or the store runs out. Each match names at most `holders_per_match`
+    /// of its live holders (a random sample, in peer-id order) and counts all of them.
     async fn page(
         &self,
         q: &NameQuery,
@@ -364,31 +389,57 @@ impl Registry {
             0 => self.limits.default_page_size,
             n => n.min(self.limits.max_page_size),
         };
+        let per_match = self.limits.holders_per_match.max(1);
         let mut cursor = decode_token(token)?;
         let now = now_ms();
         let mut files = Vec::new();
+        let mut bytes = 0usize;
         loop {
             let batch = self.store.find_files(q, cursor.as_ref(), size).await?;
             let exhausted = batch.len() < size;
             for FileHolders { mut file, holders } in batch {
-                cursor = Some(FileKey {
+                let key = FileKey {
                     name: file.name.clone(),
                     sha256: file.sha256,
-                });
-                let live: Vec<Holder> = holders
+                };
+                let mut live: Vec<Holder> = holders
                     .into_iter()
                     .filter(|h| h.expires_at_ms > now)
                     .collect();
-                if !live.is_empty() {
-                    file.pieces_root = majority_root(&live);
-                    files.push((file, live));
-                    if files.len() == size {
-                        let next = cursor.as_ref().map(encode_token);
-                        return Ok(Page {
-                            files,
-                            next_token: next,
-                        });
+                if live.is_empty() {
+                    cursor = Some(key);
+                    continue;
+                }
+                let total = live.len();
+                // The root is the majority's among all live holders, not the sample's.
+                file.pieces_root = majority_root(&live);
+                if total > per_match {
+                    let mut rng = rand::rng();
+                    let picked = rand::seq::index::sample(&mut rng, total, per_match);
+                    let mut keep = vec![false; total];
+                    for i in picked {
+                        keep[i] = true;
                     }
+                    let mut flags = keep.into_iter();
+                    live.retain(|_| flags.next().unwrap_or(false));
+                    live.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+                }
+                let cost = wire_bytes(&file.name, &live);
+                if !files.is_empty() && bytes + cost > self.limits.max_page_bytes {
+                    // The page is full by bytes: the next one starts at this match.
+                    return Ok(Page {
+                        files,
+                        next_token: cursor.as_ref().map(encode_token),
+                    });
+                }
+                bytes += cost;
+                cursor = Some(key);
+                files.push((file, live, total));
+                if files.len() == size {
+                    return Ok(Page {
+                        files,
+                        next_token: cursor.as_ref().map(encode_token),
+                    });
                 }
             }
             if exhausted {
@@ -481,6 +532,7 @@ mod tests {
                 default_page_size: 2,
                 max_page_size: 3,
                 holders_per_answer: 50,
+                ..Limits::default()
             },
         )
     }

@@ -74,6 +74,8 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
             max_files_per_peer: cfg.registry.max_files_per_peer,
             max_files_per_request: cfg.registry.max_files_per_request,
             holders_per_answer: cfg.registry.holders_per_answer,
+            holders_per_match: cfg.registry.holders_per_match,
+            max_page_bytes: cfg.server.max_message_bytes / 2,
             ..Limits::default()
         },
     ));

@@ -145,7 +145,10 @@ struct FoundFile {
     /// This peer shares these bytes (under `here_as`): download with `/files/{here_as}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     here_as: Option<String>,
+    /// A sample of the live holders when many hold the file.
     holders: Vec<FoundHolder>,
+    /// Live holders in all.
+    holder_count: usize,
 }
 
 #[derive(Serialize)]
@@ -193,6 +196,7 @@ pub(super) async fn search(
             name: m.name,
             size: m.size,
             sha256: m.sha256,
+            holder_count: m.holder_count,
             holders: m
                 .holders
                 .into_iter()
