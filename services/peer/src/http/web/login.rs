@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::context::LoginRefused;
 use super::session::{clear_cookie, set_cookie};
 use crate::http::auth;
 use crate::http::error::ApiError;
@@ -33,12 +34,12 @@ pub(super) async fn login(
     let Some(tokens) = &st.tokens else {
         return StatusCode::NO_CONTENT.into_response();
     };
-    if st.web.logins.check_key(&from.ip()).is_err() {
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many logins from this address; retry in a minute",
-        )
-        .into_response();
+    if let Err(why) = st.web.logins.check(from.ip()) {
+        let msg = match why {
+            LoginRefused::Address => "too many logins from this address; retry in a minute",
+            LoginRefused::InAll => "too many logins to this peer; retry in a minute",
+        };
+        return ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).into_response();
     }
     let Ok(login) = serde_json::from_slice::<Login>(&body) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "expected {\"token\": \"...\"}")
