@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 mod metrics;
 mod proto;
+pub mod quota;
 mod registry;
 pub mod server;
 mod service;

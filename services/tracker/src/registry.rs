@@ -2,6 +2,7 @@
 //! paging. Storage is behind [`Store`].
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,6 +10,7 @@ use p2p_common::Digest;
 use p2p_common::names::{self, NameError};
 use sha2::{Digest as _, Sha256};
 
+use crate::quota::{Quota, QuotaLimits, Refusal, Use, name_bytes_cap};
 use crate::store::{
     Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
     PeerRecord, Store, StoreError,
@@ -37,6 +39,10 @@ pub enum RegistryError {
     /// The peer would hold more files than `registry.max_files_per_peer`; nothing was written.
     #[error("{0}")]
     OverCap(String),
+    /// The tracker holds what one of its bounds allows (see [`crate::quota`]); nothing was
+    /// written.
+    #[error("{message}")]
+    Full { refusal: Refusal, message: String },
     #[error(transparent)]
     Store(StoreError),
 }
@@ -115,6 +121,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     ttl: Duration,
     limits: Limits,
+    quota: Quota,
+    quota_limits: QuotaLimits,
 }
 
 pub fn now_ms() -> u64 {
@@ -249,7 +257,45 @@ fn decode_token(token: &str) -> Result<Option<FileKey>, RegistryError> {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, ttl: Duration, limits: Limits) -> Self {
-        Self { store, ttl, limits }
+        Self {
+            store,
+            ttl,
+            limits,
+            quota: Quota::new(QuotaLimits::default()),
+            quota_limits: QuotaLimits::default(),
+        }
+    }
+
+    /// The same registry with other bounds on what it holds.
+    pub fn with_quota(mut self, limits: QuotaLimits) -> Self {
+        self.quota = Quota::new(limits);
+        self.quota_limits = limits;
+        self
+    }
+
+    fn refused(&self, refusal: Refusal, src: Option<IpAddr>) -> RegistryError {
+        let l = &self.quota_limits;
+        let (what, limit) = match refusal {
+            Refusal::Peers => ("peers in all", l.max_peers as u64),
+            Refusal::Entries => ("files in all", l.max_entries as u64),
+            Refusal::NameBytes => ("bytes of file names in all", l.max_name_bytes),
+            Refusal::PeersPerAddress => ("peers from one address", l.max_peers_per_address as u64),
+            Refusal::EntriesPerAddress => {
+                ("files from one address", l.max_entries_per_address as u64)
+            }
+            Refusal::NameBytesPerAddress => (
+                "bytes of file names from one address",
+                l.max_name_bytes_per_address,
+            ),
+        };
+        let from = src.map(|a| format!(" ({a})")).unwrap_or_default();
+        RegistryError::Full {
+            refusal,
+            message: format!(
+                "the tracker holds at most {limit} {what}{from} ({}); nothing was written",
+                refusal.key()
+            ),
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -269,8 +315,22 @@ impl Registry {
     }
 
     /// Joins (or re-joins) the network; returns the lease secret.
+    #[cfg(test)]
     pub async fn register(
         &self,
+        id: &str,
+        address: &str,
+        files: Vec<FileEntry>,
+        previous_secret: &str,
+    ) -> Result<String, RegistryError> {
+        self.register_from(None, id, address, files, previous_secret)
+            .await
+    }
+
+    /// [`Registry::register`] of a call from `src` (bounded per source address).
+    pub async fn register_from(
+        &self,
+        src: Option<IpAddr>,
         id: &str,
         address: &str,
         files: Vec<FileEntry>,
@@ -297,10 +357,27 @@ impl Registry {
             secret_hash: secret_hash(&secret),
             expires_at_ms: self.expiry(now),
         };
-        self.store
+        let usage = Use {
+            addr: src,
+            entries: files.len(),
+            name_bytes: files.iter().map(|f| f.name.len() as u64).sum(),
+            expires_at_ms: record.expires_at_ms,
+        };
+        let before = self
+            .quota
+            .admit(id, usage)
+            .map_err(|r| self.refused(r, src))?;
+        match self
+            .store
             .register(record, &secret_hash(previous_secret), now, files)
-            .await?;
-        Ok(secret)
+            .await
+        {
+            Ok(()) => Ok(secret),
+            Err(e) => {
+                self.quota.restore(id, before);
+                Err(e.into())
+            }
+        }
     }
 
     pub async fn heartbeat(&self, id: &str, secret: &str) -> Result<(), RegistryError> {
@@ -312,29 +389,73 @@ impl Registry {
             secret_hash: &hash,
             now_ms: now,
         };
-        Ok(self.store.renew(lease, self.expiry(now)).await?)
+        let expiry = self.expiry(now);
+        self.store.renew(lease, expiry).await?;
+        self.quota.renew(id, expiry);
+        Ok(())
     }
 
     /// Applies one Announce (see [`Announcement`]); returns how many entries (files and
     /// partial holdings) the peer then has.
+    #[cfg(test)]
     pub async fn announce(
         &self,
         id: &str,
         secret: &str,
         change: Announcement,
     ) -> Result<usize, RegistryError> {
+        self.announce_from(None, id, secret, change).await
+    }
+
+    /// [`Registry::announce`] of a call from `src`. The change is admitted counting every
+    /// added file as new (removals as nothing), then counted as the store applied it.
+    pub async fn announce_from(
+        &self,
+        src: Option<IpAddr>,
+        id: &str,
+        secret: &str,
+        change: Announcement,
+    ) -> Result<usize, RegistryError> {
         check_id(id)?;
         check_announcement(&change, self.limits.max_files_per_request)?;
+        let now = now_ms();
         let hash = secret_hash(secret);
         let lease = Lease {
             id,
             secret_hash: &hash,
-            now_ms: now_ms(),
+            now_ms: now,
         };
-        Ok(self
+        let held = self.quota.get(id).unwrap_or(Use {
+            addr: src,
+            entries: 0,
+            name_bytes: 0,
+            expires_at_ms: self.expiry(now),
+        });
+        let entries = held.entries + change.added.len() + change.partial_added.len();
+        let added_bytes: u64 = change.added.iter().map(|f| f.name.len() as u64).sum();
+        let at_most = Use {
+            entries,
+            name_bytes: (held.name_bytes + added_bytes).min(name_bytes_cap(entries)),
+            ..held
+        };
+        let before = self
+            .quota
+            .admit(id, at_most)
+            .map_err(|r| self.refused(r, held.addr))?;
+        match self
             .store
             .announce(lease, change, self.limits.max_files_per_peer)
-            .await?)
+            .await
+        {
+            Ok(n) => {
+                self.quota.settle(id, n, name_bytes_cap(n));
+                Ok(n)
+            }
+            Err(e) => {
+                self.quota.restore(id, before);
+                Err(e.into())
+            }
+        }
     }
 
     pub async fn leave(&self, id: &str, secret: &str) -> Result<(), RegistryError> {
@@ -345,7 +466,9 @@ impl Registry {
             secret_hash: &hash,
             now_ms: now_ms(),
         };
-        Ok(self.store.leave(lease).await?)
+        self.store.leave(lease).await?;
+        self.quota.forget(id);
+        Ok(())
     }
 
     pub async fn search(
@@ -498,12 +621,16 @@ impl Registry {
             let mut removed_here = 0;
             for id in expired {
                 if self.store.remove_if_expired(&id, now).await? {
+                    self.quota.forget(&id);
                     removed_here += 1;
                 }
             }
             n += removed_here;
             // Another replica may hold the same batch; stop when a pass made no progress.
             if !full || removed_here == 0 {
+                // Peers this replica last saw a lease of long ago: swept or renewed elsewhere.
+                self.quota
+                    .purge(now.saturating_sub(self.ttl.as_millis() as u64));
                 return Ok(n);
             }
         }
