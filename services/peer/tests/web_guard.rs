@@ -81,3 +81,34 @@ async fn token_guesses_from_many_addresses_meet_a_limit_in_all() {
     p.shutdown().await.unwrap();
     t.shutdown().await.unwrap();
 }
+
+/// Issue 28 point 10: a search text with a control character is the client's mistake (400),
+/// not a failure of the tracker behind the peer (it answered 502).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_with_a_control_character_is_a_bad_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tracker(AuthConfig::default()).await;
+    let p = peer(&t, &tmp.path().join("s"), AuthConfig::default()).await;
+    let c = client_from(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    for q in ["%00a", "a%0Ab", "%7F"] {
+        let r = c
+            .get(format!("http://{}/api/search?q={q}", p.local_addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            400,
+            "q={q}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    let r = c
+        .get(format!("http://{}/api/search?q=abc", p.local_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    p.shutdown().await.unwrap();
+    t.shutdown().await.unwrap();
+}

@@ -175,6 +175,13 @@ pub(super) async fn search(
             format!("search text longer than {MAX_QUERY} bytes"),
         ));
     }
+    // The tracker refuses these (INVALID_ARGUMENT): the client's mistake, not a bad gateway.
+    if query.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "search text must not contain control characters",
+        ));
+    }
     let tracker = &st.daemon.tracker;
     let found = if query.is_empty() {
         tracker.list().await
