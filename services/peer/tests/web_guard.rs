@@ -112,3 +112,145 @@ async fn a_search_with_a_control_character_is_a_bad_request() {
     p.shutdown().await.unwrap();
     t.shutdown().await.unwrap();
 }
+
+/// One HTTP/1.1 request over a fresh connection with the given `Host` and extra headers;
+/// the status code.
+async fn raw(
+    peer: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(peer).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text}"))
+}
+
+/// Issue 28 point 7: a page on `rebind.attacker.test:PORT` whose name later resolves to
+/// 127.0.0.1 sends its own name in `Host` (and `Origin`, `Sec-Fetch-Site: same-origin`): the
+/// peer answered the page, `/api/*`, `/upload` 201 and `/downloads` 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_browser_actions_answer_only_under_the_peers_own_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tracker(AuthConfig::default()).await;
+    std::fs::create_dir_all(tmp.path().join("s")).unwrap();
+    let p = common::start_peer(t.local_addr, "rebound", &tmp.path().join("s"), |cfg| {
+        cfg.peer.allowed_hosts = vec!["peer.example".into()];
+    })
+    .await;
+    let port = p.local_addr.port();
+    let boundary = "XbOuNdArY";
+    let upload = |name: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\nhello {name}\r\n--{boundary}--\r\n"
+        )
+        .into_bytes()
+    };
+    let multipart = format!("multipart/form-data; boundary={boundary}");
+    let downloads = br#"{"name":"nobody-has-this.bin"}"#;
+
+    let evil = format!("rebind.attacker.test:{port}");
+    let evil_origin = format!("http://{evil}");
+    let browser = |origin: &str| {
+        vec![
+            ("Origin", origin.to_owned()),
+            ("Sec-Fetch-Site", "same-origin".to_owned()),
+        ]
+    };
+    let with = |v: &Vec<(&'static str, String)>, more: &[(&'static str, &str)]| {
+        let mut all: Vec<(&str, String)> = v.clone();
+        all.extend(more.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        all
+    };
+    let call = |method: &'static str,
+                path: &'static str,
+                host: String,
+                h: Vec<(&'static str, String)>,
+                body: Vec<u8>| async move {
+        let refs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        raw(p.local_addr, method, path, &host, &refs, &body).await
+    };
+
+    // Under the attacker's name: nothing.
+    for path in ["/", "/ui/app.js", "/api/status", "/api/share"] {
+        assert_eq!(
+            call("GET", path, evil.clone(), vec![], vec![]).await,
+            403,
+            "{path}"
+        );
+    }
+    let h = with(&browser(&evil_origin), &[("Content-Type", &multipart)]);
+    assert_eq!(
+        call("POST", "/upload", evil.clone(), h, upload("evil.txt")).await,
+        403
+    );
+    let h = with(
+        &browser(&evil_origin),
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(
+        call("POST", "/downloads", evil.clone(), h, downloads.to_vec()).await,
+        403
+    );
+    assert!(!tmp.path().join("s/evil.txt").exists());
+
+    // Under its own names: answered.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("peer.example:{port}"),
+    ] {
+        assert_eq!(
+            call("GET", "/", host.clone(), vec![], vec![]).await,
+            200,
+            "{host}"
+        );
+        assert_eq!(
+            call("GET", "/api/status", host.clone(), vec![], vec![]).await,
+            200,
+            "{host}"
+        );
+        let origin = format!("http://{host}");
+        let h = with(&browser(&origin), &[("Content-Type", &multipart)]);
+        let name = format!("ok-{}.txt", host.split(':').next().unwrap_or("x"));
+        assert_eq!(
+            call("POST", "/upload", host.clone(), h, upload(&name)).await,
+            201,
+            "{host}"
+        );
+    }
+    // A client that is no browser (no Origin) may use any name for the routes it uses.
+    let h = vec![("Content-Type", multipart.clone())];
+    assert_eq!(
+        call("POST", "/upload", evil.clone(), h, upload("cli.txt")).await,
+        201
+    );
+    assert_eq!(
+        call("GET", "/files", evil.clone(), vec![], vec![]).await,
+        200
+    );
+
+    p.shutdown().await.unwrap();
+    t.shutdown().await.unwrap();
+}

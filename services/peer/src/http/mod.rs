@@ -12,6 +12,7 @@ mod control;
 mod downloads;
 mod error;
 mod files;
+mod host;
 mod listing;
 mod seeding;
 mod state;
@@ -22,6 +23,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+pub(crate) use host::Hosts;
 pub(crate) use state::{AppState, upload_limiter};
 pub(crate) use web::Web;
 
@@ -67,6 +69,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(act)
         .merge(stop)
         .merge(open)
+        .layer(axum::middleware::from_fn_with_state(
+            state.web.hosts.clone(),
+            host::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::track,

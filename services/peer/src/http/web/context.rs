@@ -29,6 +29,8 @@ pub(crate) struct Web {
     pub tls: bool,
     pub sessions: Arc<Sessions>,
     pub live: LiveDownloads,
+    /// The names the page and browser requests are answered under (DNS rebinding).
+    pub hosts: Arc<crate::http::Hosts>,
     /// Token guesses, per client address and in all.
     pub logins: Arc<Logins>,
     pub(super) served: Rate,
@@ -46,6 +48,7 @@ impl Web {
             tls: cfg.tls.serves(),
             sessions: Arc::default(),
             live: LiveDownloads::default(),
+            hosts: Arc::new(crate::http::Hosts::new(&cfg.peer.allowed_hosts, advertised)),
             logins: Arc::new(Logins::new(DefaultClock::default())),
             served: Rate::default(),
             received: Rate::default(),
