@@ -254,3 +254,60 @@ async fn the_page_and_browser_actions_answer_only_under_the_peers_own_names() {
     p.shutdown().await.unwrap();
     t.shutdown().await.unwrap();
 }
+
+/// Logs in to `peer` from `from`; the `name=value` of the session cookie it sets.
+async fn login(peer: std::net::SocketAddr, from: IpAddr) -> String {
+    let r = client_from(from)
+        .post(format!("http://{peer}/api/session"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(serde_json::json!({ "token": TOKEN }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let set = r.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// Issue 28 point 8: browsers send a host's cookies to every port. Two peers on one host
+/// overwrote each other's `p2p_session`, and another server on the host that received it
+/// could replay it to the peer and read its private `/files`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_cookie_is_this_peers_and_useless_replayed_from_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tracker(auth()).await;
+    let a = peer(&t, &tmp.path().join("a"), auth()).await;
+    let b = common::start_peer(t.local_addr, "guarded-b", &tmp.path().join("b"), |cfg| {
+        cfg.auth = auth();
+    })
+    .await;
+    let home = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (ca, cb) = (
+        login(a.local_addr, home).await,
+        login(b.local_addr, home).await,
+    );
+    let name = |c: &str| c.split('=').next().unwrap_or_default().to_owned();
+    assert_ne!(name(&ca), name(&cb), "one browser keeps both sessions");
+
+    let files = |peer: std::net::SocketAddr, from: IpAddr, cookie: String| async move {
+        client_from(from)
+            .get(format!("http://{peer}/files"))
+            .header(header::COOKIE, cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // Both cookies in one Cookie header, as the browser sends them to either port.
+    let both = format!("{ca}; {cb}");
+    assert_eq!(files(a.local_addr, home, both.clone()).await, 200);
+    assert_eq!(files(b.local_addr, home, both.clone()).await, 200);
+    // A's cookie is nothing to B, and nothing from another address.
+    assert_eq!(files(b.local_addr, home, ca.clone()).await, 401);
+    let elsewhere = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+    assert_eq!(files(a.local_addr, elsewhere, ca.clone()).await, 401);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    t.shutdown().await.unwrap();
+}

@@ -25,8 +25,6 @@ pub(crate) struct Web {
     pub tracker_endpoint: String,
     pub transfer: TransferSection,
     pub max_concurrent_transfers: usize,
-    /// The peer serves TLS: session cookies are `Secure`.
-    pub tls: bool,
     pub sessions: Arc<Sessions>,
     pub live: LiveDownloads,
     /// The names the page and browser requests are answered under (DNS rebinding).
@@ -38,15 +36,14 @@ pub(crate) struct Web {
 }
 
 impl Web {
-    pub(crate) fn new(cfg: &PeerConfig, advertised: &str) -> Self {
+    pub(crate) fn new(cfg: &PeerConfig, advertised: &str, port: u16) -> Self {
         Self {
             peer_id: cfg.peer.id.clone(),
             advertised: advertised.to_owned(),
             tracker_endpoint: cfg.tracker.endpoint.clone(),
             transfer: cfg.transfer.clone(),
             max_concurrent_transfers: cfg.peer.max_concurrent_transfers,
-            tls: cfg.tls.serves(),
-            sessions: Arc::default(),
+            sessions: Arc::new(Sessions::new(port, cfg.tls.serves())),
             live: LiveDownloads::default(),
             hosts: Arc::new(crate::http::Hosts::new(&cfg.peer.allowed_hosts, advertised)),
             logins: Arc::new(Logins::new(DefaultClock::default())),

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::context::LoginRefused;
-use super::session::{clear_cookie, set_cookie};
 use crate::http::auth;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -50,10 +49,10 @@ pub(super) async fn login(
         return ApiError::new(StatusCode::UNAUTHORIZED, "that is not this network's token")
             .into_response();
     }
-    let Some(id) = st.web.sessions.create() else {
+    let Some(id) = st.web.sessions.create(from.ip()) else {
         return ApiError::internal("no randomness for a session id").into_response();
     };
-    let cookie = set_cookie(&id, st.web.tls);
+    let cookie = st.web.sessions.set_cookie(&id);
     match HeaderValue::from_str(&cookie) {
         Ok(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
@@ -66,7 +65,7 @@ pub(super) async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Re
         return ApiError::new(StatusCode::FORBIDDEN, msg).into_response();
     }
     st.web.sessions.end(&headers);
-    match HeaderValue::from_str(&clear_cookie(st.web.tls)) {
+    match HeaderValue::from_str(&st.web.sessions.clear_cookie()) {
         Ok(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
