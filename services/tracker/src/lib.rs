@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 mod metrics;
+mod paging;
 mod proto;
 pub mod quota;
 mod registry;

@@ -83,6 +83,30 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// What a refused client is told: the bound, its key, and its own address.
+    pub fn message(self, l: &QuotaLimits, src: Option<IpAddr>) -> String {
+        let (what, limit) = match self {
+            Refusal::Peers => ("peers in all", l.max_peers as u64),
+            Refusal::Entries => ("files in all", l.max_entries as u64),
+            Refusal::NameBytes => ("bytes of file names in all", l.max_name_bytes),
+            Refusal::PeersPerAddress => ("peers from one address", l.max_peers_per_address as u64),
+            Refusal::EntriesPerAddress => {
+                ("files from one address", l.max_entries_per_address as u64)
+            }
+            Refusal::NameBytesPerAddress => (
+                "bytes of file names from one address",
+                l.max_name_bytes_per_address,
+            ),
+        };
+        let from = src.map(|a| format!(" ({a})")).unwrap_or_default();
+        format!(
+            "the tracker holds at most {limit} {what}{from} ({}); nothing was written",
+            self.key()
+        )
+    }
+}
+
 /// What one peer holds, as counted here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Use {
@@ -160,6 +184,10 @@ impl Quota {
             limits,
             table: Mutex::default(),
         }
+    }
+
+    pub fn limits(&self) -> &QuotaLimits {
+        &self.limits
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {

@@ -1,7 +1,7 @@
 //! The tracker's rules: validation, leases and their secrets, filtering expired peers on read,
 //! paging. Storage is behind [`Store`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +10,7 @@ use p2p_common::Digest;
 use p2p_common::names::{self, NameError};
 use sha2::{Digest as _, Sha256};
 
+use crate::paging::{self, encode_token, majority_root, wire_bytes};
 use crate::quota::{Quota, QuotaLimits, Refusal, Use, name_bytes_cap};
 use crate::store::{
     Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
@@ -76,9 +77,8 @@ pub struct Limits {
     /// Holders one Search or ListFiles match names at most, a random sample of the live ones
     /// (`registry.holders_per_match`); the match gives the count of all of them.
     pub holders_per_match: usize,
-    /// Bytes one Search or ListFiles page may take on the wire, estimated from above; a page
-    /// stops short of its size (with a next token) rather than pass it. Half the gRPC message
-    /// limit (`server.max_message_bytes`).
+    /// Bytes one Search or ListFiles page may take on the wire (estimated from above; half of
+    /// `server.max_message_bytes`): a page stops short of its size rather than pass it.
     pub max_page_bytes: usize,
 }
 
@@ -104,25 +104,11 @@ pub struct Page {
     pub next_token: Option<String>,
 }
 
-/// Bytes a match takes on the wire at most, given its name and holders: every field at its
-/// longest encoding (hex digests, tags, lengths, the match's own framing).
-fn wire_bytes(name: &str, holders: &[Holder]) -> usize {
-    const FRAME: usize = 16;
-    const DIGEST_HEX: usize = 64;
-    let file = name.len() + 2 * DIGEST_HEX + 4 * FRAME;
-    let peers: usize = holders
-        .iter()
-        .map(|h| h.peer_id.len() + h.address.len() + DIGEST_HEX + 5 * FRAME)
-        .sum();
-    file + peers + 2 * FRAME
-}
-
 pub struct Registry {
     store: Arc<dyn Store>,
     ttl: Duration,
     limits: Limits,
     quota: Quota,
-    quota_limits: QuotaLimits,
 }
 
 pub fn now_ms() -> u64 {
@@ -210,35 +196,11 @@ fn check_announcement(a: &Announcement, limit: usize) -> Result<(), RegistryErro
     Ok(())
 }
 
-/// The root most of `holders` announced: none only when none announced one; a tie goes to
-/// the smallest root, so every replica answers alike.
-fn majority_root(holders: &[Holder]) -> Option<Digest> {
-    let mut roots = holders.iter().filter_map(|h| h.pieces_root);
-    let first = roots.next()?;
-    // The usual answer, without counting: every holder that announced a root agrees.
-    if roots.all(|r| r == first) {
-        return Some(first);
-    }
-    let mut tally: BTreeMap<Digest, usize> = BTreeMap::new();
-    for root in holders.iter().filter_map(|h| h.pieces_root) {
-        *tally.entry(root).or_default() += 1;
-    }
-    tally
-        .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
-        .map(|(root, _)| root)
-}
-
 fn check_id(id: &str) -> Result<(), RegistryError> {
     names::validate_peer_id(id).map_err(|source| RegistryError::BadName {
         field: "peer id",
         source,
     })
-}
-
-/// Cursor tokens are the hex of `name NUL digest`: opaque to clients, stable across calls.
-fn encode_token(key: &FileKey) -> String {
-    hex::encode(format!("{}\0{}", key.name, key.sha256))
 }
 
 fn decode_token(token: &str) -> Result<Option<FileKey>, RegistryError> {
@@ -262,40 +224,18 @@ impl Registry {
             ttl,
             limits,
             quota: Quota::new(QuotaLimits::default()),
-            quota_limits: QuotaLimits::default(),
         }
     }
 
     /// The same registry with other bounds on what it holds.
     pub fn with_quota(mut self, limits: QuotaLimits) -> Self {
         self.quota = Quota::new(limits);
-        self.quota_limits = limits;
         self
     }
 
     fn refused(&self, refusal: Refusal, src: Option<IpAddr>) -> RegistryError {
-        let l = &self.quota_limits;
-        let (what, limit) = match refusal {
-            Refusal::Peers => ("peers in all", l.max_peers as u64),
-            Refusal::Entries => ("files in all", l.max_entries as u64),
-            Refusal::NameBytes => ("bytes of file names in all", l.max_name_bytes),
-            Refusal::PeersPerAddress => ("peers from one address", l.max_peers_per_address as u64),
-            Refusal::EntriesPerAddress => {
-                ("files from one address", l.max_entries_per_address as u64)
-            }
-            Refusal::NameBytesPerAddress => (
-                "bytes of file names from one address",
-                l.max_name_bytes_per_address,
-            ),
-        };
-        let from = src.map(|a| format!(" ({a})")).unwrap_or_default();
-        RegistryError::Full {
-            refusal,
-            message: format!(
-                "the tracker holds at most {limit} {what}{from} ({}); nothing was written",
-                refusal.key()
-            ),
-        }
+        let message = refusal.message(self.quota.limits(), src);
+        RegistryError::Full { refusal, message }
     }
 
     pub fn limits(&self) -> Limits {
@@ -407,8 +347,8 @@ impl Registry {
         self.announce_from(None, id, secret, change).await
     }
 
-    /// [`Registry::announce`] of a call from `src`. The change is admitted counting every
-    /// added file as new (removals as nothing), then counted as the store applied it.
+    /// [`Registry::announce`] of a call from `src`: admitted counting every added file as new
+    /// (removals as nothing), then counted as the store applied it.
     pub async fn announce_from(
         &self,
         src: Option<IpAddr>,
@@ -500,8 +440,7 @@ impl Registry {
     }
 
     /// Reads store pages until `size` files with live holders are found, the page would pass
-    /// `max_page_bytes`, or the store runs out. Each match names at most `holders_per_match`
-    /// of its live holders (a random sample, in peer-id order) and counts all of them.
+    /// `max_page_bytes`, or the store runs out; a match names a sample of its live holders.
     async fn page(
         &self,
         q: &NameQuery,
@@ -536,17 +475,7 @@ impl Registry {
                 let total = live.len();
                 // The root is the majority's among all live holders, not the sample's.
                 file.pieces_root = majority_root(&live);
-                if total > per_match {
-                    let mut rng = rand::rng();
-                    let picked = rand::seq::index::sample(&mut rng, total, per_match);
-                    let mut keep = vec![false; total];
-                    for i in picked {
-                        keep[i] = true;
-                    }
-                    let mut flags = keep.into_iter();
-                    live.retain(|_| flags.next().unwrap_or(false));
-                    live.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
-                }
+                paging::keep_sample(&mut live, per_match);
                 let cost = wire_bytes(&file.name, &live);
                 if !files.is_empty() && bytes + cost > self.limits.max_page_bytes {
                     // The page is full by bytes: the next one starts at this match.
@@ -765,21 +694,5 @@ mod tests {
             let err = decode_token(bad).unwrap_err();
             assert_eq!(err.to_string(), "page_token is not one this tracker issued");
         }
-    }
-
-    #[test]
-    fn the_majority_root_ignores_peers_without_one_and_breaks_ties_low() {
-        let (a, b) = (Some(Digest([0xa; 32])), Some(Digest([0xb; 32])));
-        let h = |root: Option<Digest>| Holder {
-            peer_id: "p".into(),
-            address: "h:1".into(),
-            expires_at_ms: 0,
-            pieces_root: root,
-        };
-        assert_eq!(majority_root(&[]), None);
-        assert_eq!(majority_root(&[h(None), h(None)]), None);
-        assert_eq!(majority_root(&[h(None), h(None), h(b)]), b);
-        assert_eq!(majority_root(&[h(b), h(a)]), a);
-        assert_eq!(majority_root(&[h(a), h(b), h(b)]), b);
     }
 }

@@ -12,7 +12,7 @@ mod control;
 mod downloads;
 mod error;
 mod files;
-mod host;
+pub(crate) mod host;
 mod listing;
 mod seeding;
 mod state;
@@ -23,7 +23,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-pub(crate) use host::Hosts;
 pub(crate) use state::{AppState, upload_limiter};
 pub(crate) use web::Web;
 

@@ -28,7 +28,7 @@ pub(crate) struct Web {
     pub sessions: Arc<Sessions>,
     pub live: LiveDownloads,
     /// The names the page and browser requests are answered under (DNS rebinding).
-    pub hosts: Arc<crate::http::Hosts>,
+    pub hosts: Arc<crate::http::host::Hosts>,
     /// Token guesses, per client address and in all.
     pub logins: Arc<Logins>,
     pub(super) served: Rate,
@@ -45,7 +45,10 @@ impl Web {
             max_concurrent_transfers: cfg.peer.max_concurrent_transfers,
             sessions: Arc::new(Sessions::new(port, cfg.tls.serves())),
             live: LiveDownloads::default(),
-            hosts: Arc::new(crate::http::Hosts::new(&cfg.peer.allowed_hosts, advertised)),
+            hosts: Arc::new(crate::http::host::Hosts::new(
+                &cfg.peer.allowed_hosts,
+                advertised,
+            )),
             logins: Arc::new(Logins::new(DefaultClock::default())),
             served: Rate::default(),
             received: Rate::default(),
