@@ -48,6 +48,9 @@ start_tracker() { # NAME STORE PREFIX
   local name=$1 store=$2 prefix=$3 port
   port=$(free_port)
   env -u P2P_CONFIG P2P_REGISTRY__STORE="$store" P2P_TELEMETRY__LOG_LEVEL=warn \
+    P2P_REGISTRY__MAX_PEERS_PER_ADDRESS=0 P2P_REGISTRY__MAX_FILES_PER_ADDRESS=0 \
+    P2P_REGISTRY__MAX_NAME_BYTES_PER_ADDRESS=0 P2P_REGISTRY__MAX_PEERS=10000000 \
+    P2P_REGISTRY__MAX_FILES=100000000 P2P_REGISTRY__MAX_NAME_BYTES=100000000000 \
     P2P_REGISTRY__REDIS_URL="redis://127.0.0.1:$redis_port/0" P2P_REGISTRY__REDIS_PREFIX="$prefix" \
     "$tracker" serve --listen "127.0.0.1:$port" --lease-ttl 6h >"$work/$name.log" 2>&1 &
   pids+=($!); pid_of[$name]=$!; port_of[$name]=$port

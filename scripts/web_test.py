@@ -352,7 +352,8 @@ def main():
         d.find_element(By.ID, "token").clear()
         d.find_element(By.ID, "token").send_keys(TOKEN + Keys.ENTER)
         until("unlocked share", lambda: "locked-file.txt" in r.text("#share tbody"))
-        cookie = next((c for c in d.get_cookies() if c["name"] == "p2p_session"), None)
+        session_name = "p2p_session_" + str(urlsplit(l_url).port)
+        cookie = next((c for c in d.get_cookies() if c["name"] == session_name), None)
         check(cookie and cookie["httpOnly"] and cookie.get("sameSite") == "Strict",
               f"the session is an HttpOnly, SameSite=Strict cookie: {cookie}")
         check(TOKEN not in json.dumps(d.get_cookies()), "the token itself is not kept in a cookie")

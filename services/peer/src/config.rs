@@ -52,6 +52,9 @@ pub struct PeerSection {
     /// When the id is held by a live peer: wait for it rather than exit (code 6) after one
     /// lease TTL.
     pub wait_for_id: bool,
+    /// Names besides `localhost`, IP addresses and the advertised host under which the web page
+    /// and browser requests that change something are answered (DNS rebinding); `*`: any.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for PeerSection {
@@ -70,6 +73,7 @@ impl Default for PeerSection {
             max_concurrent_transfers: 64,
             uploads_per_minute: 60,
             wait_for_id: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -191,7 +191,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         upload_limiter: http::upload_limiter(cfg.peer.uploads_per_minute),
         io_timeout: cfg.peer.io_timeout,
         daemon: daemon.clone(),
-        web: Arc::new(http::Web::new(&cfg, &advertised)),
+        web: Arc::new(http::Web::new(&cfg, &advertised, local_addr.port())),
         // A waiting piece request is sent well before a downloader's answer deadline (the same
         // io_timeout by default) would drop this peer as a source.
         upload_slots: UploadSlots::new(

@@ -51,7 +51,11 @@ pub struct Match {
     pub sha256: Digest,
     /// The root most holders announced (`None`: none did).
     pub pieces_root: Option<Digest>,
+    /// A random sample of the live holders when many hold it (the tracker's
+    /// `registry.holders_per_match`); downloads ask for holders by digest.
     pub holders: Vec<Holder>,
+    /// Live holders in all (at least `holders.len()`).
+    pub holder_count: usize,
 }
 
 impl Match {
@@ -63,7 +67,9 @@ impl Match {
             tracing::warn!(file = %f.name, "the tracker listed a file whose sha256 is not a digest; skipped");
             return None;
         };
+        let holder_count = (m.peer_count as usize).max(m.peers.len());
         Some(Match {
+            holder_count,
             name: f.name,
             size: f.size,
             sha256,

@@ -310,7 +310,9 @@ async fn with_a_token_the_page_wants_a_session() {
         assert!(set.contains(attr), "{set} lacks {attr}");
     }
     let cookie = set.split(';').next().unwrap().to_owned();
-    let id = cookie.strip_prefix("p2p_session=").unwrap();
+    // Named by the peer's port: two peers on one host keep a session each.
+    let name = format!("p2p_session_{}", p.local_addr.port());
+    let id = cookie.strip_prefix(&format!("{name}=")).unwrap();
     assert_eq!(id.len(), 64, "{cookie}");
     assert!(!cookie.contains(TOKEN));
 
@@ -332,9 +334,9 @@ async fn with_a_token_the_page_wants_a_session() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"alpha");
     // Another id, the token itself as a cookie: refused.
-    let forged = format!("p2p_session={}", "0".repeat(64));
+    let forged = format!("{name}={}", "0".repeat(64));
     assert_eq!(with("/api/status", &forged).await.unwrap().status(), 401);
-    let token_cookie = format!("p2p_session={TOKEN}");
+    let token_cookie = format!("{name}={TOKEN}");
     assert_eq!(
         with("/api/status", &token_cookie).await.unwrap().status(),
         401

@@ -85,6 +85,7 @@ fn exact_answer(peers: usize, files: usize) -> SearchResponse {
                 partial: false,
                 pieces_root: format!("{:064x}", usize::MAX - i),
             }],
+            peer_count: 1,
         }],
         next_page_token: String::new(),
     }

@@ -77,10 +77,24 @@ pub struct RegistryConfig {
     /// Holders one GetPeersByDigest answer names at most: a random sample, partial holders
     /// mixed in, so every downloader sees a few and no answer grows with the swarm.
     pub holders_per_answer: usize,
+    /// Holders one Search or ListFiles match names at most: a random sample of the live ones,
+    /// with the count of all (`FileMatch.peer_count`), so a name a thousand peers share still
+    /// fits a page.
+    pub holders_per_match: usize,
+    /// Bounds on what the tracker holds (refused with RESOURCE_EXHAUSTED, counted in
+    /// `p2p_tracker_refusals_total{reason}`): peers, files (and partial holdings) and bytes of
+    /// file names, in all and per source address (IPv6 by /64; 0: no bound per address).
+    pub max_peers: usize,
+    pub max_files: usize,
+    pub max_name_bytes: u64,
+    pub max_peers_per_address: usize,
+    pub max_files_per_address: usize,
+    pub max_name_bytes_per_address: u64,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
+        let q = crate::quota::QuotaLimits::default();
         Self {
             lease_ttl: Duration::from_secs(30),
             store: StoreKind::Memory,
@@ -92,11 +106,29 @@ impl Default for RegistryConfig {
             max_files_per_request: 1000,
             max_page_size: 1000,
             holders_per_answer: 50,
+            holders_per_match: 20,
+            max_peers: q.max_peers,
+            max_files: q.max_entries,
+            max_name_bytes: q.max_name_bytes,
+            max_peers_per_address: q.max_peers_per_address,
+            max_files_per_address: q.max_entries_per_address,
+            max_name_bytes_per_address: q.max_name_bytes_per_address,
         }
     }
 }
 
 impl RegistryConfig {
+    pub fn quota(&self) -> crate::quota::QuotaLimits {
+        crate::quota::QuotaLimits {
+            max_peers: self.max_peers,
+            max_entries: self.max_files,
+            max_name_bytes: self.max_name_bytes,
+            max_peers_per_address: self.max_peers_per_address,
+            max_entries_per_address: self.max_files_per_address,
+            max_name_bytes_per_address: self.max_name_bytes_per_address,
+        }
+    }
+
     /// The password from `redis_password_file` (trailing newline dropped), if one is set.
     pub fn redis_password(&self) -> Result<Option<String>, String> {
         if self.redis_password_file.as_os_str().is_empty() {
@@ -112,6 +144,10 @@ impl RegistryConfig {
     }
 }
 
+/// Past this a single match (about 470 bytes per holder at worst) could approach a gRPC
+/// message by itself.
+pub const MAX_HOLDERS_PER_MATCH: usize = 1000;
+
 pub const SECTIONS: &[&str] = &["server", "registry", "auth", "tls", "telemetry"];
 
 impl TrackerConfig {
@@ -125,6 +161,12 @@ impl TrackerConfig {
         }
         if cfg.registry.holders_per_answer == 0 {
             return Err(loaded.invalid("registry.holders_per_answer", "must be at least 1"));
+        }
+        if !(1..=MAX_HOLDERS_PER_MATCH).contains(&cfg.registry.holders_per_match) {
+            return Err(loaded.invalid(
+                "registry.holders_per_match",
+                format!("must be between 1 and {MAX_HOLDERS_PER_MATCH}"),
+            ));
         }
         if cfg.registry.max_files_per_request == 0 {
             return Err(loaded.invalid("registry.max_files_per_request", "must be at least 1"));

@@ -3,7 +3,9 @@
 pub mod cli;
 pub mod config;
 mod metrics;
+mod paging;
 mod proto;
+pub mod quota;
 mod registry;
 pub mod server;
 mod service;

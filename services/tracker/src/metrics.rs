@@ -9,6 +9,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
+use crate::quota::Refusal;
 use crate::registry::Registry as PeerRegistry;
 
 /// The RPCs of `TrackerService`: the `method` label values, and where each one's series sit.
@@ -78,6 +79,8 @@ pub struct Metrics {
     peers: IntGauge,
     files: IntGauge,
     partial_holders: IntGauge,
+    /// Register and Announce calls refused by a bound on what the tracker holds, by bound.
+    refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -131,6 +134,21 @@ impl Metrics {
             )
             .expect("static metric definition"),
         );
+        let refusals = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "p2p_tracker_refusals_total",
+                    "Register and Announce calls refused (RESOURCE_EXHAUSTED) because the \
+                     tracker holds what a bound allows, by bound (registry.max_*).",
+                ),
+                &["reason"],
+            )
+            .expect("static metric definition"),
+        );
+        for r in Refusal::ALL {
+            refusals.with_label_values(&[r.label()]);
+        }
         // Every method has its OK and latency series from the start, so rates and error ratios
         // read 0 on a quiet tracker instead of "No data".
         let series = Method::ALL
@@ -148,7 +166,12 @@ impl Metrics {
             peers,
             files,
             partial_holders,
+            refusals,
         }
+    }
+
+    pub fn refused(&self, refusal: Refusal) {
+        self.refusals.with_label_values(&[refusal.label()]).inc();
     }
 
     pub fn observe_rpc(&self, method: Method, code: tonic::Code, started: Instant) {

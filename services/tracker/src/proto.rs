@@ -96,9 +96,10 @@ pub(crate) fn matches(page: Page) -> (Vec<FileMatch>, String) {
     let files = page
         .files
         .into_iter()
-        .map(|(f, holders)| FileMatch {
+        .map(|(f, holders, total)| FileMatch {
             file: Some(file_info(f)),
             peers: peers(holders, false).collect(),
+            peer_count: u32::try_from(total).unwrap_or(u32::MAX),
         })
         .collect();
     (files, page.next_token.unwrap_or_default())

@@ -1,7 +1,8 @@
 //! The tracker's rules: validation, leases and their secrets, filtering expired peers on read,
 //! paging. Storage is behind [`Store`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,6 +10,8 @@ use p2p_common::Digest;
 use p2p_common::names::{self, NameError};
 use sha2::{Digest as _, Sha256};
 
+use crate::paging::{self, encode_token, majority_root, wire_bytes};
+use crate::quota::{Quota, QuotaLimits, Refusal, Use, name_bytes_cap};
 use crate::store::{
     Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
     PeerRecord, Store, StoreError,
@@ -37,6 +40,10 @@ pub enum RegistryError {
     /// The peer would hold more files than `registry.max_files_per_peer`; nothing was written.
     #[error("{0}")]
     OverCap(String),
+    /// The tracker holds what one of its bounds allows (see [`crate::quota`]); nothing was
+    /// written.
+    #[error("{message}")]
+    Full { refusal: Refusal, message: String },
     #[error(transparent)]
     Store(StoreError),
 }
@@ -67,6 +74,12 @@ pub struct Limits {
     pub max_page_size: usize,
     /// Holders one GetPeersByDigest answer names at most (`registry.holders_per_answer`).
     pub holders_per_answer: usize,
+    /// Holders one Search or ListFiles match names at most, a random sample of the live ones
+    /// (`registry.holders_per_match`); the match gives the count of all of them.
+    pub holders_per_match: usize,
+    /// Bytes one Search or ListFiles page may take on the wire (estimated from above; half of
+    /// `server.max_message_bytes`): a page stops short of its size rather than pass it.
+    pub max_page_bytes: usize,
 }
 
 impl Default for Limits {
@@ -77,14 +90,17 @@ impl Default for Limits {
             default_page_size: 100,
             max_page_size: 1000,
             holders_per_answer: 50,
+            holders_per_match: 20,
+            max_page_bytes: 2 * 1024 * 1024,
         }
     }
 }
 
-/// A page of files with the live peers holding each.
+/// A page of files, each with (a sample of) the live peers holding it and how many live
+/// peers hold it in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
-    pub files: Vec<(FileEntry, Vec<Holder>)>,
+    pub files: Vec<(FileEntry, Vec<Holder>, usize)>,
     pub next_token: Option<String>,
 }
 
@@ -92,6 +108,7 @@ pub struct Registry {
     store: Arc<dyn Store>,
     ttl: Duration,
     limits: Limits,
+    quota: Quota,
 }
 
 pub fn now_ms() -> u64 {
@@ -179,35 +196,11 @@ fn check_announcement(a: &Announcement, limit: usize) -> Result<(), RegistryErro
     Ok(())
 }
 
-/// The root most of `holders` announced: none only when none announced one; a tie goes to
-/// the smallest root, so every replica answers alike.
-fn majority_root(holders: &[Holder]) -> Option<Digest> {
-    let mut roots = holders.iter().filter_map(|h| h.pieces_root);
-    let first = roots.next()?;
-    // The usual answer, without counting: every holder that announced a root agrees.
-    if roots.all(|r| r == first) {
-        return Some(first);
-    }
-    let mut tally: BTreeMap<Digest, usize> = BTreeMap::new();
-    for root in holders.iter().filter_map(|h| h.pieces_root) {
-        *tally.entry(root).or_default() += 1;
-    }
-    tally
-        .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
-        .map(|(root, _)| root)
-}
-
 fn check_id(id: &str) -> Result<(), RegistryError> {
     names::validate_peer_id(id).map_err(|source| RegistryError::BadName {
         field: "peer id",
         source,
     })
-}
-
-/// Cursor tokens are the hex of `name NUL digest`: opaque to clients, stable across calls.
-fn encode_token(key: &FileKey) -> String {
-    hex::encode(format!("{}\0{}", key.name, key.sha256))
 }
 
 fn decode_token(token: &str) -> Result<Option<FileKey>, RegistryError> {
@@ -226,7 +219,23 @@ fn decode_token(token: &str) -> Result<Option<FileKey>, RegistryError> {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, ttl: Duration, limits: Limits) -> Self {
-        Self { store, ttl, limits }
+        Self {
+            store,
+            ttl,
+            limits,
+            quota: Quota::new(QuotaLimits::default()),
+        }
+    }
+
+    /// The same registry with other bounds on what it holds.
+    pub fn with_quota(mut self, limits: QuotaLimits) -> Self {
+        self.quota = Quota::new(limits);
+        self
+    }
+
+    fn refused(&self, refusal: Refusal, src: Option<IpAddr>) -> RegistryError {
+        let message = refusal.message(self.quota.limits(), src);
+        RegistryError::Full { refusal, message }
     }
 
     pub fn limits(&self) -> Limits {
@@ -246,8 +255,22 @@ impl Registry {
     }
 
     /// Joins (or re-joins) the network; returns the lease secret.
+    #[cfg(test)]
     pub async fn register(
         &self,
+        id: &str,
+        address: &str,
+        files: Vec<FileEntry>,
+        previous_secret: &str,
+    ) -> Result<String, RegistryError> {
+        self.register_from(None, id, address, files, previous_secret)
+            .await
+    }
+
+    /// [`Registry::register`] of a call from `src` (bounded per source address).
+    pub async fn register_from(
+        &self,
+        src: Option<IpAddr>,
         id: &str,
         address: &str,
         files: Vec<FileEntry>,
@@ -274,10 +297,27 @@ impl Registry {
             secret_hash: secret_hash(&secret),
             expires_at_ms: self.expiry(now),
         };
-        self.store
+        let usage = Use {
+            addr: src,
+            entries: files.len(),
+            name_bytes: files.iter().map(|f| f.name.len() as u64).sum(),
+            expires_at_ms: record.expires_at_ms,
+        };
+        let before = self
+            .quota
+            .admit(id, usage)
+            .map_err(|r| self.refused(r, src))?;
+        match self
+            .store
             .register(record, &secret_hash(previous_secret), now, files)
-            .await?;
-        Ok(secret)
+            .await
+        {
+            Ok(()) => Ok(secret),
+            Err(e) => {
+                self.quota.restore(id, before);
+                Err(e.into())
+            }
+        }
     }
 
     pub async fn heartbeat(&self, id: &str, secret: &str) -> Result<(), RegistryError> {
@@ -289,29 +329,73 @@ impl Registry {
             secret_hash: &hash,
             now_ms: now,
         };
-        Ok(self.store.renew(lease, self.expiry(now)).await?)
+        let expiry = self.expiry(now);
+        self.store.renew(lease, expiry).await?;
+        self.quota.renew(id, expiry);
+        Ok(())
     }
 
     /// Applies one Announce (see [`Announcement`]); returns how many entries (files and
     /// partial holdings) the peer then has.
+    #[cfg(test)]
     pub async fn announce(
         &self,
         id: &str,
         secret: &str,
         change: Announcement,
     ) -> Result<usize, RegistryError> {
+        self.announce_from(None, id, secret, change).await
+    }
+
+    /// [`Registry::announce`] of a call from `src`: admitted counting every added file as new
+    /// (removals as nothing), then counted as the store applied it.
+    pub async fn announce_from(
+        &self,
+        src: Option<IpAddr>,
+        id: &str,
+        secret: &str,
+        change: Announcement,
+    ) -> Result<usize, RegistryError> {
         check_id(id)?;
         check_announcement(&change, self.limits.max_files_per_request)?;
+        let now = now_ms();
         let hash = secret_hash(secret);
         let lease = Lease {
             id,
             secret_hash: &hash,
-            now_ms: now_ms(),
+            now_ms: now,
         };
-        Ok(self
+        let held = self.quota.get(id).unwrap_or(Use {
+            addr: src,
+            entries: 0,
+            name_bytes: 0,
+            expires_at_ms: self.expiry(now),
+        });
+        let entries = held.entries + change.added.len() + change.partial_added.len();
+        let added_bytes: u64 = change.added.iter().map(|f| f.name.len() as u64).sum();
+        let at_most = Use {
+            entries,
+            name_bytes: (held.name_bytes + added_bytes).min(name_bytes_cap(entries)),
+            ..held
+        };
+        let before = self
+            .quota
+            .admit(id, at_most)
+            .map_err(|r| self.refused(r, held.addr))?;
+        match self
             .store
             .announce(lease, change, self.limits.max_files_per_peer)
-            .await?)
+            .await
+        {
+            Ok(n) => {
+                self.quota.settle(id, n, name_bytes_cap(n));
+                Ok(n)
+            }
+            Err(e) => {
+                self.quota.restore(id, before);
+                Err(e.into())
+            }
+        }
     }
 
     pub async fn leave(&self, id: &str, secret: &str) -> Result<(), RegistryError> {
@@ -322,7 +406,9 @@ impl Registry {
             secret_hash: &hash,
             now_ms: now_ms(),
         };
-        Ok(self.store.leave(lease).await?)
+        self.store.leave(lease).await?;
+        self.quota.forget(id);
+        Ok(())
     }
 
     pub async fn search(
@@ -353,7 +439,8 @@ impl Registry {
         self.page(&NameQuery::All, page_size, token).await
     }
 
-    /// Reads store pages until `size` files with live holders are found or the store runs out.
+    /// Reads store pages until `size` files with live holders are found, the page would pass
+    /// `max_page_bytes`, or the store runs out; a match names a sample of its live holders.
     async fn page(
         &self,
         q: &NameQuery,
@@ -364,31 +451,47 @@ impl Registry {
             0 => self.limits.default_page_size,
             n => n.min(self.limits.max_page_size),
         };
+        let per_match = self.limits.holders_per_match.max(1);
         let mut cursor = decode_token(token)?;
         let now = now_ms();
         let mut files = Vec::new();
+        let mut bytes = 0usize;
         loop {
             let batch = self.store.find_files(q, cursor.as_ref(), size).await?;
             let exhausted = batch.len() < size;
             for FileHolders { mut file, holders } in batch {
-                cursor = Some(FileKey {
+                let key = FileKey {
                     name: file.name.clone(),
                     sha256: file.sha256,
-                });
-                let live: Vec<Holder> = holders
+                };
+                let mut live: Vec<Holder> = holders
                     .into_iter()
                     .filter(|h| h.expires_at_ms > now)
                     .collect();
-                if !live.is_empty() {
-                    file.pieces_root = majority_root(&live);
-                    files.push((file, live));
-                    if files.len() == size {
-                        let next = cursor.as_ref().map(encode_token);
-                        return Ok(Page {
-                            files,
-                            next_token: next,
-                        });
-                    }
+                if live.is_empty() {
+                    cursor = Some(key);
+                    continue;
+                }
+                let total = live.len();
+                // The root is the majority's among all live holders, not the sample's.
+                file.pieces_root = majority_root(&live);
+                paging::keep_sample(&mut live, per_match);
+                let cost = wire_bytes(&file.name, &live);
+                if !files.is_empty() && bytes + cost > self.limits.max_page_bytes {
+                    // The page is full by bytes: the next one starts at this match.
+                    return Ok(Page {
+                        files,
+                        next_token: cursor.as_ref().map(encode_token),
+                    });
+                }
+                bytes += cost;
+                cursor = Some(key);
+                files.push((file, live, total));
+                if files.len() == size {
+                    return Ok(Page {
+                        files,
+                        next_token: cursor.as_ref().map(encode_token),
+                    });
                 }
             }
             if exhausted {
@@ -447,12 +550,16 @@ impl Registry {
             let mut removed_here = 0;
             for id in expired {
                 if self.store.remove_if_expired(&id, now).await? {
+                    self.quota.forget(&id);
                     removed_here += 1;
                 }
             }
             n += removed_here;
             // Another replica may hold the same batch; stop when a pass made no progress.
             if !full || removed_here == 0 {
+                // Peers this replica last saw a lease of long ago: swept or renewed elsewhere.
+                self.quota
+                    .purge(now.saturating_sub(self.ttl.as_millis() as u64));
                 return Ok(n);
             }
         }
@@ -481,6 +588,7 @@ mod tests {
                 default_page_size: 2,
                 max_page_size: 3,
                 holders_per_answer: 50,
+                ..Limits::default()
             },
         )
     }
@@ -586,21 +694,5 @@ mod tests {
             let err = decode_token(bad).unwrap_err();
             assert_eq!(err.to_string(), "page_token is not one this tracker issued");
         }
-    }
-
-    #[test]
-    fn the_majority_root_ignores_peers_without_one_and_breaks_ties_low() {
-        let (a, b) = (Some(Digest([0xa; 32])), Some(Digest([0xb; 32])));
-        let h = |root: Option<Digest>| Holder {
-            peer_id: "p".into(),
-            address: "h:1".into(),
-            expires_at_ms: 0,
-            pieces_root: root,
-        };
-        assert_eq!(majority_root(&[]), None);
-        assert_eq!(majority_root(&[h(None), h(None)]), None);
-        assert_eq!(majority_root(&[h(None), h(None), h(b)]), b);
-        assert_eq!(majority_root(&[h(b), h(a)]), a);
-        assert_eq!(majority_root(&[h(a), h(b), h(b)]), b);
     }
 }

@@ -66,17 +66,22 @@ pub async fn start_on(cfg: TrackerConfig, listener: TcpListener) -> anyhow::Resu
             })?)
         }
     };
-    let registry = Arc::new(Registry::new(
-        store,
-        cfg.registry.lease_ttl,
-        Limits {
-            max_page_size: cfg.registry.max_page_size,
-            max_files_per_peer: cfg.registry.max_files_per_peer,
-            max_files_per_request: cfg.registry.max_files_per_request,
-            holders_per_answer: cfg.registry.holders_per_answer,
-            ..Limits::default()
-        },
-    ));
+    let registry = Arc::new(
+        Registry::new(
+            store,
+            cfg.registry.lease_ttl,
+            Limits {
+                max_page_size: cfg.registry.max_page_size,
+                max_files_per_peer: cfg.registry.max_files_per_peer,
+                max_files_per_request: cfg.registry.max_files_per_request,
+                holders_per_answer: cfg.registry.holders_per_answer,
+                holders_per_match: cfg.registry.holders_per_match,
+                max_page_bytes: cfg.server.max_message_bytes / 2,
+                ..Limits::default()
+            },
+        )
+        .with_quota(cfg.registry.quota()),
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
@@ -283,6 +288,8 @@ async fn sweep_loop(
     let every = (registry.ttl() / 2).max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Entries (peers, files, partial holdings) at most since memory was last given back.
+    let mut high = 0usize;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -296,6 +303,28 @@ async fn sweep_loop(
             }
             Err(e) => tracing::warn!(error = %e, "lease sweep failed"),
         }
+        if let Ok(c) = registry.counts().await {
+            let now = c.peers + c.files + c.partial_holders;
+            high = high.max(now);
+            // A tenth of what was held went (leases ended, peers left): hand the freed pages
+            // back to the system, which glibc's allocator otherwise keeps.
+            if high >= TRIM_AFTER && now <= high - high / 10 {
+                high = now;
+                let _ = tokio::task::spawn_blocking(release_memory).await;
+            }
+        }
+    }
+}
+
+/// Entries that must have been freed before the allocator is asked to return memory.
+const TRIM_AFTER: usize = 10_000;
+
+/// Returns the allocator's free pages to the system (glibc keeps them in its arenas).
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; no pointer is passed.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

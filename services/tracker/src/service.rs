@@ -1,8 +1,11 @@
 //! The gRPC face of the registry: the RPCs and their status codes. Messages become typed
 //! values (and back) in [`crate::proto`].
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
+
+use axum::extract::ConnectInfo;
 
 use p2p_common::proto::tracker_service_server::TrackerService;
 use p2p_common::proto::{
@@ -58,7 +61,9 @@ impl From<RegistryError> for Status {
             }
             RegistryError::IdTaken { .. } => Status::already_exists(msg),
             RegistryError::WrongSecret(_) => Status::permission_denied(msg),
-            RegistryError::OverCap(_) => Status::resource_exhausted(msg),
+            RegistryError::OverCap(_) | RegistryError::Full { .. } => {
+                Status::resource_exhausted(msg)
+            }
             RegistryError::Store(StoreError::Corrupt(_)) => Status::internal(msg),
             RegistryError::Store(_) => Status::unavailable(msg),
         }
@@ -83,6 +88,37 @@ fn rpc_span<T>(method: Method, req: &Request<T>) -> tracing::Span {
     span
 }
 
+/// The address a call came from, as the bounds per address count it: IPv4 (also when mapped
+/// into IPv6) as is, IPv6 by its /64 (what one host or one customer usually gets).
+fn source<T>(req: &Request<T>) -> Option<IpAddr> {
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| req.remote_addr().map(|a| a.ip()))?;
+    Some(match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(seg.into())
+            }
+        },
+        v4 => v4,
+    })
+}
+
+impl TrackerApi {
+    /// Counts a refusal by a bound on what the tracker holds.
+    fn count_refusal<T>(&self, r: Result<T, RegistryError>) -> Result<T, RegistryError> {
+        if let Err(RegistryError::Full { refusal, .. }) = &r {
+            self.metrics.refused(*refusal);
+        }
+        r
+    }
+}
+
 fn ttl_ms(r: &Registry) -> u64 {
     r.ttl().as_millis() as u64
 }
@@ -94,15 +130,17 @@ impl TrackerService for TrackerApi {
         req: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
         let span = rpc_span(Method::Register, &req);
+        let src = source(&req);
         self.observe(Method::Register, span, async {
             let r = req.into_inner();
             let limits = self.registry.limits();
             let bound = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
             let files = proto::files(r.files)?;
-            let secret = self
-                .registry
-                .register(&r.peer_id, &r.address, files, &r.lease_secret)
-                .await?;
+            let secret = self.count_refusal(
+                self.registry
+                    .register_from(src, &r.peer_id, &r.address, files, &r.lease_secret)
+                    .await,
+            )?;
             tracing::info!(peer = %r.peer_id, address = %r.address, "peer registered");
             Ok(RegisterResponse {
                 lease_secret: secret,
@@ -134,14 +172,16 @@ impl TrackerService for TrackerApi {
         req: Request<AnnounceRequest>,
     ) -> Result<Response<AnnounceResponse>, Status> {
         let span = rpc_span(Method::Announce, &req);
+        let src = source(&req);
         self.observe(Method::Announce, span, async {
             let r = req.into_inner();
             let change =
                 proto::announcement(r.added, r.removed, r.partial_added, r.partial_removed)?;
-            let n = self
-                .registry
-                .announce(&r.peer_id, &r.lease_secret, change)
-                .await?;
+            let n = self.count_refusal(
+                self.registry
+                    .announce_from(src, &r.peer_id, &r.lease_secret, change)
+                    .await,
+            )?;
             Ok(AnnounceResponse {
                 files: u32::try_from(n).unwrap_or(u32::MAX),
             })

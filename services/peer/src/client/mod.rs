@@ -39,13 +39,18 @@ pub(crate) async fn resolve(
 }
 
 /// Picks the match to download: the requested digest, else the one most peers hold.
-pub(crate) fn choose(matches: Vec<Match>, name: &str, sha256: Option<&Digest>) -> Result<Target> {
-    let mut targets: Vec<Target> = matches
+pub(crate) fn choose(
+    mut matches: Vec<Match>,
+    name: &str,
+    sha256: Option<&Digest>,
+) -> Result<Target> {
+    // Most holders in all (a match lists only a sample of them when many hold it).
+    matches.sort_by_key(|m| std::cmp::Reverse(m.holder_count));
+    let targets: Vec<Target> = matches
         .into_iter()
         .map(Target::from)
         .filter(|t| t.name == name && sha256.is_none_or(|d| d == &t.sha256))
         .collect();
-    targets.sort_by_key(|t| std::cmp::Reverse(t.holders.len()));
     let mut it = targets.into_iter();
     let first = it
         .next()

@@ -29,13 +29,20 @@ pub(crate) fn format_matches(matches: &[Match]) -> String {
         for p in &m.holders {
             s.push_str(&format!("    {}  {}\n", p.peer_id, p.address));
         }
+        if m.holder_count > m.holders.len() {
+            s.push_str(&format!(
+                "    ... {} holders in all ({} listed)\n",
+                m.holder_count,
+                m.holders.len()
+            ));
+        }
     }
     s
 }
 
 fn match_json(m: &Match) -> serde_json::Value {
     json!({
-        "name": m.name, "size": m.size, "sha256": m.sha256,
+        "name": m.name, "size": m.size, "sha256": m.sha256, "peer_count": m.holder_count,
         "peers": m.holders.iter().map(|p| json!({"peer_id": p.peer_id, "address": p.address})).collect::<Vec<_>>(),
     })
 }

@@ -125,7 +125,7 @@ pub(crate) async fn require(
         .map(|c| c.0.ip());
     let authenticated = tokens
         .as_ref()
-        .map(|t| t.accepts_header(authorization) || sessions.admits(req.headers()));
+        .map(|t| t.accepts_header(authorization) || sessions.admits(req.headers(), from));
     match admit_checked(authenticated, from, access) {
         Ok(()) => next.run(req).await,
         Err((status, msg)) => {

@@ -12,6 +12,7 @@ mod control;
 mod downloads;
 mod error;
 mod files;
+pub(crate) mod host;
 mod listing;
 mod seeding;
 mod state;
@@ -67,6 +68,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(act)
         .merge(stop)
         .merge(open)
+        .layer(axum::middleware::from_fn_with_state(
+            state.web.hosts.clone(),
+            host::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::track,

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::share::pieces;
 use crate::store::{self, Published};
+use crate::transfer::room;
 use crate::wire::Placed;
 use crate::wire::upload::Uploaded;
 
@@ -37,9 +38,12 @@ pub(super) async fn upload(
         Err(ApiError(StatusCode::CONFLICT, _)) => "conflict",
         Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, _)) => "too_large",
         Err(ApiError(StatusCode::BAD_REQUEST | StatusCode::REQUEST_TIMEOUT, _)) => "bad_request",
-        Err(ApiError(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE, _)) => {
-            "rejected"
-        }
+        Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::INSUFFICIENT_STORAGE,
+            _,
+        )) => "rejected",
         Err(_) => "error",
     };
     st.metrics.uploads.with_label_values(&[word]).inc();
@@ -66,6 +70,13 @@ async fn receive(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit.saturating_add(MULTIPART_OVERHEAD)) {
         return Err(too_large());
+    }
+    if let Some(n) = declared {
+        let (dir, reserve) = (st.store.partial_dir(), st.web.transfer.min_free_space);
+        tokio::task::spawn_blocking(move || room::check_upload(&dir, n, reserve))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|msg| ApiError::new(StatusCode::INSUFFICIENT_STORAGE, msg))?;
     }
     let bad = |e: axum::extract::multipart::MultipartError| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("bad multipart body: {e}"))
@@ -100,6 +111,16 @@ async fn receive(
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad file name: {e}")))?;
 
         let internal = |e: std::io::Error| {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) {
+                tracing::warn!(error = %e, "upload refused: the disk is full");
+                return ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "no space left on this peer's disk for the upload",
+                );
+            }
             tracing::error!(error = %e, "upload failed");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the upload")
         };

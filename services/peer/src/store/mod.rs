@@ -359,11 +359,19 @@ impl Store {
             self.ensure_layout().await.map_err(io::Error::other)?;
             let (t, p) = (tmp.clone(), path.clone());
             tokio::task::spawn_blocking(move || {
-                let mut out = io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&t)?);
-                serde_json::to_writer(&mut out, &CacheFile(&index)).map_err(io::Error::other)?;
-                out.flush()?;
-                drop(out);
-                std::fs::rename(&t, &p)
+                let written = (|| {
+                    let mut out = io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&t)?);
+                    serde_json::to_writer(&mut out, &CacheFile(&index))
+                        .map_err(io::Error::other)?;
+                    out.flush()?;
+                    drop(out);
+                    std::fs::rename(&t, &p)
+                })();
+                if written.is_err() {
+                    // A full disk leaves no truncated copy behind.
+                    let _ = std::fs::remove_file(&t);
+                }
+                written
             })
             .await
             .map_err(io::Error::other)?

@@ -136,6 +136,26 @@ impl Disk {
     }
 }
 
+/// Whether `bytes` more fit in `dir`'s file system with `reserve` kept free (what an upload
+/// is held to, as a download is); the message names the key. A file system that cannot be
+/// asked refuses nothing: writing will tell. Blocking.
+pub(crate) fn check_upload(dir: &Path, bytes: u64, reserve: FreeSpace) -> Result<(), String> {
+    let Ok(disk) = Disk::of(dir) else {
+        return Ok(());
+    };
+    let keep = match reserve {
+        FreeSpace::Bytes(n) => n,
+        FreeSpace::Percent(p) => (u128::from(disk.total) * u128::from(p) / 100) as u64,
+    };
+    if bytes.saturating_add(keep) > disk.free {
+        return Err(format!(
+            "not enough free space for an upload of {bytes} bytes: {} bytes are free and transfer.min_free_space ({reserve}) keeps {keep} bytes free",
+            disk.free
+        ));
+    }
+    Ok(())
+}
+
 /// One download that holds a place: its file and what of it is not allocated yet.
 #[derive(Debug)]
 struct Running {

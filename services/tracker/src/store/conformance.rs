@@ -98,6 +98,7 @@ fn registry(store: Arc<dyn Store>, ttl: Duration) -> Registry {
             default_page_size: 2,
             max_page_size: 3,
             holders_per_answer: 50,
+            ..Limits::default()
         },
     )
 }
@@ -497,7 +498,7 @@ pub async fn pieces_root_is_returned_with_every_match(store: Arc<dyn Store>) {
     let substring = r.search("A.IS", false, 0, "").await.unwrap();
     for page in [exact, listed, substring] {
         assert_eq!(page.files.len(), 1);
-        let (f, holders) = &page.files[0];
+        let (f, holders, _) = &page.files[0];
         assert_eq!(f.pieces_root, Some(root(1)), "two of three roots say so");
         assert_eq!(ids_and_roots(holders), want);
     }
@@ -828,6 +829,66 @@ pub async fn ten_thousand_holders_give_a_small_answer(store: Arc<dyn Store>) {
     );
 }
 
+/// A name many peers hold is listed with a sample of them and the count of all; a page whose
+/// matches would pass the byte budget stops early with a token, and paging still reaches
+/// every file exactly once.
+pub async fn matches_name_a_bounded_sample_and_pages_by_bytes(store: Arc<dyn Store>) {
+    let r = Registry::new(
+        store,
+        Duration::from_secs(60),
+        Limits {
+            holders_per_match: 5,
+            max_page_bytes: 4000,
+            ..Limits::default()
+        },
+    );
+    let long = |i: usize| format!("{}-{i:03}", "n".repeat(200));
+    for p in 0..12 {
+        let files = (0..6).map(|i| file(&long(i), i as u8 + 1)).collect();
+        r.register(&format!("p{p:02}"), &format!("10.0.0.{p}:5000"), files, "")
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = r.list_files(1000, &token).await.unwrap();
+        pages += 1;
+        assert!(!page.files.is_empty(), "an empty page with a token");
+        let bytes: usize = page
+            .files
+            .iter()
+            .map(|(f, h, _)| {
+                f.name.len()
+                    + h.iter()
+                        .map(|h| h.peer_id.len() + h.address.len())
+                        .sum::<usize>()
+            })
+            .sum();
+        assert!(bytes <= 4000, "page of {bytes} bytes");
+        for (f, holders, total) in page.files {
+            assert_eq!(holders.len(), 5, "{}", f.name);
+            assert_eq!(total, 12);
+            let ids: Vec<&str> = holders.iter().map(|h| h.peer_id.as_str()).collect();
+            let mut sorted = ids.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(ids, sorted, "distinct, in id order");
+            assert_eq!(f.pieces_root, holders[0].pieces_root);
+            seen.push(f.name);
+        }
+        match page.next_token {
+            Some(t) => token = t,
+            None => break,
+        }
+    }
+    assert!(pages > 1, "the byte budget never cut a page");
+    assert_eq!(seen, (0..6).map(long).collect::<Vec<_>>());
+    let found = r.search("nnn", false, 1000, "").await.unwrap();
+    assert!(found.files.len() < 6 && found.next_token.is_some());
+}
+
 /// Runs every check, each on a fresh store from `fresh`.
 pub async fn run_all<F, Fut>(fresh: F)
 where
@@ -846,4 +907,5 @@ where
     partial_holders_follow_the_lease(fresh().await).await;
     digest_answers_are_a_bounded_sample(fresh().await).await;
     ten_thousand_holders_give_a_small_answer(fresh().await).await;
+    matches_name_a_bounded_sample_and_pages_by_bytes(fresh().await).await;
 }

@@ -218,6 +218,20 @@ impl Inner {
         self.names.remove(name);
     }
 
+    /// Gives back the tables' spare room once most of what filled them is gone (a hash map
+    /// keeps its largest size otherwise): a quarter full or less, shrunk to what they hold.
+    fn shrink_if_sparse(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 64 && m.len() <= m.capacity() / 4 {
+                m.shrink_to_fit();
+            }
+        }
+        shrink(&mut self.peers);
+        shrink(&mut self.by_digest);
+        shrink(&mut self.partial_by_digest);
+        shrink(&mut self.grams);
+    }
+
     fn remove(&mut self, id: &str) -> bool {
         match self.peers.remove(id) {
             Some(entry) => {
@@ -459,6 +473,7 @@ impl Store for MemoryStore {
         let mut inner = self.write();
         inner.authorize(lease)?;
         inner.remove(lease.id);
+        inner.shrink_if_sparse();
         Ok(())
     }
 
@@ -468,7 +483,11 @@ impl Store for MemoryStore {
             .peers
             .get(id)
             .is_some_and(|p| p.record.expires_at_ms <= now_ms);
-        Ok(expired && inner.remove(id))
+        let removed = expired && inner.remove(id);
+        if removed {
+            inner.shrink_if_sparse();
+        }
+        Ok(removed)
     }
 
     async fn expired_peers(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {

@@ -145,7 +145,10 @@ struct FoundFile {
     /// This peer shares these bytes (under `here_as`): download with `/files/{here_as}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     here_as: Option<String>,
+    /// A sample of the live holders when many hold the file.
     holders: Vec<FoundHolder>,
+    /// Live holders in all.
+    holder_count: usize,
 }
 
 #[derive(Serialize)]
@@ -172,6 +175,13 @@ pub(super) async fn search(
             format!("search text longer than {MAX_QUERY} bytes"),
         ));
     }
+    // The tracker refuses these (INVALID_ARGUMENT): the client's mistake, not a bad gateway.
+    if query.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "search text must not contain control characters",
+        ));
+    }
     let tracker = &st.daemon.tracker;
     let found = if query.is_empty() {
         tracker.list().await
@@ -193,6 +203,7 @@ pub(super) async fn search(
             name: m.name,
             size: m.size,
             sha256: m.sha256,
+            holder_count: m.holder_count,
             holders: m
                 .holders
                 .into_iter()

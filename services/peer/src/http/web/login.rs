@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::session::{clear_cookie, set_cookie};
+use super::context::LoginRefused;
 use crate::http::auth;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -33,12 +33,12 @@ pub(super) async fn login(
     let Some(tokens) = &st.tokens else {
         return StatusCode::NO_CONTENT.into_response();
     };
-    if st.web.logins.check_key(&from.ip()).is_err() {
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many logins from this address; retry in a minute",
-        )
-        .into_response();
+    if let Err(why) = st.web.logins.check(from.ip()) {
+        let msg = match why {
+            LoginRefused::Address => "too many logins from this address; retry in a minute",
+            LoginRefused::InAll => "too many logins to this peer; retry in a minute",
+        };
+        return ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).into_response();
     }
     let Ok(login) = serde_json::from_slice::<Login>(&body) else {
         return ApiError::new(StatusCode::BAD_REQUEST, "expected {\"token\": \"...\"}")
@@ -49,10 +49,10 @@ pub(super) async fn login(
         return ApiError::new(StatusCode::UNAUTHORIZED, "that is not this network's token")
             .into_response();
     }
-    let Some(id) = st.web.sessions.create() else {
+    let Some(id) = st.web.sessions.create(from.ip()) else {
         return ApiError::internal("no randomness for a session id").into_response();
     };
-    let cookie = set_cookie(&id, st.web.tls);
+    let cookie = st.web.sessions.set_cookie(&id);
     match HeaderValue::from_str(&cookie) {
         Ok(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
@@ -65,7 +65,7 @@ pub(super) async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Re
         return ApiError::new(StatusCode::FORBIDDEN, msg).into_response();
     }
     st.web.sessions.end(&headers);
-    match HeaderValue::from_str(&clear_cookie(st.web.tls)) {
+    match HeaderValue::from_str(&st.web.sessions.clear_cookie()) {
         Ok(v) => (StatusCode::NO_CONTENT, [(header::SET_COOKIE, v)]).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }

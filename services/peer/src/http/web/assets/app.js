@@ -207,6 +207,9 @@ async function runSearch(q) {
 function resultRow(m) {
   const holders = el('ul', { className: 'holders' }, ...m.holders.map((h) =>
     el('li', {}, h.peer_id + ' (' + h.address + ')', h.partial ? el('span', { className: 'tag', text: ' partial' }) : null)));
+  if (m.holder_count > m.holders.length) {
+    holders.append(el('li', { text: '… ' + m.holder_count + ' holders in all' }));
+  }
   let action;
   if (m.here_as) {
     action = el('a', { href: fileUrl(m.here_as), download: m.here_as, text: 'Download', 'aria-label': 'Download ' + m.name });
