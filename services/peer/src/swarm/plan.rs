@@ -13,6 +13,7 @@
 //! source's requests and the pieces being checked are all read from them, so they cannot
 //! disagree. A source has one id, its [`SourceId`], the index of its [`Source`].
 
+mod active;
 mod choose;
 mod open;
 mod sources;
@@ -250,83 +251,6 @@ impl<H> Plan<H> {
         self.requests.is_empty() && !self.is_checking()
     }
 
-    /// A source that has sent nothing since its oldest running request, for [`FIRST_BYTE`] or
-    /// more: it accepted the connection and keeps quiet (or is stuck), so it does not take a
-    /// place among the sources in use and its blocks are asked elsewhere.
-    pub(super) fn is_silent(&self, id: SourceId, now: Instant) -> bool {
-        let mine = || self.requests.iter().filter(move |r| r.source == id);
-        mine().next().is_some()
-            && mine().all(|r| r.meter.bytes() == 0)
-            && mine().any(|r| now.saturating_duration_since(r.started) >= FIRST_BYTE)
-    }
-
-    /// Sources in use, at most `max_sources`: those that delivered blocks, fastest first,
-    /// before untried ones, then those whose pieces are not known yet; holders with nothing
-    /// useful wait (their bitfields are still refreshed, so they come in when they have
-    /// something), and silent ones ([`Plan::is_silent`]) come last.
-    ///
-    /// When more holders could serve than are used, the last place is an optimistic one: it
-    /// goes in turn, for [`OPTIMISTIC_EVERY`] each, to a useful holder outside the others,
-    /// the one tried longest ago first. Without it the first holders to deliver kept their
-    /// places for the whole download in every downloader alike, and holders that came later
-    /// sat idle with pieces everyone wanted (the testbed's pictures, README); with it every
-    /// holder is tried, and a faster one takes the place of a slower for good.
-    pub(super) fn active(&mut self, verified: &Bitfield, now: Instant) -> Vec<SourceId> {
-        let rank = |id: SourceId| {
-            let s = self.source(id);
-            let useful = |h: &Bitfield| h.ones().any(|i| !verified.get(i));
-            let proven = s.delivered > 0;
-            // Faster first among proven ones (rates in bytes per second).
-            let fast = std::cmp::Reverse(s.rate.map_or(0, |r| r as u64));
-            match &s.has {
-                _ if self.is_silent(id, now) => (6, fast),
-                _ if self.fetching(id) > 0 && proven => (0, fast),
-                Some(h) if useful(h) && proven => (0, fast),
-                _ if self.fetching(id) > 0 => (2, fast),
-                Some(h) if useful(h) => (3, fast),
-                None => (4, fast),
-                Some(_) => (5, fast),
-            }
-        };
-        // Stable: holders of one rank keep their (random) order. Each rank is read once: a
-        // source's meters move under the sort (its fetches run on other threads), and a key
-        // that changes mid-sort is not an order.
-        let mut ranked: Vec<((u8, std::cmp::Reverse<u64>), SourceId)> = self
-            .ids()
-            .filter(|&i| !self.source(i).dropped)
-            .map(|i| (rank(i), i))
-            .collect();
-        ranked.sort_by_key(|&(r, _)| r);
-        let max = self.tuning.max_sources.max(1);
-        // Holders that could serve: proven, untried or not yet known.
-        let able = ranked.iter().filter(|(r, _)| r.0 <= 4).count();
-        if able <= max || max < 2 {
-            ranked.truncate(max);
-            return ranked.into_iter().map(|(_, i)| i).collect();
-        }
-        let mut chosen: Vec<SourceId> = ranked[..max - 1].iter().map(|&(_, i)| i).collect();
-        let outside = &ranked[max - 1..able];
-        let kept = self.optimistic.filter(|&(id, since)| {
-            now.saturating_duration_since(since) < OPTIMISTIC_EVERY
-                && outside.iter().any(|&(_, i)| i == id)
-        });
-        let pick = match kept {
-            Some((id, _)) => id,
-            None => {
-                let id = outside
-                    .iter()
-                    .map(|&(_, i)| i)
-                    .min_by_key(|&i| self.source(i).optimistic_at)
-                    .unwrap_or(ranked[max - 1].1);
-                self.optimistic = Some((id, now));
-                self.source_mut(id).optimistic_at = Some(now);
-                id
-            }
-        };
-        chosen.push(pick);
-        chosen
-    }
-
     /// Partial holders whose bitfield is due for a refresh; each is marked as asked.
     pub(super) fn bitfields_due(&mut self, now: Instant) -> Vec<SourceId> {
         let due: Vec<SourceId> = self
@@ -450,53 +374,6 @@ impl<H> Plan<H> {
                 break;
             }
         }
-    }
-
-    /// What complete holders that partial holders relieve are asked for (`None`: no partial
-    /// holder is known, so everything): the pieces fewest partial holders have, while that is
-    /// none or one ([`SEED_RARER_THAN`]), of those neither verified nor being put together
-    /// (`wanted` has both set); and the pieces being put together that no partial holder has.
-    ///
-    /// Complete holders (a seed, above all) are the scarce upload when many peers fetch one
-    /// file: a piece partial holders have comes from there, and the seed's bytes go to pieces
-    /// nobody else can send, or only one can (asked only for pieces nobody had, its upload
-    /// idled for the last third of a testbed run while such pieces waited on their one holder;
-    /// asked for any piece, it served more than 1.5 copies of the file).
-    fn for_complete_holders(&self, wanted: &Bitfield) -> Option<Bitfield> {
-        let count = self.pieces;
-        let partials: Vec<&Bitfield> = self
-            .sources
-            .iter()
-            .filter(|s| !s.dropped && s.peer.partial)
-            .filter_map(|s| s.has.as_ref())
-            .collect();
-        if partials.is_empty() {
-            return None;
-        }
-        let held = picker::availability(count, partials.iter().copied());
-        let missing = || {
-            held.iter()
-                .enumerate()
-                .filter(|&(i, _)| !wanted.get(PieceIndex(i as u32)))
-        };
-        let rarest = missing().map(|(_, &n)| n).min().unwrap_or(0);
-        let mut b = Bitfield::new(count);
-        for (i, _) in missing().filter(|&(_, &n)| n == rarest && n < SEED_RARER_THAN) {
-            b.set(PieceIndex(i as u32));
-        }
-        for &p in self.open.keys() {
-            if held.get(p.as_usize()) == Some(&0) {
-                b.set(p);
-            }
-        }
-        Some(b)
-    }
-
-    /// Whether another piece may be started: the pieces being put together hold less than
-    /// [`MAX_OPEN_BYTES`], or fewer than [`MIN_OPEN`] pieces are.
-    fn may_open(&self) -> bool {
-        let bytes: u64 = self.open.keys().map(|&p| self.geometry.piece_len(p)).sum();
-        self.open.len() < MIN_OPEN || bytes < MAX_OPEN_BYTES
     }
 
     /// Starts one block request; false when it could not be started.

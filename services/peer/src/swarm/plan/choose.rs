@@ -4,11 +4,61 @@
 
 use std::time::Instant;
 
-use super::{ENDGAME_COPIES, FIRST_BYTE, Open, Plan, SourceId};
+use super::super::picker;
+use super::{
+    ENDGAME_COPIES, FIRST_BYTE, MAX_OPEN_BYTES, MIN_OPEN, Open, Plan, SEED_RARER_THAN, SourceId,
+};
 use crate::share::PieceIndex;
 use crate::share::bitfield::Bitfield;
 
 impl<H> Plan<H> {
+    /// What complete holders that partial holders relieve are asked for (`None`: no partial
+    /// holder is known, so everything): the pieces fewest partial holders have, while that is
+    /// none or one ([`SEED_RARER_THAN`]), of those neither verified nor being put together
+    /// (`wanted` has both set); and the pieces being put together that no partial holder has.
+    ///
+    /// Complete holders (a seed, above all) are the scarce upload when many peers fetch one
+    /// file: a piece partial holders have comes from there, and the seed's bytes go to pieces
+    /// nobody else can send, or only one can (asked only for pieces nobody had, its upload
+    /// idled for the last third of a testbed run while such pieces waited on their one holder;
+    /// asked for any piece, it served more than 1.5 copies of the file).
+    pub(super) fn for_complete_holders(&self, wanted: &Bitfield) -> Option<Bitfield> {
+        let count = self.pieces;
+        let partials: Vec<&Bitfield> = self
+            .sources
+            .iter()
+            .filter(|s| !s.dropped && s.peer.partial)
+            .filter_map(|s| s.has.as_ref())
+            .collect();
+        if partials.is_empty() {
+            return None;
+        }
+        let held = picker::availability(count, partials.iter().copied());
+        let missing = || {
+            held.iter()
+                .enumerate()
+                .filter(|&(i, _)| !wanted.get(PieceIndex(i as u32)))
+        };
+        let rarest = missing().map(|(_, &n)| n).min().unwrap_or(0);
+        let mut b = Bitfield::new(count);
+        for (i, _) in missing().filter(|&(_, &n)| n == rarest && n < SEED_RARER_THAN) {
+            b.set(PieceIndex(i as u32));
+        }
+        for &p in self.open.keys() {
+            if held.get(p.as_usize()) == Some(&0) {
+                b.set(p);
+            }
+        }
+        Some(b)
+    }
+
+    /// Whether another piece may be started: the pieces being put together hold less than
+    /// [`MAX_OPEN_BYTES`], or fewer than [`MIN_OPEN`] pieces are.
+    pub(super) fn may_open(&self) -> bool {
+        let bytes: u64 = self.open.keys().map(|&p| self.geometry.piece_len(p)).sum();
+        self.open.len() < MIN_OPEN || bytes < MAX_OPEN_BYTES
+    }
+
     /// What `src` may be asked for: its pieces, less those a complete holder is spared
     /// (`only_complete`: pieces no partial holder has) and those it deferred.
     pub(super) fn offer(

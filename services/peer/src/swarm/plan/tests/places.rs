@@ -1,0 +1,72 @@
+//! Which holders are used at once, and what complete holders are asked for.
+
+use super::*;
+
+#[test]
+fn the_last_place_goes_in_turn_to_holders_outside_and_a_faster_one_keeps_a_place() {
+    // Six complete holders that all delivered, at 6, 5, .. 1 MiB/s; three used at once.
+    let mut s = Sim::with(100, &[false; 6], 3);
+    for i in 0..6u32 {
+        let src = s.plan.source_mut(SourceId(i));
+        src.delivered = 1;
+        src.rate = Some(f64::from(6 - i) * MIB as f64);
+    }
+    let mut seen = BTreeSet::new();
+    for _ in 0..4 {
+        let a = s.plan.active(&s.verified, s.now);
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert_eq!(
+            a[..2],
+            [SourceId(0), SourceId(1)],
+            "the fastest keep their places"
+        );
+        seen.insert(a[2]);
+        let later = s.plan.active(&s.verified, s.now + OPTIMISTIC_EVERY / 2);
+        assert_eq!(
+            later[2], a[2],
+            "the optimistic place is kept for OPTIMISTIC_EVERY"
+        );
+        s.now += OPTIMISTIC_EVERY;
+    }
+    assert_eq!(
+        seen,
+        (2..6).map(SourceId).collect(),
+        "every holder outside had the optimistic place in turn"
+    );
+    // One of them proves faster than the second: it takes a place of its own.
+    s.plan.source_mut(SourceId(5)).rate = Some(10.0 * MIB as f64);
+    let a = s.plan.active(&s.verified, s.now);
+    assert_eq!(a[..2], [SourceId(5), SourceId(0)]);
+    // Fewer holders than places: all of them, no rotation.
+    let mut few = Sim::with(10, &[false; 2], 3);
+    assert_eq!(
+        few.plan.active(&few.verified, few.now),
+        vec![SourceId(0), SourceId(1)]
+    );
+}
+
+#[test]
+fn complete_holders_are_asked_for_what_fewer_than_two_partial_holders_have() {
+    // A seed and two partial holders of a 5-piece file.
+    let mut s = Sim::new(5, &[false, true, true]);
+    assert_eq!(
+        s.plan.for_complete_holders(&Bitfield::new(5)),
+        None,
+        "no bitfield yet"
+    );
+    s.plan.bitfields_due(s.now);
+    s.plan
+        .bitfield(SourceId(1), Some((field(5, &[0, 1, 2]), false)), s.now);
+    s.plan
+        .bitfield(SourceId(2), Some((field(5, &[0, 1, 3]), false)), s.now);
+    let ones = |b: Option<Bitfield>| -> Vec<u32> { b.unwrap().ones().map(|p| p.0).collect() };
+    // Piece 4 nobody has: only that.
+    assert_eq!(ones(s.plan.for_complete_holders(&Bitfield::new(5))), [4]);
+    // Piece 4 done here: the pieces one partial holder has.
+    assert_eq!(ones(s.plan.for_complete_holders(&field(5, &[4]))), [2, 3]);
+    // Only pieces both partial holders have are missing: nothing for the seed.
+    assert_eq!(
+        ones(s.plan.for_complete_holders(&field(5, &[2, 3, 4]))),
+        Vec::<u32>::new()
+    );
+}
