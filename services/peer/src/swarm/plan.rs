@@ -303,7 +303,10 @@ impl<H> Plan<H> {
                 .filter(|s| !s.dropped)
                 .filter_map(|s| s.has.as_ref()),
         );
-        let only_complete = self.for_complete_holders(&wanted);
+        let partial_held = self.partial_availability();
+        let only_complete = partial_held
+            .as_ref()
+            .map(|held| self.for_complete_holders(&wanted, held));
         let offers: BTreeMap<SourceId, Bitfield> = active
             .iter()
             .filter_map(|&s| Some((s, self.offer(s, only_complete.as_ref())?)))
@@ -356,7 +359,7 @@ impl<H> Plan<H> {
                 }
                 // A deferred piece, last of all, with `insist`.
                 if pick.is_none() && running == 0 {
-                    pick = self.insist_on_deferred(src, verified, now);
+                    pick = self.insist_on_deferred(src, verified, partial_held.as_deref(), now);
                     if let Some((p, _)) = pick {
                         wanted.set(p);
                     }

@@ -12,35 +12,25 @@ use crate::share::PieceIndex;
 use crate::share::bitfield::Bitfield;
 
 impl<H> Plan<H> {
-    /// What complete holders that partial holders relieve are asked for (`None`: no partial
-    /// holder is known, so everything): the pieces fewest partial holders have, while that is
-    /// none or one ([`SEED_RARER_THAN`]), of those neither verified nor being put together
-    /// (`wanted` has both set); and the pieces being put together that no partial holder has.
+    /// What complete holders that partial holders relieve are asked for, given how many
+    /// partial holders have each piece (`held`, [`Plan::partial_availability`]): the pieces
+    /// fewest partial holders have, while that is none or one ([`SEED_RARER_THAN`]), of those
+    /// neither verified nor being put together (`wanted` has both set); and the pieces being
+    /// put together that no partial holder has.
     ///
     /// Complete holders (a seed, above all) are the scarce upload when many peers fetch one
     /// file: a piece partial holders have comes from there, and the seed's bytes go to pieces
     /// nobody else can send, or only one can (asked only for pieces nobody had, its upload
     /// idled for the last third of a testbed run while such pieces waited on their one holder;
     /// asked for any piece, it served more than 1.5 copies of the file).
-    pub(super) fn for_complete_holders(&self, wanted: &Bitfield) -> Option<Bitfield> {
-        let count = self.pieces;
-        let partials: Vec<&Bitfield> = self
-            .sources
-            .iter()
-            .filter(|s| !s.dropped && s.peer.partial)
-            .filter_map(|s| s.has.as_ref())
-            .collect();
-        if partials.is_empty() {
-            return None;
-        }
-        let held = picker::availability(count, partials.iter().copied());
+    pub(super) fn for_complete_holders(&self, wanted: &Bitfield, held: &[u32]) -> Bitfield {
         let missing = || {
             held.iter()
                 .enumerate()
                 .filter(|&(i, _)| !wanted.get(PieceIndex(i as u32)))
         };
         let rarest = missing().map(|(_, &n)| n).min().unwrap_or(0);
-        let mut b = Bitfield::new(count);
+        let mut b = Bitfield::new(self.pieces);
         for (i, _) in missing().filter(|&(_, &n)| n == rarest && n < SEED_RARER_THAN) {
             b.set(PieceIndex(i as u32));
         }
@@ -49,7 +39,19 @@ impl<H> Plan<H> {
                 b.set(p);
             }
         }
-        Some(b)
+        b
+    }
+
+    /// Per piece, how many partial holders in use or waiting have it; `None` while no
+    /// partial holder's bitfield is known.
+    pub(super) fn partial_availability(&self) -> Option<Vec<u32>> {
+        let partials: Vec<&Bitfield> = self
+            .sources
+            .iter()
+            .filter(|s| !s.dropped && s.peer.partial)
+            .filter_map(|s| s.has.as_ref())
+            .collect();
+        (!partials.is_empty()).then(|| picker::availability(self.pieces, partials))
     }
 
     /// Whether another piece may be started: the pieces being put together hold less than
@@ -149,14 +151,27 @@ impl<H> Plan<H> {
 
     /// A piece `src` deferred, asked of it again with `insist` when it has nothing else to
     /// send here: the first free block of it.
+    ///
+    /// Not a piece some partial holder has (`held`): the holder deferred it because it went
+    /// out more often than others, and a partial holder can send it (insisting on such pieces,
+    /// every downloader of a churned swarm fetched the same lost pieces from the seed, and it
+    /// served 1.9 copies of the file).
     pub(super) fn insist_on_deferred(
         &mut self,
         src: SourceId,
         verified: &Bitfield,
+        held: Option<&[u32]>,
         now: Instant,
     ) -> Option<(PieceIndex, u32)> {
         let deferred: Vec<PieceIndex> = self.source(src).deferred.iter().copied().collect();
-        for p in deferred.into_iter().filter(|&p| !verified.get(p)) {
+        let elsewhere = |p: PieceIndex| {
+            held.and_then(|h| h.get(p.as_usize()))
+                .is_some_and(|&n| n > 0)
+        };
+        for p in deferred
+            .into_iter()
+            .filter(|&p| !verified.get(p) && !elsewhere(p))
+        {
             let block = match self.open.get(&p) {
                 Some(o) if o.checking || !o.admits(src) => continue,
                 Some(o) => {

@@ -49,24 +49,53 @@ fn the_last_place_goes_in_turn_to_holders_outside_and_a_faster_one_keeps_a_place
 fn complete_holders_are_asked_for_what_fewer_than_two_partial_holders_have() {
     // A seed and two partial holders of a 5-piece file.
     let mut s = Sim::new(5, &[false, true, true]);
-    assert_eq!(
-        s.plan.for_complete_holders(&Bitfield::new(5)),
-        None,
-        "no bitfield yet"
-    );
+    assert_eq!(s.plan.partial_availability(), None, "no bitfield yet");
     s.plan.bitfields_due(s.now);
     s.plan
         .bitfield(SourceId(1), Some((field(5, &[0, 1, 2]), false)), s.now);
     s.plan
         .bitfield(SourceId(2), Some((field(5, &[0, 1, 3]), false)), s.now);
-    let ones = |b: Option<Bitfield>| -> Vec<u32> { b.unwrap().ones().map(|p| p.0).collect() };
+    let held = s.plan.partial_availability().unwrap();
+    assert_eq!(held, [2, 2, 1, 1, 0]);
+    let ones = |b: Bitfield| -> Vec<u32> { b.ones().map(|p| p.0).collect() };
     // Piece 4 nobody has: only that.
-    assert_eq!(ones(s.plan.for_complete_holders(&Bitfield::new(5))), [4]);
+    assert_eq!(
+        ones(s.plan.for_complete_holders(&Bitfield::new(5), &held)),
+        [4]
+    );
     // Piece 4 done here: the pieces one partial holder has.
-    assert_eq!(ones(s.plan.for_complete_holders(&field(5, &[4]))), [2, 3]);
+    assert_eq!(
+        ones(s.plan.for_complete_holders(&field(5, &[4]), &held)),
+        [2, 3]
+    );
     // Only pieces both partial holders have are missing: nothing for the seed.
     assert_eq!(
-        ones(s.plan.for_complete_holders(&field(5, &[2, 3, 4]))),
+        ones(s.plan.for_complete_holders(&field(5, &[2, 3, 4]), &held)),
         Vec::<u32>::new()
     );
+}
+
+#[test]
+fn a_deferred_piece_is_insisted_on_only_when_no_partial_holder_has_it() {
+    // A seed and a partial holder of piece 1; the seed deferred pieces 0 and 1.
+    let mut s = Sim::new(3, &[false, true]);
+    s.plan.bitfields_due(s.now);
+    s.plan
+        .bitfield(SourceId(1), Some((field(3, &[1]), false)), s.now);
+    for p in [0, 1] {
+        s.plan
+            .source_mut(SourceId(0))
+            .deferred
+            .insert(PieceIndex(p));
+    }
+    let held = s.plan.partial_availability().unwrap();
+    let verified = Bitfield::new(3);
+    let first = s
+        .plan
+        .insist_on_deferred(SourceId(0), &verified, Some(&held), s.now);
+    assert_eq!(first, Some((PieceIndex(0), 0)), "nobody else has piece 0");
+    let second = s
+        .plan
+        .insist_on_deferred(SourceId(0), &verified, Some(&held), s.now);
+    assert_eq!(second, None, "piece 1 comes from its partial holder");
 }
