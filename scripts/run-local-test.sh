@@ -84,8 +84,11 @@ check "broken run names the process that exited" grep -qE "(tracker|peer_[123]) 
 check "broken run prints no banner" bash -c "! grep -q 'p2pshare is running' '$work/third.out'"
 check "broken run leaves nothing running" test -z "$(procs "$work/demo3/")$(procs "p2p-tracker --listen 127.0.0.1:$((base + 4))")"
 
-# 3b. Not ready in time (READY_TIMEOUT=0: the first look finds them still starting).
+# 3b. Not ready in time (READY_TIMEOUT=0). peer_1 first hashes a 4 GiB file (sparse: no disk),
+# so the first look finds it still starting however fast the others are on a loaded machine.
 rc=0
+mkdir -p "$work/demo4/peer1_files"
+truncate -s 4G "$work/demo4/peer1_files/large.bin"
 DEMO_DIR=$work/demo4 TRACKER_PORT=$((base + 8)) PEER_PORT=$((base + 9)) READY_TIMEOUT=0 \
   timeout 60 scripts/run-local.sh >"$work/slow.out" 2>&1 || rc=$?
 check "timed-out run exits non-zero (got $rc)" test "$rc" != 0 -a "$rc" != 124

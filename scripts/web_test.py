@@ -32,7 +32,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 TOKEN = "web-test-token-0123456789"
-SEED_SIZE = 20 << 20  # 5 pieces; with b's 5 MiB/s upload limit, about 4 s of live progress
+SEED_SIZE = 20 << 20  # 80 pieces of 256 KiB; with b's 5 MiB/s upload limit, about 4 s of live progress
+SEED_PIECES = 80
 CHROMIUM_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -320,7 +321,7 @@ def main():
         with open(f"{work}/web-a/seed-data.bin", "rb") as f:
             check(hashlib.sha256(f.read()).digest() == hashlib.sha256(seed).digest(),
                   "the fetched file is in a's share, byte for byte")
-        check("5 / 5" in r.text("#share tbody"), "its pieces are all held")
+        check(f"{SEED_PIECES} / {SEED_PIECES}" in r.text("#share tbody"), "its pieces are all held")
         until("b's serving rate seen", lambda: http_json(f"{b_url}/api/transfers")[1]["serving"]["total"] >= SEED_SIZE)
         r.shot("fetched")
         check(not unlabelled(d), f"every control has a label: {unlabelled(d)}")
