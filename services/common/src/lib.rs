@@ -1,6 +1,7 @@
 //! Plumbing shared by the tracker and the peer: the generated tracker API, the naming rules both
 //! sides enforce, layered config loading, logging and shutdown signals.
 
+pub mod address;
 pub mod auth;
 mod client;
 pub mod config;

@@ -96,17 +96,7 @@ fn source<T>(req: &Request<T>) -> Option<IpAddr> {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .or_else(|| req.remote_addr().map(|a| a.ip()))?;
-    Some(match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut seg = v6.segments();
-                seg[4..].fill(0);
-                IpAddr::V6(seg.into())
-            }
-        },
-        v4 => v4,
-    })
+    Some(p2p_common::address::client_key(ip))
 }
 
 impl TrackerApi {

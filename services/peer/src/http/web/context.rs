@@ -11,6 +11,7 @@ use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use p2p_common::address::client_key as address_key;
 
 use super::live::{LiveDownloads, Rate};
 use super::session::Sessions;
@@ -84,21 +85,6 @@ pub(crate) struct Logins<C: Clock = DefaultClock> {
     /// [`PRUNE_AT`] and [`MAX_ADDRESSES`], so pruning costs O(1) per attempt (amortised) until
     /// the table is full of recent addresses.
     prune_at: AtomicUsize,
-}
-
-/// The key an address is counted under: IPv4 (also mapped into IPv6) as is, IPv6 by its /64.
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut seg = v6.segments();
-                seg[4..].fill(0);
-                IpAddr::V6(seg.into())
-            }
-        },
-        v4 => v4,
-    }
 }
 
 impl<C: Clock + Clone> Logins<C> {
