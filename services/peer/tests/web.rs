@@ -13,10 +13,7 @@ use serde_json::Value;
 const TOKEN: &str = "web-join-token-0123456789";
 
 async fn tracker(auth: AuthConfig) -> p2p_tracker::server::Running {
-    let mut cfg = p2p_tracker::config::TrackerConfig::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.auth = auth;
-    p2p_tracker::server::start(cfg).await.unwrap()
+    common::start_tracker_with_auth(auth).await
 }
 
 async fn peer(

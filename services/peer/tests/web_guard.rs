@@ -21,10 +21,7 @@ fn auth() -> AuthConfig {
 }
 
 async fn tracker(auth: AuthConfig) -> p2p_tracker::server::Running {
-    let mut cfg = p2p_tracker::config::TrackerConfig::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.auth = auth;
-    p2p_tracker::server::start(cfg).await.unwrap()
+    common::start_tracker_with_auth(auth).await
 }
 
 async fn peer(

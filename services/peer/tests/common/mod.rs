@@ -397,8 +397,16 @@ pub fn metric(base: &str, series: &str) -> f64 {
 
 /// A tracker in this process on an ephemeral loopback port, with the embedded defaults.
 pub async fn start_tracker() -> p2p_tracker::server::Running {
+    start_tracker_with_auth(Default::default()).await
+}
+
+/// [`start_tracker`] with `auth` (a join token) in force.
+pub async fn start_tracker_with_auth(
+    auth: p2p_common::auth::AuthConfig,
+) -> p2p_tracker::server::Running {
     let mut cfg = p2p_tracker::config::TrackerConfig::default();
     cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.auth = auth;
     p2p_tracker::server::start(cfg).await.unwrap()
 }
 
