@@ -76,10 +76,10 @@ fn watch(addr: String) -> std::sync::mpsc::Receiver<ServingStatus> {
             };
             let mut stream = stream.into_inner();
             while let Ok(Some(msg)) = stream.message().await {
-                if let Ok(s) = ServingStatus::try_from(msg.status) {
-                    if tx.send(s).is_err() {
-                        return;
-                    }
+                if let Ok(s) = ServingStatus::try_from(msg.status)
+                    && tx.send(s).is_err()
+                {
+                    return;
                 }
             }
         })

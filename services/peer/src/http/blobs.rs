@@ -105,22 +105,22 @@ pub(super) async fn get_bitfield(
         Held::Partial(p) => Some(Arc::clone(p)),
         Held::Complete(..) => None,
     };
-    if let Some(p) = partial {
-        if let Some(waiter) = st.partials.have_waiter() {
-            waits = true;
-            if let Some(after) = query.after {
-                let mut count = p.held();
-                tokio::select! {
-                    _ = count.wait_for(|&n| n > after) => {}
-                    _ = tokio::time::sleep(wire::HAVE_WAIT) => {}
-                    _ = st.shutdown.cancelled() => {}
-                }
-                drop(waiter);
-                // It may have become a complete file meanwhile.
-                held = self::held(&st, &digest)
-                    .await
-                    .ok_or_else(|| not_here(&digest))?;
+    if let Some(p) = partial
+        && let Some(waiter) = st.partials.have_waiter()
+    {
+        waits = true;
+        if let Some(after) = query.after {
+            let mut count = p.held();
+            tokio::select! {
+                _ = count.wait_for(|&n| n > after) => {}
+                _ = tokio::time::sleep(wire::HAVE_WAIT) => {}
+                _ = st.shutdown.cancelled() => {}
             }
+            drop(waiter);
+            // It may have become a complete file meanwhile.
+            held = self::held(&st, &digest)
+                .await
+                .ok_or_else(|| not_here(&digest))?;
         }
     }
     let bits = match &held {

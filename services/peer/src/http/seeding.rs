@@ -45,10 +45,11 @@ impl Seeding {
         let pieces = manifest.piece_count() as usize;
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let tick = files.values().map(|c| c.tick).max().unwrap_or(0) + 1;
-        if !files.contains_key(sha256) && files.len() >= MAX_FILES {
-            if let Some(oldest) = files.iter().min_by_key(|(_, c)| c.tick).map(|(d, _)| *d) {
-                files.remove(&oldest);
-            }
+        if !files.contains_key(sha256)
+            && files.len() >= MAX_FILES
+            && let Some(oldest) = files.iter().min_by_key(|(_, c)| c.tick).map(|(d, _)| *d)
+        {
+            files.remove(&oldest);
         }
         let counts = files.entry(*sha256).or_insert_with(|| Counts {
             sent: vec![0; pieces],

@@ -416,10 +416,10 @@ impl<H> Plan<H> {
             // Time spent idle is not the source's slowness.
             s.window = Some((now, 0));
         }
-        if let Some(o) = self.open.get_mut(&piece) {
-            if o.solo == Some(None) {
-                o.solo = Some(Some(src));
-            }
+        if let Some(o) = self.open.get_mut(&piece)
+            && o.solo == Some(None)
+        {
+            o.solo = Some(Some(src));
         }
         self.requests.push(Request {
             source: src,

@@ -98,7 +98,7 @@ pub(crate) fn fmt_bytes(n: u64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         ("MiB", 1 << 20),
         ("KiB", 1 << 10),
     ] {
-        if n != 0 && n % scale == 0 {
+        if n != 0 && n.is_multiple_of(scale) {
             return write!(f, "{}{unit}", n / scale);
         }
     }

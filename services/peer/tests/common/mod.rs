@@ -104,14 +104,12 @@ pub fn spawn_cmd(mut cmd: Command, log: PathBuf, message: &str) -> Proc {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             let _ = writeln!(file, "{line}");
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["fields"]["message"] == wanted.as_str() {
-                    if let Some(addr) = v["fields"]["local_addr"].as_str() {
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send(addr.parse::<SocketAddr>().expect("addr"));
-                        }
-                    }
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["fields"]["message"] == wanted.as_str()
+                && let Some(addr) = v["fields"]["local_addr"].as_str()
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.parse::<SocketAddr>().expect("addr"));
             }
         }
     });
