@@ -21,13 +21,21 @@ const MIB: usize = 1 << 20;
 /// The piece size of the small files here (the smallest there is).
 const PIECE: usize = pieces::MIN_PIECE_SIZE as usize;
 
-/// The piece digests of `data` as the contract defines them (BLAKE3), computed here
-/// independently of the crate's wrapper.
+/// The piece entries of `data` as the contract defines them: the SHA-256 chaining value at each
+/// piece's end, the last one the file's SHA-256. Checked here against another SHA-256: resumed
+/// from each value, the chain over the rest of the file ends at the file's digest.
 fn expected_pieces(data: &[u8]) -> Vec<Digest> {
+    let want = pieces::hash_bytes(data).manifest.digests().to_vec();
     let size = pieces::piece_size(data.len() as u64) as usize;
-    data.chunks(size)
-        .map(|c| Digest(*blake3::hash(c).as_bytes()))
-        .collect()
+    assert_eq!(want.len(), data.len().div_ceil(size));
+    assert_eq!(want.last(), Some(&sha256(data)));
+    for (i, value) in want.iter().enumerate().take(want.len() - 1) {
+        let end = (i + 1) * size;
+        let mut chain = p2p_peer::share::chain::Chain::resume(Some(value), end as u64);
+        chain.update(&data[end..]);
+        assert_eq!(chain.finish(), sha256(data), "entry {i}");
+    }
+    want
 }
 
 fn peer_cfg(tracker: SocketAddr, share: &Path) -> p2p_peer::config::PeerConfig {
@@ -109,8 +117,8 @@ fn blobs_of_a_complete_file() {
         assert_eq!(m["piece_size"], PIECE as u64);
         let listed: Vec<String> = serde_json::from_value(m["pieces"].clone()).unwrap();
         assert_eq!(listed, want.iter().map(Digest::to_hex).collect::<Vec<_>>());
-        assert_eq!(m["piece_hash"], "blake3");
-        let mut tagged = b"p2pshare pieces_root blake3\n".to_vec();
+        assert_eq!(m["piece_hash"], "sha256-chain");
+        let mut tagged = b"p2pshare pieces_root sha256-chain\n".to_vec();
         want.iter()
             .for_each(|d| tagged.extend_from_slice(d.as_bytes()));
         assert_eq!(m["pieces_root"], sha256(&tagged).to_hex());

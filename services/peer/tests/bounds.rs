@@ -201,8 +201,8 @@ async fn what_a_holder_sends_is_bounded() {
                 json_answer(&m)
             }),
             good_piece.clone(),
-            // Its size is its own claim; the root it announced says what it must describe.
-            "pieces_root is",
+            // Its size is its own claim; its chain must end at the file's digest.
+            "not at the file's SHA-256",
             1 << 20,
         ),
         (
@@ -577,7 +577,7 @@ async fn downloads_beyond_the_bounds_are_refused() {
     // refused before a piece is asked for.
     let huge = file("huge.bin", 1000, 23);
     let size = 1u64 << 40;
-    let made_up = made_up_manifest(size, 7);
+    let made_up = made_up_manifest(size, 7, &huge.sha);
     let (lie, root) = (
         manifest_answer(&huge.sha, &made_up),
         made_up.root().to_hex(),

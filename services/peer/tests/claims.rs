@@ -80,14 +80,14 @@ fn stderr_line<'a>(err: &'a str, id: &str) -> Option<&'a str> {
 /// Point 4: a fake holder announces the real digest with a size of 10^12 bytes before the
 /// seed, so the tracker returns that size. The CLI and a serving peer (`POST /downloads`) download
 /// the file from the seed all the same (not refused for room, not failed), and only the liar is
-/// named: once when its manifest contradicts the root it announced, never when it announced a
-/// root of its own that is simply not tried before the smaller honest one.
+/// named: when its manifest contradicts the root it announced, or when it announced a root of
+/// its own, which the seed's last piece refutes (issue 27) without a byte asked of the liar.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_size_claim_costs_the_liar_never_the_honest_seed() {
     let dir = tempfile::tempdir().unwrap();
     let f = file("sized.bin", (9 << 20) + 77, 41);
     let huge = 1_000_000_000_000u64;
-    let made_up = made_up_manifest(huge, 0xee);
+    let made_up = made_up_manifest(huge, 0xee, &f.sha);
     let (lie, lie_root) = (manifest_answer(&f.sha, &made_up), made_up.root().to_hex());
 
     // (case, the root the liar announces)
@@ -149,14 +149,20 @@ async fn a_wrong_size_claim_costs_the_liar_never_the_honest_seed() {
         // named for that. It serves no piece either way.
         if let Some(line) = stderr_line(&err, "liar") {
             assert!(
-                line.contains("pieces_root is") || line.contains("not held there"),
+                line.contains("pieces_root is")
+                    || line.contains("not held there")
+                    || line.contains("the file's own bytes refute"),
                 "{case}: {line}"
             );
         }
         if announced != f.root {
-            // A root of its own, for a larger file than the seed's: never tried before the
-            // seed's succeeded, so it was asked for nothing but its manifest.
-            assert!(stderr_line(&err, "liar").is_none(), "{case}: {err}");
+            // A root of its own, for a larger file than the seed's: refuted by the seed's last
+            // piece (issue 27), which proves the file's size, so it was asked for nothing but
+            // its manifest (checked below) and named for its claim.
+            assert!(
+                stderr_line(&err, "liar").is_some_and(|l| l.contains("refute")),
+                "{case}: {err}"
+            );
         }
 
         // A serving peer's download through `POST /downloads`: checked against the disk
@@ -229,10 +235,10 @@ fn ranged_holder(seen: &Seen, manifest: serde_json::Value, content: Arc<Vec<u8>>
         ))
 }
 
-/// Point 5: two fake holders announce the seed's digest with one bogus root (the majority, so
-/// the tracker returns it) and serve pieces that match it. The download tries that root, finds
-/// the file does not match its digest, names both fakes, and succeeds from the seed; the fakes
-/// cost at most one file's bytes.
+/// Point 5 (with issue 27's chains): two fake holders announce the seed's digest with one bogus
+/// root (the majority, so the tracker returns it) and serve pieces that match it. Its chain
+/// ends at the other bytes' digest, not the file's: refused with the manifest, before a piece
+/// is asked; both fakes are named and the download succeeds from the seed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sybil_majority_for_a_bogus_root_loses_to_the_honest_seed() {
     let tracker = start_tracker().await;
@@ -275,17 +281,142 @@ async fn a_sybil_majority_for_a_bogus_root_loses_to_the_honest_seed() {
     for (id, _) in &sybils {
         let line = stderr_line(&err, id).unwrap_or_else(|| panic!("{id} not named: {err}"));
         assert!(
-            line.contains("sent bad data")
-                && line.contains(&format!("announced pieces_root {}", bogus.root))
-                && line.contains("do not make that file"),
+            line.contains("sent bad data") && line.contains("not at the file's SHA-256"),
             "{line}"
         );
     }
-    // The bogus root was tried first (the most holders, the same size): it cost one copy of
-    // the file, and the endgame's second copies of the last blocks, nothing more.
+    // Not one piece of the bogus root was fetched.
     let wasted: u64 = sybils.iter().map(|(_, s)| s.body_bytes()).sum();
+    assert_eq!(wasted, 0, "the bogus root cost {wasted} bytes");
+}
+
+/// Issue 27: a bogus claim whose chain does end at the file's digest can only be fake before
+/// some piece; its holders serve bytes of their own that pass up to there. No bytes pass the
+/// piece where the fake chain meets the real one, so the claim cannot complete: the download
+/// moves to the honest seed's claim and the file is the seed's, byte for byte (before chains,
+/// only the whole-file digest at the end caught a bogus claim). The fakes cost at most one
+/// file's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_fake_before_some_piece_cannot_complete_and_the_seed_wins() {
+    let tracker = start_tracker().await;
+    let t = tracker.local_addr;
+    let dir = tempfile::tempdir().unwrap();
+    let len = 3 << 20;
+    let f = file("spliced.bin", len, 61);
+    let _seed = seed(t, dir.path(), &f).await;
+    // Other bytes for the first three pieces, the seed's after: their chain is fake up to the
+    // end of piece 2 and real from piece 3's end on, so it still ends at the file's digest.
+    let ps = p2p_peer::share::pieces::piece_size(len as u64) as usize;
+    let mut spliced = f.content.clone();
+    spliced[..3 * ps].fill(0x5a);
+    let theirs = p2p_peer::share::pieces::hash_bytes(&spliced).manifest;
+    let real = p2p_peer::share::pieces::hash_bytes(&f.content).manifest;
+    let mut values = real.digests().to_vec();
+    values[..3].copy_from_slice(&theirs.digests()[..3]);
+    let bogus = p2p_peer::share::Manifest::new(len as u64, values).unwrap();
+    let manifest = manifest_answer(&f.sha, &bogus);
+    let content = Arc::new(spliced);
+    let mut sybils = Vec::new();
+    for id in ["sybil-1", "sybil-2"] {
+        let seen = Seen::default();
+        let addr = serve(ranged_holder(&seen, manifest.clone(), Arc::clone(&content))).await;
+        let claim = File {
+            root: bogus.root().to_hex(),
+            ..f.clone()
+        };
+        register(t, id, addr, &claim, len as u64).await;
+        sybils.push(seen);
+    }
+    let (_, root, _) = tracker_says(t, &f.name).await;
+    assert_eq!(
+        root,
+        bogus.root().to_hex(),
+        "the majority's root is tried first"
+    );
+
+    let out = dir.path().join("spliced.bin");
+    let (code, _, err) = cli(t, &["get", &f.name, "-o", out.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), f.content);
     assert!(
-        wasted >= len as u64 && wasted <= 2 * len as u64,
+        stderr_line(&err, "seed").is_none(),
+        "the seed was named: {err}"
+    );
+    let wasted: u64 = sybils.iter().map(|s| s.body_bytes()).sum();
+    assert!(
+        wasted <= 2 * len as u64,
         "the bogus root cost {wasted} bytes; the file has {len}"
     );
+}
+
+/// Issue 27: many fake identities announce many bogus claims next to one honest seed, each
+/// claim with more holders than the honest one (before chains, only four claims were tried,
+/// most holders first, so the seed's was never reached and the download failed). Chains fake up
+/// to piece 0, 4, 9 and 10 (the last but one: refuted by the last piece), and sizes that end at
+/// the real digest (smaller, larger, twice): the file's own bytes decide between them before
+/// the download, every fake is named, the file is the seed's, and all the fakes together sent at
+/// most two pieces per bogus claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_bogus_claims_cost_at_most_two_pieces_each_and_the_seed_wins() {
+    let tracker = start_tracker().await;
+    let t = tracker.local_addr;
+    let dir = tempfile::tempdir().unwrap();
+    let len = 3 << 20;
+    let f = file("crowded.bin", len, 71);
+    let _seed = seed(t, dir.path(), &f).await;
+    let ps = p2p_peer::share::pieces::piece_size(len as u64) as usize;
+    let real = p2p_peer::share::pieces::hash_bytes(&f.content).manifest;
+    assert_eq!(real.piece_count(), 12);
+
+    // (manifest, the bytes its holders serve)
+    let mut bogus: Vec<(p2p_peer::share::Manifest, Vec<u8>)> = Vec::new();
+    for k in [0usize, 4, 9, 10] {
+        let mut spliced = f.content.clone();
+        spliced[..(k + 1) * ps].fill(k as u8 + 1);
+        let theirs = p2p_peer::share::pieces::hash_bytes(&spliced).manifest;
+        let mut values = real.digests().to_vec();
+        values[..=k].copy_from_slice(&theirs.digests()[..=k]);
+        bogus.push((
+            p2p_peer::share::Manifest::new(len as u64, values).unwrap(),
+            spliced,
+        ));
+    }
+    for (i, size) in [len - ps, len + 1000, 2 * len].into_iter().enumerate() {
+        let m = made_up_manifest(size as u64, 0x40 + i as u8, &f.sha);
+        bogus.push((m, file("junk", size, 90 + i as u64).content));
+    }
+    let mut fakes = Vec::new();
+    for (i, (m, content)) in bogus.iter().enumerate() {
+        let (answer, content) = (manifest_answer(&f.sha, m), Arc::new(content.clone()));
+        for side in ["a", "b"] {
+            let seen = Seen::default();
+            let addr = serve(ranged_holder(&seen, answer.clone(), Arc::clone(&content))).await;
+            let id = format!("fake-{i}{side}");
+            let claim = File {
+                root: m.root().to_hex(),
+                ..f.clone()
+            };
+            register(t, &id, addr, &claim, m.size()).await;
+            fakes.push((id, seen));
+        }
+    }
+
+    let out = dir.path().join("crowded.bin");
+    let (code, _, err) = cli(t, &["get", &f.name, "-o", out.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), f.content);
+    assert!(
+        stderr_line(&err, "seed").is_none(),
+        "the seed was named: {err}"
+    );
+    let sent: u64 = fakes.iter().map(|(_, s)| s.body_bytes()).sum();
+    assert!(
+        sent <= 2 * (ps * bogus.len()) as u64,
+        "{} bogus claims cost {sent} bytes, {:.1} pieces each",
+        bogus.len(),
+        sent as f64 / ps as f64 / bogus.len() as f64
+    );
+    for (id, _) in &fakes {
+        assert!(stderr_line(&err, id).is_some(), "{id} not named: {err}");
+    }
 }

@@ -119,10 +119,11 @@ fn mask(i: PieceIndex) -> u8 {
     0x80 >> (i.0 % 8)
 }
 
-/// File format: magic, version, file digest, piece count (u32 LE), the wire-form bits, then the
-/// SHA-256 of everything before it.
+/// File format: magic, version, the key it belongs to (the claim's `pieces_root`, see
+/// `PartialFile::record_key`), piece count (u32 LE), the wire-form bits, then the SHA-256 of
+/// everything before it. Version 1 was keyed by the file's digest, with BLAKE3 pieces.
 const MAGIC: &[u8; 8] = b"P2PBITF\0";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const HEADER: usize = MAGIC.len() + 1 + Digest::LEN + 4;
 
 fn encode(digest: &Digest, field: &Bitfield) -> Vec<u8> {
@@ -321,12 +322,15 @@ mod tests {
         assert!(reason(&flipped, &digest, 100).contains("checksum"));
         assert!(reason(&good[..good.len() - 1], &digest, 100).contains("checksum"));
         assert!(reason(b"hello", &digest, 100).contains("not a bitfield"));
-        // A future format version (with a valid checksum) is not guessed at.
-        let mut v2 = good[..good.len() - Digest::LEN].to_vec();
-        v2[MAGIC.len()] = 2;
-        let sum = sha256(&v2);
-        v2.extend_from_slice(sum.as_bytes());
-        assert!(reason(&v2, &digest, 100).contains("version 2"));
+        // Another format version (with a valid checksum) is not guessed at: a future one, or
+        // version 1, whose records were of BLAKE3 pieces.
+        for other in [1u8, 3] {
+            let mut v = good[..good.len() - Digest::LEN].to_vec();
+            v[MAGIC.len()] = other;
+            let sum = sha256(&v);
+            v.extend_from_slice(sum.as_bytes());
+            assert!(reason(&v, &digest, 100).contains(&format!("version {other}")));
+        }
 
         // Resuming from an untrusted record starts from nothing.
         std::fs::write(&path, &flipped).unwrap();

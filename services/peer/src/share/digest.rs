@@ -1,7 +1,7 @@
 //! The one place that picks the hash implementations (the [`Digest`] type itself is
 //! `p2p_common`'s, shared with the tracker): [`Sha256`] for a file's identity and the records
-//! that hang off it, [`PieceHasher`] (BLAKE3) for pieces, which every byte of a download goes
-//! through a second time and which is 3-5 times faster here than SHA-256 even with SHA-NI.
+//! that hang off it (pieces are checked by SHA-256 too, as a chain: `super::chain`), and
+//! [`fingerprint`] (BLAKE3) to tell blocks from different sources apart, which verifies nothing.
 //!
 //! Every hash in the share modules goes through these, so swapping an implementation is a
 //! change to this file only. The choice is measured by `benches/hashes.rs` (see the report in
@@ -37,9 +37,7 @@ impl Default for Sha256 {
     }
 }
 
-/// Incremental BLAKE3, the piece hash (`PieceHash::Blake3`). Single-threaded: its SIMD
-/// dispatch (AVX-512, AVX2, SSE4.1) already hashes 16 KiB-chunks side by side, and the
-/// download runs one check per core.
+/// Incremental BLAKE3, for fingerprints (3-5 times SHA-256's speed with SHA-NI here).
 #[derive(Clone, Default)]
 pub struct PieceHasher(blake3::Hasher);
 
@@ -57,8 +55,9 @@ impl PieceHasher {
     }
 }
 
-/// The piece digest of one buffer.
-pub fn piece_digest(bytes: &[u8]) -> Digest {
+/// A fingerprint of one buffer (BLAKE3): compares the blocks of a piece that failed its check
+/// with the same blocks from other sources, to tell which source sent the bad one.
+pub fn fingerprint(bytes: &[u8]) -> Digest {
     let mut h = PieceHasher::new();
     h.update(bytes);
     h.finish()
@@ -88,10 +87,10 @@ mod tests {
     }
 
     #[test]
-    fn piece_digest_is_blake3() {
+    fn fingerprint_is_blake3() {
         // The BLAKE3 reference vector for the empty input.
         assert_eq!(
-            piece_digest(b"").to_hex(),
+            fingerprint(b"").to_hex(),
             "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
         );
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
@@ -99,8 +98,8 @@ mod tests {
         for chunk in data.chunks(65_521) {
             h.update(chunk);
         }
-        assert_eq!(h.finish(), piece_digest(&data));
-        assert_ne!(piece_digest(&data), sha256(&data));
+        assert_eq!(h.finish(), fingerprint(&data));
+        assert_ne!(fingerprint(&data), sha256(&data));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What a peer holds, by digest: piece manifests and the record of verified pieces.
 
 pub mod bitfield;
+pub mod chain;
 pub mod digest;
 mod error;
 mod index;

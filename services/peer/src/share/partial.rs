@@ -20,6 +20,8 @@ use super::pieces::{Manifest, PieceIndex};
 pub struct PartialFile {
     sha256: Digest,
     manifest: Arc<Manifest>,
+    /// The manifest's `pieces_root`: what the record of verified pieces belongs to.
+    root: Digest,
     /// Where the bytes land: `.partial/<sha256>.data` in the share.
     data: PathBuf,
     /// Pieces whose bytes are written, synced and verified; nothing else is ever served.
@@ -34,6 +36,7 @@ impl PartialFile {
         let held = watch::channel(verified.count()).0;
         Self {
             sha256,
+            root: manifest.root(),
             manifest,
             data,
             verified: RwLock::new(verified),
@@ -52,6 +55,14 @@ impl PartialFile {
 
     pub fn manifest(&self) -> &Arc<Manifest> {
         &self.manifest
+    }
+
+    /// What the persisted record of verified pieces belongs to: the claim (`pieces_root`) the
+    /// pieces were checked against, not only the file. A piece checks against a claim's chain
+    /// on its own, and a chain can be fake before the piece where it meets the real one, so a
+    /// piece verified under one claim is never believed under another.
+    pub fn record_key(&self) -> &Digest {
+        &self.root
     }
 
     pub fn data_path(&self) -> &Path {
@@ -307,8 +318,12 @@ impl PartialWriter {
             .open(&data_path)
             .map_err(super::io_err(&data_path))?;
         let len = data.metadata().map_err(super::io_err(&data_path))?.len();
-        let mut verified =
-            super::bitfield::load_or_empty(&bitfield_path, &sha256, manifest.piece_count());
+        // Only a record of this claim's pieces is believed (see `PartialFile::record_key`).
+        let mut verified = super::bitfield::load_or_empty(
+            &bitfield_path,
+            &manifest.root(),
+            manifest.piece_count(),
+        );
         if len != manifest.size() {
             if verified.count() > 0 {
                 tracing::warn!(path = %data_path.display(), "data file has the wrong length; starting from no verified pieces");
@@ -374,12 +389,12 @@ impl PartialWriter {
             &self.data,
             self.file.data_path(),
             &self.bitfield_path,
-            self.file.sha256(),
+            self.file.record_key(),
             &self.file.bitfield(),
         )
     }
 
-    /// The download is complete and its whole-file digest checked: the data file becomes
+    /// The download is complete (every piece checked, which proves its digest): the data file becomes
     /// [`done_path`] (the bitfield goes, since it would describe a file no longer there) and the
     /// lock is released. Blocking.
     pub(crate) fn finish(self) -> Result<PathBuf, ShareError> {
@@ -394,8 +409,7 @@ impl PartialWriter {
         Ok(done)
     }
 
-    /// Gives the download up and deletes its state (a local write failure, or a file that is
-    /// wrong although every piece verified). Blocking. Returns whether everything went.
+    /// Gives the download up and deletes its state (a local write failure). Blocking. Returns whether everything went.
     pub(crate) fn discard(self) -> bool {
         let mut all = true;
         for p in [self.file.data_path(), self.bitfield_path.as_path()] {
@@ -417,11 +431,11 @@ pub(crate) fn save_synced(
     data: &std::fs::File,
     data_path: &Path,
     bitfield_path: &Path,
-    sha256: &Digest,
+    record_key: &Digest,
     field: &Bitfield,
 ) -> Result<(), ShareError> {
     data.sync_data().map_err(super::io_err(data_path))?;
-    super::bitfield::save(bitfield_path, sha256, field)
+    super::bitfield::save(bitfield_path, record_key, field)
 }
 
 /// Reserves the whole file up front, so a full disk fails the download before any byte moves;

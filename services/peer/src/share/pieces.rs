@@ -1,6 +1,7 @@
 //! Pieces and manifests (DESIGN "Swarm downloads"): the piece size is a pure function of the file
 //! size, so every peer derives the same piece list without talking; a manifest names its piece
-//! hash ([`PieceHash`], BLAKE3), lists the pieces' digests, and `pieces_root` binds them, and the
+//! hash ([`PieceHash`]), lists the SHA-256 chaining values at the pieces' ends (the last one is
+//! the file's SHA-256 itself, see [`super::chain`]), and `pieces_root` binds them, and the
 //! hash's name, to one value the tracker can carry.
 
 use std::io::Read;
@@ -11,7 +12,8 @@ use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::{Digest, PieceHasher, Sha256};
+use super::chain::Chain;
+use super::digest::{Digest, Sha256};
 use super::error::{ShareError, io_err};
 pub use super::index::PieceIndex;
 
@@ -61,19 +63,20 @@ pub fn piece_count(file_size: u64, piece_size: u64) -> u64 {
 
 /// How pieces are hashed, named in every manifest (on the wire and in the digest cache) so that
 /// a later change is not a flag day: a manifest of a hash this peer does not know, or of none
-/// (a peer from before issue 18, whose pieces were SHA-256), is refused with its name.
+/// (a peer from before issue 18), is refused with its name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum PieceHash {
-    /// BLAKE3: 3-5 times SHA-256's speed with SHA-NI on the same core (`benches/hashes.rs`).
+    /// The file's own SHA-256, as a chain: each manifest entry is the SHA-256 state at a
+    /// piece's end, the last one the file's digest ([`super::chain`]).
     #[default]
-    Blake3,
+    #[serde(rename = "sha256-chain")]
+    Sha256Chain,
 }
 
 impl PieceHash {
     pub const fn name(self) -> &'static str {
         match self {
-            PieceHash::Blake3 => "blake3",
+            PieceHash::Sha256Chain => "sha256-chain",
         }
     }
 
@@ -81,21 +84,26 @@ impl PieceHash {
     /// a root of another (nor an older peer's, which hashed the digests alone).
     const fn root_tag(self) -> &'static [u8] {
         match self {
-            PieceHash::Blake3 => b"p2pshare pieces_root blake3\n",
+            PieceHash::Sha256Chain => b"p2pshare pieces_root sha256-chain\n",
         }
     }
 
     /// The piece hash a manifest from elsewhere names (`None`: it names none).
     pub(crate) fn from_name(name: Option<&str>) -> Result<Self, ShareError> {
         match name {
-            Some("blake3") => Ok(PieceHash::Blake3),
+            Some("sha256-chain") => Ok(PieceHash::Sha256Chain),
             None => Err(ShareError::OtherPieceHash(
                 "it names no piece hash: SHA-256 pieces from a p2pshare peer older than this \
-                 one, whose pieces this peer does not check (it checks blake3)"
+                 one, whose pieces this peer does not check (it checks sha256-chain)"
+                    .to_owned(),
+            )),
+            Some("blake3") => Err(ShareError::OtherPieceHash(
+                "piece hash \"blake3\": BLAKE3 pieces from a p2pshare peer older than this one, \
+                 whose pieces this peer does not check (it checks sha256-chain)"
                     .to_owned(),
             )),
             Some(other) => Err(ShareError::OtherPieceHash(format!(
-                "piece hash {:?} is not one this peer checks (it checks blake3)",
+                "piece hash {:?} is not one this peer checks (it checks sha256-chain)",
                 other.chars().take(40).collect::<String>()
             ))),
         }
@@ -127,9 +135,30 @@ impl Manifest {
     }
 
     /// Checks a manifest that came from elsewhere (another peer, a cache): consistent with its
-    /// own size, and, when given, with the `pieces_root` the tracker returned for the digest.
-    pub(crate) fn validate(&self, expected_root: Option<&Digest>) -> Result<(), ShareError> {
+    /// own size, ending at the file's SHA-256 (`sha256`), and, when given, with the
+    /// `pieces_root` the tracker returned for the digest.
+    ///
+    /// The last entry being the file's digest is what lets a chain prove the file: a manifest
+    /// that ends anywhere else is refused here, before a byte of the file is asked for.
+    pub(crate) fn validate(
+        &self,
+        sha256: &Digest,
+        expected_root: Option<&Digest>,
+    ) -> Result<(), ShareError> {
         self.check()?;
+        match self.digests.last() {
+            Some(last) if last != sha256 => {
+                return Err(ShareError::BadManifest(format!(
+                    "its chain ends at {last}, not at the file's SHA-256 {sha256}"
+                )));
+            }
+            None if *sha256 != super::digest::sha256(b"") => {
+                return Err(ShareError::BadManifest(format!(
+                    "an empty file, whose SHA-256 is not {sha256}"
+                )));
+            }
+            _ => {}
+        }
         if let Some(want) = expected_root {
             let got = self.root();
             if &got != want {
@@ -209,39 +238,20 @@ impl Manifest {
         piece_range(self.size, self.piece_size, index)
     }
 
-    /// Checks a piece against the manifest, the right length and the right digest, from its
-    /// parts (its blocks, in order; or one buffer), hashed where they lie rather than copied
-    /// together first.
+    /// Checks a piece against the manifest, the right length and the chain through it (from
+    /// the value before it to the value after it; the last piece to the file's SHA-256), from
+    /// its parts (its blocks, in order; or one buffer), hashed where they lie rather than
+    /// copied together first. Pieces check independently: on as many threads as there are.
     pub(crate) fn verify_parts<B: AsRef<[u8]>>(
         &self,
         index: PieceIndex,
         parts: &[B],
     ) -> Result<(), ShareError> {
-        let mut len = 0u64;
-        let digest = match self.piece_hash {
-            PieceHash::Blake3 => {
-                let mut h = PieceHasher::new();
-                for p in parts {
-                    h.update(p.as_ref());
-                    len += p.as_ref().len() as u64;
-                }
-                h.finish()
-            }
-        };
-        self.verify_digest(index, len, digest)
-    }
-
-    /// Checks a piece that was hashed while it streamed in (so it need not sit in memory).
-    pub(crate) fn verify_digest(
-        &self,
-        index: PieceIndex,
-        len: u64,
-        digest: Digest,
-    ) -> Result<(), ShareError> {
         let range = self.range(index).ok_or_else(|| ShareError::BadPiece {
             index,
             reason: format!("no such piece (the file has {})", self.piece_count()),
         })?;
+        let len: u64 = parts.iter().map(|p| p.as_ref().len() as u64).sum();
         let want_len = range.end - range.start;
         if len != want_len {
             return Err(ShareError::BadPiece {
@@ -249,7 +259,20 @@ impl Manifest {
                 reason: format!("{len} bytes, expected {want_len}"),
             });
         }
-        let want = &self.digests[index.as_usize()];
+        let i = index.as_usize();
+        let before = i.checked_sub(1).map(|b| &self.digests[b]);
+        let mut chain = Chain::resume(before, range.start);
+        for p in parts {
+            chain.update(p.as_ref());
+        }
+        // Every piece but the last ends at a block boundary (piece sizes are multiples of 64
+        // bytes, and the length was checked above).
+        let digest = if i + 1 == self.digests.len() {
+            chain.finish()
+        } else {
+            chain.value()
+        };
+        let want = &self.digests[i];
         if &digest != want {
             return Err(ShareError::BadPiece {
                 index,
@@ -293,10 +316,9 @@ pub struct Hashed {
 
 /// Reads a file once and returns its whole-file SHA-256 and its manifest.
 ///
-/// Blocking: call it from `spawn_blocking` or a thread of its own. The whole-file digest is
-/// computed on the calling thread while a second thread hashes the pieces (BLAKE3, a fraction
-/// of SHA-256's time) from the same buffers, so the pass runs at the speed of one SHA-256
-/// stream.
+/// Blocking: call it from `spawn_blocking` or a thread of its own. One SHA-256 over every byte
+/// gives both: the chain's value at each piece's end is the manifest, its end the digest. A
+/// second thread hashes while the calling thread reads the next blocks.
 pub fn hash_file(path: &Path) -> Result<Hashed, ShareError> {
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     hash_open(file, path)
@@ -341,30 +363,33 @@ fn hash_reader(mut reader: impl Read, expected: u64) -> Result<Hashed, HashError
     std::thread::scope(|scope| {
         let piece_hasher = scope.spawn(move || {
             let mut digests = Vec::new();
-            let mut h = PieceHasher::new();
+            let mut chain = Chain::new();
             let mut in_piece = 0u64;
             for (buf, len) in from_reader {
                 let mut rest = &buf[..len];
                 while !rest.is_empty() {
                     let take = rest.len().min((piece_len - in_piece) as usize);
-                    h.update(&rest[..take]);
+                    chain.update(&rest[..take]);
                     in_piece += take as u64;
                     rest = &rest[take..];
                     if in_piece == piece_len {
-                        digests.push(std::mem::take(&mut h).finish());
+                        // A piece's end is a block boundary.
+                        digests.push(chain.value());
                         in_piece = 0;
                     }
                 }
                 // The reader may already have stopped; then the buffer is simply dropped.
                 let _ = to_reader.send(buf);
             }
-            if in_piece > 0 {
-                digests.push(h.finish());
+            // The last entry is the digest itself, whether the last piece is whole or not.
+            if in_piece == 0 {
+                digests.pop();
             }
-            digests
+            let sha256 = chain.finish();
+            digests.push(sha256);
+            (digests, sha256)
         });
 
-        let mut whole = Sha256::new();
         let mut read = 0u64;
         let result = loop {
             let Ok(mut buf) = free.recv() else {
@@ -385,13 +410,12 @@ fn hash_reader(mut reader: impl Read, expected: u64) -> Result<Hashed, HashError
             if read > expected {
                 break Err(HashError::Changed { expected, read });
             }
-            if to_pieces.send((Arc::clone(&buf), n)).is_err() {
+            if to_pieces.send((buf, n)).is_err() {
                 break Ok(());
             }
-            whole.update(&buf[..n]);
         };
         drop(to_pieces);
-        let digests = match piece_hasher.join() {
+        let (digests, sha256) = match piece_hasher.join() {
             Ok(d) => d,
             Err(panic) => std::panic::resume_unwind(panic),
         };
@@ -406,11 +430,37 @@ fn hash_reader(mut reader: impl Read, expected: u64) -> Result<Hashed, HashError
             digests,
         };
         debug_assert!(manifest.check().is_ok());
-        Ok(Hashed {
-            sha256: whole.finish(),
-            manifest,
-        })
+        Ok(Hashed { sha256, manifest })
     })
+}
+
+/// [`hash_file`] of bytes in memory, on the calling thread (tools and tests that describe a
+/// file as every peer does).
+pub fn hash_bytes(bytes: &[u8]) -> Hashed {
+    let size = bytes.len() as u64;
+    let mut chain = Chain::new();
+    let mut digests: Vec<Digest> = Vec::new();
+    for piece in bytes.chunks(piece_size(size) as usize) {
+        chain.update(piece);
+        if chain.at_boundary() {
+            digests.push(chain.value());
+        }
+    }
+    if !bytes.is_empty() && chain.at_boundary() {
+        digests.pop();
+    }
+    let sha256 = chain.finish();
+    if !bytes.is_empty() {
+        digests.push(sha256);
+    }
+    let manifest = Manifest {
+        piece_hash: PieceHash::default(),
+        size,
+        piece_size: piece_size(size),
+        digests,
+    };
+    debug_assert!(manifest.check().is_ok());
+    Hashed { sha256, manifest }
 }
 
 /// Files up to this size are hashed on the calling thread from one buffer of their size: a
@@ -430,10 +480,12 @@ fn hash_small(reader: impl Read, expected: u64) -> Result<Hashed, HashError> {
     if read != expected {
         return Err(HashError::Changed { expected, read });
     }
+    let sha256 = super::digest::sha256(&bytes);
+    // One piece at most: its entry is the file's digest.
     let digests = if bytes.is_empty() {
         Vec::new()
     } else {
-        vec![super::digest::piece_digest(&bytes)]
+        vec![sha256]
     };
     let manifest = Manifest {
         piece_hash: PieceHash::default(),
@@ -442,10 +494,7 @@ fn hash_small(reader: impl Read, expected: u64) -> Result<Hashed, HashError> {
         digests,
     };
     debug_assert!(manifest.check().is_ok());
-    Ok(Hashed {
-        sha256: super::digest::sha256(&bytes),
-        manifest,
-    })
+    Ok(Hashed { sha256, manifest })
 }
 
 /// Reads until `buf` is full or the reader ends, so that every block but the last is whole and

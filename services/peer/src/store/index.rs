@@ -122,7 +122,7 @@ impl Entry {
                 Pieces::Unknown => false,
                 // Built by `Manifest::new` for this size, so it fits.
                 Pieces::Small(_) => true,
-                Pieces::Many(m) => m.size() == self.size && m.validate(None).is_ok(),
+                Pieces::Many(m) => m.size() == self.size && m.validate(&self.sha256, None).is_ok(),
             }
     }
 }

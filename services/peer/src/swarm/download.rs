@@ -6,8 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::engine::{Engine, Outcome};
-use super::finish::{self, Fetched, Hasher, other};
+use super::finish::{self, Fetched, other};
 use super::holders::{self, Claim, Failures};
+use super::resolve::resolve;
 use super::target::{Report, Swarm, Target};
 use crate::error::Result;
 use crate::share::ShareError;
@@ -105,8 +106,8 @@ async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) ->
     let mut failures = Failures::default();
     let mut failed = HashSet::new();
     let claims = holders::claims(swarm, target, &mut failures, &mut failed, report).await?;
+    let claims = resolve(swarm, target, claims, &mut failures, &mut failed, report).await;
     let mut lock = Some(lock);
-    let mut retried = false;
     let mut i = 0;
     while let Some(claim) = claims.get(i) {
         let lock = match lock.take() {
@@ -129,16 +130,17 @@ async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) ->
         .await?;
         match tried {
             Tried::Done(p) => return Ok(p),
-            // Pieces kept from an earlier run may have followed another root: nobody is named
-            // for them; this claim is tried once more from nothing.
-            Tried::Lied { resumed: true } if !retried => retried = true,
-            Tried::Lied { .. } => {
-                failures.lied(swarm, &claim.start, &sha256, report);
-                failed.extend(claim.start.holders.iter().map(|h| h.address.clone()));
-                retried = false;
+            // No source could complete the file under this claim (a chain that is fake in the
+            // middle stops at the piece where it meets the real one): the next claim is tried,
+            // its pieces kept apart from this one's (the record of verified pieces is the
+            // claim's, see `PartialWriter::open`).
+            Tried::GaveUp(e) => {
                 i += 1;
-                if let Some(next) = claims.get(i) {
-                    tracing::warn!(file = %target.name, root = ?next.start.root, "trying the next root its holders announced");
+                match claims.get(i) {
+                    Some(next) => {
+                        tracing::warn!(file = %target.name, manifest_from = %claim.from, next_root = ?next.start.root, error = %e, "the claim did not complete; trying the next root its holders announced");
+                    }
+                    None => return Err(e),
                 }
             }
         }
@@ -149,11 +151,8 @@ async fn run(swarm: &Swarm, target: &Target, dir: &Path, report: &dyn Report) ->
 /// How one claim's download ended, when the next claim may still succeed.
 enum Tried {
     Done(Fetched),
-    /// Every piece matched the claim's manifest, the file did not match its digest; nothing
-    /// kept. `resumed`: pieces from an earlier run were part of it.
-    Lied {
-        resumed: bool,
-    },
+    /// Sources ran out before every piece verified; what verified is kept for a resume.
+    GaveUp(crate::error::Error),
 }
 
 /// Downloads the file as `claim` describes it: its size and pieces, from its holders.
@@ -192,14 +191,11 @@ async fn attempt(
         }
         Err(e) => return Err(e.into()),
     };
-    let resumed = writer.file().bitfield().count() > 0;
-    let hasher = Hasher::start(&writer);
     let mut engine = Engine::new(
         swarm,
         &target,
         manifest,
         &writer,
-        hasher.waker(),
         claim.start.clone(),
         failed.iter().cloned(),
         std::mem::take(failures),
@@ -207,20 +203,16 @@ async fn attempt(
     );
     let outcome = engine.run().await;
     *failures = engine.take_failures();
-    // Cancels whatever still runs, takes the download out of the daemon's registry and lets
-    // the hasher see the end.
+    // Cancels whatever still runs and takes the download out of the daemon's registry.
     drop(engine);
     match outcome {
-        Outcome::Complete => {
-            match finish::complete(writer, hasher, &target, &claim.from, dir, report).await? {
-                Some(p) => Ok(Tried::Done(p)),
-                None => Ok(Tried::Lied { resumed }),
-            }
-        }
+        Outcome::Complete => finish::complete(writer, &target, dir, report)
+            .await
+            .map(Tried::Done),
         Outcome::Local(path, e) => Err(finish::local_failure(Some(writer), &path, &e).await),
         Outcome::GaveUp(e) => {
             finish::keep_for_resume(writer).await;
-            Err(e)
+            Ok(Tried::GaveUp(e))
         }
     }
 }

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tokio::task::{AbortHandle, JoinSet};
@@ -33,7 +32,7 @@ const SAVE_EVERY: Duration = Duration::from_millis(250);
 /// sources, so it is complete and offered to others in a fraction of the time one source
 /// would take. Measured with `scripts/bench-swarm.sh` (README): 256 KiB kept the distribution
 /// closest to its bound.
-const BLOCK: u64 = 256 << 10;
+pub(super) const BLOCK: u64 = 256 << 10;
 /// Holders are asked of the tracker this often while the download runs: peers that started
 /// the same file a moment later are partial holders worth using within seconds.
 const HOLDERS_EVERY: Duration = Duration::from_secs(2);
@@ -126,8 +125,6 @@ pub(super) struct Engine<'a> {
     /// writing go over the blocks where they lie.
     assembly: HashMap<PieceIndex, Vec<Vec<u8>>>,
     tasks: JoinSet<Event>,
-    /// Tells the whole-file hasher a piece is in.
-    wake: mpsc::Sender<()>,
     failures: Failures,
     gauge: SourcesGauge,
     _registered: Registered,
@@ -150,7 +147,6 @@ impl<'a> Engine<'a> {
         target: &'a Target,
         manifest: Arc<Manifest>,
         writer: &PartialWriter,
-        wake: mpsc::Sender<()>,
         start: Start,
         failed: impl IntoIterator<Item = String>,
         failures: Failures,
@@ -191,7 +187,6 @@ impl<'a> Engine<'a> {
             plan,
             assembly: HashMap::new(),
             tasks: JoinSet::new(),
-            wake,
             failures,
             gauge: SourcesGauge {
                 gauge: swarm.metrics.as_ref().map(|m| m.download_sources.clone()),
@@ -224,7 +219,6 @@ impl<'a> Engine<'a> {
     /// Runs until every piece is verified, writing fails, or no source is left. Whatever still
     /// runs is cancelled when the engine is dropped.
     pub(super) async fn run(&mut self) -> Outcome {
-        let _ = self.wake.send(());
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -418,7 +412,6 @@ impl<'a> Engine<'a> {
                             self.verified_bytes += r.end - r.start;
                             self.report_progress(self.gauge.n as usize);
                         }
-                        let _ = self.wake.send(());
                         (Checked::Verified(digests), None)
                     }
                     Check::Done(false, _) => (Checked::AlreadyHad, None),
@@ -527,7 +520,7 @@ impl<'a> Engine<'a> {
         if field != self.saved && self.saved_at.elapsed() >= SAVE_EVERY {
             let (path, sha, f) = (
                 self.bitfield_path.clone(),
-                self.target.sha256,
+                *self.file.record_key(),
                 field.clone(),
             );
             let (data, data_path) = (Arc::clone(&self.data), self.file.data_path().to_path_buf());
@@ -600,12 +593,12 @@ fn fetch_block(
     )
 }
 
-/// Digests of each block of a piece: what tells which source sent a bad block (compared only
-/// with each other, so the fast piece hash serves).
+/// Fingerprints of each block of a piece: what tells which source sent a bad block (compared
+/// only with each other, so the fastest hash serves).
 fn block_digests(blocks: &[Vec<u8>]) -> Vec<Digest> {
     blocks
         .iter()
-        .map(|b| crate::share::digest::piece_digest(b))
+        .map(|b| crate::share::digest::fingerprint(b))
         .collect()
 }
 

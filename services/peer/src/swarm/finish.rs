@@ -1,16 +1,13 @@
-//! How a download ends: the whole-file hash (kept up with the verified prefix while pieces
-//! arrive, so at the end only the tail is left to hash), then keep or discard what was written.
+//! How a download ends: kept when every piece verified (which proves the file's SHA-256), kept
+//! for a resume when the network let it down, discarded when it cannot be written here.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc;
 
 use super::target::{Report, Target};
 use crate::error::{Error, Result};
-use crate::share::digest::Sha256;
-use crate::share::partial::{PartialFile, PartialWriter};
+use crate::share::partial::PartialWriter;
 use crate::share::pieces::Hashed;
-use crate::share::{Digest, Manifest, PieceIndex, ShareError};
+use crate::share::{Digest, Manifest, ShareError};
 use crate::wire::download::Event;
 
 pub(super) fn other(what: &Path, e: impl std::fmt::Display) -> Error {
@@ -56,96 +53,15 @@ pub(super) async fn earlier_copy(path: PathBuf, sha256: Digest) -> Option<Fetche
     .flatten()
 }
 
-/// The whole-file hash, on a thread of its own, following the verified prefix of the data file.
-pub(super) struct Hasher {
-    wake: mpsc::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<Option<Digest>>>,
-}
-
-impl Hasher {
-    pub(super) fn start(writer: &PartialWriter) -> Self {
-        let (wake, woken) = mpsc::channel();
-        let (file, data) = (Arc::clone(writer.file()), writer.data());
-        let task = tokio::task::spawn_blocking(move || hash_in_order(file, data, woken));
-        Hasher { wake, task }
-    }
-
-    /// What tells the hasher a piece was verified (it hashes on as far as the prefix goes).
-    pub(super) fn waker(&self) -> mpsc::Sender<()> {
-        self.wake.clone()
-    }
-
-    /// The whole-file digest, once every waker is gone (the download's loop has ended).
-    async fn digest(self, dir: &Path) -> Result<std::io::Result<Option<Digest>>> {
-        drop(self.wake);
-        self.task.await.map_err(|e| other(dir, e))
-    }
-}
-
-/// Follows the verified prefix of the data file and hashes it in order. Ends with the whole-file
-/// digest when every piece is in, or `None` when the download ends first (its senders dropped).
-fn hash_in_order(
-    file: Arc<PartialFile>,
-    data: Arc<std::fs::File>,
-    wake: mpsc::Receiver<()>,
-) -> std::io::Result<Option<Digest>> {
-    use std::os::unix::fs::FileExt;
-    let manifest = Arc::clone(file.manifest());
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut next = 0u32;
-    let mut open = true;
-    loop {
-        while next < manifest.piece_count() && file.has(PieceIndex(next)) {
-            let range = manifest
-                .range(PieceIndex(next))
-                .ok_or_else(|| std::io::Error::other("piece past the end"))?;
-            let mut at = range.start;
-            while at < range.end {
-                let n = ((range.end - at) as usize).min(buf.len());
-                data.read_exact_at(&mut buf[..n], at)?;
-                h.update(&buf[..n]);
-                at += n as u64;
-            }
-            next += 1;
-        }
-        if next == manifest.piece_count() {
-            return Ok(Some(h.finish()));
-        }
-        if !open {
-            return Ok(None);
-        }
-        // Once the senders are gone, one more look: the last pieces may have landed meanwhile.
-        open = wake.recv().is_ok();
-    }
-}
-
-/// Every piece is in: the file is kept when its whole digest is the target's, and discarded
-/// (the manifest lied: `None`) when not.
+/// Every piece is in, each checked against a chain that ends at the target's SHA-256: the file
+/// is the target (no second pass over it), so it is kept.
 pub(super) async fn complete(
     writer: PartialWriter,
-    hasher: Hasher,
     target: &Target,
-    manifest_from: &str,
     dir: &Path,
     report: &dyn Report,
-) -> Result<Option<Fetched>> {
+) -> Result<Fetched> {
     let sha256 = target.sha256;
-    let digest = match hasher.digest(dir).await? {
-        Ok(Some(d)) => d,
-        Ok(None) => return Err(other(dir, "the whole-file hash stopped early")),
-        Err(e) => return Err(local_failure(Some(writer), dir, &e).await),
-    };
-    if digest != sha256 {
-        tracing::error!(
-            expected = %sha256,
-            got = %digest,
-            manifest_from = %manifest_from,
-            "every piece matched the manifest but the file does not match its digest: the manifest lied"
-        );
-        let _ = tokio::task::spawn_blocking(move || writer.discard()).await;
-        return Ok(None);
-    }
     let manifest = Manifest::clone(writer.file().manifest());
     let done = tokio::task::spawn_blocking(move || writer.finish())
         .await
@@ -153,10 +69,10 @@ pub(super) async fn complete(
     match done {
         Ok(path) => {
             report.event(Event::Verified { size: target.size });
-            Ok(Some(Fetched {
+            Ok(Fetched {
                 path,
                 hashed: Hashed { sha256, manifest },
-            }))
+            })
         }
         Err(ShareError::Io { path, source }) => Err(local_failure(None, &path, &source).await),
         Err(e) => Err(e.into()),

@@ -1,10 +1,10 @@
 //! Downloading one file from many holders at once.
 //!
 //! Rooms, each importing only those listed after it: `download` (one download start to end)
-//! → `engine` (the event loop, all I/O) → `holders` (who to ask, the root, the manifest,
-//! failures) and `finish` (whole-file hash, keep or discard) → `plan` (the pure core: sources
-//! and requests) → `picker` (which piece next, pure); `source` does the HTTP asks and `target`
-//! holds what a download is given.
+//! → `resolve` (claims decided by the file's own bytes) → `engine` (the event loop, all I/O)
+//! → `holders` (who to ask, the root, the manifest, failures) and `finish` (keep, keep for a
+//! resume, or discard) → `plan` (the pure core: sources and requests) → `picker` (which piece
+//! next, pure); `source` does the HTTP asks and `target` holds what a download is given.
 
 mod download;
 mod engine;
@@ -12,6 +12,7 @@ mod finish;
 mod holders;
 mod picker;
 mod plan;
+mod resolve;
 mod source;
 mod target;
 

@@ -61,7 +61,7 @@ pub(crate) fn piece_path(sha256: &Digest, index: PieceIndex) -> String {
 /// The body of `GET /blobs/{sha256}/manifest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestJson {
-    /// The piece hash's name (`"blake3"`). Absent from an older peer's manifest (SHA-256
+    /// The piece hash's name (`"sha256-chain"`). Absent from an older peer's manifest (SHA-256
     /// pieces), which is refused by name rather than misread. A string rather than the enum,
     /// so that an unknown name is refused with the same clear message.
     #[serde(default)]
@@ -98,13 +98,13 @@ impl ManifestJson {
                 m.piece_size()
             )));
         }
-        m.validate(Some(&self.pieces_root))?;
+        m.validate(&self.sha256, Some(&self.pieces_root))?;
         Ok(m)
     }
 
     /// What a downloader accepts: the manifest of the file it asked for (`sha256`), consistent
     /// with itself and, when the holder announced one, with `root`. The size is the manifest's
-    /// own claim: checked by the pieces and the whole-file digest, not by what the tracker said.
+    /// own claim: checked by the last piece (its chain ends at `sha256`), not by what the tracker said.
     pub fn check(self, sha256: &Digest, root: Option<&Digest>) -> Result<Manifest, ShareError> {
         if &self.sha256 != sha256 {
             return Err(ShareError::BadManifest(format!(
@@ -113,7 +113,7 @@ impl ManifestJson {
             )));
         }
         let m = self.into_manifest()?;
-        m.validate(root)?;
+        m.validate(sha256, root)?;
         Ok(m)
     }
 }
@@ -154,17 +154,29 @@ mod tests {
     fn manifest_json_round_trips_and_is_checked() {
         let d = sha256(b"piece");
         let piece = crate::share::pieces::MIN_PIECE_SIZE;
-        let m = Manifest::new(piece + 1, vec![d, sha256(b"tail")]).unwrap();
         let whole = sha256(b"whole");
+        // A chain ends at the file's digest.
+        let m = Manifest::new(piece + 1, vec![d, whole]).unwrap();
         let json = serde_json::to_value(ManifestJson::new(whole, &m)).unwrap();
         assert_eq!(json["sha256"], whole.to_hex());
         assert_eq!(json["size"], piece + 1);
         assert_eq!(json["piece_size"], piece);
         assert_eq!(json["pieces"][0], d.to_hex());
         assert_eq!(json["pieces_root"], m.root().to_hex());
-        assert_eq!(json["piece_hash"], "blake3");
+        assert_eq!(json["piece_hash"], "sha256-chain");
         let back: ManifestJson = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back.into_manifest().unwrap(), m);
+        // The same chain offered for another file's digest is refused.
+        let mut other = json.clone();
+        other["sha256"] = serde_json::Value::String(d.to_hex());
+        let err = serde_json::from_value::<ManifestJson>(other)
+            .unwrap()
+            .into_manifest()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not at the file's SHA-256"),
+            "{err}"
+        );
 
         let mut forged = json.clone();
         forged["pieces_root"] = serde_json::Value::String(d.to_hex());

@@ -44,21 +44,20 @@ pub fn file(name: &str, len: usize, seed: u64) -> File {
 
 /// The manifest of `content` as every peer computes it.
 pub fn manifest_of(content: &[u8]) -> Manifest {
-    let size = content.len() as u64;
-    let ps = p2p_peer::share::pieces::piece_size(size) as usize;
-    let digests = content
-        .chunks(ps)
-        .map(p2p_peer::share::digest::piece_digest)
-        .collect();
-    Manifest::new(size, digests).unwrap()
+    p2p_peer::share::pieces::hash_bytes(content).manifest
 }
 
-/// A manifest of `size` bytes whose pieces all have digest `fill`: consistent with itself,
-/// describing no real file.
-pub fn made_up_manifest(size: u64, fill: u8) -> Manifest {
+/// A manifest of `size` bytes whose chain is `fill` at every piece's end but the last, where it
+/// ends at the digest `sha` (hex) as every manifest a downloader accepts must: consistent with
+/// itself, describing no real file (no bytes can pass its last piece).
+pub fn made_up_manifest(size: u64, fill: u8, sha: &str) -> Manifest {
     let ps = p2p_peer::share::pieces::piece_size(size);
     let count = p2p_peer::share::pieces::piece_count(size, ps) as usize;
-    Manifest::new(size, vec![Digest([fill; 32]); count]).unwrap()
+    let mut values = vec![Digest([fill; 32]); count];
+    if let Some(last) = values.last_mut() {
+        *last = sha.parse().unwrap();
+    }
+    Manifest::new(size, values).unwrap()
 }
 
 /// What a peer answers `GET /blobs/{sha}/manifest` with for `m`: the wire type itself, so the

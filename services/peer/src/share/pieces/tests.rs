@@ -1,7 +1,8 @@
 //! Pieces, manifests and the hashing pass, without a network.
 
 use super::*;
-use crate::share::digest::{piece_digest, sha256};
+use crate::share::chain::Chain;
+use crate::share::digest::sha256;
 
 const MIB: u64 = 1 << 20;
 
@@ -44,16 +45,16 @@ fn piece_size_follows_the_contract() {
 fn an_older_layout_is_another_version_not_a_lie() {
     let size = 128 * MIB;
     let older = Manifest {
-        piece_hash: PieceHash::Blake3,
+        piece_hash: PieceHash::Sha256Chain,
         size,
         piece_size: 4 * MIB,
-        digests: vec![piece_digest(b"x"); 32],
+        digests: vec![sha256(b"x"); 32],
     };
     assert!(matches!(older.check(), Err(ShareError::OtherPieceHash(_))));
     // Any other piece size is a contradiction.
     let odd = Manifest {
         piece_size: 2 * MIB,
-        digests: vec![piece_digest(b"x"); 64],
+        digests: vec![sha256(b"x"); 64],
         ..older
     };
     assert!(matches!(odd.check(), Err(ShareError::BadManifest(_))));
@@ -98,49 +99,80 @@ fn one_pass_matches_separate_hashes() {
         let bytes = data(size);
         let h = hash_bytes(&bytes);
         assert_eq!(h.sha256, sha256(&bytes), "size {size}");
-        let expected: Vec<Digest> = bytes
-            .chunks(piece_size(size as u64) as usize)
-            .map(piece_digest)
-            .collect();
-        assert_eq!(h.manifest.digests(), &expected[..], "size {size}");
+        assert_chain_of(&h.manifest, &bytes);
         assert_eq!(h.manifest.size(), size as u64);
-        assert_eq!(h.manifest.piece_hash(), PieceHash::Blake3);
-        assert_eq!(h.manifest.root(), pieces_root(PieceHash::Blake3, &expected));
+        assert_eq!(h.manifest.piece_hash(), PieceHash::Sha256Chain);
+    }
+}
+
+/// Every entry of `m` is the real SHA-256 state at its piece's end: resumed from it, a chain
+/// over the rest of the file ends at the file's SHA-256 (computed by another implementation);
+/// the last entry is that digest.
+fn assert_chain_of(m: &Manifest, bytes: &[u8]) {
+    let want = sha256(bytes);
+    assert_eq!(
+        m.piece_count() as u64,
+        piece_count(bytes.len() as u64, m.piece_size())
+    );
+    for (i, value) in m.digests().iter().enumerate() {
+        let end = m.range(PieceIndex(i as u32)).unwrap().end as usize;
+        if end == bytes.len() {
+            assert_eq!(*value, want, "the last entry is the file's digest");
+        } else {
+            let mut c = Chain::resume(Some(value), end as u64);
+            c.update(&bytes[end..]);
+            assert_eq!(c.finish(), want, "entry {i} of {}", bytes.len());
+        }
     }
 }
 
 #[test]
 fn pieces_root_is_sha256_of_the_tag_and_raw_digests() {
-    let a = piece_digest(b"a");
-    let b = piece_digest(b"b");
-    let mut cat = b"p2pshare pieces_root blake3\n".to_vec();
+    let a = sha256(b"a");
+    let b = sha256(b"b");
+    let tag = b"p2pshare pieces_root sha256-chain\n";
+    let mut cat = tag.to_vec();
     cat.extend_from_slice(a.as_bytes());
     cat.extend_from_slice(b.as_bytes());
-    let root = pieces_root(PieceHash::Blake3, &[a, b]);
+    let root = pieces_root(PieceHash::Sha256Chain, &[a, b]);
     assert_eq!(root, sha256(&cat));
-    assert_ne!(root, pieces_root(PieceHash::Blake3, &[b, a]));
+    assert_ne!(root, pieces_root(PieceHash::Sha256Chain, &[b, a]));
     // An older peer's root of the same digests (SHA-256 of the digests alone) differs: a
     // root names its piece hash.
-    assert_ne!(root, sha256(&cat[b"p2pshare pieces_root blake3\n".len()..]));
-    assert_ne!(pieces_root(PieceHash::Blake3, &[]), sha256(b""));
+    assert_ne!(root, sha256(&cat[tag.len()..]));
+    assert_ne!(pieces_root(PieceHash::Sha256Chain, &[]), sha256(b""));
 }
 
 #[test]
 fn a_manifest_names_its_piece_hash_and_older_ones_are_refused_by_name() {
     assert_eq!(
-        PieceHash::from_name(Some("blake3")).unwrap(),
-        PieceHash::Blake3
+        PieceHash::from_name(Some("sha256-chain")).unwrap(),
+        PieceHash::Sha256Chain
     );
     let old = PieceHash::from_name(None).unwrap_err().to_string();
     assert!(
         old.contains("SHA-256 pieces") && old.contains("older"),
         "{old}"
     );
+    let blake = PieceHash::from_name(Some("blake3"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        blake.contains("BLAKE3") && blake.contains("older"),
+        "{blake}"
+    );
     let odd = PieceHash::from_name(Some("md5")).unwrap_err().to_string();
-    assert!(odd.contains("\"md5\"") && odd.contains("blake3"), "{odd}");
-    let m = Manifest::new(5, vec![piece_digest(b"hello")]).unwrap();
+    assert!(
+        odd.contains("\"md5\"") && odd.contains("sha256-chain"),
+        "{odd}"
+    );
+    let m = Manifest::new(5, vec![sha256(b"hello")]).unwrap();
     let json = serde_json::to_value(&m).unwrap();
-    assert_eq!(json["piece_hash"], "blake3");
+    assert_eq!(json["piece_hash"], "sha256-chain");
+    // A cached manifest of BLAKE3 pieces does not parse as one either.
+    let mut blake = json.clone();
+    blake["piece_hash"] = "blake3".into();
+    assert!(serde_json::from_value::<Manifest>(blake).is_err());
     // A cached manifest of an older version (no piece hash) does not parse as one.
     let mut old = json.clone();
     old.as_object_mut().unwrap().remove("piece_hash");
@@ -177,10 +209,12 @@ fn small_files_hash_as_the_threaded_pass_does() {
         let bytes = data(len);
         let h = hash_reader(&bytes[..], len as u64).unwrap();
         assert_eq!(h.sha256, sha256(&bytes), "{len}");
-        let want: Vec<Digest> = bytes
-            .chunks(piece_size(len as u64) as usize)
-            .map(super::super::digest::piece_digest)
-            .collect();
+        // At most one piece: its entry is the file's digest.
+        let want = if len == 0 {
+            vec![]
+        } else {
+            vec![sha256(&bytes)]
+        };
         assert_eq!(
             h.manifest,
             Manifest::new(len as u64, want).unwrap(),
@@ -232,7 +266,12 @@ fn verify_parts_accepts_the_right_bytes_only() {
     let mut wrong = bytes[r1.start as usize..r1.end as usize].to_vec();
     wrong[12345] ^= 1;
     let err = m.verify_parts(PieceIndex(1), &[&wrong]).unwrap_err();
-    assert!(err.to_string().contains("piece 1: blake3"), "{err}");
+    assert!(err.to_string().contains("piece 1: sha256-chain"), "{err}");
+    // A changed last piece, or a last piece checked as if the file were longer, fails too.
+    let r2 = m.range(PieceIndex(2)).unwrap();
+    let mut tail = bytes[r2.start as usize..r2.end as usize].to_vec();
+    *tail.last_mut().unwrap() ^= 1;
+    assert!(m.verify_parts(PieceIndex(2), &[&tail]).is_err());
     // The right bytes of another piece are still wrong here.
     let r0 = m.range(PieceIndex(0)).unwrap();
     assert!(
@@ -248,13 +287,52 @@ fn verify_parts_accepts_the_right_bytes_only() {
     assert!(m.verify_parts(PieceIndex(2), &blocks[1..]).is_err());
     let none = m.verify_parts(PieceIndex(3), &[b""]).unwrap_err();
     assert!(none.to_string().contains("no such piece"), "{none}");
-    let streamed = piece_digest(&bytes[r0.start as usize..r0.end as usize]);
-    m.verify_digest(PieceIndex(0), r0.end - r0.start, streamed)
-        .unwrap();
+}
+
+/// A manifest that ends at the file's digest but whose chain is fake before that (values of
+/// other bytes, or a fake value just before the last piece) cannot pass with any bytes at the
+/// piece where it meets the real chain; the real bytes pass everywhere else it is real.
+#[test]
+fn a_chain_fake_in_the_middle_fails_where_it_meets_the_real_one() {
+    let bytes = data(6 * MIN_PIECE_SIZE as usize + 777);
+    let real = hash_bytes(&bytes).manifest;
+    let mut other = bytes.clone();
+    other[..3 * MIN_PIECE_SIZE as usize].fill(7);
+    let fake_prefix = hash_bytes(&other).manifest;
+    // The first three values from other bytes, the rest real (so it still ends at the digest).
+    let mut values = real.digests().to_vec();
+    values[..3].copy_from_slice(&fake_prefix.digests()[..3]);
+    let forged = Manifest::new(bytes.len() as u64, values).unwrap();
+    forged.validate(&sha256(&bytes), None).unwrap();
+    let piece = |b: &[u8], i: u32| {
+        let r = real.range(PieceIndex(i)).unwrap();
+        b[r.start as usize..r.end as usize].to_vec()
+    };
+    // The liar's own bytes pass before the meeting point...
+    for i in 0..3 {
+        forged
+            .verify_parts(PieceIndex(i), &[piece(&other, i)])
+            .unwrap();
+    }
+    // ... the meeting point passes with neither the liar's bytes nor the real ones...
     assert!(
-        m.verify_digest(PieceIndex(0), r0.end - r0.start - 1, streamed)
+        forged
+            .verify_parts(PieceIndex(3), &[piece(&other, 3)])
             .is_err()
     );
+    assert!(
+        forged
+            .verify_parts(PieceIndex(3), &[piece(&bytes, 3)])
+            .is_err()
+    );
+    // ... and after it the real bytes pass under both.
+    for i in 4..7 {
+        forged
+            .verify_parts(PieceIndex(i), &[piece(&bytes, i)])
+            .unwrap();
+        real.verify_parts(PieceIndex(i), &[piece(&bytes, i)])
+            .unwrap();
+    }
 }
 
 #[test]
@@ -266,18 +344,27 @@ fn manifests_are_validated() {
     assert!(Manifest::new(piece, vec![d]).is_ok());
     assert!(Manifest::new(piece + 1, vec![d]).is_err());
     let m = Manifest::new(piece + 1, vec![d, d]).unwrap();
-    m.validate(Some(&m.root())).unwrap();
-    let err = m.validate(Some(&d)).unwrap_err();
+    m.validate(&d, Some(&m.root())).unwrap();
+    let err = m.validate(&d, Some(&sha256(b"y"))).unwrap_err();
     assert!(err.to_string().contains("pieces_root"), "{err}");
+    // A chain that does not end at the file's digest is refused before any piece.
+    let err = m.validate(&sha256(b"y"), None).unwrap_err();
+    assert!(
+        err.to_string().contains("not at the file's SHA-256"),
+        "{err}"
+    );
+    let empty = Manifest::new(0, vec![]).unwrap();
+    empty.validate(&sha256(b""), None).unwrap();
+    assert!(empty.validate(&d, None).is_err());
 
     // A manifest from the wire with a piece size of its own choosing is refused.
     let json = format!(
-        r#"{{"piece_hash":"blake3","size":8388608,"piece_size":8388608,"digests":["{d}"]}}"#
+        r#"{{"piece_hash":"sha256-chain","size":8388608,"piece_size":8388608,"digests":["{d}"]}}"#
     );
     let forged: Manifest = serde_json::from_str(&json).unwrap();
     assert!(
         forged
-            .validate(None)
+            .validate(&d, None)
             .unwrap_err()
             .to_string()
             .contains("piece size")
