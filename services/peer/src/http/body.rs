@@ -194,3 +194,37 @@ pub(super) fn send_body(
     });
     Body::from_stream(stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event stream never ends by itself: one whose client stops taking chunks is cut
+    /// after `io_timeout`, ends in an error, and gives its slot back.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_nobody_reads_is_cut_and_frees_its_slot() {
+        let shares = Shares::strict(1, 1);
+        let slot = shares.take(IpAddr::from([127, 0, 0, 1])).unwrap();
+        let endless = futures::stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"data: x\n\n"))
+        });
+        let body = held_stream(slot, Body::from_stream(endless), Duration::from_secs(1));
+        let mut frames = body.into_data_stream();
+        assert!(frames.next().await.unwrap().is_ok());
+        assert_eq!(shares.counts(), (1, 1));
+        // The client stops reading for longer than io_timeout.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // What was handed over before the cut, then the cut.
+        let mut results = Vec::new();
+        while let Some(r) = frames.next().await {
+            results.push(r.is_ok());
+        }
+        assert_eq!(
+            results.last(),
+            Some(&false),
+            "the stream ended without an error"
+        );
+        assert!(results.len() <= 2, "{} chunks after the cut", results.len());
+        assert_eq!(shares.counts(), (0, 0), "the slot was not given back");
+    }
+}

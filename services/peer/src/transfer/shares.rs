@@ -101,7 +101,7 @@ impl Shares {
 
     /// Slots held in all, and clients holding any.
     #[cfg(test)]
-    fn counts(&self) -> (usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize) {
         let s = self.lock();
         (s.held, s.by_client.len())
     }
