@@ -47,6 +47,14 @@ pub struct PeerSection {
     pub idle_timeout: Duration,
     /// Downloads served plus uploads received at once; more get 503.
     pub max_concurrent_transfers: usize,
+    /// Transfers one client address (IPv6: its /64) holds once half of
+    /// `max_concurrent_transfers` are held; more get 429.
+    pub max_transfers_per_client: usize,
+    /// Event streams (`/api/events`) and share listings (`/files`, `/api/share`) answered at
+    /// once; more get 503.
+    pub max_streams: usize,
+    /// Of those, what one client address (IPv6: its /64) holds; more get 429.
+    pub max_streams_per_client: usize,
     /// Uploads one client address may start per minute; more get 429.
     pub uploads_per_minute: u32,
     /// When the id is held by a live peer: wait for it rather than exit (code 6) after one
@@ -71,6 +79,9 @@ impl Default for PeerSection {
             io_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_concurrent_transfers: 64,
+            max_transfers_per_client: 16,
+            max_streams: 64,
+            max_streams_per_client: 8,
             uploads_per_minute: 60,
             wait_for_id: false,
             allowed_hosts: Vec::new(),
@@ -142,6 +153,21 @@ impl PeerConfig {
         config::require_positive(&loaded, "peer.idle_timeout", cfg.peer.idle_timeout)?;
         if cfg.peer.max_concurrent_transfers == 0 {
             return Err(loaded.invalid("peer.max_concurrent_transfers", "must be at least 1"));
+        }
+        for (key, n) in [
+            (
+                "peer.max_transfers_per_client",
+                cfg.peer.max_transfers_per_client,
+            ),
+            ("peer.max_streams", cfg.peer.max_streams),
+            (
+                "peer.max_streams_per_client",
+                cfg.peer.max_streams_per_client,
+            ),
+        ] {
+            if n == 0 {
+                return Err(loaded.invalid(key, "must be at least 1"));
+            }
         }
         if cfg.transfer.max_sources == 0 {
             return Err(loaded.invalid("transfer.max_sources", "must be at least 1"));

@@ -78,6 +78,9 @@ pub struct Metrics {
     pub served_class_bytes: IntCounterVec,
     pub upload_slots: IntCounterVec,
     pub claim_mismatches: IntCounter,
+    // Shares of one client address (issue 28): transfers and streams refused, by key.
+    pub transfers_refused: IntCounterVec,
+    pub streams_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -216,8 +219,28 @@ impl Metrics {
                 upload_slots.with_label_values(&[class, got]);
             }
         }
+        let transfers_refused = counter_vec(
+            &reg,
+            "p2p_peer_transfers_refused_total",
+            "Transfers (bodies served, uploads received) refused, by the key that refused them (max_concurrent_transfers, max_transfers_per_client).",
+            &["reason"],
+        );
+        for r in ["max_concurrent_transfers", "max_transfers_per_client"] {
+            transfers_refused.with_label_values(&[r]);
+        }
+        let streams_refused = counter_vec(
+            &reg,
+            "p2p_peer_streams_refused_total",
+            "Event streams and share listings refused, by the key that refused them (max_streams, max_streams_per_client).",
+            &["reason"],
+        );
+        for r in ["max_streams", "max_streams_per_client"] {
+            streams_refused.with_label_values(&[r]);
+        }
         Self {
             downloads_refused,
+            transfers_refused,
+            streams_refused,
             partials_swept: counter(
                 &reg,
                 "p2p_peer_partials_swept_total",

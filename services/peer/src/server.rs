@@ -21,6 +21,7 @@ use crate::readiness::Readiness;
 use crate::share::partial::Partials;
 use crate::store::Store;
 use crate::transfer::Limits;
+use crate::transfer::shares::Shares;
 use crate::transfer::slots::UploadSlots;
 
 pub struct Running {
@@ -185,9 +186,11 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
         tokens,
         protect_metrics: cfg.auth.protect_metrics,
-        transfers: Arc::new(tokio::sync::Semaphore::new(
+        transfers: Shares::lending(
             cfg.peer.max_concurrent_transfers,
-        )),
+            cfg.peer.max_transfers_per_client,
+        ),
+        streams: Shares::strict(cfg.peer.max_streams, cfg.peer.max_streams_per_client),
         upload_limiter: http::upload_limiter(cfg.peer.uploads_per_minute),
         io_timeout: cfg.peer.io_timeout,
         daemon: daemon.clone(),

@@ -68,6 +68,7 @@ async fn held(st: &AppState, sha256: &Digest) -> Option<Held> {
 pub(super) async fn get_blob(
     State(st): State<AppState>,
     Path(sha256): Path<String>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let digest = parse_digest(&sha256)?;
@@ -76,7 +77,7 @@ pub(super) async fn get_blob(
         .by_digest(&digest)
         .await
         .ok_or_else(|| not_here(&digest))?;
-    serve_whole(&st, &entry, &headers, || not_here(&digest)).await
+    serve_whole(&st, &entry, from.ip(), &headers, || not_here(&digest)).await
 }
 
 pub(super) async fn get_manifest(
@@ -241,7 +242,7 @@ pub(super) async fn get_piece(
                 return Ok(resp);
             }
             let piece = piece_slot(&st, &headers, from.ip()).await;
-            let slot = transfer_slot(&st)?;
+            let slot = transfer_slot(&st, from.ip())?;
             let file = st.store.open_file(entry).await.map_err(|e| {
                 tracing::warn!(file = %entry.name, error = %e, "cannot open indexed file");
                 not_here(&digest)
@@ -253,7 +254,7 @@ pub(super) async fn get_piece(
                 return Err(missing());
             }
             let piece = piece_slot(&st, &headers, from.ip()).await;
-            let slot = transfer_slot(&st)?;
+            let slot = transfer_slot(&st, from.ip())?;
             let path = p.data_path().to_path_buf();
             let file = tokio::task::spawn_blocking(move || crate::store::open_regular(&path))
                 .await

@@ -1,16 +1,24 @@
 //! The one way a body is sent (`/files`, `/blobs`, pieces): transfer slot, stall deadline,
-//! upload rate limit.
+//! upload rate limit; and the one way a long-lived answer that is not a file (event streams,
+//! listings) is: stream slot and stall deadline. Both kinds of slot are shared between client
+//! addresses (`transfer::shares`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::StatusCode;
 use futures::StreamExt;
 use prometheus::IntCounter;
-use tokio::sync::OwnedSemaphorePermit;
+use prometheus::IntCounterVec;
 use tokio_util::io::ReaderStream;
 
 use super::error::ApiError;
 use super::state::AppState;
 use crate::transfer::Direction;
+use crate::transfer::shares::{Refusal, Share, Shares};
 use crate::transfer::slots::UploadSlot;
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -22,14 +30,99 @@ pub(super) struct PieceSlot {
     pub bytes: IntCounter,
 }
 
-/// A transfer slot, or 503: every body sent or received holds one.
-pub(super) fn transfer_slot(st: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
-    st.transfers.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many transfers in progress; retry later",
-        )
+/// A transfer slot for a client at `from`: every body sent or received holds one. 503 when
+/// all are held, 429 when this client holds its share (`peer.max_transfers_per_client`).
+pub(super) fn transfer_slot(st: &AppState, from: IpAddr) -> Result<Share, ApiError> {
+    share_of(
+        &st.transfers,
+        from,
+        &st.metrics.transfers_refused,
+        ["max_concurrent_transfers", "max_transfers_per_client"],
+        "transfers",
+    )
+}
+
+/// A stream slot for a client at `from`: every event stream and listing holds one. 503 when
+/// all are held, 429 when this client holds its share (`peer.max_streams_per_client`).
+pub(super) fn stream_slot(st: &AppState, from: IpAddr) -> Result<Share, ApiError> {
+    share_of(
+        &st.streams,
+        from,
+        &st.metrics.streams_refused,
+        ["max_streams", "max_streams_per_client"],
+        "event streams and listings",
+    )
+}
+
+/// `keys`: the config keys of the bound in all and per client, the refusal's metric label.
+fn share_of(
+    shares: &Arc<Shares>,
+    from: IpAddr,
+    refused: &IntCounterVec,
+    keys: [&str; 2],
+    what: &str,
+) -> Result<Share, ApiError> {
+    shares.take(from).map_err(|r| {
+        let (status, key, msg) = match r {
+            Refusal::Full => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                keys[0],
+                format!("too many {what} in progress; retry later"),
+            ),
+            Refusal::ClientShare => (
+                StatusCode::TOO_MANY_REQUESTS,
+                keys[1],
+                format!("too many {what} from this address; retry when one ends"),
+            ),
+        };
+        refused.with_label_values(&[key]).inc();
+        ApiError::new(status, format!("{msg} ({key})"))
     })
+}
+
+/// A long-lived answer that is not a file (an event stream, a listing), held by `slot` until
+/// hyper lets go of it, and cut when its client takes nothing for `io_timeout`: hyper stops
+/// polling a body while the client's socket is full, so a task feeds the body through a
+/// one-chunk channel and stops (dropping what it would send next, and the snapshot it reads
+/// from) when a chunk is not taken in time. A cut body ends in an error, never in what looks
+/// like a complete answer.
+pub(super) fn held_stream(slot: Share, body: Body, io_timeout: Duration) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, axum::Error>>(1);
+    let finished = Arc::new(AtomicBool::new(false));
+    let done = Arc::clone(&finished);
+    tokio::spawn(async move {
+        let mut frames = body.into_data_stream();
+        while let Some(chunk) = frames.next().await {
+            match tokio::time::timeout(io_timeout, tx.send(chunk)).await {
+                Ok(Ok(())) => {}
+                // The client went away.
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!(?io_timeout, "client stopped reading: stream cut");
+                    return;
+                }
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+    let stream = futures::stream::unfold((rx, Some(slot)), move |(mut rx, slot)| {
+        let finished = Arc::clone(&finished);
+        async move {
+            slot.as_ref()?;
+            match rx.recv().await {
+                Some(c) => Some((c, (rx, slot))),
+                None if finished.load(Ordering::SeqCst) => None,
+                None => Some((
+                    Err(axum::Error::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "client stopped reading; cut",
+                    ))),
+                    (rx, None),
+                )),
+            }
+        }
+    });
+    Body::from_stream(stream)
 }
 
 /// The body of every download this peer serves (`/files`, `/blobs`, pieces): `len` bytes of
@@ -40,7 +133,7 @@ pub(super) fn transfer_slot(st: &AppState) -> Result<OwnedSemaphorePermit, ApiEr
 /// up when a chunk is not taken in time.
 pub(super) fn send_body(
     st: &AppState,
-    slot: OwnedSemaphorePermit,
+    slot: Share,
     file: tokio::fs::File,
     len: u64,
     piece: Option<PieceSlot>,
@@ -100,4 +193,38 @@ pub(super) fn send_body(
         }
     });
     Body::from_stream(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event stream never ends by itself: one whose client stops taking chunks is cut
+    /// after `io_timeout`, ends in an error, and gives its slot back.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_nobody_reads_is_cut_and_frees_its_slot() {
+        let shares = Shares::strict(1, 1);
+        let slot = shares.take(IpAddr::from([127, 0, 0, 1])).unwrap();
+        let endless = futures::stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"data: x\n\n"))
+        });
+        let body = held_stream(slot, Body::from_stream(endless), Duration::from_secs(1));
+        let mut frames = body.into_data_stream();
+        assert!(frames.next().await.unwrap().is_ok());
+        assert_eq!(shares.counts(), (1, 1));
+        // The client stops reading for longer than io_timeout.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // What was handed over before the cut, then the cut.
+        let mut results = Vec::new();
+        while let Some(r) = frames.next().await {
+            results.push(r.is_ok());
+        }
+        assert_eq!(
+            results.last(),
+            Some(&false),
+            "the stream ended without an error"
+        );
+        assert!(results.len() <= 2, "{} chunks after the cut", results.len());
+        assert_eq!(shares.counts(), (0, 0), "the slot was not given back");
+    }
 }

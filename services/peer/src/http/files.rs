@@ -1,7 +1,9 @@
 //! `GET /files` and `GET /files/{name}`: the share by name, with single ranges.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use tokio::io::AsyncSeekExt;
@@ -14,8 +16,11 @@ use crate::range::{self, RangeReply};
 use crate::store::{self, Entry};
 use crate::wire::files::FileJson;
 
-pub(super) async fn list_files(State(st): State<AppState>) -> Response {
-    json_array(st.store.snapshot(), |out, e| {
+pub(super) async fn list_files(
+    State(st): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Result<Response, ApiError> {
+    json_array(&st, from.ip(), |out, e| {
         serde_json::to_writer(
             out,
             &FileJson {
@@ -30,12 +35,13 @@ pub(super) async fn list_files(State(st): State<AppState>) -> Response {
 pub(super) async fn get_file(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     store::check_name(&name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no file named {name:?}"));
     let entry = st.store.get(&name).await.ok_or_else(not_found)?;
-    serve_whole(&st, &entry, &headers, not_found).await
+    serve_whole(&st, &entry, from.ip(), &headers, not_found).await
 }
 
 /// A shared file's bytes with `ETag`, `Range` and `If-Range`: `/files/{name}` and
@@ -43,10 +49,11 @@ pub(super) async fn get_file(
 pub(super) async fn serve_whole(
     st: &AppState,
     entry: &Entry,
+    from: IpAddr,
     headers: &HeaderMap,
     not_found: impl FnOnce() -> ApiError,
 ) -> Result<Response, ApiError> {
-    let slot = transfer_slot(st)?;
+    let slot = transfer_slot(st, from)?;
     let mut file = st.store.open_file(entry).await.map_err(|e| {
         tracing::warn!(file = %entry.name, error = %e, "cannot open indexed file");
         not_found()

@@ -1,7 +1,10 @@
 //! The share as a JSON array (`GET /files`, `GET /api/share`), written from a snapshot of the
 //! index a chunk of entries at a time: a listing of 100k files never holds a copy of the index
-//! or its whole JSON (~13 MiB) in memory.
+//! or its whole JSON (~13 MiB) in memory. A listing holds a stream slot of its client's and is
+//! cut when its client stops reading (`body::held_stream`), so slow readers hold neither
+//! snapshots nor chunks for long, nor more than their share of listings.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -9,6 +12,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
+use super::body::{held_stream, stream_slot};
+use super::error::ApiError;
+use super::state::AppState;
 use crate::store::{Entry, Index};
 
 const ENTRIES_PER_CHUNK: usize = 1024;
@@ -16,9 +22,24 @@ const ENTRIES_PER_CHUNK: usize = 1024;
 /// Writes one element of the array.
 pub(super) type WriteItem = fn(&mut Vec<u8>, &Entry) -> serde_json::Result<()>;
 
-/// A `200 application/json` answer: `[` the entries of `index` in name order, each written by
-/// `write`, `]`.
-pub(super) fn json_array(index: Arc<Index>, write: WriteItem) -> Response {
+/// A `200 application/json` answer for a client at `from`: `[` the entries of the share in
+/// name order, each written by `write`, `]`; or why it is refused.
+pub(super) fn json_array(
+    st: &AppState,
+    from: IpAddr,
+    write: WriteItem,
+) -> Result<Response, ApiError> {
+    let slot = stream_slot(st, from)?;
+    let body = array_body(st.store.snapshot(), write);
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        held_stream(slot, body, st.io_timeout),
+    )
+        .into_response())
+}
+
+/// `[` the entries of `index` in name order, each written by `write`, `]`, a chunk at a time.
+fn array_body(index: Arc<Index>, write: WriteItem) -> Body {
     let chunks = index.len().div_ceil(ENTRIES_PER_CHUNK).max(1);
     let body = futures::stream::iter(0..chunks).map(move |c| {
         let entries = index.entries();
@@ -39,11 +60,7 @@ pub(super) fn json_array(index: Arc<Index>, write: WriteItem) -> Response {
         }
         Ok::<_, serde_json::Error>(bytes::Bytes::from(out))
     });
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(body),
-    )
-        .into_response()
+    Body::from_stream(body)
 }
 
 #[cfg(test)]
@@ -56,11 +73,8 @@ mod tests {
             .map(|i| Entry::with_manifest(&format!("f{i:05}"), 1, digest, 0, None))
             .collect();
         let index = Arc::new(Index::new(entries));
-        let response = json_array(index, |out, e| serde_json::to_writer(out, &*e.name));
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
+        let body = array_body(index, |out, e| serde_json::to_writer(out, &*e.name));
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
         serde_json::from_slice(&body).unwrap()
     }
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use p2p_common::auth::Tokens;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::seeding::Seeding;
@@ -18,6 +17,7 @@ use crate::readiness::Readiness;
 use crate::share::partial::Partials;
 use crate::store::Store;
 use crate::transfer::Limits;
+use crate::transfer::shares::Shares;
 use crate::transfer::slots::UploadSlots;
 
 #[derive(Clone)]
@@ -37,10 +37,14 @@ pub(crate) struct AppState {
     /// Accepted bearer tokens; None: authentication off.
     pub tokens: Option<Tokens>,
     pub protect_metrics: bool,
-    /// One permit per transfer (download served or upload received).
-    pub transfers: Arc<Semaphore>,
+    /// One slot per transfer (download served or upload received), shared between client
+    /// addresses.
+    pub transfers: Arc<Shares>,
+    /// One slot per event stream or listing, shared between client addresses.
+    pub streams: Arc<Shares>,
     pub upload_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
-    /// A stalled upload body is cut after this long.
+    /// A stalled body (an upload received, a download, a stream or listing sent) is cut after
+    /// this long.
     pub io_timeout: Duration,
     /// Downloads into this share (`POST /downloads`).
     pub daemon: Daemon,

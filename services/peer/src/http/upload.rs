@@ -1,6 +1,6 @@
 //! `POST /upload`: a multipart file into the share, hashed while it streams in.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Multipart, State};
@@ -31,7 +31,7 @@ pub(super) async fn upload(
             "too many uploads from this address; retry in a minute",
         ))
     } else {
-        receive(&st, headers, multipart).await
+        receive(&st, from.ip(), headers, multipart).await
     };
     let word = match &result {
         Ok((_, reply)) => reply.word(),
@@ -52,10 +52,11 @@ pub(super) async fn upload(
 
 async fn receive(
     st: &AppState,
+    from: IpAddr,
     headers: HeaderMap,
     mut multipart: Multipart,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
-    let _permit = transfer_slot(st)?;
+    let _permit = transfer_slot(st, from)?;
     let _active = st.metrics.transfer("download");
     let limit = st.max_upload_bytes;
     let too_large = || {

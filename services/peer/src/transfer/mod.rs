@@ -6,6 +6,7 @@ pub(crate) mod choker;
 pub(crate) mod ledger;
 pub(crate) mod limit;
 pub mod room;
+pub(crate) mod shares;
 pub(crate) mod slots;
 
 use std::time::Duration;

@@ -8,14 +8,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::Stream;
+use axum::response::{IntoResponse, Response};
 use p2p_common::failover::split_endpoints;
 use serde::{Deserialize, Serialize};
 
 use super::live::LiveDownload;
 use crate::http::auth::{self, Access};
+use crate::http::body::{held_stream, stream_slot};
 use crate::http::error::ApiError;
 use crate::http::listing::json_array;
 use crate::http::state::AppState;
@@ -107,8 +107,11 @@ pub(crate) struct SharedFile<'a> {
 }
 
 /// `GET /api/share`: the share in name order.
-pub(super) async fn share(State(st): State<AppState>) -> Response {
-    json_array(st.store.snapshot(), |out, e| {
+pub(super) async fn share(
+    State(st): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Result<Response, ApiError> {
+    json_array(&st, from.ip(), |out, e| {
         let n = pieces::piece_count(e.size, pieces::piece_size(e.size));
         serde_json::to_writer(
             out,
@@ -285,10 +288,14 @@ pub(super) async fn transfers(State(st): State<AppState>) -> Json<Transfers> {
 }
 
 /// `GET /api/events`: the same as server-sent events (`event: transfers`) every second, until
-/// the client goes away or the peer stops.
+/// the client goes away, stops reading (`body::held_stream`) or the peer stops. Each holds a
+/// stream slot of its client's.
 pub(super) async fn events(
     State(st): State<AppState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+) -> Result<Response, ApiError> {
+    let slot = stream_slot(&st, from.ip())?;
+    let io_timeout = st.io_timeout;
     let stop = st.shutdown.clone();
     let ticks = futures::stream::unfold(
         (st, tokio::time::interval(EVENTS_EVERY)),
@@ -296,10 +303,13 @@ pub(super) async fn events(
             every.tick().await;
             let data = serde_json::to_string(&snapshot(&st)).unwrap_or_default();
             let event = SseEvent::default().event("transfers").data(data);
-            Some((Ok(event), (st, every)))
+            Some((Ok::<_, Infallible>(event), (st, every)))
         },
     );
     let until_stop =
         futures::StreamExt::take_until(ticks, async move { stop.cancelled_owned().await });
-    Sse::new(until_stop).keep_alive(KeepAlive::default())
+    let sse = Sse::new(until_stop)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    Ok(sse.map(|body| held_stream(slot, body, io_timeout)))
 }
