@@ -121,8 +121,9 @@ for round in $(seq "$rounds"); do
   ratio=$(echo "$get_s / $slower" | bc -l)
   ratios+=("$ratio")
   get_speeds+=("$get_s")
-  printf 'round=%s openssl_mib_s=%.0f nginx_curl_mib_s=%.0f get_mib_s=%.0f get_x_slower=%.2f get_cpu_s_per_gib=%.2f ref_cpu_s_per_gib=%.2f cpu_x_ref=%.2f\n' \
-    "$round" "$openssl_s" "$curl_s" "$get_s" "$ratio" "$get_cpu" "$ref_cpu" "$cpu_ratio"
+  printf 'round=%s openssl_mib_s=%.0f nginx_curl_mib_s=%.0f get_mib_s=%.0f get_x_slower=%.2f get_cpu_s_per_gib=%.2f (serving %.2f, cli %.2f) ref_cpu_s_per_gib=%.2f cpu_x_ref=%.2f\n' \
+    "$round" "$openssl_s" "$curl_s" "$get_s" "$ratio" "$get_cpu" "$(echo "$peer_cpu / $gib" | bc -l)" \
+    "$(echo "$(cpu_file "$work/client-maxrss") / $gib" | bc -l)" "$ref_cpu" "$cpu_ratio"
 done
 echo "load after: $(uptime)" >&2
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
