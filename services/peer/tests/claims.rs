@@ -420,3 +420,36 @@ async fn many_bogus_claims_cost_at_most_two_pieces_each_and_the_seed_wins() {
         assert!(stderr_line(&err, id).is_some(), "{id} not named: {err}");
     }
 }
+
+/// Issue 28 point 1: a fake peer id registered at the honest seed's own address, announcing the
+/// file with a made-up root and no server of its own. The seed answers for the fake's address
+/// with its real manifest, which contradicts the fake's root: the fake id is named for that,
+/// never the address, so the seed stays a source and every `get` succeeds (before, failures
+/// were remembered by address and all three failed with exit 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fake_id_at_the_seeds_address_does_not_get_the_seed_excluded() {
+    let tracker = start_tracker().await;
+    let t = tracker.local_addr;
+    let dir = tempfile::tempdir().unwrap();
+    let len = 2 << 20;
+    let f = file("squatted.bin", len, 81);
+    let seed = seed(t, dir.path(), &f).await;
+    let made_up = made_up_manifest(len as u64, 0x33, &f.sha);
+    let fake = File {
+        root: made_up.root().to_hex(),
+        ..f.clone()
+    };
+    register(t, "squatter", seed.local_addr, &fake, len as u64).await;
+    let (_, _, ids) = tracker_says(t, &f.name).await;
+    assert_eq!(ids, ["seed", "squatter"]);
+    for i in 0..3 {
+        let out = dir.path().join(format!("out-{i}.bin"));
+        let (code, _, err) = cli(t, &["get", &f.name, "-o", out.to_str().unwrap()]).await;
+        assert_eq!(code, 0, "get {i}: {err}");
+        assert_eq!(std::fs::read(&out).unwrap(), f.content, "get {i}");
+        assert!(
+            stderr_line(&err, "seed").is_none(),
+            "get {i}: the seed was named: {err}"
+        );
+    }
+}

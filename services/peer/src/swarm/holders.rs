@@ -35,6 +35,8 @@ pub(super) struct Claim {
 /// outnumber the honest holders with claims of their own cost little and cannot crowd the
 /// honest claim out: the bound only caps the manifests asked for (4 MiB each at most).
 pub(super) const MAX_CLAIMS: usize = 64;
+/// Claims whose manifest is asked for at once (a manifest answer is read up to 4 MiB).
+const CLAIMS_AT_ONCE: usize = 8;
 
 /// The target's holders, or the tracker's when it came with none; never this peer itself.
 async fn candidates(swarm: &Swarm, target: &Target) -> Result<Vec<Holder>> {
@@ -116,6 +118,7 @@ pub(super) async fn claims(
         }]);
     }
     let peers = candidates(swarm, target).await?;
+    let shared = shared_addresses(&peers);
     let mut starts = groups(peers.clone(), target.pieces_root.as_ref());
     if starts.is_empty() {
         starts.push(Start {
@@ -130,9 +133,15 @@ pub(super) async fn claims(
         (start, got, failures, failed)
     });
     let mut claims = Vec::new();
-    for (start, got, f, out) in futures::future::join_all(asked).await {
+    // A few claims at a time: each manifest read may take up to 4 MiB.
+    let answers: Vec<_> = futures::StreamExt::collect(futures::StreamExt::buffered(
+        futures::stream::iter(asked),
+        CLAIMS_AT_ONCE,
+    ))
+    .await;
+    for (start, got, f, out) in answers {
         failures.absorb(f);
-        failed.extend(out);
+        failed.extend(out.into_iter().filter(|a| !shared.contains(a)));
         if let Ok((manifest, from)) = got {
             claims.push(Claim {
                 start,
@@ -146,6 +155,25 @@ pub(super) async fn claims(
     }
     claims.sort_by_key(|c| (c.manifest.size(), std::cmp::Reverse(c.start.holders.len())));
     Ok(claims)
+}
+
+/// Addresses that more than one peer id announced. What one id there did wrong is blamed on
+/// that id, never on the address (issue 28 point 1): a fake id registered at an honest peer's
+/// address, announcing a root of its own, must not get the honest peer excluded.
+pub(super) fn shared_addresses<'a>(
+    holders: impl IntoIterator<Item = &'a Holder>,
+) -> HashSet<String> {
+    let mut first: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut shared = HashSet::new();
+    for h in holders {
+        let id = *first
+            .entry(h.address.as_str())
+            .or_insert(h.peer_id.as_str());
+        if id != h.peer_id {
+            shared.insert(h.address.clone());
+        }
+    }
+    shared
 }
 
 /// Holders asked for the manifest at once; every [`MANIFEST_WAVE`] without an answer, as many

@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::holders::{Claim, Failures};
+use super::holders::{Claim, Failures, shared_addresses};
 use super::plan::{Geometry, Meter};
 use super::source::{self, Failure};
 use super::target::{Report, Swarm, Target};
@@ -22,8 +22,9 @@ use crate::share::{Digest, Manifest, PieceIndex};
 use crate::tracker::Holder;
 use crate::transfer::Direction;
 
-/// The claims the file's bytes do not refute, in their order. `failed` gains the holders that
-/// sent junk and those of refuted claims; `failures` says why. Claims left without a holder
+/// The claims the file's bytes do not refute, in their order. `failed` gains the addresses of
+/// holders that sent junk and of refuted claims' holders (not an address another peer id also
+/// announced: there only the id is blamed); `failures` says why. Claims left without a holder
 /// that may still be asked are dropped too (nobody could serve them).
 pub(super) async fn resolve(
     swarm: &Swarm,
@@ -33,16 +34,20 @@ pub(super) async fn resolve(
     failed: &mut HashSet<String>,
     report: &dyn Report,
 ) -> Vec<Claim> {
+    let mut blamed = Blamed {
+        shared: shared_addresses(alive.iter().flat_map(|c| c.start.holders.iter())),
+        ids: HashSet::new(),
+    };
     let mut tail_proven = false;
     loop {
-        alive.retain(|c| c.start.holders.iter().any(|h| !failed.contains(&h.address)));
+        alive.retain(|c| c.start.holders.iter().any(|h| blamed.askable(h, failed)));
         if alive.len() < 2 {
             break;
         }
         let Some(test) = next_test(&alive, tail_proven) else {
             break;
         };
-        let Some(holder) = first_askable(&alive, &test, failed) else {
+        let Some(holder) = first_askable(&alive, &test, |h| blamed.askable(h, failed)) else {
             // Nobody left to ask for this piece: the claims it would decide stay undecided.
             break;
         };
@@ -50,7 +55,7 @@ pub(super) async fn resolve(
             Ok(b) => b,
             Err(f) => {
                 failures.note(swarm, &holder, &f, report);
-                failed.insert(holder.address.clone());
+                blamed.blame(&holder, failed);
                 continue;
             }
         };
@@ -66,7 +71,7 @@ pub(super) async fn resolve(
                 test.piece, target.sha256
             ));
             failures.note(swarm, &holder, &why, report);
-            failed.insert(holder.address.clone());
+            blamed.blame(&holder, failed);
             continue;
         }
         tail_proven = true;
@@ -75,15 +80,13 @@ pub(super) async fn resolve(
             if pass {
                 kept.push(claim);
             } else {
-                refute(
-                    swarm,
-                    &claim,
-                    test.piece,
-                    &target.sha256,
-                    failures,
-                    failed,
-                    report,
-                );
+                let why = refutation(&claim, test.piece, &target.sha256);
+                for h in &claim.start.holders {
+                    if blamed.askable(h, failed) {
+                        failures.note(swarm, h, &why, report);
+                        blamed.blame(h, failed);
+                    }
+                }
             }
         }
         alive = kept;
@@ -135,40 +138,50 @@ fn next_test(alive: &[Claim], tail_proven: bool) -> Option<Test> {
     })
 }
 
-/// The first holder, in claim order, of a claim the test judges, not failed yet.
-fn first_askable(alive: &[Claim], test: &Test, failed: &HashSet<String>) -> Option<Holder> {
+/// Who was found wrong: by peer id always, by address where no other id announced it.
+struct Blamed {
+    shared: HashSet<String>,
+    ids: HashSet<(String, String)>,
+}
+
+impl Blamed {
+    fn askable(&self, h: &Holder, failed: &HashSet<String>) -> bool {
+        !failed.contains(&h.address) && !self.ids.contains(&(h.peer_id.clone(), h.address.clone()))
+    }
+
+    fn blame(&mut self, h: &Holder, failed: &mut HashSet<String>) {
+        self.ids.insert((h.peer_id.clone(), h.address.clone()));
+        if !self.shared.contains(&h.address) {
+            failed.insert(h.address.clone());
+        }
+    }
+}
+
+/// The first holder, in claim order, of a claim the test judges, that may still be asked.
+fn first_askable(
+    alive: &[Claim],
+    test: &Test,
+    askable: impl Fn(&Holder) -> bool,
+) -> Option<Holder> {
     alive
         .iter()
         .filter(|c| test.applies(&c.manifest))
         .flat_map(|c| c.start.holders.iter())
-        .find(|h| !failed.contains(&h.address))
+        .find(|h| askable(h))
         .cloned()
 }
 
-/// A claim the bytes refute: its holders are named and not asked again.
-fn refute(
-    swarm: &Swarm,
-    claim: &Claim,
-    piece: PieceIndex,
-    sha256: &Digest,
-    failures: &mut Failures,
-    failed: &mut HashSet<String>,
-    report: &dyn Report,
-) {
+/// Why the holders of a claim the bytes refute are named.
+fn refutation(claim: &Claim, piece: PieceIndex, sha256: &Digest) -> Failure {
     let root = claim
         .start
         .root
         .map_or_else(|| String::from("(none)"), |r| r.to_string());
-    let why = Failure::Bad(format!(
+    tracing::warn!(root = %root, piece = piece.0, "a claim refuted by the file's bytes");
+    Failure::Bad(format!(
         "announced pieces_root {root} for {sha256}, a claim of {} bytes that the file's own bytes refute at piece {piece}",
         claim.manifest.size()
-    ));
-    tracing::warn!(root = %root, piece = piece.0, "a claim refuted by the file's bytes");
-    for h in &claim.start.holders {
-        if failed.insert(h.address.clone()) {
-            failures.note(swarm, h, &why, report);
-        }
-    }
+    ))
 }
 
 /// One whole piece from one holder, block by block (as the engine asks for them).
