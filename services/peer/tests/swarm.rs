@@ -385,6 +385,49 @@ async fn a_trickling_holder_does_not_hold_the_download_back() {
     );
 }
 
+/// Issue 28 point 2: eight partial holders that announce every piece and trickle every block
+/// (1 byte/s) next to one honest seed. Partial holders relieve the seed only once they have
+/// delivered a block, so the seed is asked and the download ends in seconds (before, the seed
+/// was spared every piece the fakes announced and the download sat at 0 bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_partial_holders_do_not_keep_the_seed_idle() {
+    let root = tempfile::tempdir().unwrap();
+    let content = bytes(24 * MIB, 12);
+    let pr = root_of(&content);
+    let tracker = start_tracker().await;
+    let t = tracker.local_addr;
+    let honest = holder(t, "honest", root.path(), "f.bin", &content, |_| {}).await;
+    let backing = holder(t, "backing", root.path(), "f.bin", &content, |_| {}).await;
+    let mut holders = vec![info("honest", honest.local_addr, &pr)];
+    let mut fakes = Vec::new();
+    for i in 0..8 {
+        let p = proxy(backing.local_addr, Mode::Trickle).await;
+        holders.insert(
+            0,
+            Holder {
+                partial: true,
+                ..info(&format!("partial-{i}"), p.addr, &pr)
+            },
+        );
+        fakes.push(p);
+    }
+    let started = Instant::now();
+    let got = tokio::time::timeout(
+        Duration::from_secs(90),
+        swarm(Duration::from_secs(3), None).fetch(
+            &target("f.bin", &content, holders),
+            &root.path().join("out"),
+            &Seen::default(),
+        ),
+    )
+    .await
+    .expect("held back by the trickling partial holders")
+    .unwrap();
+    assert_eq!(std::fs::read(&got).unwrap(), content);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(45), "took {took:?}");
+}
+
 /// A holder that goes silent mid-piece fails the download within `io_timeout` (it does not
 /// hang), as unreachable, keeping nothing unverified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,12 +43,15 @@ impl<H> Plan<H> {
     }
 
     /// Per piece, how many partial holders in use or waiting have it; `None` while no
-    /// partial holder's bitfield is known.
+    /// partial holder's bitfield is known. Only partial holders that have delivered a block
+    /// count: a bitfield is a claim, and holders that announce every piece and then trickle
+    /// would otherwise spare the seed every piece and hold the download at their pace (issue 28
+    /// point 2).
     pub(super) fn partial_availability(&self) -> Option<Vec<u32>> {
         let partials: Vec<&Bitfield> = self
             .sources
             .iter()
-            .filter(|s| !s.dropped && s.peer.partial)
+            .filter(|s| !s.dropped && s.peer.partial && s.delivered > 0)
             .filter_map(|s| s.has.as_ref())
             .collect();
         (!partials.is_empty()).then(|| picker::availability(self.pieces, partials))

@@ -496,6 +496,10 @@ fn a_complete_holder_that_partial_holders_relieve_is_asked_only_for_what_they_la
         .bitfield(SourceId(1), Some((field(6, &[0, 1, 2]), false)), s.now);
     s.plan
         .bitfield(SourceId(2), Some((field(6, &[2, 3]), false)), s.now);
+    // Partial holders relieve the seed once they have delivered a block.
+    for id in [1, 2] {
+        s.plan.source_mut(SourceId(id)).delivered = 1;
+    }
     let asks = s.assign();
     let seed: Vec<&Ask> = asks.iter().filter(|a| a.source.0 == 0).collect();
     assert_eq!(seed.len(), RELIEVED_DEPTH, "{asks:?}");
