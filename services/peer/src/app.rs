@@ -144,7 +144,9 @@ async fn client(command: Command, cfg: &PeerConfig, out: &Output) -> Result<()> 
             sha256,
             ..
         } => cli::get(cfg, out, &name, output, sha256.as_deref()).await,
-        Command::Put { file, peer } => cli::put(cfg, out, &file, &peer).await,
+        Command::Put { file, peer, name } => {
+            cli::put(cfg, out, &file, &peer, name.as_deref()).await
+        }
         Command::Leave { peer } => {
             let addr = peer.unwrap_or_else(|| format!("127.0.0.1:{}", cfg.peer.listen.port()));
             cli::leave(cfg, out, &addr).await

@@ -116,11 +116,15 @@ pub enum Command {
     },
     /// Upload a file to a peer.
     Put {
-        /// Local file to upload; the peer stores it under the same file name.
+        /// Local file to upload; the peer stores it under the same file name unless --as.
         file: PathBuf,
         /// The peer: host:port, or a URL such as http://host:5000.
         #[arg(long)]
         peer: String,
+        /// Store it under this name instead (e.g. when the peer answers 409: the name is
+        /// taken there by other bytes).
+        #[arg(long = "as", value_name = "NAME", value_parser = non_empty())]
+        name: Option<String>,
     },
     /// Make a peer on this host leave the network and stop.
     Leave {

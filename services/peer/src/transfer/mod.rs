@@ -7,6 +7,7 @@ pub(crate) mod ledger;
 pub(crate) mod limit;
 pub mod room;
 pub(crate) mod slots;
+pub(crate) mod tally;
 
 use std::time::Duration;
 
