@@ -39,6 +39,10 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--disable-features=Translate,OptimizationHints,MediaRouter",
     "--metrics-recording-only", "--disable-default-apps",
+    # Pages kept for "back" held their connections to the peer: after a dozen navigations of
+    # one tab all six that Chromium opens per host were taken and the next fetch never left.
+    # (Seen in this test only so far; the page closes its event stream on pagehide.)
+    "--disable-back-forward-cache",
 ]
 
 children = []
@@ -157,6 +161,7 @@ class Run:
                 p = msg["params"]
                 self.requested.append((p["request"]["url"], p.get("documentURL", "")))
 
+
     def shot(self, name):
         self.n += 1
         path = os.path.join(self.shots, f"{self.n:02d}-{name}.png")
@@ -219,15 +224,21 @@ def sort_by_size(r, url, width):
     until("page ready", lambda: "hello.txt" in r.text("#share tbody"))
     names = lambda: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#share tbody tr td:first-child")]  # noqa: E731
     on_disk = lambda n: os.path.getsize(f"{url_dir[url]}/{n}")  # noqa: E731
-    button = d.find_element(By.CSS_SELECTOR, "#share thead button[aria-label='Sort by size']")
-    button.click()
-    up = [on_disk(n) for n in names()]
-    check(up == sorted(up), f"{width}: sorted by size, smallest first: {up}")
-    button.click()
+    if width == "desktop":
+        # The column header, clicked twice.
+        button = d.find_element(By.CSS_SELECTOR, "#share thead button[aria-label='Sort by size']")
+        button.click()
+        up = [on_disk(n) for n in names()]
+        check(up == sorted(up), f"{width}: sorted by size (its column), smallest first: {up}")
+        button.click()
+        th = d.find_element(By.CSS_SELECTOR, "#share thead th[data-sort=size]")
+        check(th.get_attribute("aria-sort") == "descending", f"{width}: the column says how it is sorted")
+    else:
+        # No headers at a phone's width: the "Sort" list.
+        from selenium.webdriver.support.select import Select
+        Select(d.find_element(By.ID, "share-sort")).select_by_visible_text("size, largest first")
     down = [on_disk(n) for n in names()]
-    check(down == sorted(down, reverse=True) and len(down) >= 3, f"{width}: again, largest first: {down}")
-    th = d.find_element(By.CSS_SELECTOR, "#share thead th[data-sort=size]")
-    check(th.get_attribute("aria-sort") == "descending", f"{width}: the column says how it is sorted")
+    check(down == sorted(down, reverse=True) and len(down) >= 3, f"{width}: largest first: {down}")
 
 
 url_dir = {}
@@ -259,7 +270,9 @@ def pause_and_resume(r, url, name):
     check(t["downloads"][0]["state"] == "paused", "the API says paused too")
     r.shot("paused")
     card_button(r, f"Resume the download of {name}").click()
-    until("bytes arrive again", lambda: float(bar.get_attribute("value")) > after, limit=15)
+    # The seed's limiter saved up while paused: the rest may arrive at once, and the card go.
+    until("bytes arrive again", lambda: "Verified and shared" in r.text("#fetches")
+          or float(bar.get_attribute("value")) > after, limit=15)
     check(True, "Resume goes on from where it stopped")
 
 
@@ -508,7 +521,7 @@ def main():
 
         # 8. Nothing but the peers (and the test's attacker page) was ever asked for.
         r.drain_log()
-        allowed = {urlsplit(u).netloc for u in (a_url, b_url, l_url)}
+        allowed = {urlsplit(u).netloc for u in (a_url, b_url, l_url)} | {lost}
         allowed |= {f"127.0.0.1:{attack_port}", f"localhost:{attack_port}"}
         # Chromium's own new-tab page loads chrome:// resources before the first navigation;
         # what counts is every network request, and everything a peer's page asked for.

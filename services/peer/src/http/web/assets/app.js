@@ -80,7 +80,13 @@ $('login-form').addEventListener('submit', async (ev) => {
   if (r.ok) {
     $('token').value = '';
     $('login-message').textContent = '';
-    start();
+    // A page left for another keeps no stream open: a browser holds few connections per peer (six
+// in Chromium) and a page kept for "back" would hold its stream, until a fetch on the next page
+// waits for a connection forever.
+window.addEventListener('pagehide', () => { if (events) { events.close(); events = null; } });
+window.addEventListener('pageshow', (ev) => { if (ev.persisted && !$('main').hidden) listen(); });
+
+start();
   } else {
     $('login-message').textContent = 'Refused: ' + await errorText(r);
   }
@@ -173,7 +179,14 @@ function sortShare() {
     if (!k) continue;
     th.setAttribute('aria-sort', k === key ? (dir > 0 ? 'ascending' : 'descending') : 'none');
   }
+  $('share-sort').value = key + ':' + dir;
 }
+// The same order from a list (the column headers are not shown at a phone's width).
+$('share-sort').addEventListener('change', (ev) => {
+  const [key, dir] = ev.target.value.split(':');
+  shareSort = { key, dir: Number(dir) };
+  sortShare();
+});
 for (const th of $('share').tHead.rows[0].cells) {
   const k = th.dataset.sort;
   if (!k) continue;
@@ -424,7 +437,7 @@ drop.addEventListener('drop', (ev) => {
   uploadAll(ev.dataTransfer.files);
 });
 
-// --- transfers now: server-sent events
+// --- transfers now: server-sent events ------------------------------------------------------
 
 // One card per download, kept across updates (a button keeps its focus), with its controls:
 // pause or resume, cancel keeping the verified pieces, cancel removing them.
@@ -440,7 +453,7 @@ function describe(d) {
   return (paused ? 'Paused · ' : '') + bytes(d.have) + ' of ' + bytes(d.size) +
     (d.kept > 0 ? ' (' + bytes(d.kept) + ' kept from before)' : '') +
     ' · from ' + n + ' peer' + (n === 1 ? '' : 's') +
-    ' · ' + rate(d.rate) + ' over ' + d.rate_window_secs + ' s' +
+    (paused ? '' : ' · ' + rate(d.rate) + ' over ' + d.rate_window_secs + ' s') +
     ' · ETA ' + (paused || d.eta_secs === undefined ? '–' : eta(d.eta_secs, 1));
 }
 
@@ -550,7 +563,6 @@ function downloadItem(d) {
   for (const b of [c.pause, c.resume, c.keep, c.drop]) b.disabled = !can;
   return c.card;
 }
- ------------------------------------------------------
 
 function listen() {
   if (events) events.close();
