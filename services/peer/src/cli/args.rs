@@ -126,6 +126,30 @@ pub enum Command {
         #[arg(long = "as", value_name = "NAME", value_parser = non_empty())]
         name: Option<String>,
     },
+    /// Put a file on live peers before anyone asks (preheat): each downloads it through the
+    /// swarm by its own POST /downloads.
+    Replicate {
+        /// Exact name of the file on the network.
+        #[arg(value_parser = non_empty())]
+        name: String,
+        /// This many peers that do not hold it yet (those the tracker lists as holders of
+        /// anything).
+        #[arg(
+            long,
+            value_name = "K",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        peers: Option<usize>,
+        /// Every such peer.
+        #[arg(long)]
+        all: bool,
+        /// Pick these bytes when peers share different files under one name.
+        #[arg(long)]
+        sha256: Option<String>,
+        #[command(flatten)]
+        tracker: TrackerFlag,
+    },
     /// Make a peer on this host leave the network and stop.
     Leave {
         /// The peer: host:port or URL (default: this config's peer.listen port on 127.0.0.1).
@@ -212,6 +236,7 @@ impl Cli {
                 Command::Search { tracker, .. }
                 | Command::Ls { tracker }
                 | Command::Get { tracker, .. }
+                | Command::Replicate { tracker, .. }
                 | Command::Menu { tracker },
             ) => tracker.url.clone(),
             _ => None,
@@ -228,6 +253,7 @@ impl Command {
             Command::Ls { .. } => "ls",
             Command::Get { .. } => "get",
             Command::Put { .. } => "put",
+            Command::Replicate { .. } => "replicate",
             Command::Leave { .. } => "leave",
             Command::Menu { .. } => "menu",
             Command::Health { .. } => "health",

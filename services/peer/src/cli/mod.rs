@@ -3,6 +3,7 @@
 //! [`args`]; which command runs is `app`'s choice.
 
 pub(crate) mod args;
+pub(crate) mod replicate;
 
 use std::path::{Path, PathBuf};
 
