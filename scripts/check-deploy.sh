@@ -144,6 +144,8 @@ PY
 run "rendered config files load in the binaries" configs_load
 run "helm refuses peers.replicas=0" expect_fail replicas "minimum" helm template x "$chart" "${image_set[@]}" --set peers.replicas=0
 run "helm refuses a port that is not a number" expect_fail port "want integer" helm template x "$chart" "${image_set[@]}" --set-string tracker.port=grpc
+run "helm refuses preheat without auth" expect_fail preheat "preheat.enabled needs auth.enabled" helm template x "$chart" "${image_set[@]}" --set preheat.enabled=true --set 'preheat.files={a.bin}'
+run "helm refuses preheat.peers that is neither all nor a number" expect_fail preheat-peers "oneOf" helm template x "$chart" "${image_set[@]}" -f "$chart/ci/preheat-values.yaml" --set-string preheat.peers=some
 run "helm refuses auth without a token" expect_fail auth "auth.token or auth.existingSecret" helm template x "$chart" "${image_set[@]}" --set auth.enabled=true
 run "helm refuses tls without certificates" expect_fail tls "tls.existingSecret or tls.certManager" helm template x "$chart" "${image_set[@]}" --set tls.enabled=true
 run "helm refuses tracker replicas on the memory store" expect_fail tracker-replicas "needs tracker.redis.enabled" helm template x "$chart" "${image_set[@]}" --set tracker.replicas=2

@@ -39,6 +39,10 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--disable-features=Translate,OptimizationHints,MediaRouter",
     "--metrics-recording-only", "--disable-default-apps",
+    # Pages kept for "back" held their connections to the peer: after a dozen navigations of
+    # one tab all six that Chromium opens per host were taken and the next fetch never left.
+    # (Seen in this test only so far; the page closes its event stream on pagehide.)
+    "--disable-back-forward-cache",
 ]
 
 children = []
@@ -157,6 +161,7 @@ class Run:
                 p = msg["params"]
                 self.requested.append((p["request"]["url"], p.get("documentURL", "")))
 
+
     def shot(self, name):
         self.n += 1
         path = os.path.join(self.shots, f"{self.n:02d}-{name}.png")
@@ -212,6 +217,116 @@ def hidden_stays_hidden(r, url, width):
     until("the share still usable", lambda: len(d.find_elements(By.CSS_SELECTOR, "#share tbody tr")) >= 3)
 
 
+def sort_by_size(r, url, width):
+    """The share sorted by a column: Size, then Size again (largest first)."""
+    d = r.d
+    d.get(url + "/")
+    until("page ready", lambda: "hello.txt" in r.text("#share tbody"))
+    names = lambda: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#share tbody tr td:first-child")]  # noqa: E731
+    on_disk = lambda n: os.path.getsize(f"{url_dir[url]}/{n}")  # noqa: E731
+    if width == "desktop":
+        # The column header, clicked twice.
+        button = d.find_element(By.CSS_SELECTOR, "#share thead button[aria-label='Sort by size']")
+        button.click()
+        up = [on_disk(n) for n in names()]
+        check(up == sorted(up), f"{width}: sorted by size (its column), smallest first: {up}")
+        button.click()
+        th = d.find_element(By.CSS_SELECTOR, "#share thead th[data-sort=size]")
+        check(th.get_attribute("aria-sort") == "descending", f"{width}: the column says how it is sorted")
+    else:
+        # No headers at a phone's width: the "Sort" list.
+        from selenium.webdriver.support.select import Select
+        Select(d.find_element(By.ID, "share-sort")).select_by_visible_text("size, largest first")
+    down = [on_disk(n) for n in names()]
+    check(down == sorted(down, reverse=True) and len(down) >= 3, f"{width}: largest first: {down}")
+
+
+url_dir = {}
+
+
+def card_button(r, label):
+    """The control of a download card whose accessible name starts with `label`."""
+    return r.d.find_element(By.CSS_SELECTOR, f"#transfers button[aria-label^='{label}']")
+
+
+def pause_and_resume(r, url, name):
+    """Issue 29 point 4 on the page: Pause on the download's card stops it (its bytes stop
+    growing, the card and the fetch card say "Paused"), Resume goes on."""
+    d = r.d
+    bar = d.find_element(By.CSS_SELECTOR, "#transfers li.download progress")
+    card_button(r, f"Pause the download of {name}").click()
+    until("the card says paused", lambda: "Paused" in r.text("#transfers li.download"), limit=10)
+    check(card_button(r, f"Resume the download of {name}").is_displayed()
+          and not card_button(r, f"Pause the download of {name}").is_displayed(),
+          "a paused download offers Resume instead of Pause")
+    time.sleep(1.5)  # what was in flight is reported by the next keep-alive line
+    before = float(bar.get_attribute("value"))
+    time.sleep(2.0)
+    after = float(bar.get_attribute("value"))
+    check(after == before and before < float(bar.get_attribute("max")),
+          f"paused: no bytes arrive ({before:.0f} then {after:.0f})")
+    check("Paused" in r.text("#fetches li p"), f"the fetch card says the same: {r.text('#fetches li p')!r}")
+    st, t = http_json(f"{url}/api/transfers")
+    check(t["downloads"][0]["state"] == "paused", "the API says paused too")
+    r.shot("paused")
+    card_button(r, f"Resume the download of {name}").click()
+    # The seed's limiter saved up while paused: the rest may arrive at once, and the card go.
+    until("bytes arrive again", lambda: "Verified and shared" in r.text("#fetches")
+          or float(bar.get_attribute("value")) > after, limit=15)
+    check(True, "Resume goes on from where it stopped")
+
+
+def cancel_a_fetch(r, url, work, name):
+    """Cancel and delete, used as a person would (a click, here at phone width): the fetch ends
+    "cancelled", the card leaves "Transfers now" and the partial download is gone."""
+    d = r.d
+    d.get(url + "/?search=" + name)
+    until("fetch button", lambda: d.find_element(By.CSS_SELECTOR, "#results tbody button:not(.small)").is_enabled())
+    d.find_element(By.CSS_SELECTOR, "#results tbody button:not(.small)").click()
+    until("its card in Transfers now", lambda: card_button(r, f"Cancel and delete the download of {name}").is_displayed(), limit=20)
+    until("some bytes", lambda: float(d.find_element(By.CSS_SELECTOR, "#transfers li.download progress").get_attribute("value")) > 0, limit=20)
+    partial = f"{work}/web-a/.partial"
+    check(any(f.endswith(".data") for f in os.listdir(partial)), "the download writes its partial file")
+    card_button(r, f"Cancel and delete the download of {name}").click()
+    until("the fetch card says cancelled", lambda: "cancelled" in r.text("#fetches"), limit=15)
+    until("the card left Transfers now", lambda: name not in r.text("#transfers"), limit=5)
+    left = [f for f in os.listdir(partial) if f.endswith((".data", ".bitfield"))] if os.path.isdir(partial) else []
+    check(not left, f"cancel and delete removes the partial download ({left})")
+    check(not os.path.exists(f"{work}/web-a/{name}"), "nothing of it was published")
+    r.shot("cancelled")
+
+
+def upload_under_a_name_and_remove(r, url, work, width):
+    """Upload one file under a name typed in the page, then Remove it (two clicks): gone from
+    the share directory, the page and the tracker's listing."""
+    d = r.d
+    d.get(url + "/")
+    until("page ready", lambda: "hello.txt" in r.text("#share tbody"))
+    local = f"{work}/local-{width}.txt"
+    with open(local, "wb") as f:
+        f.write(f"uploaded under a name at {width} width\n".encode())
+    stored = f"renamed-{width}.txt"
+    d.find_element(By.ID, "upload-name").send_keys(stored)
+    d.find_element(By.ID, "upload-input").send_keys(local)
+    until("upload answer", lambda: "Published" in r.text("#uploads"))
+    until("listed under its new name", lambda: stored in r.text("#share tbody"))
+    check(os.path.exists(f"{work}/web-a/{stored}") and not os.path.exists(f"{work}/web-a/local-{width}.txt"),
+          f"{width}: the upload is stored under the name typed")
+    until("the tracker lists it", lambda: http_json(f"{url}/api/search?q={stored}")[1]["matches"], limit=10)
+    row = next(tr for tr in d.find_elements(By.CSS_SELECTOR, "#share tbody tr") if stored in tr.text)
+    button = row.find_element(By.CSS_SELECTOR, "button.danger")
+    check(button.is_displayed(), f"{width}: the Remove button is on the file's row")
+    button.click()
+    check(button.text == "Remove for good?" and os.path.exists(f"{work}/web-a/{stored}"),
+          f"{width}: the first click only asks")
+    button.click()
+    until("the row is gone", lambda: stored not in r.text("#share tbody"))
+    check(not os.path.exists(f"{work}/web-a/{stored}"), f"{width}: the file left the share directory")
+    until("the tracker no longer lists it", lambda: not http_json(f"{url}/api/search?q={stored}")[1]["matches"], limit=10)
+    check(True, f"{width}: removed from the network too")
+    r.shot(f"removed-{width}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
@@ -230,12 +345,14 @@ def main():
     try:
         _, open_net = start_network(bins, work, "open", {
             "web-a": ({"hello.txt": b"hello from a\n"}, {}),
-            "web-b": ({"seed-data.bin": seed}, {"P2P_TRANSFER__UPLOAD_LIMIT": "5MiB"}),
+            "web-b": ({"seed-data.bin": seed, "seed-two.bin": os.urandom(SEED_SIZE)},
+                      {"P2P_TRANSFER__UPLOAD_LIMIT": "5MiB"}),
         })
         _, locked_net = start_network(bins, work, "locked", {
             "web-locked": ({"locked-file.txt": b"behind a token\n"}, {}),
         }, token=TOKEN)
         a_url, b_url, l_url = open_net["web-a"], open_net["web-b"], locked_net["web-locked"]
+        url_dir[a_url] = f"{work}/web-a"
         # The attacker's page, on another port (same site as the peers) and another host name.
         attack_dir = f"{work}/attacker"
         os.makedirs(attack_dir)
@@ -266,7 +383,18 @@ def main():
         check(r.text("#ready") == "ready", "readiness shown")
         facts = r.text("#facts")
         check("web-a" in facts and "Version" in facts and "Tracker" in facts, "id, version, tracker shown")
+        check("Disk space left" in facts and " free of " in facts, "the disk space left is shown")
         r.shot("share")
+
+        # 1b. A peer that is not ready says why (here: no tracker where it was told to look).
+        os.makedirs(f"{work}/web-lost")
+        lost = spawn([f"{bins}/p2p-peer", "--tracker", "http://127.0.0.1:9", "serve", "--id", "web-lost",
+                      "--listen", "127.0.0.1:0", "--files-dir", f"{work}/web-lost"],
+                     {"P2P_TRACKER__HEARTBEAT_INTERVAL": "500ms"}, f"{work}/web-lost.log", "peer listening")
+        d.get(f"http://{lost}/")
+        until("the reason in the badge", lambda: "not registered with the tracker" in r.text("#ready"))
+        check(r.text("#ready").startswith("not ready: "), f"'not ready' says why: {r.text('#ready')!r}")
+        r.shot("not-ready")
 
         # 2. /?search= shows a file another peer holds, with that holder.
         d.get(a_url + "/?search=seed")
@@ -311,11 +439,20 @@ def main():
         bar = d.find_element(By.CSS_SELECTOR, "#fetches progress")
         until("live progress: some pieces verified, not all",
               lambda: 0 < float(bar.get_attribute("value")) < float(bar.get_attribute("max")), limit=30)
-        line = r.text("#fetches li p")
-        check("pieces" in line and "/s" in line and "ETA" in line,
-              f"progress says pieces, sources, rate and ETA: {line!r}")
+        line = until("the fetch card shows the peer's account",
+                     lambda: (lambda t: t if "/s over" in t else None)(r.text("#fetches li p")), limit=10)
+        check("pieces" in line and "from 1 peer" in line and "/s over 5 s" in line and "ETA" in line,
+              f"progress says pieces, sources, rate (over its window) and ETA: {line!r}")
         until("transfers panel lists the download", lambda: "seed-data.bin" in r.text("#transfers"), limit=10)
+        src = until("the download's source with its rate",
+                    lambda: (lambda t: t if "web-b" in t else None)(r.text("#transfers .sources")), limit=10)
+        check(b_url.split("//")[1] in src and "/s" in src, f"the source is named with its rate: {src!r}")
+        held = until("the piece map drawn from the bitfield",
+                     lambda: int(d.find_element(By.CSS_SELECTOR, "#transfers canvas.map").get_attribute("data-held") or 0), limit=10)
+        check(0 < held < SEED_PIECES, f"the piece map shows {held} of {SEED_PIECES} pieces held")
+        check(d.find_element(By.CSS_SELECTOR, "#transfers canvas.graph").is_displayed(), "the rate graph is drawn")
         r.shot("fetch-progress")
+        pause_and_resume(r, a_url, "seed-data.bin")
         until("fetch done", lambda: "Verified and shared" in r.text("#fetches"), limit=60)
         until("fetched file listed", lambda: "seed-data.bin" in r.text("#share tbody"))
         with open(f"{work}/web-a/seed-data.bin", "rb") as f:
@@ -328,10 +465,15 @@ def main():
         r.resources_stay_home(a_url)
 
         hidden_stays_hidden(r, a_url, "desktop")
+        sort_by_size(r, a_url, "desktop")
+        upload_under_a_name_and_remove(r, a_url, work, "desktop")
 
         # 5. Phone width: nothing wider than the screen; what is hidden stays hidden.
         d.set_window_size(390, 844)
         hidden_stays_hidden(r, a_url, "phone")
+        sort_by_size(r, a_url, "phone")
+        cancel_a_fetch(r, a_url, work, "seed-two.bin")
+        upload_under_a_name_and_remove(r, a_url, work, "phone")
         d.get(a_url + "/?search=seed")
         until("phone results", lambda: "seed-data.bin" in r.text("#results tbody"))
         over = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
@@ -379,7 +521,7 @@ def main():
 
         # 8. Nothing but the peers (and the test's attacker page) was ever asked for.
         r.drain_log()
-        allowed = {urlsplit(u).netloc for u in (a_url, b_url, l_url)}
+        allowed = {urlsplit(u).netloc for u in (a_url, b_url, l_url)} | {lost}
         allowed |= {f"127.0.0.1:{attack_port}", f"localhost:{attack_port}"}
         # Chromium's own new-tab page loads chrome:// resources before the first navigation;
         # what counts is every network request, and everything a peer's page asked for.

@@ -122,7 +122,13 @@ pub fn init(cfg: &TelemetryConfig, service: &Service, default_filter: &str) -> T
             .with_filter(filter)
             .boxed()
     } else {
+        // Colour codes only for a terminal: text logs written to a file or a pipe stay plain
+        // (and NO_COLOR, https://no-color.org, turns them off on a terminal too).
         fmt::layer()
+            .with_ansi(colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ))
             .with_writer(std::io::stderr)
             .with_filter(filter)
             .boxed()
@@ -424,4 +430,22 @@ pub fn set_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
     let cx = extract(headers);
     // Without a valid remote parent the span stays a root of its own trace.
     let _ = span.set_parent(cx);
+}
+
+/// Whether text logs carry colour codes: on a terminal, unless `NO_COLOR` is set (to anything
+/// but the empty string).
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod colour_tests {
+    #[test]
+    fn text_logs_are_coloured_only_on_a_terminal() {
+        use std::ffi::OsStr;
+        assert!(super::colour(true, None));
+        assert!(super::colour(true, Some(OsStr::new(""))));
+        assert!(!super::colour(false, None));
+        assert!(!super::colour(true, Some(OsStr::new("1"))));
+    }
 }

@@ -144,7 +144,22 @@ async fn client(command: Command, cfg: &PeerConfig, out: &Output) -> Result<()> 
             sha256,
             ..
         } => cli::get(cfg, out, &name, output, sha256.as_deref()).await,
-        Command::Put { file, peer } => cli::put(cfg, out, &file, &peer).await,
+        Command::Put { file, peer, name } => {
+            cli::put(cfg, out, &file, &peer, name.as_deref()).await
+        }
+        Command::Replicate {
+            name,
+            peers,
+            all,
+            sha256,
+            ..
+        } => {
+            let how_many = match (all, peers) {
+                (false, Some(k)) => cli::replicate::HowMany::Peers(k),
+                _ => cli::replicate::HowMany::All,
+            };
+            cli::replicate::replicate(cfg, out, &name, sha256.as_deref(), how_many).await
+        }
         Command::Leave { peer } => {
             let addr = peer.unwrap_or_else(|| format!("127.0.0.1:{}", cfg.peer.listen.port()));
             cli::leave(cfg, out, &addr).await

@@ -114,7 +114,9 @@ pub(crate) const SECTIONS: &[&str] = &["peer", "tracker", "transfer", "auth", "t
 
 impl PeerConfig {
     pub fn load(file: Option<&Path>, flags: Flags) -> Result<Self, ConfigError> {
-        let loaded = config::load::<Self>(SECTIONS, file, flags)?;
+        let mut loaded = config::load::<Self>(SECTIONS, file, flags)?;
+        loaded.value.tracker.endpoint =
+            with_scheme(&loaded.value.tracker.endpoint, loaded.value.tls.dials());
         let cfg = &loaded.value;
         p2p_common::names::validate_peer_id(&cfg.peer.id)
             .map_err(|e| loaded.invalid("peer.id", e.to_string()))?;
@@ -203,9 +205,39 @@ impl PeerConfig {
     }
 }
 
+/// Each `host:port` of a tracker endpoint list (as `--peer` takes a peer's) stands for its
+/// URL in this network's scheme; URLs stay as they are.
+fn with_scheme(list: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let all: Vec<String> = p2p_common::failover::split_endpoints(list)
+        .into_iter()
+        .map(|e| {
+            if e.contains("://") {
+                e.to_owned()
+            } else {
+                format!("{scheme}://{e}")
+            }
+        })
+        .collect();
+    all.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tracker_may_be_given_as_host_and_port() {
+        assert_eq!(
+            with_scheme("127.0.0.1:50051", false),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(
+            with_scheme("t:1, https://u:2", true),
+            "https://t:1,https://u:2"
+        );
+        assert_eq!(with_scheme("http://t:1", false), "http://t:1");
+    }
 
     #[test]
     fn the_documented_file_holds_the_defaults() {

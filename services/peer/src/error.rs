@@ -11,6 +11,10 @@ pub mod exit {
     pub(crate) const ID_TAKEN: u8 = 6;
     /// A download refused by `transfer.max_concurrent_downloads` or `transfer.min_free_space`.
     pub(crate) const NO_ROOM: u8 = 7;
+    /// A download cancelled on the peer that ran it (`DELETE /downloads/{sha256}`).
+    pub(crate) const CANCELLED: u8 = 8;
+    /// The client was interrupted (Ctrl-C), as shells report a SIGINT.
+    pub(crate) const INTERRUPTED: u8 = 130;
     pub(crate) const CONFIG: u8 = 78;
 }
 
@@ -32,6 +36,13 @@ pub enum Error {
     /// `transfer.min_free_space`); the message names the key.
     #[error("{0}")]
     NoRoom(String),
+    /// A download was cancelled (`DELETE /downloads/{sha256}`); the message says whether its
+    /// verified pieces were kept.
+    #[error("{0}")]
+    Cancelled(String),
+    /// The client was interrupted (Ctrl-C).
+    #[error("{0}")]
+    Interrupted(String),
     /// The request was refused (bad name, conflict, too large, ...).
     #[error("{0}")]
     Refused(String),
@@ -49,6 +60,8 @@ impl Error {
             Error::Integrity(_) => exit::INTEGRITY,
             Error::IdTaken(_) => exit::ID_TAKEN,
             Error::NoRoom(_) => exit::NO_ROOM,
+            Error::Cancelled(_) => exit::CANCELLED,
+            Error::Interrupted(_) => exit::INTERRUPTED,
             Error::Refused(_) | Error::Other(_) => exit::FAILURE,
         }
     }
@@ -60,6 +73,8 @@ impl Error {
             Error::Integrity(_) => "integrity",
             Error::IdTaken(_) => "id_taken",
             Error::NoRoom(_) => "no_room",
+            Error::Cancelled(_) => "cancelled",
+            Error::Interrupted(_) => "interrupted",
             Error::Refused(_) => "refused",
             Error::Other(_) => "error",
         }
@@ -74,6 +89,7 @@ impl Error {
             "integrity" => Error::Integrity(message),
             "id_taken" => Error::IdTaken(message),
             "no_room" => Error::NoRoom(message),
+            "cancelled" => Error::Cancelled(message),
             "refused" => Error::Refused(message),
             _ => Error::Other(anyhow::anyhow!(message)),
         }
@@ -98,7 +114,7 @@ impl Error {
             // A TLS failure arrives as "transport error"; its cause is in the source chain.
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
                 Error::Unreachable(format!(
-                    "{what}: tracker unreachable: {}",
+                    "{what}: tracker unreachable ({}); is the tracker running, and is --tracker (tracker.endpoint) its address?",
                     p2p_common::tls::status_chain(&s)
                 ))
             }

@@ -184,5 +184,5 @@ async fn get_here(ctx: &Context, name: &str) -> Result<String> {
 }
 
 async fn upload(cfg: &PeerConfig, addr: &str, path: &std::path::Path) -> Result<client::Uploaded> {
-    client::upload(&Net::new(cfg)?, addr, path).await
+    client::upload(&Net::new(cfg)?, addr, path, None).await
 }

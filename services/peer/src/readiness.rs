@@ -36,6 +36,22 @@ impl Readiness {
             && !self.draining.load(Ordering::SeqCst)
     }
 
+    /// Why the peer is not ready, in words (empty when it is): what the page shows next to
+    /// "not ready".
+    pub(crate) fn why_not(&self) -> Vec<&'static str> {
+        let mut why = Vec::new();
+        if self.draining.load(Ordering::SeqCst) {
+            why.push("leaving the network");
+        }
+        if !self.registered.load(Ordering::SeqCst) {
+            why.push("not registered with the tracker (is it running, and is tracker.endpoint its address?)");
+        }
+        if !self.store_ok.load(Ordering::SeqCst) {
+            why.push("the share directory cannot be read or written");
+        }
+        why
+    }
+
     pub(crate) async fn set_registered(&self, v: bool) {
         self.registered.store(v, Ordering::SeqCst);
         self.publish().await;

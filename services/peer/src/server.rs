@@ -174,6 +174,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         )?,
         tracker,
         metrics: metrics.clone(),
+        controls: Arc::default(),
     };
     let app = http::router(AppState {
         store: store.clone(),

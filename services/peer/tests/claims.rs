@@ -138,7 +138,7 @@ async fn a_wrong_size_claim_costs_the_liar_never_the_honest_seed() {
         assert_eq!(sha256_hex(&std::fs::read(&out).unwrap()), f.sha, "{case}");
         // The size said is the one the seed served.
         assert!(
-            stdout.contains(&format!("({} bytes, sha256", f.content.len())),
+            stdout.contains(&format!("{} bytes), sha256", f.content.len())),
             "{case}: {stdout}"
         );
         assert!(

@@ -122,7 +122,7 @@ async fn upload_and_leave_accept_only_a_peers_answer() {
     ];
     for (ct, body) in cases {
         let addr = imposter(ct, body).await.to_string();
-        let e = p2p_peer::client::upload(&net, &addr, &file)
+        let e = p2p_peer::client::upload(&net, &addr, &file, None)
             .await
             .expect_err(&format!("an answer of {ct} {body} was taken for an upload"));
         assert_eq!(e.exit_code(), 4, "{e}");

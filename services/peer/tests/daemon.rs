@@ -77,7 +77,10 @@ fn get_via_downloads_into_the_peer_shows_progress_and_copies_out() {
     let (code, out, err) = sec.cli(&n.turl, &["get", "data.bin", "--via", &via]);
     assert_eq!(code, 0, "stdout {out}\nstderr {err}");
     assert!(
-        err.contains(&format!("{via} downloading data.bin ({} bytes", file.len())),
+        err.contains(&format!(
+            "{via} downloading data.bin (9.00 MiB ({} bytes)",
+            file.len()
+        )),
         "{err}"
     );
     assert!(out.starts_with("created: data.bin on "), "{out}");

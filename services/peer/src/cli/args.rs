@@ -116,11 +116,39 @@ pub enum Command {
     },
     /// Upload a file to a peer.
     Put {
-        /// Local file to upload; the peer stores it under the same file name.
+        /// Local file to upload; the peer stores it under the same file name unless --as.
         file: PathBuf,
         /// The peer: host:port, or a URL such as http://host:5000.
         #[arg(long)]
         peer: String,
+        /// Store it under this name instead (e.g. when the peer answers 409: the name is
+        /// taken there by other bytes).
+        #[arg(long = "as", value_name = "NAME", value_parser = non_empty())]
+        name: Option<String>,
+    },
+    /// Put a file on live peers before anyone asks (preheat): each downloads it through the
+    /// swarm by its own POST /downloads.
+    Replicate {
+        /// Exact name of the file on the network.
+        #[arg(value_parser = non_empty())]
+        name: String,
+        /// This many peers that do not hold it yet (those the tracker lists as holders of
+        /// anything).
+        #[arg(
+            long,
+            value_name = "K",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        peers: Option<usize>,
+        /// Every such peer.
+        #[arg(long)]
+        all: bool,
+        /// Pick these bytes when peers share different files under one name.
+        #[arg(long)]
+        sha256: Option<String>,
+        #[command(flatten)]
+        tracker: TrackerFlag,
     },
     /// Make a peer on this host leave the network and stop.
     Leave {
@@ -208,6 +236,7 @@ impl Cli {
                 Command::Search { tracker, .. }
                 | Command::Ls { tracker }
                 | Command::Get { tracker, .. }
+                | Command::Replicate { tracker, .. }
                 | Command::Menu { tracker },
             ) => tracker.url.clone(),
             _ => None,
@@ -224,6 +253,7 @@ impl Command {
             Command::Ls { .. } => "ls",
             Command::Get { .. } => "get",
             Command::Put { .. } => "put",
+            Command::Replicate { .. } => "replicate",
             Command::Leave { .. } => "leave",
             Command::Menu { .. } => "menu",
             Command::Health { .. } => "health",

@@ -3,10 +3,11 @@
 //! [`args`]; which command runs is `app`'s choice.
 
 pub(crate) mod args;
+pub(crate) mod replicate;
 
 use std::path::{Path, PathBuf};
 
-use crate::client::render::{Got, Output, Progress};
+use crate::client::render::{self, Got, Output, Progress};
 use crate::client::{self, Destination};
 use crate::config::PeerConfig;
 use crate::error::{Error, Result};
@@ -43,13 +44,25 @@ pub(crate) async fn ls(cfg: &PeerConfig, out: &Output) -> Result<()> {
     Ok(())
 }
 
-/// Where `get -o` writes: a file, or NAME inside a directory; default ./NAME.
-fn destination(output: Option<PathBuf>, name: &str) -> PathBuf {
-    match output {
+/// Where `get -o` writes: a file, or NAME inside a directory; default ./NAME. The directory
+/// must exist: a mistyped `-o` is an error, not a tree of new directories.
+fn destination(output: Option<PathBuf>, name: &str) -> Result<PathBuf> {
+    let path = match output {
         Some(p) if p.is_dir() => p.join(name),
         Some(p) => p,
         None => PathBuf::from(name),
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::Refused(format!(
+            "{} is not a directory; get does not create directories (create it first, or pick another -o)",
+            dir.display()
+        )));
     }
+    Ok(path)
 }
 
 fn got(t: &Target) -> Got<'_> {
@@ -57,6 +70,7 @@ fn got(t: &Target) -> Got<'_> {
         name: &t.name,
         size: t.size,
         sha256: &t.sha256,
+        run: None,
     }
 }
 
@@ -69,9 +83,9 @@ pub(crate) async fn get(
     sha256: Option<&str>,
 ) -> Result<()> {
     let sha256 = parse_sha256(sha256)?;
+    let dest = destination(output, name)?;
     let tracker = client::tracker(cfg)?;
     let target = client::resolve(&tracker, name, sha256.as_ref()).await?;
-    let dest = destination(output, name);
     place(cfg, out, Some(tracker), target, &dest).await
 }
 
@@ -91,21 +105,46 @@ async fn place(
         return Ok(());
     }
     let swarm = client::standalone_swarm(cfg, tracker)?;
-    let progress = Progress::new(out.json, &target.name, None);
-    let result = client::get(
-        &swarm,
-        &target,
-        &Destination::Path(dest.to_path_buf()),
-        &progress,
-    )
-    .await;
+    let progress = Progress::new(out.json, &target.name, None, Some(swarm.net.ledger.clone()));
+    let destination = Destination::Path(dest.to_path_buf());
+    // What an earlier run kept is said first, and is not this run's (as the daemon's start).
+    let kept = client::kept_bytes(&destination.partial_dir(), &target).await;
+    progress.show(&crate::daemon::start(&target, kept));
+    // Ctrl-C stops the download (dropping it keeps what it verified) so that the kept bytes
+    // can be said.
+    let result = tokio::select! {
+        r = client::get(&swarm, &target, &destination, &progress) => r,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted(format!("download of {} interrupted", target.name))),
+    };
     progress.finish();
-    result?;
+    if let Err(e) = result {
+        let dir = destination.partial_dir();
+        let kept = client::kept_bytes(&dir, &target).await;
+        if kept > 0 {
+            eprintln!(
+                "{} of {} kept in {}; run the same command to resume",
+                render::human_bytes(kept),
+                render::size(target.size),
+                dir.display()
+            );
+        } else if matches!(e, Error::Interrupted(_)) {
+            client::tidy_partial_dir(&dir).await;
+        }
+        return Err(e);
+    }
     // The size the holders served and the digest verified, not the tracker's (anyone's claim).
     if let Ok(meta) = tokio::fs::metadata(dest).await {
         target.size = meta.len();
     }
-    out.got(&got(&target), dest, "downloaded");
+    let run = progress.view();
+    out.got(
+        &Got {
+            run: Some(run),
+            ..got(&target)
+        },
+        dest,
+        "downloaded",
+    );
     Ok(())
 }
 
@@ -121,10 +160,16 @@ pub(crate) async fn get_via(
 ) -> Result<()> {
     crate::store::check_name(name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
     let sha256 = parse_sha256(sha256)?;
+    let output = output.map(|o| destination(Some(o), name)).transpose()?;
     let net = Net::new(cfg)?;
-    let shown = Progress::new(out.json, name, Some(via));
-    let done =
-        client::peer::download_via(&net, via, name, sha256.as_ref(), |e| shown.show(e)).await;
+    let shown = Progress::new(out.json, name, Some(via), None);
+    // Ctrl-C ends this client only: the download is the peer's and goes on there.
+    let done = tokio::select! {
+        r = client::peer::download_via(&net, via, name, sha256.as_ref(), |e| shown.show(e)) => r,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted(format!(
+            "interrupted; the peer at {via} goes on downloading {name} (stop it with DELETE /downloads/SHA256 or the page's Cancel)"
+        ))),
+    };
     shown.finish();
     let done = done?;
     let target = Target {
@@ -143,11 +188,18 @@ pub(crate) async fn get_via(
         return Ok(());
     };
     // The copy is a download like any other, from that one peer: verified the same way.
-    place(cfg, out, None, target, &destination(Some(output), name)).await
+    place(cfg, out, None, target, &output).await
 }
 
-pub(crate) async fn put(cfg: &PeerConfig, out: &Output, file: &Path, addr: &str) -> Result<()> {
-    let up = client::upload(&Net::new(cfg)?, addr, file).await?;
+/// `put FILE --peer ADDR [--as NAME]`.
+pub(crate) async fn put(
+    cfg: &PeerConfig,
+    out: &Output,
+    file: &Path,
+    addr: &str,
+    name: Option<&str>,
+) -> Result<()> {
+    let up = client::upload(&Net::new(cfg)?, addr, file, name).await?;
     out.uploaded(&up, addr);
     Ok(())
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use crate::config::PeerConfig;
 use crate::error::{Error, Result};
 use crate::net::Net;
-use crate::share::Digest;
 use crate::share::partial::Partials;
+use crate::share::{Digest, bitfield, partial, pieces};
 use crate::store::{Published, Store};
 use crate::swarm::{Fetched, Report, Swarm, Target};
 use crate::tracker::{Match, Tracker};
@@ -35,7 +35,23 @@ pub(crate) async fn resolve(
 ) -> Result<Target> {
     crate::store::check_name(name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
     let matches = tracker.search(name, true).await?;
-    choose(matches, name, sha256)
+    match choose(matches, name, sha256) {
+        // Names are matched exactly, but search is case-insensitive: say what it would find.
+        Err(Error::NotFound(msg)) if sha256.is_none() => match did_you_mean(tracker, name).await {
+            Some(other) => Err(Error::NotFound(format!("{msg}; did you mean {other:?}?"))),
+            None => Err(Error::NotFound(msg)),
+        },
+        r => r,
+    }
+}
+
+/// A shared name that differs from `name` only in case, if the network has one.
+async fn did_you_mean(tracker: &Tracker, name: &str) -> Option<String> {
+    let found = tracker.search(name, false).await.ok()?;
+    found
+        .into_iter()
+        .map(|m| m.name)
+        .find(|n| n != name && n.to_lowercase() == name.to_lowercase())
 }
 
 /// Picks the match to download: the requested digest, else the one most peers hold.
@@ -229,6 +245,36 @@ pub(crate) async fn existing(dest: &Path, sha256: &Digest) -> Result<bool> {
             dest.display()
         ))),
     }
+}
+
+/// The bytes of `target` verified in `dir` by an earlier run (what a resume starts from), read
+/// from its saved bitfield; 0 when there is none or it does not describe this file.
+pub(crate) async fn kept_bytes(dir: &Path, target: &Target) -> u64 {
+    let (dir, sha256, size) = (dir.to_path_buf(), target.sha256, target.size);
+    tokio::task::spawn_blocking(move || {
+        if std::fs::metadata(partial::done_path(&dir, &sha256)).is_ok_and(|m| m.len() == size) {
+            return size;
+        }
+        let data = dir.join(format!("{sha256}.data"));
+        if std::fs::metadata(&data).map_or(true, |m| m.len() != size) || size == 0 {
+            return 0;
+        }
+        let piece = pieces::piece_size(size);
+        let count = u32::try_from(pieces::piece_count(size, piece)).unwrap_or(u32::MAX);
+        let path = dir.join(format!("{sha256}.bitfield"));
+        match bitfield::load(&path, &sha256, count) {
+            Ok(Some(held)) => held
+                .ones()
+                .map(|i| {
+                    let start = u64::from(i.0) * piece;
+                    piece.min(size.saturating_sub(start))
+                })
+                .sum(),
+            _ => 0,
+        }
+    })
+    .await
+    .unwrap_or(0)
 }
 
 /// Removes the `.partial/` a client download used in `dir` when it is empty, unless `dir` is a

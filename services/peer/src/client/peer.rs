@@ -51,19 +51,43 @@ async fn refusal(url: &str, resp: reqwest::Response) -> Error {
     }
 }
 
-/// A failed request, with the cause a TLS failure hides in the error's sources.
+/// A failed request: for one that never reached a peer, the address, the innermost cause
+/// (the one a person can act on: "Connection refused", a TLS certificate refused) and a hint,
+/// once each; else the whole chain.
 fn send_error(url: &str, e: &reqwest::Error) -> Error {
+    let at = e
+        .url()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| url.to_owned());
+    if e.is_connect() || e.is_timeout() {
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        let cause = if e.is_timeout() && !e.is_connect() {
+            "no answer in time".to_owned()
+        } else {
+            cause.to_string()
+        };
+        return Error::Unreachable(format!(
+            "cannot reach a peer at {at} ({cause}); is the peer running, and is that its address?"
+        ));
+    }
     Error::Unreachable(format!("{url}: {}", p2p_common::tls::error_chain(e)))
 }
 
-/// Uploads `file` to the peer at `addr` as multipart field `file`, and checks that the answer
-/// is a peer's upload answer for that file.
-pub async fn upload(net: &Net, addr: &str, file: &Path) -> Result<Uploaded> {
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::Refused(format!("{} has no usable file name", file.display())))?
-        .to_owned();
+/// Uploads `file` to the peer at `addr` as multipart field `file`, under `name` (else its own
+/// file name), and checks that the answer is a peer's upload answer for that file.
+pub async fn upload(net: &Net, addr: &str, file: &Path, name: Option<&str>) -> Result<Uploaded> {
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::Refused(format!("{} has no usable file name", file.display())))?
+            .to_owned(),
+    };
+    crate::store::check_name(&name).map_err(|e| Error::Refused(format!("bad file name: {e}")))?;
     let f = tokio::fs::File::open(file)
         .await
         .map_err(|e| Error::Refused(format!("cannot read {}: {e}", file.display())))?;

@@ -102,3 +102,26 @@ pub(super) async fn serve_whole(
         .body(body)
         .map_err(ApiError::internal)
 }
+
+/// `DELETE /files/{name}`: the file leaves the share and, at membership's next diff, the
+/// tracker's listing of this peer. 200 `{name, sha256, size, status: "removed"}`; 404 when no
+/// shared file has that name. Who may ask is `auth::Access::Act`'s rule.
+pub(super) async fn delete_file(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    store::check_name(&name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    match st.store.remove(&name).await {
+        Ok(Some(e)) => {
+            tracing::info!(sha256 = %e.sha256, "shared file removed on request");
+            Ok(axum::Json(serde_json::json!({
+                "name": &*e.name, "sha256": e.sha256, "size": e.size, "status": "removed",
+            })))
+        }
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no shared file named {name:?}"),
+        )),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}

@@ -21,7 +21,7 @@ mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 pub(crate) use state::{AppState, upload_limiter};
 pub(crate) use web::Web;
@@ -58,6 +58,11 @@ pub(crate) fn router(state: AppState) -> Router {
     }
     let act = Router::new()
         .route(route::DOWNLOADS, post(downloads::post_downloads))
+        .route(route::DOWNLOAD, delete(downloads::cancel))
+        .route(route::DOWNLOAD_PAUSE, post(downloads::pause))
+        .route(route::DOWNLOAD_RESUME, post(downloads::resume))
+        // Same path as `GET /files/{name}` (the share's rule); removing is acting.
+        .route(route::FILE, delete(files::delete_file))
         .route_layer(guard(Access::Act));
     let stop = Router::new()
         .route(route::LEAVE, post(control::leave))

@@ -68,22 +68,7 @@ pub(crate) fn sweep(dir: &Path, ttl: Duration, now: SystemTime) -> std::io::Resu
         if !stale(touched(dir, &sha256), ttl, now) {
             continue;
         }
-        let mut bytes = 0;
-        for ext in ["data", "bitfield", "done"] {
-            let p = dir.join(format!("{sha256}.{ext}"));
-            let held = std::fs::symlink_metadata(&p)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| m.blocks().saturating_mul(512));
-            if let Some(held) = held {
-                match std::fs::remove_file(&p) {
-                    Ok(()) => bytes += held,
-                    Err(e) => {
-                        tracing::warn!(path = %p.display(), error = %e, "cannot remove a stale partial download")
-                    }
-                }
-            }
-        }
+        let bytes = remove_files(dir, &sha256, &lock);
         // Unlinks the lock file too.
         drop(lock);
         tracing::info!(%sha256, bytes, ttl = ?ttl, "removed a partial download untouched for transfer.partial_ttl");
@@ -91,6 +76,28 @@ pub(crate) fn sweep(dir: &Path, ttl: Duration, now: SystemTime) -> std::io::Resu
         swept.bytes += bytes;
     }
     Ok(swept)
+}
+
+/// Removes the files of the download of `sha256` in `dir` (the caller holds its `lock`);
+/// the disk bytes freed. Also what cancelling a download without keeping it does. Blocking.
+pub(crate) fn remove_files(dir: &Path, sha256: &Digest, _lock: &WriteLock) -> u64 {
+    let mut bytes = 0;
+    for ext in ["data", "bitfield", "done"] {
+        let p = dir.join(format!("{sha256}.{ext}"));
+        let held = std::fs::symlink_metadata(&p)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.blocks().saturating_mul(512));
+        if let Some(held) = held {
+            match std::fs::remove_file(&p) {
+                Ok(()) => bytes += held,
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "cannot remove a partial download")
+                }
+            }
+        }
+    }
+    bytes
 }
 
 /// The digest of a download file name (`<sha256>.<ext>`), else `None`.

@@ -517,6 +517,33 @@ impl Store {
         Ok(Published::Conflict)
     }
 
+    /// Takes `name` out of the share: deletes the file and forgets it, so that membership's
+    /// next diff tells the tracker this peer no longer holds it. `Ok(None)`: no shared file of
+    /// that name. Readers that already opened it finish reading it.
+    pub(crate) async fn remove(&self, name: &str) -> Result<Option<Entry>, StoreError> {
+        check_name(name)?;
+        let guard = self.publish.lock().await;
+        let Some(entry) = self.get(name).await else {
+            return Ok(None);
+        };
+        let path = self.dir.join(name);
+        let p = path.clone();
+        blocking(&path, move || match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await?;
+        let next = Arc::new(
+            self.snapshot()
+                .merged(Vec::new(), std::slice::from_ref(&entry.name)),
+        );
+        *self.write_index() = next;
+        drop(guard);
+        self.save().await;
+        self.changed.send_modify(|v| *v += 1);
+        Ok(Some(entry))
+    }
+
     /// Opens a shared file for reading, refusing anything but the regular file that was
     /// indexed (a symlink, a FIFO, or a file that changed since it was hashed: the next scan
     /// rehashes it).

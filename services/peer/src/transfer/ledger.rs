@@ -29,6 +29,8 @@ struct Account {
     /// Decayed bytes as of `at`.
     bytes: f64,
     at: Instant,
+    /// Bytes in all, never decayed: what a download's view of its sources' rates samples.
+    received: u64,
 }
 
 impl Account {
@@ -81,18 +83,27 @@ impl Ledger {
             ip,
             bytes: 0.0,
             at: now,
+            received: 0,
         });
         // The address now resolves elsewhere (a restarted pod, a new lease): the old credit was
-        // another host's.
+        // another host's (the count of bytes goes on: it only ever grows).
         if ip.is_some() && a.ip != ip {
             *a = Account {
                 ip,
                 bytes: 0.0,
                 at: now,
+                received: a.received,
             };
         }
         a.bytes = a.value(now) + n as f64;
         a.at = now;
+        a.received = a.received.saturating_add(n);
+    }
+
+    /// Bytes received from `address` in all (0 when none on record).
+    pub(crate) fn received(&self, address: &str) -> u64 {
+        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        accounts.get(address).map_or(0, |a| a.received)
     }
 
     /// The standing of a request that claims `claimed` (its advertised address) and comes

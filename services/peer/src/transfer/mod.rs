@@ -8,6 +8,7 @@ pub(crate) mod limit;
 pub mod room;
 pub(crate) mod shares;
 pub(crate) mod slots;
+pub(crate) mod tally;
 
 use std::time::Duration;
 

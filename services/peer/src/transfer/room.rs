@@ -111,7 +111,7 @@ pub(crate) struct Disk {
 impl Disk {
     /// The file system of `dir`, or of its nearest existing ancestor (`.partial/` may not exist
     /// yet). Blocking.
-    fn of(dir: &Path) -> std::io::Result<Disk> {
+    pub(crate) fn of(dir: &Path) -> std::io::Result<Disk> {
         let mut missing = None;
         for at in dir.ancestors() {
             let at = if at.as_os_str().is_empty() {

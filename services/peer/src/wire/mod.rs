@@ -23,6 +23,10 @@ pub mod route {
     pub(crate) const BITFIELD: &str = "/blobs/{sha256}/bitfield";
     pub(crate) const PIECE: &str = "/blobs/{sha256}/pieces/{index}";
     pub(crate) const DOWNLOADS: &str = "/downloads";
+    /// `DELETE`: cancel a download running here.
+    pub(crate) const DOWNLOAD: &str = "/downloads/{sha256}";
+    pub(crate) const DOWNLOAD_PAUSE: &str = "/downloads/{sha256}/pause";
+    pub(crate) const DOWNLOAD_RESUME: &str = "/downloads/{sha256}/resume";
     /// The web page, its assets (one prefix), and the JSON it reads.
     pub(crate) const PAGE: &str = "/";
     pub(crate) const ASSET: &str = "/ui/{file}";
@@ -35,8 +39,28 @@ pub mod route {
 
     /// Every route a peer answers over HTTP/1.1 (gRPC health has its own service path).
     pub(crate) const ALL: &[&str] = &[
-        FILES, FILE, UPLOAD, HEALTHZ, METRICS, LEAVE, BLOB, MANIFEST, BITFIELD, PIECE, DOWNLOADS,
-        PAGE, ASSET, SESSION, STATUS, SHARE, SEARCH, TRANSFERS, EVENTS,
+        FILES,
+        FILE,
+        UPLOAD,
+        HEALTHZ,
+        METRICS,
+        LEAVE,
+        BLOB,
+        MANIFEST,
+        BITFIELD,
+        PIECE,
+        DOWNLOADS,
+        DOWNLOAD,
+        DOWNLOAD_PAUSE,
+        DOWNLOAD_RESUME,
+        PAGE,
+        ASSET,
+        SESSION,
+        STATUS,
+        SHARE,
+        SEARCH,
+        TRANSFERS,
+        EVENTS,
     ];
 }
 

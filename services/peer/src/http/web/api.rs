@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use p2p_common::failover::split_endpoints;
 use serde::{Deserialize, Serialize};
 
-use super::live::LiveDownload;
+use crate::daemon::control::Listed;
 use crate::http::auth::{self, Access};
 use crate::http::body::{held_stream, stream_slot};
 use crate::http::error::ApiError;
@@ -34,12 +34,23 @@ pub(crate) struct Status {
     address: String,
     trackers: Vec<String>,
     ready: bool,
+    /// Why not, in words (empty when ready).
+    not_ready: Vec<&'static str>,
+    /// The share's file system: bytes free (for an unprivileged writer) and in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disk: Option<DiskSpace>,
     /// `auth.token` is set: the API wants the token or a session.
     auth: bool,
     limits: Limits,
     /// Whether this client may make the peer download (`POST /downloads`), and why not.
     fetch: Allowed,
     files: usize,
+}
+
+#[derive(Serialize)]
+struct DiskSpace {
+    free: u64,
+    total: u64,
 }
 
 #[derive(Serialize)]
@@ -84,6 +95,18 @@ pub(super) async fn status(
             .map(str::to_owned)
             .collect(),
         ready: st.readiness.is_ready(),
+        not_ready: st.readiness.why_not(),
+        disk: {
+            let dir = st.store.dir().to_path_buf();
+            tokio::task::spawn_blocking(move || crate::transfer::room::Disk::of(&dir).ok())
+                .await
+                .ok()
+                .flatten()
+                .map(|d| DiskSpace {
+                    free: d.free,
+                    total: d.total,
+                })
+        },
         auth: st.tokens.is_some(),
         limits: Limits {
             transfer: w.transfer.clone(),
@@ -224,8 +247,10 @@ pub(super) async fn search(
 #[derive(Serialize)]
 pub(crate) struct Transfers {
     ready: bool,
-    /// Downloads `POST /downloads` runs now.
-    downloads: Vec<LiveDownload>,
+    /// Why not, in words (empty when ready).
+    not_ready: Vec<&'static str>,
+    /// Downloads the daemon runs now (`POST /downloads`, the menu), each as its tally says.
+    downloads: Vec<Listed>,
     /// Every file being downloaded into the share (those above, and the menu's), by digest.
     partials: Vec<Partial>,
     serving: Direction,
@@ -257,7 +282,8 @@ fn snapshot(st: &AppState) -> Transfers {
     let active = |d: &str| m.active_transfers.with_label_values(&[d]).get();
     Transfers {
         ready: st.readiness.is_ready(),
-        downloads: st.web.live.list(),
+        not_ready: st.readiness.why_not(),
+        downloads: st.daemon.controls.list(),
         partials: st
             .partials
             .list()

@@ -13,7 +13,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use p2p_common::address::client_key as address_key;
 
-use super::live::{LiveDownloads, Rate};
+use super::live::Rate;
 use super::session::Sessions;
 use crate::config::PeerConfig;
 use crate::transfer::TransferSection;
@@ -27,7 +27,6 @@ pub(crate) struct Web {
     pub transfer: TransferSection,
     pub max_concurrent_transfers: usize,
     pub sessions: Arc<Sessions>,
-    pub live: LiveDownloads,
     /// The names the page and browser requests are answered under (DNS rebinding).
     pub hosts: Arc<crate::http::host::Hosts>,
     /// Token guesses, per client address and in all.
@@ -45,7 +44,6 @@ impl Web {
             transfer: cfg.transfer.clone(),
             max_concurrent_transfers: cfg.peer.max_concurrent_transfers,
             sessions: Arc::new(Sessions::new(port, cfg.tls.serves())),
-            live: LiveDownloads::default(),
             hosts: Arc::new(crate::http::host::Hosts::new(
                 &cfg.peer.allowed_hosts,
                 advertised,

@@ -80,7 +80,13 @@ $('login-form').addEventListener('submit', async (ev) => {
   if (r.ok) {
     $('token').value = '';
     $('login-message').textContent = '';
-    start();
+    // A page left for another keeps no stream open: a browser holds few connections per peer (six
+// in Chromium) and a page kept for "back" would hold its stream, until a fetch on the next page
+// waits for a connection forever.
+window.addEventListener('pagehide', () => { if (events) { events.close(); events = null; } });
+window.addEventListener('pageshow', (ev) => { if (ev.persisted && !$('main').hidden) listen(); });
+
+start();
   } else {
     $('login-message').textContent = 'Refused: ' + await errorText(r);
   }
@@ -96,15 +102,16 @@ $('logout').addEventListener('click', async () => {
 
 // --- the peer -------------------------------------------------------------------------------
 
-function showReady(ready) {
-  $('ready').textContent = ready ? 'ready' : 'not ready';
+// "not ready" says why (the peer's own words: tracker, share directory, leaving).
+function showReady(ready, why) {
+  $('ready').textContent = ready ? 'ready' : 'not ready' + (why && why.length ? ': ' + why.join('; ') : '');
   $('ready').className = 'badge ' + (ready ? 'ok' : 'bad');
 }
 
 function showStatus(s) {
   $('peer-id').textContent = s.peer_id;
   document.title = s.peer_id + ' · p2pshare';
-  showReady(s.ready);
+  showReady(s.ready, s.not_ready);
   const l = s.limits;
   const unl = (v) => (v === '0' ? 'unlimited' : v + '/s');
   const facts = [
@@ -116,6 +123,7 @@ function showStatus(s) {
     ['Transfers at once', String(l.max_concurrent_transfers)],
     ['Access', s.auth ? 'token (this browser has a session)' : 'open: no token set'],
   ];
+  if (s.disk) facts.push(['Disk space left', bytes(s.disk.free) + ' free of ' + bytes(s.disk.total)]);
   $('facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
   $('logout').hidden = !s.auth;
 }
@@ -146,16 +154,74 @@ async function loadShare() {
   const files = await r.json();
   shareRows = files.map((f) => ({
     name: f.name,
+    size: f.size,
     row: el('tr', {},
       el('td', { 'data-label': 'Name', text: f.name }),
       el('td', { className: 'num', 'data-label': 'Size', text: bytes(f.size) }),
       shaCell(f.name, f.sha256),
       el('td', { className: 'num', 'data-label': 'Pieces held', text: f.pieces_held + ' / ' + f.pieces }),
       el('td', { 'data-label': 'Download' },
-        el('a', { href: fileUrl(f.name), download: f.name, text: 'Download', 'aria-label': 'Download ' + f.name }))),
+        el('a', { href: fileUrl(f.name), download: f.name, text: 'Download', 'aria-label': 'Download ' + f.name })),
+      el('td', { 'data-label': 'Remove' }, removeButton(f.name))),
   }));
-  $('share').tBodies[0].replaceChildren(...shareRows.map((s) => s.row));
+  sortShare();
   filterShare();
+}
+
+// Sorting by a column: its header is a button; a second click turns the order round.
+let shareSort = { key: 'name', dir: 1 };
+function sortShare() {
+  const { key, dir } = shareSort;
+  shareRows.sort((a, b) => (a[key] < b[key] ? -dir : a[key] > b[key] ? dir : 0));
+  $('share').tBodies[0].replaceChildren(...shareRows.map((s) => s.row));
+  for (const th of $('share').tHead.rows[0].cells) {
+    const k = th.dataset.sort;
+    if (!k) continue;
+    th.setAttribute('aria-sort', k === key ? (dir > 0 ? 'ascending' : 'descending') : 'none');
+  }
+  $('share-sort').value = key + ':' + dir;
+}
+// The same order from a list (the column headers are not shown at a phone's width).
+$('share-sort').addEventListener('change', (ev) => {
+  const [key, dir] = ev.target.value.split(':');
+  shareSort = { key, dir: Number(dir) };
+  sortShare();
+});
+for (const th of $('share').tHead.rows[0].cells) {
+  const k = th.dataset.sort;
+  if (!k) continue;
+  const b = el('button', { type: 'button', className: 'sort', text: th.textContent, 'aria-label': 'Sort by ' + th.textContent.toLowerCase() });
+  b.addEventListener('click', () => {
+    shareSort = { key: k, dir: shareSort.key === k ? -shareSort.dir : 1 };
+    sortShare();
+  });
+  th.replaceChildren(b);
+}
+
+// Removing asks twice: the first click arms the button for five seconds.
+function removeButton(name) {
+  const why = status && !status.fetch.allowed ? status.fetch.reason : null;
+  const b = el('button', {
+    type: 'button', className: 'small danger', text: 'Remove', disabled: !!why, title: why,
+    'aria-label': 'Remove ' + name + ' from this peer and the network',
+  });
+  let armed = null;
+  b.addEventListener('click', async () => {
+    if (!armed) {
+      b.textContent = 'Remove for good?';
+      armed = setTimeout(() => { armed = null; b.textContent = 'Remove'; }, 5000);
+      return;
+    }
+    clearTimeout(armed);
+    armed = null;
+    b.disabled = true;
+    let r;
+    try { r = await api(fileUrl(name), { method: 'DELETE' }); } catch (e) { $('share-status').textContent = e.message; return; }
+    $('share-status').textContent = r.ok ? 'Removed ' + name + ' from this peer and the network.' : 'Not removed: ' + await errorText(r);
+    if (r.ok) { shareRows = shareRows.filter((s) => s.name !== name); b.closest('tr').remove(); }
+    else b.disabled = false;
+  });
+  return b;
 }
 
 function filterShare() {
@@ -166,6 +232,7 @@ function filterShare() {
     s.row.hidden = !show;
     if (show) shown++;
   }
+  // A message from a removal stays until the next filtering.
   $('share-status').textContent = shareRows.length === 0
     ? 'Nothing shared yet.'
     : shown + ' of ' + shareRows.length + ' file' + (shareRows.length === 1 ? '' : 's');
@@ -242,22 +309,17 @@ async function fetchInto(m, button) {
   const line = el('p', { text: 'Asking the network…' });
   const card = el('li', { className: 'fetch' }, el('strong', { text: m.name }), bar, line);
   $('fetches').prepend(card);
-  let last = { t: performance.now(), have: 0 };
-  let speed = 0;
-  const show = (have, size, sources) => {
-    const now = performance.now();
-    const dt = (now - last.t) / 1000;
-    if (dt >= 0.5) {
-      const inst = (have - last.have) / dt;
-      speed = speed ? 0.6 * speed + 0.4 * inst : inst;
-      last = { t: now, have };
-    }
+  // The numbers are the peer's own account of the download (its tally, as "Transfers now"
+  // shows it), never a second estimate of this page's: the two cannot disagree.
+  const show = (have, size) => {
+    const d = liveByDigest.get(m.sha256);
+    if (d) { have = Math.max(have, d.have); size = d.size; }
     bar.max = size || 1;
     bar.value = have;
     const pieces = have >= size ? m.pieces : Math.floor(have / m.piece_size);
-    line.textContent = 'pieces ' + pieces + ' / ' + m.pieces + ' · ' + sources + ' source' + (sources === 1 ? '' : 's') +
-      ' · ' + rate(Math.max(0, speed)) + ' · ETA ' + eta(size - have, speed);
+    line.textContent = 'pieces ' + pieces + ' / ' + m.pieces + (d ? ' · ' + describe(d) : '');
   };
+  fetchCards.set(m.sha256, () => { if (!card.dataset.state) show(bar.value, bar.max); });
   let r;
   try {
     r = await api('/downloads', {
@@ -284,9 +346,11 @@ async function fetchInto(m, button) {
       buf = buf.slice(nl + 1);
       if (!text) continue;
       const e = JSON.parse(text);
-      if (e.event === 'start') { last = { t: performance.now(), have: e.have }; show(e.have, e.size, 0); }
-      else if (e.event === 'progress') show(e.have, e.size, e.sources);
+      if (e.event === 'start') show(e.have, e.size);
+      else if (e.event === 'progress') show(e.have, e.size);
       else if (e.event === 'done') {
+        fetchCards.delete(m.sha256);
+        dropDownload(m.sha256);
         bar.value = bar.max;
         line.className = 'ok';
         line.textContent = e.status === 'identical'
@@ -296,6 +360,8 @@ async function fetchInto(m, button) {
         loadShare();
         if (lastQuery !== null) runSearch(lastQuery);
       } else if (e.event === 'error') {
+        fetchCards.delete(m.sha256);
+        dropDownload(m.sha256);
         line.className = 'bad';
         line.textContent = 'Failed (' + e.kind + '): ' + e.message;
         card.dataset.state = 'error';
@@ -319,13 +385,15 @@ const uploadWords = {
   403: (msg) => 'Refused: ' + msg + '.',
 };
 
-function uploadFile(file) {
-  const bar = el('progress', { max: file.size || 1, value: 0, 'aria-label': 'Upload of ' + file.name });
+// `as`: the name to store it under (the file's own name when empty).
+function uploadFile(file, as) {
+  const name = as || file.name;
+  const bar = el('progress', { max: file.size || 1, value: 0, 'aria-label': 'Upload of ' + name });
   const line = el('p', { text: 'Sending…' });
-  const card = el('li', { className: 'upload' }, el('strong', { text: file.name }), bar, line);
+  const card = el('li', { className: 'upload' }, el('strong', { text: name }), bar, line);
   $('uploads').prepend(card);
   const form = new FormData();
-  form.append('file', file, file.name);
+  form.append('file', file, name);
   const xhr = new XMLHttpRequest();
   xhr.open('POST', '/upload');
   xhr.upload.addEventListener('progress', (e) => {
@@ -346,8 +414,18 @@ function uploadFile(file) {
   xhr.send(form);
 }
 
+// The name field applies to one file at a time; it is emptied once used.
+function uploadAll(files) {
+  const as = $('upload-name').value.trim();
+  if (as && files.length > 1) {
+    $('uploads').prepend(el('li', { className: 'bad', text: 'A name is for one file: pick one file, or empty the name field.' }));
+    return;
+  }
+  for (const f of files) uploadFile(f, as);
+  $('upload-name').value = '';
+}
 $('upload-input').addEventListener('change', (ev) => {
-  for (const f of ev.target.files) uploadFile(f);
+  uploadAll(ev.target.files);
   ev.target.value = '';
 });
 const drop = $('drop');
@@ -356,10 +434,135 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (ev) => {
   ev.preventDefault();
   drop.classList.remove('over');
-  for (const f of ev.dataTransfer.files) uploadFile(f);
+  uploadAll(ev.dataTransfer.files);
 });
 
 // --- transfers now: server-sent events ------------------------------------------------------
+
+// One card per download, kept across updates (a button keeps its focus), with its controls:
+// pause or resume, cancel keeping the verified pieces, cancel removing them.
+const downloadCards = new Map();
+// The last account of each download in progress, by digest, and the fetch cards that show it.
+const liveByDigest = new Map();
+const fetchCards = new Map();
+
+// One line for a download: what every panel says of it.
+function describe(d) {
+  const paused = d.state === 'paused';
+  const n = d.sources.length;
+  return (paused ? 'Paused · ' : '') + bytes(d.have) + ' of ' + bytes(d.size) +
+    (d.kept > 0 ? ' (' + bytes(d.kept) + ' kept from before)' : '') +
+    ' · from ' + n + ' peer' + (n === 1 ? '' : 's') +
+    (paused ? '' : ' · ' + rate(d.rate) + ' over ' + d.rate_window_secs + ' s') +
+    ' · ETA ' + (paused || d.eta_secs === undefined ? '–' : eta(d.eta_secs, 1));
+}
+
+// The rate over the last minute, one point a second, scaled to its own peak.
+function drawRates(canvas, rates) {
+  const g = canvas.getContext('2d');
+  const w = canvas.width, h = canvas.height;
+  g.clearRect(0, 0, w, h);
+  const peak = Math.max(1, ...rates);
+  g.strokeStyle = '#0b5cad';
+  g.lineWidth = 2;
+  g.beginPath();
+  rates.forEach((r, i) => {
+    const x = w - (rates.length - 1 - i) * (w / 59);
+    const y = h - 2 - (r / peak) * (h - 4);
+    if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+  });
+  g.stroke();
+  canvas.title = 'peak ' + rate(peak);
+}
+
+// The pieces held, from the peer's bitfield (bit i: bit 7 - i % 8 of byte i / 8), as a strip:
+// each column as dark as the share of its pieces held.
+async function drawPieces(canvas, sha256) {
+  let r;
+  try { r = await api('/blobs/' + sha256 + '/bitfield'); } catch (_) { return; }
+  if (!r.ok) return;
+  const n = Number(r.headers.get('x-p2p-pieces')) || 0;
+  const bits = new Uint8Array(await r.arrayBuffer());
+  const g = canvas.getContext('2d');
+  const w = canvas.width, h = canvas.height;
+  g.fillStyle = '#e4e8ec';
+  g.fillRect(0, 0, w, h);
+  if (!n) return;
+  let held = 0;
+  for (let x = 0; x < w; x++) {
+    const from = Math.floor((x * n) / w), to = Math.max(from + 1, Math.floor(((x + 1) * n) / w));
+    let got = 0;
+    for (let i = from; i < to; i++) if (bits[i >> 3] & (0x80 >> (i & 7))) got++;
+    g.fillStyle = 'rgba(26, 127, 55, ' + (got / (to - from)) + ')';
+    g.fillRect(x, 0, 1, h);
+  }
+  for (let i = 0; i < n; i++) if (bits[i >> 3] & (0x80 >> (i & 7))) held++;
+  canvas.dataset.held = String(held);
+  canvas.dataset.pieces = String(n);
+  canvas.title = held + ' of ' + n + ' pieces held';
+}
+
+// A download that ended leaves "Transfers now" at once, not at the next update.
+function dropDownload(sha256) {
+  liveByDigest.delete(sha256);
+  for (const [k, c] of downloadCards) {
+    if (k.startsWith(sha256 + '/')) { c.card.remove(); downloadCards.delete(k); }
+  }
+}
+
+async function control(d, method, path, card) {
+  const line = card.querySelector('.said');
+  let r;
+  try { r = await api('/downloads/' + d.sha256 + path, { method }); } catch (e) { line.textContent = e.message; return; }
+  line.textContent = r.ok ? '' : 'Refused: ' + await errorText(r);
+}
+
+function downloadItem(d) {
+  const key = (d.sha256 || '') + '/' + d.name;
+  let c = downloadCards.get(key);
+  if (!c) {
+    const label = (what) => what + ' the download of ' + d.name;
+    c = {
+      card: el('li', { className: 'download' }),
+      bar: el('progress', { 'aria-label': 'Download of ' + d.name }),
+      text: el('span', {}),
+      src: el('ul', { className: 'holders sources', 'aria-label': 'Sources of ' + d.name }),
+      graph: el('canvas', { className: 'graph', width: 240, height: 40, role: 'img', 'aria-label': 'Rate of ' + d.name + ' over the last minute' }),
+      map: el('canvas', { className: 'map', width: 240, height: 12, role: 'img', 'aria-label': 'Pieces of ' + d.name + ' held' }),
+      rates: [],
+      mapAt: 0,
+      pause: el('button', { type: 'button', className: 'small', text: 'Pause', 'aria-label': label('Pause') }),
+      resume: el('button', { type: 'button', className: 'small', text: 'Resume', 'aria-label': label('Resume') }),
+      keep: el('button', { type: 'button', className: 'small', text: 'Cancel, keep pieces', 'aria-label': label('Cancel (keeping its pieces)') }),
+      drop: el('button', { type: 'button', className: 'small danger', text: 'Cancel and delete', 'aria-label': label('Cancel and delete') }),
+    };
+    const card = c.card;
+    c.pause.addEventListener('click', () => control(d, 'POST', '/pause', card));
+    c.resume.addEventListener('click', () => control(d, 'POST', '/resume', card));
+    c.keep.addEventListener('click', () => control(d, 'DELETE', '?keep=true', card));
+    c.drop.addEventListener('click', () => control(d, 'DELETE', '', card));
+    const controls = el('span', { className: 'controls' }, c.pause, c.resume, c.keep, c.drop);
+    card.append(el('strong', { text: d.name }), ' ', c.bar, c.text, c.src,
+      el('span', { className: 'pictures' }, c.graph, c.map), controls, el('span', { className: 'said bad', role: 'alert' }));
+    downloadCards.set(key, c);
+  }
+  c.seen = true;
+  c.bar.max = d.size || 1;
+  c.bar.value = d.have;
+  const paused = d.state === 'paused';
+  c.card.dataset.state = d.state;
+  c.text.textContent = describe(d);
+  c.src.replaceChildren(...d.sources.map((s) => el('li', { text: s.peer + ' (' + s.address + ') · ' + rate(s.rate) })));
+  c.rates.push(d.rate);
+  if (c.rates.length > 60) c.rates.shift();
+  drawRates(c.graph, c.rates);
+  if (d.sha256 && performance.now() - c.mapAt > 2000) { c.mapAt = performance.now(); drawPieces(c.map, d.sha256); }
+  const can = !!d.sha256 && d.state !== 'cancelling' && !(status && !status.fetch.allowed);
+  c.pause.hidden = paused;
+  c.resume.hidden = !paused;
+  for (const b of [c.pause, c.resume, c.keep, c.drop]) b.disabled = !can;
+  return c.card;
+}
 
 function listen() {
   if (events) events.close();
@@ -371,21 +574,24 @@ function listen() {
   });
   events.addEventListener('transfers', (ev) => {
     const t = JSON.parse(ev.data);
-    showReady(t.ready);
+    showReady(t.ready, t.not_ready);
     const dir = (d) => d.active + ' active · ' + rate(d.rate) + ' · ' + bytes(d.total) + ' in all';
     $('serving').textContent = dir(t.serving);
     $('receiving').textContent = dir(t.receiving);
-    const items = t.downloads.map((d) => el('li', {},
-      el('strong', { text: d.name }), ' ',
-      el('progress', { max: d.size || 1, value: d.have, 'aria-label': 'Download of ' + d.name }),
-      el('span', { text: bytes(d.have) + ' of ' + bytes(d.size) + ' · ' + d.sources + ' source' + (d.sources === 1 ? '' : 's') + ' · ' + rate(d.rate) + ' · ETA ' + eta(d.size - d.have, d.rate) })));
+    liveByDigest.clear();
+    for (const d of t.downloads) liveByDigest.set(d.sha256, d);
+    for (const f of fetchCards.values()) f();
+    const items = t.downloads.map(downloadItem);
     const named = new Set(t.downloads.map((d) => d.sha256));
     for (const p of t.partials) {
       if (named.has(p.sha256)) continue;
       items.push(el('li', {}, 'Download of ' + p.sha256.slice(0, 12) + '… · pieces ' + p.pieces_held + ' / ' + p.pieces));
     }
     if (items.length === 0) items.push(el('li', { className: 'muted', text: 'No download in progress.' }));
-    $('transfers').replaceChildren(...items);
+    for (const [k, c] of downloadCards) { if (!c.seen) downloadCards.delete(k); c.seen = false; }
+    // The same cards in the same order stay where they are (a focused button keeps focus).
+    const now = $('transfers').children;
+    if (items.length !== now.length || items.some((n, i) => n !== now[i])) $('transfers').replaceChildren(...items);
   });
 }
 
