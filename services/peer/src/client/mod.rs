@@ -248,9 +248,16 @@ pub(crate) async fn existing(dest: &Path, sha256: &Digest) -> Result<bool> {
 }
 
 /// The bytes of `target` verified in `dir` by an earlier run (what a resume starts from), read
-/// from its saved bitfield; 0 when there is none or it does not describe this file.
+/// from its saved bitfield; 0 when there is none or it does not describe this file under the
+/// claim (`pieces_root`) the target follows: a record belongs to the claim its pieces were
+/// checked against (`PartialFile::record_key`).
 pub(crate) async fn kept_bytes(dir: &Path, target: &Target) -> u64 {
-    let (dir, sha256, size) = (dir.to_path_buf(), target.sha256, target.size);
+    let (dir, sha256, size, root) = (
+        dir.to_path_buf(),
+        target.sha256,
+        target.size,
+        target.pieces_root,
+    );
     tokio::task::spawn_blocking(move || {
         if std::fs::metadata(partial::done_path(&dir, &sha256)).is_ok_and(|m| m.len() == size) {
             return size;
@@ -261,8 +268,9 @@ pub(crate) async fn kept_bytes(dir: &Path, target: &Target) -> u64 {
         }
         let piece = pieces::piece_size(size);
         let count = u32::try_from(pieces::piece_count(size, piece)).unwrap_or(u32::MAX);
+        let Some(root) = root else { return 0 };
         let path = dir.join(format!("{sha256}.bitfield"));
-        match bitfield::load(&path, &sha256, count) {
+        match bitfield::load(&path, &root, count) {
             Ok(Some(held)) => held
                 .ones()
                 .map(|i| {
