@@ -1,0 +1,150 @@
+//! A small simulated swarm through the library and the binary: it ends near its bound, the same
+//! seed gives the same run, and bad arguments are a usage error.
+
+use std::process::Command;
+
+use p2p_sim::{Config, Scenario, Summary};
+
+/// 50 downloaders of a 16 MiB file (64 pieces of 256 KiB) at 4 MiB/s each; bound 4 s.
+fn small(seed: u64) -> Config {
+    let mut c = Config::new(50, 16.0, 4.0);
+    c.seed = seed;
+    c
+}
+
+fn without_wall(mut s: Summary) -> Summary {
+    s.wall_s = 0.0;
+    s
+}
+
+#[test]
+fn a_small_swarm_ends_near_its_bound_and_the_same_seed_repeats_it() {
+    let (a, trace) = p2p_sim::run(&small(7)).expect("runs");
+    assert_eq!(a.finished, 50, "{a:?}");
+    assert_eq!(a.unfinished, 0);
+    assert!((a.bound_s - 4.0).abs() < 1e-9, "{a:?}");
+    assert!(a.ratio <= 2.0, "last peer within 2x the bound: {a:?}");
+    assert!(a.p50_s <= a.p99_s && a.p99_s <= a.last_s, "{a:?}");
+    assert!(
+        a.seed_served_f >= 1.0,
+        "the seed sent every piece once at least: {a:?}"
+    );
+    assert!(a.seed_served_f <= 3.0, "{a:?}");
+    assert!(a.tracker_calls_per_host_s > 0.0 && a.tracker_calls_per_host_s <= 2.0);
+    assert_eq!(trace.completion_s.len(), 50);
+    let (b, _) = p2p_sim::run(&small(7)).expect("runs");
+    assert_eq!(
+        without_wall(a.clone()),
+        without_wall(b),
+        "same seed, same run"
+    );
+    let (c, _) = p2p_sim::run(&small(8)).expect("runs");
+    assert_ne!(
+        without_wall(a),
+        without_wall(c),
+        "another seed draws other latencies and peer ids"
+    );
+}
+
+#[test]
+fn mixed_churn_and_late_runs_finish() {
+    for scenario in [Scenario::Mixed, Scenario::Churn, Scenario::Late] {
+        let mut c = Config::new(16, 8.0, 4.0);
+        c.scenario = scenario;
+        let (s, _) = p2p_sim::run(&c).expect("runs");
+        assert_eq!(s.unfinished, 0, "{scenario:?}: {s:?}");
+        match scenario {
+            Scenario::Churn => assert_eq!((s.left, s.finished), (4, 12), "{s:?}"),
+            _ => assert_eq!(s.finished, 16, "{s:?}"),
+        }
+        assert!(s.ratio <= 3.0, "{scenario:?}: {s:?}");
+    }
+}
+
+fn sim(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_p2p-sim"))
+        .args(args)
+        .output()
+        .expect("p2p-sim starts")
+}
+
+#[test]
+fn the_binary_prints_one_json_object_with_every_field() {
+    let out = sim(&[
+        "--hosts",
+        "8",
+        "--file-mib",
+        "4",
+        "--upload-mib",
+        "4",
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    for field in [
+        "hosts",
+        "bound_s",
+        "last_s",
+        "ratio",
+        "p50_s",
+        "p99_s",
+        "seed_served_f",
+        "tracker_calls_per_host_s",
+        "wall_s",
+    ] {
+        assert!(v[field].is_number(), "{field} in {v}");
+    }
+    assert_eq!(v["hosts"], 8);
+}
+
+#[test]
+fn bad_arguments_are_a_usage_error() {
+    for args in [
+        &[
+            "--hosts",
+            "0",
+            "--file-mib",
+            "4",
+            "--upload-mib",
+            "4",
+            "--json",
+        ][..],
+        &[
+            "--hosts",
+            "8",
+            "--file-mib",
+            "-1",
+            "--upload-mib",
+            "4",
+            "--json",
+        ],
+        &[
+            "--hosts",
+            "8",
+            "--file-mib",
+            "4",
+            "--upload-mib",
+            "0",
+            "--json",
+        ],
+        &[
+            "--hosts",
+            "8",
+            "--file-mib",
+            "4",
+            "--upload-mib",
+            "4",
+            "--scenario",
+            "storm",
+        ],
+        &["--hosts", "many", "--file-mib", "4", "--upload-mib", "4"],
+        &["--file-mib", "4", "--upload-mib", "4"],
+    ] {
+        let out = sim(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: a message");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
