@@ -5,12 +5,15 @@
 //! choice comes from one seeded generator: a run with the same settings and seed gives the
 //! same result.
 //!
-//! Rooms: `config` (what a run is given) → `world` (hosts, requests and the event loop) →
-//! `serve` (the holder's side) and `tracker` (holder sampling) → `net` (flows and max-min
-//! fair sharing); `summary` is what a run reports.
+//! Rooms: `config` (what a run is given) → `world` (hosts, requests, the event loop and the
+//! network step) with `fetch` (the downloader's side, around its plan) and `serve` (the
+//! holder's side, state in `holder`) → `tracker` (holder sampling) and `net` (max-min fair
+//! sharing); `summary` is what a run reports.
 
 mod config;
 mod error;
+mod fetch;
+mod holder;
 mod net;
 mod serve;
 mod summary;

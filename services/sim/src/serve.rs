@@ -11,51 +11,12 @@
 
 use std::time::Duration;
 
-use p2p_peer::serving::{self, Class, Ledger, Seeding, Slots};
+use p2p_peer::serving::{self, Class, Slots};
 use p2p_peer::share::bitfield::Bitfield;
 use p2p_peer::swarm::core::{Fetched, SourceId};
 
+use crate::holder::HaveWait;
 use crate::world::{Ev, Life, Stage, World};
-
-/// A downloader waiting on `?after=N` for news of this holder.
-pub(crate) struct HaveWait {
-    from: u32,
-    src: SourceId,
-    after: u32,
-    deadline: Duration,
-}
-
-/// One host's serving state.
-pub(crate) struct Serving {
-    pub held: Slots,
-    waiting: Vec<(u64, Class)>,
-    pub ledger: Ledger,
-    seeding: Option<Seeding>,
-    waits: Vec<HaveWait>,
-    /// The paced classes' budget (bytes per second; infinite when there is none).
-    pub newcomer_rate: f64,
-}
-
-impl Serving {
-    pub(crate) fn new(seeding: Option<Seeding>, slots: usize, up: f64) -> Self {
-        Serving {
-            held: Slots {
-                cap: slots,
-                ..Slots::default()
-            },
-            waiting: Vec::new(),
-            ledger: Ledger::default(),
-            seeding,
-            waits: Vec::new(),
-            newcomer_rate: serving::newcomer_rate(up as u64, slots)
-                .map_or(f64::INFINITY, |r| r as f64),
-        }
-    }
-
-    fn classes(&self) -> Vec<Class> {
-        self.waiting.iter().map(|w| w.1).collect()
-    }
-}
 
 impl World {
     fn answer(&mut self, r: u64, what: Fetched, at: Duration) {
