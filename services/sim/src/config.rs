@@ -79,6 +79,8 @@ impl Config {
     pub(crate) fn check(&self) -> Result<(), SimError> {
         let bad = |what: &str| Err(SimError::Usage(what.to_owned()));
         let positive = |x: f64| x.is_finite() && x > 0.0;
+        // False for NaN as well.
+        let at_least_zero = |x: f64| x.is_finite() && x >= 0.0;
         if self.hosts == 0 || self.hosts > 1_000_000 {
             return bad("--hosts must be 1 to 1000000");
         }
@@ -94,13 +96,13 @@ impl Config {
         if self.download_mib.is_some_and(|u| !positive(u)) {
             return bad("--download-mib must be above 0");
         }
-        if !(self.rtt_min_ms >= 0.0 && self.rtt_max_ms >= self.rtt_min_ms) {
+        if !at_least_zero(self.rtt_min_ms) || !at_least_zero(self.rtt_max_ms - self.rtt_min_ms) {
             return bad("--rtt-min-ms must be at least 0 and at most --rtt-max-ms");
         }
         if !positive(self.step_ms) || self.step_ms > 1000.0 {
             return bad("--step-ms must be above 0 and at most 1000");
         }
-        if !(self.schedule_ms >= 0.0) || !(self.overhead >= 0.0) {
+        if !at_least_zero(self.schedule_ms) || !at_least_zero(self.overhead) {
             return bad("--schedule-ms and the overhead must be at least 0");
         }
         if self.max_sources == 0 || self.holders_per_answer == 0 {
