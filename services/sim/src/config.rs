@@ -50,6 +50,9 @@ pub struct Config {
     pub holders_per_answer: usize,
     /// Gives up after this many bounds of simulated time.
     pub give_up_bounds: f64,
+    /// An experiment, not the tracker's behaviour: holders answers in random order instead
+    /// of peer-id order (README, "Simulated swarms").
+    pub shuffle_answers: bool,
 }
 
 impl Config {
@@ -73,6 +76,7 @@ impl Config {
             io_timeout_s: 30.0,
             holders_per_answer: 50,
             give_up_bounds: 20.0,
+            shuffle_answers: false,
         }
     }
 

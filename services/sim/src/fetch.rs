@@ -49,9 +49,12 @@ impl World {
 
     pub(crate) fn ask_holders(&mut self, h: u32, at: Duration) {
         let rtt = self.tracker_rtt(h);
-        let named = self
-            .tracker
-            .answer(&mut self.rng, self.cfg.holders_per_answer, &self.ids);
+        let named = self.tracker.answer(
+            &mut self.rng,
+            self.cfg.holders_per_answer,
+            &self.ids,
+            self.cfg.shuffle_answers,
+        );
         if let Some(d) = self.hosts[h as usize].download.as_mut() {
             d.holders_pending = true;
             d.holders_at = Some(at);

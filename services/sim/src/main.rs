@@ -52,6 +52,9 @@ struct Cli {
     /// `transfer.upload_slots`.
     #[arg(long, default_value_t = 4)]
     upload_slots: usize,
+    /// Experiment: the tracker's answers in random order, not peer-id order.
+    #[arg(long)]
+    shuffle_answers: bool,
     /// Writes each host's completion time and the upload used per second here (JSON).
     #[arg(long)]
     trace: Option<PathBuf>,
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
     cfg.schedule_ms = cli.schedule_ms;
     cfg.max_sources = cli.max_sources;
     cfg.upload_slots = cli.upload_slots;
+    cfg.shuffle_answers = cli.shuffle_answers;
     let _ = cli.json; // JSON is the only output; the flag is the interface's
     match run(&cfg, cli.trace.as_ref()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 //! replacement; `Registry::peers_by_digest` then orders the answer by peer id).
 
 use rand::Rng;
+use rand::seq::SliceRandom;
 
 /// A set of hosts with O(1) insert, remove and index (the store's `IndexMap`).
 #[derive(Debug, Default)]
@@ -80,7 +81,13 @@ impl Tracker {
 
     /// One holders answer of at most `limit`, ordered as the tracker orders it (by peer id;
     /// `ids` gives each host's).
-    pub(crate) fn answer(&mut self, rng: &mut impl Rng, limit: usize, ids: &[u64]) -> Vec<Named> {
+    pub(crate) fn answer(
+        &mut self,
+        rng: &mut impl Rng,
+        limit: usize,
+        ids: &[u64],
+        shuffled: bool,
+    ) -> Vec<Named> {
         self.calls += 1;
         let (nc, np) =
             p2p_tracker::answer_mix(self.complete.items.len(), self.partial.items.len(), limit);
@@ -88,8 +95,14 @@ impl Tracker {
         self.complete.sample(rng, nc, &mut c);
         let mut p = Vec::with_capacity(np);
         self.partial.sample(rng, np, &mut p);
-        c.sort_by_key(|&h| ids[h as usize]);
-        p.sort_by_key(|&h| ids[h as usize]);
+        if shuffled {
+            // The experiment `--shuffle-answers`: the sample in random order.
+            c.shuffle(rng);
+            p.shuffle(rng);
+        } else {
+            c.sort_by_key(|&h| ids[h as usize]);
+            p.sort_by_key(|&h| ids[h as usize]);
+        }
         // The answer lists complete holders, then partial ones (`DigestHolders`), each kind in
         // peer-id order.
         c.into_iter()
@@ -119,12 +132,12 @@ mod tests {
             t.set_partial(h);
         }
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let a = t.answer(&mut rng, 50, &ids);
+        let a = t.answer(&mut rng, 50, &ids, false);
         assert_eq!(a.len(), 50);
         assert_eq!(a.iter().filter(|n| !n.partial).count(), 1);
         t.set_complete(5);
         t.remove(0);
-        let b = t.answer(&mut rng, 50, &ids);
+        let b = t.answer(&mut rng, 50, &ids, false);
         assert!(b.iter().all(|n| n.host != 0));
         assert_eq!(b.iter().filter(|n| !n.partial).count(), 1);
         assert_eq!(t.calls, 2);
