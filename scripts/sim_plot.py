@@ -7,6 +7,7 @@ Each TRACE.json is what `p2p-sim ... --trace TRACE.json` wrote. Times are drawn 
 (seconds / bound_s) so runs of different sizes share the axes. Needs matplotlib.
 """
 import json
+import os
 import sys
 
 
@@ -29,7 +30,8 @@ def main():
             t = json.load(f)
         s = t["summary"]
         bound = s["bound_s"]
-        label = f'{s["scenario"]} N={s["hosts"]} ({s["ratio"]:.2f}x)'
+        name = os.path.basename(path).removesuffix(".json").removesuffix(".trace")
+        label = f'{name}: {s["scenario"]} N={s["hosts"]} ({s["ratio"]:.2f}x)'
         times = sorted(x / bound for x in t["completion_s"])
         n = len(times)
         cdf.step(times, [(i + 1) / n for i in range(n)], where="post", label=label)
