@@ -17,6 +17,7 @@ pub mod net;
 pub mod range;
 pub(crate) mod readiness;
 pub mod server;
+pub mod serving;
 pub mod share;
 pub mod store;
 pub mod swarm;

@@ -10,3 +10,7 @@ mod registry;
 pub mod server;
 mod service;
 mod store;
+
+/// How a holders answer mixes complete and partial holders, public for the simulator
+/// (`services/sim`).
+pub use store::answer_mix;

@@ -14,7 +14,7 @@ mod error;
 mod files;
 pub(crate) mod host;
 mod listing;
-mod seeding;
+pub(crate) mod seeding;
 mod state;
 mod upload;
 mod web;

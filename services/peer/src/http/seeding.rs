@@ -17,7 +17,7 @@ const MAX_FILES: usize = 256;
 
 /// How much of each piece of each file this process sent.
 #[derive(Debug, Default)]
-pub(crate) struct Seeding {
+pub struct Seeding {
     files: Mutex<HashMap<Digest, Counts>>,
 }
 
@@ -34,7 +34,7 @@ impl Seeding {
     /// are counted. A piece is in its n-th round once part of its n-th copy went out; a piece
     /// in a later round than the least-sent one is refused unless the request insists (the
     /// downloader is already taking that piece from here, or has nothing else to ask for).
-    pub(crate) fn admit(
+    pub fn admit(
         &self,
         sha256: &Digest,
         manifest: &Manifest,

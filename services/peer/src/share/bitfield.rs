@@ -71,7 +71,7 @@ impl Bitfield {
         true
     }
 
-    pub(crate) fn ones(&self) -> impl Iterator<Item = PieceIndex> + '_ {
+    pub fn ones(&self) -> impl Iterator<Item = PieceIndex> + '_ {
         (0..self.len).map(PieceIndex).filter(|&i| self.get(i))
     }
 

@@ -25,22 +25,22 @@ use crate::transfer::Direction;
 use crate::wire::download::Event as Progress;
 
 /// How often the loop looks at its requests, saves the bitfield and refreshes what it knows.
-const TICK: Duration = Duration::from_millis(250);
+pub const TICK: Duration = Duration::from_millis(250);
 /// The persisted bitfield is rewritten at most this often (it only ever lags behind).
 const SAVE_EVERY: Duration = Duration::from_millis(250);
 /// Bytes asked of a source at once: a piece (4 MiB or more) comes in blocks from several
 /// sources, so it is complete and offered to others in a fraction of the time one source
 /// would take. Measured with `scripts/bench-swarm.sh` (README): 256 KiB kept the distribution
 /// closest to its bound.
-pub(super) const BLOCK: u64 = 256 << 10;
+pub const BLOCK: u64 = 256 << 10;
 /// Holders are asked of the tracker this often while the download runs: peers that started
 /// the same file a moment later are partial holders worth using within seconds.
-const HOLDERS_EVERY: Duration = Duration::from_secs(2);
+pub const HOLDERS_EVERY: Duration = Duration::from_secs(2);
 /// In the first [`EARLY`] of a download, holders are asked for this often: peers that start
 /// the same file together become partial holders within a second, and until a download knows
 /// them every block comes from the seed.
-const HOLDERS_EARLY_EVERY: Duration = Duration::from_millis(500);
-const EARLY: Duration = Duration::from_secs(4);
+pub const HOLDERS_EARLY_EVERY: Duration = Duration::from_millis(500);
+pub const EARLY: Duration = Duration::from_secs(4);
 
 /// How the loop ended.
 pub(super) enum Outcome {

@@ -19,3 +19,11 @@ mod target;
 pub use finish::Fetched;
 pub(crate) use target::Logged;
 pub use target::{Report, Swarm, Target};
+
+/// The pure scheduling core and the engine's cadence, public for the simulator
+/// (`services/sim`), which drives this code over a simulated network.
+pub mod core {
+    pub use super::engine::{BLOCK, EARLY, HOLDERS_EARLY_EVERY, HOLDERS_EVERY, TICK};
+    pub use super::picker::SourceId;
+    pub use super::plan::{Ask, Checked, Fetched, Geometry, Meter, Next, Plan, Source, Tuning};
+}

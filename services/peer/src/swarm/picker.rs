@@ -12,7 +12,7 @@ use crate::share::bitfield::Bitfield;
 
 /// A source of one download (the engine numbers its holders).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) struct SourceId(pub u32);
+pub struct SourceId(pub u32);
 
 /// Pieces requested and not yet verified or abandoned, and from which sources: the picker's view
 /// of a download's requests, which the plan builds from its records.

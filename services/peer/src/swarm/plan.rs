@@ -26,9 +26,9 @@ use super::picker::{self, InFlight, SourceId, View};
 use crate::share::bitfield::Bitfield;
 use crate::share::{Digest, PieceIndex};
 use crate::tracker::Holder;
-pub(crate) use open::Geometry;
+pub use open::Geometry;
 use open::{Open, Suspect};
-pub(crate) use sources::{Meter, Source};
+pub use sources::{Meter, Source};
 
 /// In endgame, at most this many sources fetch one block.
 const ENDGAME_COPIES: usize = 2;
@@ -72,7 +72,7 @@ const CANDIDATES_PER_SOURCE: usize = 4;
 
 /// What the plan is given by its process.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Tuning {
+pub struct Tuning {
     /// Holders used at once (`transfer.max_sources`).
     pub max_sources: usize,
     /// A request this old that is far slower than an idle source is fetched there too.
@@ -97,7 +97,7 @@ struct Request<H> {
 /// A block request to start: the engine fetches block `block` of `piece` from `source` and
 /// returns what cancels it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ask {
+pub struct Ask {
     pub source: SourceId,
     pub piece: PieceIndex,
     pub block: u32,
@@ -110,7 +110,7 @@ pub(crate) struct Ask {
 
 /// What came back from a block request.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Fetched {
+pub enum Fetched {
     /// Every byte of the block.
     Bytes { len: u64 },
     /// The holder sends less served pieces first: asked again later, with `insist`.
@@ -123,7 +123,7 @@ pub(crate) enum Fetched {
 
 /// What a complete piece's check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Checked {
+pub enum Checked {
     /// Verified and written; with the digests of its blocks when the plan asked for them
     /// ([`Plan::wants_block_digests`]).
     Verified(Option<Vec<Digest>>),
@@ -135,7 +135,7 @@ pub(crate) enum Checked {
 
 /// What the engine does after telling the plan what came back.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Next<H> {
+pub enum Next<H> {
     /// The request had already been cancelled or its source dropped, or another copy of the
     /// block came first: nothing to do, the bytes are not used.
     Stale,
@@ -156,7 +156,7 @@ pub(crate) enum Next<H> {
 /// Sources, requests and pieces being put together, and when progress was last seen, for one
 /// download.
 #[derive(Debug)]
-pub(crate) struct Plan<H> {
+pub struct Plan<H> {
     geometry: Geometry,
     pieces: u32,
     tuning: Tuning,
@@ -171,7 +171,7 @@ pub(crate) struct Plan<H> {
 }
 
 impl<H> Plan<H> {
-    pub(super) fn new(geometry: Geometry, pieces: u32, tuning: Tuning, now: Instant) -> Self {
+    pub fn new(geometry: Geometry, pieces: u32, tuning: Tuning, now: Instant) -> Self {
         Plan {
             geometry,
             pieces,
@@ -185,18 +185,18 @@ impl<H> Plan<H> {
         }
     }
 
-    pub(super) fn geometry(&self) -> &Geometry {
+    pub fn geometry(&self) -> &Geometry {
         &self.geometry
     }
 
     /// Addresses never to use as sources (this peer's own, holders that already failed).
-    pub(super) fn exclude(&mut self, addresses: impl IntoIterator<Item = String>) {
+    pub fn exclude(&mut self, addresses: impl IntoIterator<Item = String>) {
         self.known.extend(addresses);
     }
 
     /// Holders not seen before become sources, while the download keeps fewer than
     /// [`CANDIDATES_PER_SOURCE`] live ones per source it uses; returns how many.
-    pub(super) fn add_holders(&mut self, peers: impl IntoIterator<Item = Holder>) -> usize {
+    pub fn add_holders(&mut self, peers: impl IntoIterator<Item = Holder>) -> usize {
         let cap = self.tuning.max_sources.max(1) * CANDIDATES_PER_SOURCE;
         let mut live = self.sources.iter().filter(|s| !s.dropped).count();
         let mut added = 0;
@@ -213,7 +213,7 @@ impl<H> Plan<H> {
         added
     }
 
-    pub(super) fn source(&self, id: SourceId) -> &Source {
+    pub fn source(&self, id: SourceId) -> &Source {
         &self.sources[id.0 as usize]
     }
 
@@ -242,17 +242,17 @@ impl<H> Plan<H> {
     }
 
     /// Pieces whose blocks are all in and still being checked.
-    pub(super) fn is_checking(&self) -> bool {
+    pub fn is_checking(&self) -> bool {
         self.checking() > 0
     }
 
     /// No request running and no piece being checked.
-    pub(super) fn is_idle(&self) -> bool {
+    pub fn is_idle(&self) -> bool {
         self.requests.is_empty() && !self.is_checking()
     }
 
     /// Partial holders whose bitfield is due for a refresh; each is marked as asked.
-    pub(super) fn bitfields_due(&mut self, now: Instant) -> Vec<SourceId> {
+    pub fn bitfields_due(&mut self, now: Instant) -> Vec<SourceId> {
         let due: Vec<SourceId> = self
             .ids()
             .filter(|&i| {
@@ -280,7 +280,7 @@ impl<H> Plan<H> {
     ///
     /// Every source gets one request first, then more each up to its depth, round by round.
     /// Partial holders are served first: complete holders fill in what they leave.
-    pub(super) fn assign(
+    pub fn assign(
         &mut self,
         active: &[SourceId],
         verified: &Bitfield,
@@ -450,7 +450,7 @@ impl<H> Plan<H> {
     }
 
     /// A block request ended with `what` at `now`.
-    pub(super) fn fetched(
+    pub fn fetched(
         &mut self,
         src: SourceId,
         piece: PieceIndex,
@@ -519,7 +519,7 @@ impl<H> Plan<H> {
     }
 
     /// The check of a complete piece ended with `what`.
-    pub(super) fn checked(&mut self, piece: PieceIndex, what: Checked, now: Instant) -> Next<H> {
+    pub fn checked(&mut self, piece: PieceIndex, what: Checked, now: Instant) -> Next<H> {
         let Some(open) = self.open.get_mut(&piece) else {
             return Next::Stale;
         };
@@ -581,7 +581,7 @@ impl<H> Plan<H> {
 
     /// A bitfield request ended: `Some` with what the source has and whether it waits for
     /// news (see [`HAVE_GAP`]), `None` when it failed.
-    pub(super) fn bitfield(
+    pub fn bitfield(
         &mut self,
         src: SourceId,
         has: Option<(Bitfield, bool)>,
@@ -635,7 +635,7 @@ impl<H> Plan<H> {
 
     /// Nothing on the way and nothing new for `stall`: the live holders are not going to send
     /// the missing pieces either.
-    pub(super) fn stalled(&self, now: Instant, stall: Duration) -> bool {
+    pub fn stalled(&self, now: Instant, stall: Duration) -> bool {
         self.is_idle() && now.saturating_duration_since(self.last_progress) >= stall
     }
 }

@@ -18,7 +18,7 @@ use super::ledger::Standing;
 
 /// How a request ranks, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Class {
+pub enum Class {
     /// Names no address: serves nothing.
     Unnamed,
     /// Names an address that gave us nothing (or nothing we can tie to it): a newcomer.
@@ -28,7 +28,7 @@ pub(crate) enum Class {
 }
 
 impl Class {
-    pub(crate) fn of(standing: Standing) -> Class {
+    pub fn of(standing: Standing) -> Class {
         match standing {
             Standing::Gave(credit) if credit > 0 => Class::Reciprocating { credit },
             Standing::Unnamed => Class::Unnamed,
@@ -37,7 +37,7 @@ impl Class {
     }
 
     /// The metric label.
-    pub(crate) fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Class::Reciprocating { .. } => "reciprocating",
             Class::Newcomer => "newcomer",
@@ -61,7 +61,7 @@ impl Class {
 
 /// The upload slots as they are now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Slots {
+pub struct Slots {
     /// The cap (`transfer.upload_slots`); 0: none.
     pub cap: usize,
     /// Slots held by reciprocating peers, newcomers and unnamed clients.
@@ -71,7 +71,7 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
-    pub(crate) fn busy(self) -> usize {
+    pub fn busy(self) -> usize {
         self.givers + self.newcomers + self.unnamed
     }
 
@@ -79,7 +79,7 @@ impl Slots {
         self.cap == 0 || self.busy() < self.cap
     }
 
-    pub(crate) fn add(&mut self, class: Class, n: isize) {
+    pub fn add(&mut self, class: Class, n: isize) {
         let count = match class {
             Class::Reciprocating { .. } => &mut self.givers,
             Class::Newcomer => &mut self.newcomers,
@@ -95,7 +95,7 @@ impl Slots {
 /// served (the oldest of equals each time). While reciprocating peers are, lesser requests
 /// beyond the optimistic one wait even if slots are free: the upload rate is shared by the
 /// bodies in flight, so fewer bodies lose no bytes, they only go to the peers that give.
-pub(crate) fn next(waiting: &[Class], s: Slots) -> Option<usize> {
+pub fn next(waiting: &[Class], s: Slots) -> Option<usize> {
     if s.cap != 0 && !s.free() {
         return None;
     }
@@ -118,7 +118,7 @@ pub(crate) fn next(waiting: &[Class], s: Slots) -> Option<usize> {
 
 /// Whether a request of `class` arriving now, with `waiting` queued, is sent at once: the
 /// choker would pick it before any of them.
-pub(crate) fn admit_now(class: Class, waiting: &[Class], s: Slots) -> bool {
+pub fn admit_now(class: Class, waiting: &[Class], s: Slots) -> bool {
     if s.cap == 0 {
         return true;
     }
@@ -129,7 +129,7 @@ pub(crate) fn admit_now(class: Class, waiting: &[Class], s: Slots) -> bool {
 
 /// Whether a body of `class` is paced to the lesser classes' rate now: while a higher class is
 /// served.
-pub(crate) fn paced(class: Class, s: Slots) -> bool {
+pub fn paced(class: Class, s: Slots) -> bool {
     match class {
         Class::Reciprocating { .. } => false,
         Class::Newcomer => s.givers > 0,
@@ -142,7 +142,7 @@ pub(crate) fn paced(class: Class, s: Slots) -> bool {
 /// unchokes and one optimistic), so a few bodies to free riders cannot take a large part of the
 /// rate, which a token bucket shares by body, not by peer. None when the upload is not limited
 /// here (slots alone decide) or not capped.
-pub(crate) fn newcomer_rate(upload: u64, slots: usize) -> Option<u64> {
+pub fn newcomer_rate(upload: u64, slots: usize) -> Option<u64> {
     (upload > 0 && slots > 0).then(|| (upload / (slots as u64 + 1)).max(1))
 }
 

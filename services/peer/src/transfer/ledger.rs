@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Credit halves this often.
-pub(crate) const HALF_LIFE: Duration = Duration::from_secs(20);
+pub const HALF_LIFE: Duration = Duration::from_secs(20);
 /// Sources remembered; beyond this the one with the least credit is forgotten first.
 const MAX_ACCOUNTS: usize = 4096;
 
 /// Bytes received per source address, decaying.
 #[derive(Debug, Default)]
-pub(crate) struct Ledger {
+pub struct Ledger {
     accounts: Mutex<HashMap<String, Account>>,
 }
 
@@ -42,7 +42,7 @@ impl Account {
 
 /// How a requester stands with this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Standing {
+pub enum Standing {
     /// Sent us this many bytes lately (decayed), from the IP the request comes from.
     Gave(u64),
     /// Nothing on record for the address it claims.
@@ -68,7 +68,7 @@ impl Ledger {
         }
     }
 
-    fn credit(&self, address: &str, ip: Option<IpAddr>, n: u64, now: Instant) {
+    pub fn credit(&self, address: &str, ip: Option<IpAddr>, n: u64, now: Instant) {
         let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
         if !accounts.contains_key(address) && accounts.len() >= MAX_ACCOUNTS {
             let least = accounts
@@ -112,7 +112,7 @@ impl Ledger {
         self.standing_at(claimed, from, Instant::now())
     }
 
-    fn standing_at(&self, claimed: Option<&str>, from: IpAddr, now: Instant) -> Standing {
+    pub fn standing_at(&self, claimed: Option<&str>, from: IpAddr, now: Instant) -> Standing {
         let Some(claimed) = claimed else {
             return Standing::Unnamed;
         };

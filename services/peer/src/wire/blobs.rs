@@ -14,7 +14,7 @@ pub const PIECES_HEADER: &str = "x-p2p-pieces";
 /// this header gives. A holder without it answers at once and is polled instead.
 pub const HAVE_WAIT_HEADER: &str = "x-p2p-have-wait";
 /// How long a holder keeps a `?after=N` bitfield request waiting for a new piece.
-pub(crate) const HAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const HAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The query of `GET /blobs/{sha256}/bitfield`: `after=N` waits for more than N pieces.
 /// Other parameters are ignored, so a later downloader may add some.

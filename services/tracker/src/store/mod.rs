@@ -220,7 +220,7 @@ pub trait Store: Send + Sync + 'static {
 /// How many complete and partial holders an answer of at most `limit` names, given `complete`
 /// and `partial` stored ones: partial holders up to half, complete ones the rest, and either
 /// kind fills what the other cannot.
-pub(crate) fn answer_mix(complete: usize, partial: usize, limit: usize) -> (usize, usize) {
+pub fn answer_mix(complete: usize, partial: usize, limit: usize) -> (usize, usize) {
     let c = complete.min(limit - partial.min(limit / 2));
     (c, partial.min(limit - c))
 }

@@ -28,7 +28,7 @@ impl<H> Plan<H> {
     /// places for the whole download in every downloader alike, and holders that came later
     /// sat idle with pieces everyone wanted (the testbed's pictures, README); with it every
     /// holder is tried, and a faster one takes the place of a slower for good.
-    pub(in crate::swarm) fn active(&mut self, verified: &Bitfield, now: Instant) -> Vec<SourceId> {
+    pub fn active(&mut self, verified: &Bitfield, now: Instant) -> Vec<SourceId> {
         let rank = |id: SourceId| {
             let s = self.source(id);
             let useful = |h: &Bitfield| h.ones().any(|i| !verified.get(i));

@@ -10,14 +10,14 @@ use crate::share::{Digest, PieceIndex};
 /// Where the blocks of each piece lie. Pieces are the unit of verification; blocks are the
 /// unit of a request, so one piece can come from several sources at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Geometry {
+pub struct Geometry {
     pub size: u64,
     pub piece_size: u64,
     pub block: u64,
 }
 
 impl Geometry {
-    pub(crate) fn new(size: u64, piece_size: u64, block: u64) -> Self {
+    pub fn new(size: u64, piece_size: u64, block: u64) -> Self {
         Geometry {
             size,
             piece_size: piece_size.max(1),
@@ -25,17 +25,17 @@ impl Geometry {
         }
     }
 
-    pub(crate) fn piece_len(&self, piece: PieceIndex) -> u64 {
+    pub fn piece_len(&self, piece: PieceIndex) -> u64 {
         let start = u64::from(piece.0) * self.piece_size;
         self.size.saturating_sub(start).min(self.piece_size)
     }
 
-    pub(crate) fn blocks(&self, piece: PieceIndex) -> u32 {
+    pub fn blocks(&self, piece: PieceIndex) -> u32 {
         self.piece_len(piece).div_ceil(self.block).max(1) as u32
     }
 
     /// The bytes of `block` within its piece.
-    pub(crate) fn block_range(&self, piece: PieceIndex, block: u32) -> Range<u64> {
+    pub fn block_range(&self, piece: PieceIndex, block: u32) -> Range<u64> {
         let len = self.piece_len(piece);
         let start = (u64::from(block) * self.block).min(len);
         start..(start + self.block).min(len)

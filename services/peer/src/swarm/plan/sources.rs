@@ -13,23 +13,23 @@ use crate::tracker::Holder;
 /// Bytes received so far by a block request: written by its fetch, read by the plan to tell a
 /// slow source from a fast one.
 #[derive(Debug, Default)]
-pub(crate) struct Meter {
+pub struct Meter {
     bytes: AtomicU64,
 }
 
 impl Meter {
-    pub(in crate::swarm) fn add(&self, n: u64) {
+    pub fn add(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(in crate::swarm) fn bytes(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
 }
 
 /// A holder of the file, and what it has shown of itself so far.
 #[derive(Debug)]
-pub(crate) struct Source {
+pub struct Source {
     pub peer: Holder,
     /// What it holds; `None` until asked (complete holders are taken to hold everything).
     pub has: Option<Bitfield>,
@@ -79,7 +79,7 @@ impl Source {
 
     /// What to ask its bitfield after: the pieces it is known to hold, when it waits for news
     /// (else it is asked for its bitfield as it is).
-    pub(crate) fn have_after(&self) -> Option<u32> {
+    pub fn have_after(&self) -> Option<u32> {
         self.have_waits
             .then(|| self.has.as_ref().map(Bitfield::count))
             .flatten()
