@@ -105,3 +105,36 @@ fn a_deferred_piece_is_insisted_on_only_when_no_partial_holder_has_it() {
         .insist_on_deferred(SourceId(0), &verified, Some(&held), s.now);
     assert_eq!(second, None, "piece 1 comes from its partial holder");
 }
+
+/// Issue 26's finding: past the room for candidates (4 per source in use), which new holders a
+/// download keeps is its own seeded choice, complete holders first, not the tracker's order
+/// (peer ids), which made every downloader keep the same ones.
+#[test]
+fn holders_past_the_room_are_a_seeded_choice_complete_ones_first() {
+    let kept = |seed: u64| -> BTreeSet<String> {
+        let tuning = Tuning {
+            max_sources: 2,
+            io_timeout: TIMEOUT,
+            check_slots: 4,
+            seed,
+        };
+        let mut plan: Plan<Handle> =
+            Plan::new(Geometry::new(4 * MIB, MIB, MIB), 4, tuning, Instant::now());
+        // 20 partial holders in id order, then one complete holder last; room for 8.
+        let mut offered: Vec<Holder> = (0..20).map(|n| holder(n, true)).collect();
+        offered.push(holder(99, false));
+        assert_eq!(plan.add_holders(offered), 8);
+        (0..8)
+            .map(|i| plan.source(SourceId(i)).peer.peer_id.clone())
+            .collect()
+    };
+    let (a, b) = (kept(1), kept(2));
+    assert!(
+        a.contains("peer-99") && b.contains("peer-99"),
+        "{a:?} {b:?}"
+    );
+    assert_ne!(a, b, "two downloads keep the same holders");
+    let first: BTreeSet<String> = (0..8).map(|n| format!("peer-{n}")).collect();
+    assert_ne!(a, first, "the tracker's first holders, in its order");
+    assert_eq!(kept(1), a, "the choice follows the seed");
+}
