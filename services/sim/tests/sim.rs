@@ -52,14 +52,15 @@ fn a_small_swarm_ends_near_its_bound_and_the_same_seed_repeats_it() {
 
 #[test]
 fn fifty_hosts_finish_and_repeat() {
-    // 50 downloaders of 8 MiB (bound 2 s). Past 32 holders every downloader keeps the same
-    // lowest-id 32 of the tracker's answer (README, "Simulated swarms"), and the run takes
-    // about 4x its bound: the limit here is loose until that is fixed in the real code.
+    // 50 downloaders of 8 MiB (bound 2 s): past the 32 holders a download keeps, each keeps a
+    // seeded choice of its own (`Plan::add_holders`); when every downloader kept the tracker's
+    // first 32 (its answer is in peer-id order), this run took about 4x its bound; now about
+    // 2.5x, the start-up (holders, manifests) weighing on a 2 s bound.
     let mut c = Config::new(50, 8.0, 4.0);
     c.seed = 7;
     let (a, _) = p2p_sim::run(&c).expect("runs");
     assert_eq!((a.finished, a.unfinished), (50, 0), "{a:?}");
-    assert!(a.ratio <= 5.0, "{a:?}");
+    assert!(a.ratio <= 3.0, "{a:?}");
     let (b, _) = p2p_sim::run(&c).expect("runs");
     assert_eq!(without_wall(a), without_wall(b));
 }
