@@ -136,7 +136,7 @@ impl Config {
 
     /// Downloaders that leave at half the bound (churn) or start then (late).
     pub(crate) fn leaves(&self, i: usize) -> bool {
-        self.scenario == Scenario::Churn && i % 4 == 0
+        self.scenario == Scenario::Churn && i.is_multiple_of(4)
     }
 
     pub(crate) fn starts_late(&self, i: usize) -> bool {

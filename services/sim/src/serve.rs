@@ -46,10 +46,10 @@ impl World {
         if let Some(what) = what {
             return self.answer(r, what, at);
         }
-        if let Some(seeding) = &holder.serve.seeding {
-            if !seeding.admit(&self.digest, &self.manifest, piece, len, insist) {
-                return self.answer(r, Fetched::Deferred, at);
-            }
+        if let Some(seeding) = &holder.serve.seeding
+            && !seeding.admit(&self.digest, &self.manifest, piece, len, insist)
+        {
+            return self.answer(r, Fetched::Deferred, at);
         }
         let requester = &self.hosts[from as usize];
         let standing = holder

@@ -441,10 +441,10 @@ impl World {
     pub(crate) fn remove_flow(&mut self, at: u32) {
         let at = at as usize;
         self.flows.swap_remove(at);
-        if let Some(moved) = self.flows.get(at) {
-            if let Some(req) = self.reqs.get_mut(&moved.req) {
-                req.stage = Stage::Flowing(at as u32);
-            }
+        if let Some(moved) = self.flows.get(at)
+            && let Some(req) = self.reqs.get_mut(&moved.req)
+        {
+            req.stage = Stage::Flowing(at as u32);
         }
     }
 
