@@ -56,9 +56,86 @@ impl Drop for Mount {
     }
 }
 
-fn multipart(data: Vec<u8>) -> reqwest::multipart::Form {
-    let part = reqwest::multipart::Part::bytes(data).file_name("big.bin");
-    reqwest::multipart::Form::new().part("file", part)
+/// Uploads `len` bytes as the multipart field `file`, with a Content-Length or chunked, and
+/// returns the answer's status and body. It reads the answer while it writes, as curl does:
+/// a peer that refuses early closes the connection without reading the rest, and a client
+/// that only reads after writing everything (reqwest) sees a broken pipe instead of the 507.
+async fn upload(addr: std::net::SocketAddr, len: usize, declared: bool) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\
+                Content-Type: application/octet-stream\r\n\r\n";
+    let tail = "\r\n--b--\r\n";
+    let framing = if declared {
+        format!("Content-Length: {}", head.len() + len + tail.len())
+    } else {
+        "Transfer-Encoding: chunked".to_owned()
+    };
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\n{framing}\r\n\r\n"
+    );
+    let (mut rd, mut wr) = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap()
+        .into_split();
+    let writer = tokio::spawn(async move {
+        let chunk = |bytes: &[u8]| -> Vec<u8> {
+            if declared {
+                bytes.to_vec()
+            } else {
+                [format!("{:x}\r\n", bytes.len()).as_bytes(), bytes, b"\r\n"].concat()
+            }
+        };
+        wr.write_all(request.as_bytes()).await?;
+        wr.write_all(&chunk(head.as_bytes())).await?;
+        let block = vec![9u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(block.len());
+            wr.write_all(&chunk(&block[..n])).await?;
+            left -= n;
+        }
+        wr.write_all(&chunk(tail.as_bytes())).await?;
+        if !declared {
+            wr.write_all(b"0\r\n\r\n").await?;
+        }
+        Ok::<_, std::io::Error>(wr)
+    });
+    // The answer is read up to its end or the peer's close; a write error is expected.
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut b = [0u8; 4096];
+        loop {
+            match rd.read(&mut b).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&b[..n]),
+            }
+            let text = String::from_utf8_lossy(&buf);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                });
+                if length.is_some_and(|n| body.len() >= n) {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,30 +161,34 @@ async fn a_full_disk_answers_507_and_leaves_no_empty_index() {
     .await;
 
     // Declared larger than the free space: refused before a byte is written.
-    let r = c
-        .post(format!("{url}/upload"))
-        .multipart(multipart(vec![7u8; 12 << 20]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 507, "{}", r.text().await.unwrap_or_default());
+    let (status, body) = upload(p.local_addr, 12 << 20, true).await;
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("space"), "{body}");
 
     // No length declared: the disk fills while it is written.
-    let data = vec![9u8; 12 << 20];
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        data.chunks(1 << 20).map(|c| Ok(c.to_vec())).collect();
-    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::stream(body).file_name("big.bin"),
-    );
-    let r = c
-        .post(format!("{url}/upload"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 507, "{}", r.text().await.unwrap_or_default());
+    let (status, body) = upload(p.local_addr, 12 << 20, false).await;
+    assert_eq!(status, 507, "{body}");
+    assert!(body.contains("no space left"), "{body}");
+
+    // The CLI's `put` (reqwest: it reads the answer only after sending all) hears the 507 too,
+    // not a broken pipe: the peer reads what is left of a refused body, within bounds.
+    let big = tmp.path().join("big.bin");
+    std::fs::write(&big, vec![5u8; 12 << 20]).unwrap();
+    let net = p2p_peer::net::Net::new(&p2p_peer::config::PeerConfig::default()).unwrap();
+    for _ in 0..3 {
+        let e = p2p_peer::client::upload(&net, &p.local_addr.to_string(), &big, None)
+            .await
+            .expect_err("an upload larger than the disk was taken");
+        assert_eq!(e.exit_code(), 7, "{e}");
+        assert!(e.to_string().contains("not enough free space"), "{e}");
+    }
+    let visible: Vec<_> = std::fs::read_dir(&share)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(visible.is_empty(), "a refused upload left {visible:?}");
 
     // A file that fills the disk: the scan indexes it and the index save fails.
     {

@@ -19,11 +19,20 @@ use crate::wire::upload::Uploaded;
 /// Room for multipart boundaries and part headers on top of the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
+/// What of a refused upload's body is still read (and thrown away) so that its sender gets the
+/// answer. Most HTTP clients (reqwest, so the CLI's `put`; Python's requests) read the answer
+/// only once the whole body is sent; a peer that closes with unread bytes makes the kernel
+/// reset the connection, and such a client reports a broken pipe instead of the 507 or 413.
+/// Bounded so that a refused client cannot keep a connection busy: what is not sent within
+/// these gets the connection closed as before (curl reads the early answer either way).
+const DRAIN_BYTES: u64 = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(super) async fn upload(
     State(st): State<AppState>,
     ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    multipart: Multipart,
+    mut multipart: Multipart,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     let result = if st.upload_limiter.check_key(&from.ip()).is_err() {
         Err(ApiError::new(
@@ -31,8 +40,11 @@ pub(super) async fn upload(
             "too many uploads from this address; retry in a minute",
         ))
     } else {
-        receive(&st, from.ip(), headers, multipart).await
+        receive(&st, from.ip(), headers, &mut multipart).await
     };
+    if result.is_err() {
+        drain(&mut multipart).await;
+    }
     let word = match &result {
         Ok((_, reply)) => reply.word(),
         Err(ApiError(StatusCode::CONFLICT, _)) => "conflict",
@@ -54,7 +66,7 @@ async fn receive(
     st: &AppState,
     from: IpAddr,
     headers: HeaderMap,
-    mut multipart: Multipart,
+    multipart: &mut Multipart,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     let _permit = transfer_slot(st, from)?;
     let _active = st.metrics.transfer("download");
@@ -200,4 +212,22 @@ async fn receive(
         StatusCode::BAD_REQUEST,
         "no multipart field named \"file\" (use curl -F file=@PATH)",
     ))
+}
+
+/// Reads what is left of a refused upload's body, up to [`DRAIN_BYTES`] and [`DRAIN_TIME`],
+/// and throws it away. A body that is not multipart ends it at once.
+async fn drain(multipart: &mut Multipart) {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut read = 0u64;
+    let _ = tokio::time::timeout_at(deadline, async {
+        while let Ok(Some(mut field)) = multipart.next_field().await {
+            while let Ok(Some(chunk)) = field.chunk().await {
+                read += chunk.len() as u64;
+                if read > DRAIN_BYTES {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
 }
