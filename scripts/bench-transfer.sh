@@ -11,6 +11,9 @@
 #   scripts/bench-transfer.sh [SIZE_MIB] [ROUNDS]   (default 1024 MiB, 5 rounds)
 #   BIN=dir      use the p2p-peer/p2p-tracker binaries in dir instead of building them
 #   NGINX=path   the nginx binary (default: nginx on PATH, then /usr/sbin/nginx)
+#   PERF_DIR=dir record each round's get with `perf record -g` (the CLI in cli-N.data, the
+#                serving peer in serving-N.data; `perf report -i dir/cli-1.data`); the CPU
+#                figures of a recorded round include perf's own cost
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
@@ -100,9 +103,19 @@ for round in $(seq "$rounds"); do
   nginx_cpu=$(echo "$(cpu_of "$nginx_pid") - $nginx_before" | bc -l)
   t2=$(now)
   peer_before=$(cpu_of "$peer")
+  rec=()
+  if [ -n "${PERF_DIR:-}" ]; then
+    mkdir -p "$PERF_DIR"
+    perf record -q -g -F 999 -p "$peer" -o "$PERF_DIR/serving-$round.data" 2>/dev/null &
+    perf_pid=$!
+    rec=(perf record -q -g -F 999 -o "$PERF_DIR/cli-$round.data" --)
+  fi
   /usr/bin/time -f '%M %U %S' -o "$work/client-maxrss" \
-    "$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" get big.bin -o "$work/out/get.bin" >/dev/null 2>"$work/get.log" || { cat "$work/get.log" >&2; exit 1; }
+    "${rec[@]}" "$bin/p2p-peer" --tracker "http://127.0.0.1:$tport" get big.bin -o "$work/out/get.bin" >/dev/null 2>"$work/get.log" || { cat "$work/get.log" >&2; exit 1; }
   t3=$(now)
+  if [ -n "${PERF_DIR:-}" ]; then
+    kill -INT "$perf_pid" && wait "$perf_pid" || true
+  fi
   peer_cpu=$(echo "$(cpu_of "$peer") - $peer_before" | bc -l)
   gib=$(echo "$size_mib / 1024" | bc -l)
   get_cpu=$(echo "($peer_cpu + $(cpu_file "$work/client-maxrss")) / $gib" | bc -l)

@@ -8,7 +8,6 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::io::AsyncSeekExt;
 
 use super::body::{PieceSlot, send_body, transfer_slot};
 use super::error::ApiError;
@@ -216,7 +215,7 @@ pub(super) async fn get_piece(
             format!("piece {index} of {digest} is not verified here"),
         )
     };
-    let (piece, slot, mut file) = match &held {
+    let (piece, slot, file) = match &held {
         Held::Complete(entry, _) => {
             // A copy this peer downloaded through the swarm serves whatever is asked: its
             // fellow downloaders hold what "least served first" would steer them to (finished
@@ -264,12 +263,9 @@ pub(super) async fn get_piece(
                     tracing::debug!(error = %e, "cannot open a partial download's data");
                     missing()
                 })?;
-            (piece, slot, tokio::fs::File::from_std(file.0))
+            (piece, slot, file.0)
         }
     };
-    file.seek(std::io::SeekFrom::Start(range.start + within.start))
-        .await
-        .map_err(ApiError::internal)?;
     let len = within.end - within.start;
     let holding = match &held {
         Held::Complete(..) => "complete",
@@ -279,7 +275,7 @@ pub(super) async fn get_piece(
         .piece_bytes_served
         .with_label_values(&[holding])
         .inc_by(len);
-    let body = send_body(&st, slot, file, len, Some(piece));
+    let body = send_body(&st, slot, file, range.start + within.start, len, Some(piece));
     let mut resp = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")

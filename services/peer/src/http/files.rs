@@ -6,7 +6,6 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use tokio::io::AsyncSeekExt;
 
 use super::body::{send_body, transfer_slot};
 use super::error::ApiError;
@@ -54,7 +53,7 @@ pub(super) async fn serve_whole(
     not_found: impl FnOnce() -> ApiError,
 ) -> Result<Response, ApiError> {
     let slot = transfer_slot(st, from)?;
-    let mut file = st.store.open_file(entry).await.map_err(|e| {
+    let file = st.store.open_file(entry).await.map_err(|e| {
         tracing::warn!(file = %entry.name, error = %e, "cannot open indexed file");
         not_found()
     })?;
@@ -90,12 +89,7 @@ pub(super) async fn serve_whole(
                 .unwrap_or_default());
         }
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    let body = send_body(st, slot, file, len, None);
+    let body = send_body(st, slot, file, start, len, None);
     resp.status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len)

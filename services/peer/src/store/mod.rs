@@ -547,7 +547,7 @@ impl Store {
     /// Opens a shared file for reading, refusing anything but the regular file that was
     /// indexed (a symlink, a FIFO, or a file that changed since it was hashed: the next scan
     /// rehashes it).
-    pub(crate) async fn open_file(&self, entry: &Entry) -> io::Result<tokio::fs::File> {
+    pub(crate) async fn open_file(&self, entry: &Entry) -> io::Result<std::fs::File> {
         let path = self.dir.join(&*entry.name);
         let (size, mtime) = (entry.size, entry.mtime_ns);
         let file = tokio::task::spawn_blocking(move || {
@@ -562,7 +562,7 @@ impl Store {
         })
         .await
         .map_err(io::Error::other)??;
-        Ok(tokio::fs::File::from_std(file))
+        Ok(file)
     }
 
     /// Whether transfers can still land here: the layout exists (recreated if it went missing)
