@@ -275,7 +275,14 @@ pub(super) async fn get_piece(
         .piece_bytes_served
         .with_label_values(&[holding])
         .inc_by(len);
-    let body = send_body(&st, slot, file, range.start + within.start, len, Some(piece));
+    let body = send_body(
+        &st,
+        slot,
+        file,
+        range.start + within.start,
+        len,
+        Some(piece),
+    );
     let mut resp = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")

@@ -72,11 +72,36 @@ impl Bitfield {
     }
 
     pub fn ones(&self) -> impl Iterator<Item = PieceIndex> + '_ {
-        (0..self.len).map(PieceIndex).filter(|&i| self.get(i))
+        self.set_bits(0)
     }
 
     pub fn zeros(&self) -> impl Iterator<Item = PieceIndex> + '_ {
-        (0..self.len).map(PieceIndex).filter(|&i| !self.get(i))
+        self.set_bits(0xff)
+    }
+
+    /// The pieces whose bit differs from `flip`'s, a byte at a time: bytes with nothing to
+    /// give are skipped whole (the scheduler walks these on every block it hands out, and a
+    /// bit-by-bit walk was most of the simulator's time at 1,000 hosts).
+    fn set_bits(&self, flip: u8) -> impl Iterator<Item = PieceIndex> + '_ {
+        let len = self.len;
+        self.bits
+            .iter()
+            .enumerate()
+            .filter(move |&(_, &b)| b ^ flip != 0)
+            .flat_map(move |(at, &b)| {
+                let mut rest = b ^ flip;
+                std::iter::from_fn(move || {
+                    if rest == 0 {
+                        return None;
+                    }
+                    // Piece 8k is the byte's high bit (the wire form, as BitTorrent's).
+                    let bit = rest.leading_zeros();
+                    rest &= !(0x80 >> bit);
+                    Some(at as u32 * 8 + bit)
+                })
+            })
+            .take_while(move |&i| i < len)
+            .map(PieceIndex)
     }
 
     /// The compact wire form: `ceil(len / 8)` bytes, spare bits zero.
@@ -238,6 +263,32 @@ mod tests {
             assert!(b.set(PieceIndex(i)));
         }
         b
+    }
+
+    /// The byte-at-a-time walk gives exactly the pieces `get` says, in order, for lengths on
+    /// and off byte boundaries (spare bits of the last byte never show as missing pieces).
+    #[test]
+    fn ones_and_zeros_agree_with_get() {
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000] {
+            for every in [1, 2, 3, 5, 8, 13] {
+                let b = sample(len, every);
+                let by_bit = |want: bool| -> Vec<PieceIndex> {
+                    (0..len)
+                        .map(PieceIndex)
+                        .filter(|&i| b.get(i) == want)
+                        .collect()
+                };
+                assert_eq!(b.ones().collect::<Vec<_>>(), by_bit(true), "{len} {every}");
+                assert_eq!(
+                    b.zeros().collect::<Vec<_>>(),
+                    by_bit(false),
+                    "{len} {every}"
+                );
+            }
+            assert_eq!(Bitfield::full(len).zeros().count(), 0);
+            assert_eq!(Bitfield::full(len).ones().count(), len as usize);
+            assert_eq!(Bitfield::new(len).zeros().count(), len as usize);
+        }
     }
 
     #[test]

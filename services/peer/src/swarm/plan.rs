@@ -15,6 +15,7 @@
 
 mod active;
 mod choose;
+mod counts;
 mod open;
 mod sources;
 
@@ -26,6 +27,7 @@ use super::picker::{self, InFlight, SourceId, View};
 use crate::share::bitfield::Bitfield;
 use crate::share::{Digest, PieceIndex};
 use crate::tracker::Holder;
+use counts::Counts;
 pub use open::Geometry;
 use open::{Open, Suspect};
 pub use sources::{Meter, Source};
@@ -165,6 +167,8 @@ pub struct Plan<H> {
     known: HashSet<String>,
     requests: Vec<Request<H>>,
     open: BTreeMap<PieceIndex, Open>,
+    /// How many sources hold each piece.
+    counts: Counts,
     last_progress: Instant,
     /// The holder in the optimistic place among the sources in use, and since when.
     optimistic: Option<(SourceId, Instant)>,
@@ -180,6 +184,7 @@ impl<H> Plan<H> {
             known: HashSet::new(),
             requests: Vec::new(),
             open: BTreeMap::new(),
+            counts: Counts::new(pieces),
             last_progress: now,
             optimistic: None,
         }
@@ -218,7 +223,10 @@ impl<H> Plan<H> {
                 break;
             }
             if self.known.insert(p.address.clone()) {
-                self.sources.push(Source::new(p, self.pieces));
+                let s = Source::new(p, self.pieces);
+                let (has, partial) = s.counted();
+                self.counts.apply(has.as_ref(), partial, true);
+                self.sources.push(s);
                 added += 1;
                 live += 1;
             }
@@ -232,6 +240,18 @@ impl<H> Plan<H> {
 
     fn source_mut(&mut self, id: SourceId) -> &mut Source {
         &mut self.sources[id.0 as usize]
+    }
+
+    /// Changes source `id` by `f` (what it has, whether it is dropped, its first delivery):
+    /// the one way to, so that the counts of holders per piece stay true.
+    fn change<T>(&mut self, id: SourceId, f: impl FnOnce(&mut Source) -> T) -> T {
+        let s = &mut self.sources[id.0 as usize];
+        let (before, partial) = s.counted();
+        let out = f(s);
+        let (after, now_partial) = s.counted();
+        self.counts.apply(before.as_ref(), partial, false);
+        self.counts.apply(after.as_ref(), now_partial, true);
+        out
     }
 
     fn ids(&self) -> impl Iterator<Item = SourceId> + use<H> {
@@ -309,12 +329,17 @@ impl<H> Plan<H> {
         for &p in self.open.keys() {
             wanted.set(p);
         }
-        let avail = picker::availability(
-            count,
-            self.sources
-                .iter()
-                .filter(|s| !s.dropped)
-                .filter_map(|s| s.has.as_ref()),
+        let avail = self.counts.all().to_vec();
+        debug_assert_eq!(
+            avail,
+            picker::availability(
+                count,
+                self.sources
+                    .iter()
+                    .filter(|s| !s.dropped)
+                    .filter_map(|s| s.has.as_ref()),
+            ),
+            "the counts per piece went astray"
         );
         let partial_held = self.partial_availability();
         let only_complete = partial_held
@@ -479,7 +504,12 @@ impl<H> Plan<H> {
         self.requests.swap_remove(at);
         match what {
             Fetched::Bytes { len } => {
-                self.source_mut(src).record(len, now);
+                // The first block makes a partial holder count as one (`partial_availability`).
+                if self.source(src).delivered == 0 {
+                    self.change(src, |s| s.record(len, now));
+                } else {
+                    self.source_mut(src).record(len, now);
+                }
                 let Some(o) = self.open.get_mut(&piece) else {
                     return Next::Stale;
                 };
@@ -508,7 +538,7 @@ impl<H> Plan<H> {
             }
             // It holds less than its bitfield said: ask again before asking it for pieces.
             Fetched::NotHeld if self.source(src).peer.partial => {
-                self.source_mut(src).has = None;
+                self.change(src, |s| s.has = None);
                 self.prune(piece);
                 Next::Continue
             }
@@ -607,7 +637,7 @@ impl<H> Plan<H> {
             Some((b, waits)) => {
                 s.have_waits = waits;
                 if s.has.as_ref() != Some(&b) {
-                    s.has = Some(b);
+                    self.change(src, |s| s.has = Some(b));
                     self.last_progress = now;
                 }
                 Next::Continue
@@ -619,11 +649,10 @@ impl<H> Plan<H> {
     /// Ends a source's part in this download. Blocks it sent stay: the piece's check judges
     /// them.
     fn drop_source(&mut self, src: SourceId) -> Next<H> {
-        let s = self.source_mut(src);
-        if s.dropped {
+        if self.source(src).dropped {
             return Next::Continue;
         }
-        s.dropped = true;
+        self.change(src, |s| s.dropped = true);
         for o in self.open.values_mut() {
             if o.solo == Some(Some(src)) {
                 o.solo = Some(None);

@@ -48,13 +48,21 @@ impl<H> Plan<H> {
     /// would otherwise spare the seed every piece and hold the download at their pace (issue 28
     /// point 2).
     pub(super) fn partial_availability(&self) -> Option<Vec<u32>> {
-        let partials: Vec<&Bitfield> = self
-            .sources
-            .iter()
-            .filter(|s| !s.dropped && s.peer.partial && s.delivered > 0)
-            .filter_map(|s| s.has.as_ref())
-            .collect();
-        (!partials.is_empty()).then(|| picker::availability(self.pieces, partials))
+        let held = self.counts.partial().map(<[u32]>::to_vec);
+        debug_assert_eq!(
+            held,
+            {
+                let partials: Vec<&Bitfield> = self
+                    .sources
+                    .iter()
+                    .filter(|s| !s.dropped && s.peer.partial && s.delivered > 0)
+                    .filter_map(|s| s.has.as_ref())
+                    .collect();
+                (!partials.is_empty()).then(|| picker::availability(self.pieces, partials))
+            },
+            "the counts per piece of partial holders went astray"
+        );
+        held
     }
 
     /// Whether another piece may be started: the pieces being put together hold less than

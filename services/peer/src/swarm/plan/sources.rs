@@ -85,6 +85,15 @@ impl Source {
             .flatten()
     }
 
+    /// What it adds to the counts of holders per piece (`plan::counts`): its bitfield while it
+    /// is live and known, and whether it counts as a partial holder that delivered a block.
+    pub(super) fn counted(&self) -> (Option<Bitfield>, bool) {
+        (
+            self.has.as_ref().filter(|_| !self.dropped).cloned(),
+            self.peer.partial && self.delivered > 0,
+        )
+    }
+
     /// `bytes` arrived at `now`: the rate is updated once the window is long enough.
     pub(super) fn record(&mut self, bytes: u64, now: Instant) {
         self.delivered += bytes;

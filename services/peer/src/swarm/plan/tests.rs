@@ -498,7 +498,7 @@ fn a_complete_holder_that_partial_holders_relieve_is_asked_only_for_what_they_la
         .bitfield(SourceId(2), Some((field(6, &[2, 3]), false)), s.now);
     // Partial holders relieve the seed once they have delivered a block.
     for id in [1, 2] {
-        s.plan.source_mut(SourceId(id)).delivered = 1;
+        s.plan.change(SourceId(id), |src| src.delivered = 1);
     }
     let asks = s.assign();
     let seed: Vec<&Ask> = asks.iter().filter(|a| a.source.0 == 0).collect();
@@ -579,7 +579,7 @@ fn a_silent_source_is_set_aside_and_its_blocks_are_asked_elsewhere() {
     let quiet = asks[0].source;
     // The third holder has sent blocks before (rescues go to proven holders); the other busy
     // source sends something now, the quiet one nothing.
-    s.plan.source_mut(SourceId(2)).delivered = 1;
+    s.plan.change(SourceId(2), |src| src.delivered = 1);
     for a in asks.iter().filter(|a| a.source != quiet) {
         s.meter(*a).add(1);
     }

@@ -57,9 +57,9 @@ fn complete_holders_are_asked_for_what_fewer_than_two_partial_holders_have() {
         .bitfield(SourceId(2), Some((field(5, &[0, 1, 3]), false)), s.now);
     // A bitfield is a claim: partial holders count once they have delivered a block.
     assert_eq!(s.plan.partial_availability(), None, "none delivered yet");
-    s.plan.source_mut(SourceId(1)).delivered = 1;
+    s.plan.change(SourceId(1), |src| src.delivered = 1);
     assert_eq!(s.plan.partial_availability().unwrap(), [1, 1, 1, 0, 0]);
-    s.plan.source_mut(SourceId(2)).delivered = 1;
+    s.plan.change(SourceId(2), |src| src.delivered = 1);
     let held = s.plan.partial_availability().unwrap();
     assert_eq!(held, [2, 2, 1, 1, 0]);
     let ones = |b: Bitfield| -> Vec<u32> { b.ones().map(|p| p.0).collect() };
@@ -87,7 +87,7 @@ fn a_deferred_piece_is_insisted_on_only_when_no_partial_holder_has_it() {
     s.plan.bitfields_due(s.now);
     s.plan
         .bitfield(SourceId(1), Some((field(3, &[1]), false)), s.now);
-    s.plan.source_mut(SourceId(1)).delivered = 1;
+    s.plan.change(SourceId(1), |src| src.delivered = 1);
     for p in [0, 1] {
         s.plan
             .source_mut(SourceId(0))
