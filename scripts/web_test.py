@@ -217,6 +217,16 @@ def hidden_stays_hidden(r, url, width):
     until("the share still usable", lambda: len(d.find_elements(By.CSS_SELECTOR, "#share tbody tr")) >= 3)
 
 
+def stream_closed_on_pagehide(r, url):
+    """A page left for another closes its event stream (a browser keeps few connections per
+    peer), on a peer with no token too, where nobody logs in."""
+    d = r.d
+    d.get(url + "/")
+    until("the event stream open", lambda: d.execute_script("return events !== null && events.readyState === 1"))
+    d.execute_script("window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: true }))")
+    check(d.execute_script("return events === null"), "leaving the page closes its event stream (peer with no token)")
+
+
 def sort_by_size(r, url, width):
     """The share sorted by a column: Size, then Size again (largest first)."""
     d = r.d
@@ -464,6 +474,7 @@ def main():
         check(not unlabelled(d), f"every control has a label: {unlabelled(d)}")
         r.resources_stay_home(a_url)
 
+        stream_closed_on_pagehide(r, a_url)
         hidden_stays_hidden(r, a_url, "desktop")
         sort_by_size(r, a_url, "desktop")
         upload_under_a_name_and_remove(r, a_url, work, "desktop")

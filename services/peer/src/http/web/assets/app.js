@@ -80,13 +80,7 @@ $('login-form').addEventListener('submit', async (ev) => {
   if (r.ok) {
     $('token').value = '';
     $('login-message').textContent = '';
-    // A page left for another keeps no stream open: a browser holds few connections per peer (six
-// in Chromium) and a page kept for "back" would hold its stream, until a fetch on the next page
-// waits for a connection forever.
-window.addEventListener('pagehide', () => { if (events) { events.close(); events = null; } });
-window.addEventListener('pageshow', (ev) => { if (ev.persisted && !$('main').hidden) listen(); });
-
-start();
+    start();
   } else {
     $('login-message').textContent = 'Refused: ' + await errorText(r);
   }
@@ -594,5 +588,11 @@ function listen() {
     if (items.length !== now.length || items.some((n, i) => n !== now[i])) $('transfers').replaceChildren(...items);
   });
 }
+
+// A page left for another keeps no stream open: a browser holds few connections per peer (six
+// in Chromium) and a page kept for "back" would hold its stream, until a fetch on the next page
+// waits for a connection forever.
+window.addEventListener('pagehide', () => { if (events) { events.close(); events = null; } });
+window.addEventListener('pageshow', (ev) => { if (ev.persisted && !$('main').hidden) listen(); });
 
 start();
