@@ -217,6 +217,16 @@ def hidden_stays_hidden(r, url, width):
     until("the share still usable", lambda: len(d.find_elements(By.CSS_SELECTOR, "#share tbody tr")) >= 3)
 
 
+def stream_closed_on_pagehide(r, url):
+    """A page left for another closes its event stream (a browser keeps few connections per
+    peer), on a peer with no token too, where nobody logs in."""
+    d = r.d
+    d.get(url + "/")
+    until("the event stream open", lambda: d.execute_script("return events !== null && events.readyState === 1"))
+    d.execute_script("window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: true }))")
+    check(d.execute_script("return events === null"), "leaving the page closes its event stream (peer with no token)")
+
+
 def sort_by_size(r, url, width):
     """The share sorted by a column: Size, then Size again (largest first)."""
     d = r.d
@@ -239,6 +249,39 @@ def sort_by_size(r, url, width):
         Select(d.find_element(By.ID, "share-sort")).select_by_visible_text("size, largest first")
     down = [on_disk(n) for n in names()]
     check(down == sorted(down, reverse=True) and len(down) >= 3, f"{width}: largest first: {down}")
+
+
+def sort_results(r, url, width):
+    """Search results sorted by a column, by the same means as the share (one mechanism): by
+    size both ways, then by name both ways; the header at desktop width, the "Sort" list at a
+    phone's."""
+    d = r.d
+    d.get(url + "/?search=")
+    sizes = {m["name"]: m["size"] for m in http_json(f"{url}/api/search?q=")[1]["matches"]}
+    until("every file on the network listed", lambda: len(d.find_elements(By.CSS_SELECTOR, "#results tbody tr")) == len(sizes))
+    check(len(set(sizes.values())) >= 3, f"files of three sizes at least to sort: {sizes}")
+    names = lambda: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#results tbody tr td:first-child")]  # noqa: E731
+    th = lambda k: d.find_element(By.CSS_SELECTOR, f"#results thead th[data-sort={k}]")  # noqa: E731
+    if width == "desktop":
+        # A header clicked once sorts up, twice down.
+        steps = [("size", "ascending"), ("size", "descending"), ("name", "ascending"), ("name", "descending")]
+        pick = lambda k, _: d.find_element(By.CSS_SELECTOR, f"#results thead button[aria-label='Sort by {k}']").click()  # noqa: E731
+    else:
+        from selenium.webdriver.support.select import Select
+        check(not th("size").is_displayed() and d.find_element(By.ID, "results-sort").is_displayed(),
+              f"{width}: no headers at a phone's width, the Sort list instead")
+        words = {("size", "ascending"): "size, smallest first", ("size", "descending"): "size, largest first",
+                 ("name", "ascending"): "name, A to Z", ("name", "descending"): "name, Z to A"}
+        steps = list(words)
+        pick = lambda k, order: Select(d.find_element(By.ID, "results-sort")).select_by_visible_text(words[(k, order)])  # noqa: E731
+    for key, order in steps:
+        pick(key, order)
+        shown = names()
+        got = [sizes[n] for n in shown] if key == "size" else shown
+        check(sorted(shown) == sorted(sizes) and got == sorted(got, reverse=order == "descending"),
+              f"{width}: results by {key}, {order}: {list(zip(shown, (sizes[n] for n in shown)))}")
+        check(th(key).get_attribute("aria-sort") == order, f"{width}: the {key} column says it is sorted {order}")
+    r.shot(f"results-sorted-{width}")
 
 
 url_dir = {}
@@ -464,14 +507,17 @@ def main():
         check(not unlabelled(d), f"every control has a label: {unlabelled(d)}")
         r.resources_stay_home(a_url)
 
+        stream_closed_on_pagehide(r, a_url)
         hidden_stays_hidden(r, a_url, "desktop")
         sort_by_size(r, a_url, "desktop")
+        sort_results(r, a_url, "desktop")
         upload_under_a_name_and_remove(r, a_url, work, "desktop")
 
         # 5. Phone width: nothing wider than the screen; what is hidden stays hidden.
         d.set_window_size(390, 844)
         hidden_stays_hidden(r, a_url, "phone")
         sort_by_size(r, a_url, "phone")
+        sort_results(r, a_url, "phone")
         cancel_a_fetch(r, a_url, work, "seed-two.bin")
         upload_under_a_name_and_remove(r, a_url, work, "phone")
         d.get(a_url + "/?search=seed")

@@ -1,12 +1,13 @@
 //! The client side of the tracker API: one per process, shared by search, downloads and
 //! membership. Its answers are parsed here, once: the rest of the peer sees typed digests.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use p2p_common::TrackerClient;
 use p2p_common::failover::split_endpoints;
 use p2p_common::proto::{
-    FileMatch, GetPeersByDigestRequest, ListFilesRequest, PeerInfo, SearchRequest,
+    FileMatch, GetPeersByDigestRequest, ListFilesRequest, ListPeersRequest, PeerInfo, SearchRequest,
 };
 use p2p_common::tls::TlsConfig;
 
@@ -169,6 +170,42 @@ impl Tracker {
         {
             Ok(r) => Ok(r.into_inner().peers.into_iter().map(Holder::from).collect()),
             Err(s) => Err(self.status(s).await),
+        }
+    }
+
+    /// Every live peer, sharing or not: id -> address (a peer the pages name twice, having
+    /// renewed its lease meanwhile, once).
+    pub(crate) async fn live_peers(&self) -> Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        let mut token = String::new();
+        loop {
+            let answer = self
+                .client
+                .clone()
+                .list_peers(ListPeersRequest {
+                    page_size: 0,
+                    page_token: token,
+                })
+                .await;
+            let page = match answer {
+                Ok(r) => r.into_inner(),
+                // A tracker from before ListPeers: it is a tracker (it answered the search
+                // before), so the user needs to know it is too old, not that it is not one.
+                Err(s) if s.code() == Code::Unimplemented => {
+                    return Err(Error::Refused(format!(
+                        "{}: this tracker does not list live peers (ListPeers); upgrade it",
+                        self.endpoint
+                    )));
+                }
+                Err(s) => return Err(self.status(s).await),
+            };
+            for p in page.peers {
+                out.entry(p.peer_id).or_insert(p.address);
+            }
+            if page.next_page_token.is_empty() || out.len() >= MAX_RESULTS {
+                return Ok(out);
+            }
+            token = page.next_page_token;
         }
     }
 

@@ -109,6 +109,7 @@ fn healthy_services_export_zero_valued_series() {
     for series in [
         "p2p_tracker_rpc_requests_total{code=\"OK\",method=\"ListFiles\"}",
         "p2p_tracker_rpc_requests_total{code=\"OK\",method=\"GetPeersByDigest\"}",
+        "p2p_tracker_rpc_requests_total{code=\"OK\",method=\"ListPeers\"}",
         "p2p_tracker_lease_expirations_total",
     ] {
         assert_eq!(value(&tracker, series), Some(0.0), "{series}:\n{tracker}");

@@ -1,6 +1,6 @@
 //! `p2p-peer replicate NAME --peers K | --all` (issue 29 point 11, preheat): the file is put on
-//! live peers the tracker names, each downloading through the swarm by its own
-//! `POST /downloads`; a line per peer and a summary. Real binaries on loopback.
+//! live peers the tracker lists (ListPeers, sharing or not), each downloading through the swarm
+//! by its own `POST /downloads`; a line per peer and a summary. Real binaries on loopback.
 
 mod common;
 
@@ -16,21 +16,25 @@ fn replicate_puts_a_file_on_k_peers_then_on_all() {
     let big = bytes(3 * 1024 * 1024 + 17, 11);
     let (seed, seed_dir) = swarm_peer(tmp.path(), "seed", &turl, &[]);
     std::fs::write(seed_dir.join("image.bin"), &big).unwrap();
-    // Peers the tracker lists: each shares something small of its own.
+    // p1 shares nothing (a fresh peer: what a preheat is for), so no file listing names it;
+    // p2 and p3 each share something small of their own.
     let mut peers = Vec::new();
     for id in ["p1", "p2", "p3"] {
         let (p, dir) = swarm_peer(tmp.path(), id, &turl, &[]);
-        std::fs::write(dir.join(format!("{id}.txt")), id.as_bytes()).unwrap();
+        if id != "p1" {
+            std::fs::write(dir.join(format!("{id}.txt")), id.as_bytes()).unwrap();
+        }
         peers.push((p, dir));
     }
+    // Ready means registered with the tracker.
     wait_ready(&seed);
     for (p, _) in &peers {
         wait_ready(p);
     }
-    eventually(Duration::from_secs(20), "every peer listed", || {
+    eventually(Duration::from_secs(20), "every file listed", || {
         let (code, out, _) = cli(&turl, &["ls"]);
         (code == 0
-            && ["image.bin", "p1.txt", "p2.txt", "p3.txt"]
+            && ["image.bin", "p2.txt", "p3.txt"]
                 .iter()
                 .all(|n| out.contains(n)))
         .then_some(())
@@ -58,6 +62,11 @@ fn replicate_puts_a_file_on_k_peers_then_on_all() {
         "{out}"
     );
     assert_eq!(holding(&peers), 2);
+    // Chosen in id order among all live peers: the one sharing nothing is one of the two.
+    assert!(
+        err.contains("p1: created"),
+        "the peer that shares nothing was not chosen: {err}"
+    );
 
     // All: only the one left downloads (the tracker lists the two new holders).
     eventually(Duration::from_secs(20), "three holders", || {

@@ -156,6 +156,10 @@ async fn rpc_codes(ch: Channel, token: Option<&str>) -> Vec<(&'static str, Code)
                     .await,
             ),
         ),
+        (
+            "ListPeers",
+            code(c.list_peers(ListPeersRequest::default()).await),
+        ),
     ]
 }
 

@@ -16,8 +16,8 @@ use p2p_common::proto::tracker_service_server::{TrackerService, TrackerServiceSe
 use p2p_common::proto::{
     AnnounceRequest, AnnounceResponse, FileInfo, FileMatch, GetPeersByDigestRequest,
     GetPeersByDigestResponse, HeartbeatRequest, HeartbeatResponse, LeaveRequest, LeaveResponse,
-    ListFilesRequest, ListFilesResponse, PeerInfo, RegisterRequest, RegisterResponse,
-    SearchRequest, SearchResponse,
+    ListFilesRequest, ListFilesResponse, ListPeersRequest, ListPeersResponse, PeerInfo,
+    RegisterRequest, RegisterResponse, SearchRequest, SearchResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -63,6 +63,12 @@ impl TrackerService for Reference {
         &self,
         _: Request<GetPeersByDigestRequest>,
     ) -> Result<Response<GetPeersByDigestResponse>, Status> {
+        Err(Status::unimplemented("reference server"))
+    }
+    async fn list_peers(
+        &self,
+        _: Request<ListPeersRequest>,
+    ) -> Result<Response<ListPeersResponse>, Status> {
         Err(Status::unimplemented("reference server"))
     }
 }

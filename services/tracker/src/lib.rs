@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 mod metrics;
 mod paging;
+mod peer_list;
 mod proto;
 pub mod quota;
 mod registry;

@@ -22,10 +22,11 @@ pub enum Method {
     Search,
     ListFiles,
     GetPeersByDigest,
+    ListPeers,
 }
 
 impl Method {
-    const ALL: [Method; 7] = [
+    const ALL: [Method; 8] = [
         Method::Register,
         Method::Heartbeat,
         Method::Announce,
@@ -33,6 +34,7 @@ impl Method {
         Method::Search,
         Method::ListFiles,
         Method::GetPeersByDigest,
+        Method::ListPeers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +46,7 @@ impl Method {
             Method::Search => "Search",
             Method::ListFiles => "ListFiles",
             Method::GetPeersByDigest => "GetPeersByDigest",
+            Method::ListPeers => "ListPeers",
         }
     }
 
@@ -57,6 +60,7 @@ impl Method {
             Method::Search => "TrackerService/Search",
             Method::ListFiles => "TrackerService/ListFiles",
             Method::GetPeersByDigest => "TrackerService/GetPeersByDigest",
+            Method::ListPeers => "TrackerService/ListPeers",
         }
     }
 }

@@ -1,11 +1,20 @@
-//! What Search and ListFiles pages are made of: the size a match takes on the wire, the root
-//! its holders agree on, a bounded sample of its holders, and the cursor tokens.
+//! What Search, ListFiles and ListPeers pages are made of: how many entries a page holds, the
+//! size a match takes on the wire, the root its holders agree on, a bounded sample of its
+//! holders, and the cursor tokens.
 
 use std::collections::BTreeMap;
 
 use p2p_common::Digest;
 
 use crate::store::{FileKey, Holder};
+
+/// Entries in a page asked for with `asked` (0: the server's default), never past `max`.
+pub(crate) fn page_len(asked: u32, default: usize, max: usize) -> usize {
+    match asked as usize {
+        0 => default,
+        n => n.min(max),
+    }
+}
 
 /// Bytes a match takes on the wire at most, given its name and holders: every field at its
 /// longest encoding (hex digests, tags, lengths, the match's own framing).

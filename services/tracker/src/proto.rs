@@ -5,8 +5,11 @@
 
 use p2p_common::Digest;
 use p2p_common::names::NameError;
-use p2p_common::proto::{FileInfo, FileMatch, GetPeersByDigestResponse, PeerInfo};
+use p2p_common::proto::{
+    FileInfo, FileMatch, GetPeersByDigestResponse, ListPeersResponse, PeerInfo,
+};
 
+use crate::peer_list::PeerPage;
 use crate::registry::{Page, RegistryError};
 use crate::store::{Announcement, DigestHolders, FileEntry, Holder, PartialEntry};
 
@@ -112,6 +115,21 @@ pub(crate) fn peers_by_digest(d: DigestHolders) -> GetPeersByDigestResponse {
             .chain(peers(d.partial, true))
             .collect(),
         size: d.size,
+    }
+}
+
+/// A ListPeers page: each peer's id and address, and the next token ("" at the end).
+pub(crate) fn live_peers(page: PeerPage) -> ListPeersResponse {
+    ListPeersResponse {
+        peers: page
+            .peers
+            .into_iter()
+            .map(|p| p2p_common::proto::LivePeer {
+                peer_id: p.id,
+                address: p.address,
+            })
+            .collect(),
+        next_page_token: page.next_token.unwrap_or_default(),
     }
 }
 

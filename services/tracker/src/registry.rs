@@ -447,10 +447,8 @@ impl Registry {
         page_size: u32,
         token: &str,
     ) -> Result<Page, RegistryError> {
-        let size = match page_size as usize {
-            0 => self.limits.default_page_size,
-            n => n.min(self.limits.max_page_size),
-        };
+        let (default, max) = (self.limits.default_page_size, self.limits.max_page_size);
+        let size = paging::page_len(page_size, default, max);
         let per_match = self.limits.holders_per_match.max(1);
         let mut cursor = decode_token(token)?;
         let now = now_ms();

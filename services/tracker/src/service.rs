@@ -11,7 +11,8 @@ use p2p_common::proto::tracker_service_server::TrackerService;
 use p2p_common::proto::{
     AnnounceRequest, AnnounceResponse, GetPeersByDigestRequest, GetPeersByDigestResponse,
     HeartbeatRequest, HeartbeatResponse, LeaveRequest, LeaveResponse, ListFilesRequest,
-    ListFilesResponse, RegisterRequest, RegisterResponse, SearchRequest, SearchResponse,
+    ListFilesResponse, ListPeersRequest, ListPeersResponse, RegisterRequest, RegisterResponse,
+    SearchRequest, SearchResponse,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -237,6 +238,19 @@ impl TrackerService for TrackerApi {
             let sha256 = proto::digest("sha256", &r.sha256)?;
             let holders = self.registry.peers_by_digest(&sha256).await?;
             Ok(proto::peers_by_digest(holders))
+        })
+        .await
+    }
+
+    async fn list_peers(
+        &self,
+        req: Request<ListPeersRequest>,
+    ) -> Result<Response<ListPeersResponse>, Status> {
+        let span = rpc_span(Method::ListPeers, &req);
+        self.observe(Method::ListPeers, span, async {
+            let r = req.into_inner();
+            let page = self.registry.list_peers(r.page_size, &r.page_token).await?;
+            Ok(proto::live_peers(page))
         })
         .await
     }

@@ -1,12 +1,13 @@
 //! The swarm fields over gRPC, against a real tracker on loopback: pieces_root and partial
-//! holders travel in both directions, and malformed ones are INVALID_ARGUMENT.
+//! holders travel in both directions, and malformed ones are INVALID_ARGUMENT; ListPeers names
+//! the peers a swarm can be grown onto.
 
 use std::time::Duration;
 
 use p2p_common::failover::FailoverChannel;
 use p2p_common::proto::{
-    AnnounceRequest, FileInfo, GetPeersByDigestRequest, ListFilesRequest, RegisterRequest,
-    SearchRequest,
+    AnnounceRequest, FileInfo, GetPeersByDigestRequest, ListFilesRequest, ListPeersRequest,
+    RegisterRequest, SearchRequest,
 };
 use p2p_tracker::config::TrackerConfig;
 use tokio::net::TcpListener;
@@ -192,4 +193,44 @@ async fn malformed_roots_and_partial_holdings_are_invalid_argument() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+}
+
+/// ListPeers: a peer that shares nothing is listed with its address like one that shares, the
+/// pages follow their tokens to the end, and a token the tracker did not issue is refused.
+#[tokio::test]
+async fn list_peers_names_every_live_peer_page_by_page() {
+    let (_tracker, mut c) = tracker().await;
+    register(&mut c, "seed", vec![info("movie.mkv", 1, "")]).await;
+    register(&mut c, "idle-peer", vec![]).await;
+    let (mut seen, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = c
+            .list_peers(ListPeersRequest {
+                page_size: 1,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(page.peers.len() <= 1, "{page:?}");
+        seen.extend(page.peers.into_iter().map(|p| (p.peer_id, p.address)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    seen.sort();
+    let want = [("idle-peer", "127.0.0.1:5009"), ("seed", "127.0.0.1:5004")]
+        .map(|(id, addr)| (id.to_owned(), addr.to_owned()));
+    assert_eq!(seen, want);
+    assert!(pages >= 2, "page_size 1 gave {pages} page(s)");
+    let err = c
+        .list_peers(ListPeersRequest {
+            page_size: 0,
+            page_token: "not-a-token".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 }

@@ -1,11 +1,11 @@
 //! `replicate NAME --peers K | --all` (preheat): put a file on live peers before anyone asks
-//! for it. The peers are the ones the tracker names as holders of anything (its listing: a
-//! peer that shares nothing is not named anywhere); those that already hold the file complete
-//! are left alone. Each chosen peer downloads through the swarm by its own `POST /downloads`
-//! (so every one of them serves the pieces it has to the others meanwhile), all at once; a line
-//! per peer says how it goes, and a summary ends it.
+//! for it. The peers are the live ones the tracker lists (ListPeers: whether they share
+//! anything or not), in id order; those the tracker names as complete holders of the file are
+//! left alone. Each chosen peer downloads through the swarm by its own `POST /downloads` (so
+//! every one of them serves the pieces it has to the others meanwhile), all at once; a line per
+//! peer says how it goes, and a summary ends it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -46,13 +46,8 @@ pub(crate) async fn replicate(
         .filter(|h| !h.partial)
         .map(|h| h.peer_id)
         .collect();
-    // Every live peer the tracker names, by id.
-    let mut live: BTreeMap<String, String> = BTreeMap::new();
-    for m in tracker.list().await? {
-        for h in m.holders {
-            live.entry(h.peer_id).or_insert(h.address);
-        }
-    }
+    // Every live peer, by id: one that shares nothing yet is the usual target of a preheat.
+    let live = tracker.live_peers().await?;
     let mut chosen: Vec<(String, String)> = live
         .into_iter()
         .filter(|(id, _)| !holding.contains(id))

@@ -889,6 +889,81 @@ pub async fn matches_name_a_bounded_sample_and_pages_by_bytes(store: Arc<dyn Sto
     assert!(found.files.len() < 6 && found.next_token.is_some());
 }
 
+/// (id, address) of every peer ListPeers names, page by page, and how many pages it took.
+async fn walk_peers(r: &Registry, size: u32) -> (Vec<(String, String)>, usize) {
+    let (mut all, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = r.list_peers(size, &token).await.unwrap();
+        pages += 1;
+        all.extend(page.peers.iter().map(|p| (p.id.clone(), p.address.clone())));
+        let keys: Vec<_> = page.peers.iter().map(|p| p.key()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "lease order");
+        match page.next_token {
+            Some(t) => token = t,
+            None => return (all, pages),
+        }
+    }
+}
+
+/// Every live peer is listed, sharing or not, in lease order (a renewed lease moves its peer to
+/// the end), paged within the page size and the byte budget, each exactly once; peers that
+/// left or whose lease ended are not.
+pub async fn live_peers_are_listed_in_lease_order(store: Arc<dyn Store>) {
+    let r = registry(store.clone(), Duration::from_millis(500));
+    let ids = |all: &[(String, String)]| all.iter().map(|p| p.0.clone()).collect::<Vec<_>>();
+    let gone = r.register("gone", "h:9", vec![], "").await.unwrap();
+    r.leave("gone", &gone).await.unwrap();
+    r.register("stale", "h:8", vec![], "").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = registry(store, Duration::from_secs(60));
+    r.register("p1", "10.0.0.1:5000", vec![file("a", 1)], "")
+        .await
+        .unwrap();
+    let s2 = r.register("p2", "10.0.0.2:5000", vec![], "").await.unwrap();
+    r.register("p3", "10.0.0.3:5000", vec![], "").await.unwrap();
+    // Two to a page by default, three at most whatever is asked.
+    let (all, pages) = walk_peers(&r, 0).await;
+    assert_eq!(
+        ids(&all),
+        ["p1", "p2", "p3"],
+        "sharing nothing, listed all the same"
+    );
+    assert_eq!(all[1].1, "10.0.0.2:5000");
+    assert_eq!(pages, 2);
+    let page = r.list_peers(100, "").await.unwrap();
+    assert_eq!(page.peers.len(), 3);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    r.heartbeat("p2", &s2).await.unwrap();
+    assert_eq!(ids(&walk_peers(&r, 1000).await.0), ["p1", "p3", "p2"]);
+    assert!(matches!(
+        r.list_peers(0, "zz").await,
+        Err(RegistryError::Invalid(_))
+    ));
+
+    // A byte budget cuts pages short; every peer still comes once.
+    let tight = Registry::new(
+        r.store().clone(),
+        Duration::from_secs(60),
+        Limits {
+            max_page_bytes: 1000,
+            ..Limits::default()
+        },
+    );
+    let long = |i: usize| format!("{}{i:02}", "q".repeat(60));
+    for i in 0..20 {
+        let addr = format!("{}.example:5000", "h".repeat(150));
+        tight.register(&long(i), &addr, vec![], "").await.unwrap();
+    }
+    let (all, pages) = walk_peers(&tight, 1000).await;
+    assert!(
+        pages > 4,
+        "the byte budget never cut a page ({pages} pages)"
+    );
+    let mut want: Vec<String> = ["p1", "p3", "p2"].map(String::from).to_vec();
+    want.extend((0..20).map(long));
+    assert_eq!(ids(&all), want);
+}
+
 /// Runs every check, each on a fresh store from `fresh`.
 pub async fn run_all<F, Fut>(fresh: F)
 where
@@ -908,4 +983,5 @@ where
     digest_answers_are_a_bounded_sample(fresh().await).await;
     ten_thousand_holders_give_a_small_answer(fresh().await).await;
     matches_name_a_bounded_sample_and_pages_by_bytes(fresh().await).await;
+    live_peers_are_listed_in_lease_order(fresh().await).await;
 }

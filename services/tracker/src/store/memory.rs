@@ -14,8 +14,8 @@ mod holding;
 use self::holding::{Holding, PeerId, PeerList};
 use super::names::{lower, trigrams};
 use super::{
-    Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, NameQuery,
-    PartialEntry, PeerRecord, Store, StoreError, answer_mix, secret_matches,
+    Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Holder, Lease, LeaseKey,
+    LivePeer, NameQuery, PartialEntry, PeerRecord, Store, StoreError, answer_mix, secret_matches,
 };
 
 #[derive(Default)]
@@ -498,6 +498,27 @@ impl Store for MemoryStore {
             .take_while(|(at, _)| *at <= now_ms)
             .take(limit)
             .map(|(_, id)| id.to_string())
+            .collect())
+    }
+
+    async fn peers_after(
+        &self,
+        after: &LeaseKey,
+        limit: usize,
+    ) -> Result<Vec<LivePeer>, StoreError> {
+        let inner = self.read();
+        let from = (after.expires_at_ms, PeerId::from(after.id.as_str()));
+        Ok(inner
+            .leases
+            .range((Bound::Excluded(from), Bound::Unbounded))
+            .filter_map(|(at, id)| {
+                inner.peers.get(id).map(|p| LivePeer {
+                    id: id.to_string(),
+                    address: p.record.address.clone(),
+                    expires_at_ms: *at,
+                })
+            })
+            .take(limit)
             .collect())
     }
 

@@ -71,6 +71,33 @@ pub struct Holder {
     pub pieces_root: Option<Digest>,
 }
 
+/// A peer with a lease, as [`Store::peers_after`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivePeer {
+    pub id: String,
+    pub address: String,
+    /// The end of its lease, as the store orders peers by it (see [`LeaseKey`]).
+    pub expires_at_ms: u64,
+}
+
+impl LivePeer {
+    pub fn key(&self) -> LeaseKey {
+        LeaseKey {
+            expires_at_ms: self.expires_at_ms,
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// Position in lease order, (lease end, id), for paging ListPeers. Both stores already keep
+/// peers in this order for the sweeper, so a page costs its own size, and a lease only ever
+/// moves later: a peer is never skipped by a walk, only met again after it renews.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LeaseKey {
+    pub expires_at_ms: u64,
+    pub id: String,
+}
+
 /// Who holds some bytes, by digest: complete holders and partial ones, each set as stored or a
 /// sample of it (a peer may appear in both; expired peers included).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +218,14 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_if_expired(&self, id: &str, now_ms: u64) -> Result<bool, StoreError>;
     /// Up to `limit` ids of peers whose lease ended at or before `now_ms`.
     async fn expired_peers(&self, now_ms: u64, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Up to `limit` peers in lease order, strictly after `after`, with the addresses they
+    /// registered; read at a cost that grows with `limit`, not with the number of peers.
+    /// Expired peers included (the registry starts past the present).
+    async fn peers_after(
+        &self,
+        after: &LeaseKey,
+        limit: usize,
+    ) -> Result<Vec<LivePeer>, StoreError>;
     /// Matching files in (name, digest) order, strictly after `after`, at most `limit` of them.
     /// Holders include expired peers: filtering on read is the registry's job.
     async fn find_files(

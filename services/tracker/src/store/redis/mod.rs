@@ -21,8 +21,8 @@ use scripts::{ANNOUNCE, EXPIRE, LEAVE, REGISTER, RENEW, outcome};
 
 use super::names::trigrams;
 use super::{
-    Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Lease, NameQuery,
-    PeerRecord, Store, StoreError, answer_mix,
+    Announcement, Counts, DigestHolders, FileEntry, FileHolders, FileKey, Lease, LeaseKey,
+    LivePeer, NameQuery, PeerRecord, Store, StoreError, answer_mix,
 };
 
 #[async_trait]
@@ -126,6 +126,14 @@ impl Store for RedisStore {
                 .arg(limit),
         )
         .await
+    }
+
+    async fn peers_after(
+        &self,
+        after: &LeaseKey,
+        limit: usize,
+    ) -> Result<Vec<LivePeer>, StoreError> {
+        self.walk_leases(after, limit).await
     }
 
     async fn find_files(

@@ -8,7 +8,7 @@ use p2p_common::Digest;
 use super::client::RedisStore;
 use super::layout::{self, member, split_key};
 use crate::store::names::lower;
-use crate::store::{FileEntry, FileHolders, FileKey, Holder, StoreError};
+use crate::store::{FileEntry, FileHolders, FileKey, Holder, LeaseKey, LivePeer, StoreError};
 
 /// Candidate names read per round trip when walking an index.
 const CHUNK: usize = 512;
@@ -150,6 +150,85 @@ impl RedisStore {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Peers in lease order strictly after `after`, up to `limit`: fewer only when the order
+    /// ends (a peer gone between the two reads is passed over, and the walk goes on).
+    pub(super) async fn walk_leases(
+        &self,
+        after: &LeaseKey,
+        limit: usize,
+    ) -> Result<Vec<LivePeer>, StoreError> {
+        let mut out = Vec::new();
+        let mut cursor = after.clone();
+        while out.len() < limit {
+            let (ids, ended) = self.lease_ids(&cursor, limit - out.len()).await?;
+            if let Some((id, at)) = ids.last() {
+                cursor = LeaseKey {
+                    expires_at_ms: *at,
+                    id: id.clone(),
+                };
+            }
+            let refs: Vec<&String> = ids.iter().map(|(id, _)| id).collect();
+            let mut peers = self.peers(&refs).await?;
+            // A peer's place is the lease end read from the set (the page's token is made of
+            // it), even if it renewed between the two reads.
+            out.extend(ids.into_iter().filter_map(|(id, at)| {
+                peers.remove(&id).map(|h| LivePeer {
+                    id,
+                    address: h.address,
+                    expires_at_ms: at,
+                })
+            }));
+            if ended {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` (id, lease end) after `after` in the sweeper's `leases` set (scored by
+    /// lease end; Redis orders equal scores by member, as [`LeaseKey`] does), and whether the
+    /// set ended.
+    async fn lease_ids(
+        &self,
+        after: &LeaseKey,
+        limit: usize,
+    ) -> Result<(Vec<(String, u64)>, bool), StoreError> {
+        let chunk = limit.clamp(1, CHUNK);
+        let mut ids = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            // From the cursor's lease end on: the peers that share it up to the cursor's id
+            // are passed over (lease ends are in milliseconds: ties are few).
+            let got: Vec<(String, f64)> = self
+                .query(
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(self.key(&["leases"]))
+                        .arg(after.expires_at_ms)
+                        .arg("+inf")
+                        .arg("WITHSCORES")
+                        .arg("LIMIT")
+                        .arg(offset)
+                        .arg(chunk),
+                )
+                .await?;
+            let ended = got.len() < chunk;
+            offset += got.len();
+            for (id, score) in got {
+                // Scores are the scripts' integer milliseconds, exact in a double.
+                let at = score as u64;
+                if (at, id.as_str()) > (after.expires_at_ms, after.id.as_str()) {
+                    ids.push((id, at));
+                    if ids.len() == limit {
+                        return Ok((ids, false));
+                    }
+                }
+            }
+            if ended {
+                return Ok((ids, true));
+            }
+        }
     }
 
     /// Walks the key set from `after`, keeping names whose lower-cased form holds `needle`,

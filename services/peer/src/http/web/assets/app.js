@@ -80,13 +80,7 @@ $('login-form').addEventListener('submit', async (ev) => {
   if (r.ok) {
     $('token').value = '';
     $('login-message').textContent = '';
-    // A page left for another keeps no stream open: a browser holds few connections per peer (six
-// in Chromium) and a page kept for "back" would hold its stream, until a fetch on the next page
-// waits for a connection forever.
-window.addEventListener('pagehide', () => { if (events) { events.close(); events = null; } });
-window.addEventListener('pageshow', (ev) => { if (ev.persisted && !$('main').hidden) listen(); });
-
-start();
+    start();
   } else {
     $('login-message').textContent = 'Refused: ' + await errorText(r);
   }
@@ -145,14 +139,12 @@ async function start() {
 
 // --- share ----------------------------------------------------------------------------------
 
-let shareRows = [];
-
 async function loadShare() {
   let r;
   try { r = await api('/api/share'); } catch (_) { return; }
   if (!r.ok) { $('share-status').textContent = await errorText(r); return; }
   const files = await r.json();
-  shareRows = files.map((f) => ({
+  shareTable.rows = files.map((f) => ({
     name: f.name,
     size: f.size,
     row: el('tr', {},
@@ -164,39 +156,45 @@ async function loadShare() {
         el('a', { href: fileUrl(f.name), download: f.name, text: 'Download', 'aria-label': 'Download ' + f.name })),
       el('td', { 'data-label': 'Remove' }, removeButton(f.name))),
   }));
-  sortShare();
+  shareTable.sort();
   filterShare();
 }
 
-// Sorting by a column: its header is a button; a second click turns the order round.
-let shareSort = { key: 'name', dir: 1 };
-function sortShare() {
-  const { key, dir } = shareSort;
-  shareRows.sort((a, b) => (a[key] < b[key] ? -dir : a[key] > b[key] ? dir : 0));
-  $('share').tBodies[0].replaceChildren(...shareRows.map((s) => s.row));
-  for (const th of $('share').tHead.rows[0].cells) {
+// Sorting by a column, for every table that lists files: a header with `data-sort` becomes a
+// button (a second click turns the order round), and a list gives the same orders at a phone's
+// width, where the headers are not shown. `rows` are { row, ...values by the headers' keys }.
+function sortable(tableId, selectId) {
+  const t = { rows: [], key: 'name', dir: 1 };
+  const table = $(tableId);
+  t.sort = () => {
+    const { key, dir } = t;
+    t.rows.sort((a, b) => (a[key] < b[key] ? -dir : a[key] > b[key] ? dir : 0));
+    table.tBodies[0].replaceChildren(...t.rows.map((s) => s.row));
+    for (const th of table.tHead.rows[0].cells) {
+      const k = th.dataset.sort;
+      if (!k) continue;
+      th.setAttribute('aria-sort', k === key ? (dir > 0 ? 'ascending' : 'descending') : 'none');
+    }
+    $(selectId).value = key + ':' + dir;
+  };
+  $(selectId).addEventListener('change', (ev) => {
+    const [key, dir] = ev.target.value.split(':');
+    Object.assign(t, { key, dir: Number(dir) });
+    t.sort();
+  });
+  for (const th of table.tHead.rows[0].cells) {
     const k = th.dataset.sort;
     if (!k) continue;
-    th.setAttribute('aria-sort', k === key ? (dir > 0 ? 'ascending' : 'descending') : 'none');
+    const b = el('button', { type: 'button', className: 'sort', text: th.textContent, 'aria-label': 'Sort by ' + th.textContent.toLowerCase() });
+    b.addEventListener('click', () => {
+      Object.assign(t, { dir: t.key === k ? -t.dir : 1, key: k });
+      t.sort();
+    });
+    th.replaceChildren(b);
   }
-  $('share-sort').value = key + ':' + dir;
+  return t;
 }
-// The same order from a list (the column headers are not shown at a phone's width).
-$('share-sort').addEventListener('change', (ev) => {
-  const [key, dir] = ev.target.value.split(':');
-  shareSort = { key, dir: Number(dir) };
-  sortShare();
-});
-for (const th of $('share').tHead.rows[0].cells) {
-  const k = th.dataset.sort;
-  if (!k) continue;
-  const b = el('button', { type: 'button', className: 'sort', text: th.textContent, 'aria-label': 'Sort by ' + th.textContent.toLowerCase() });
-  b.addEventListener('click', () => {
-    shareSort = { key: k, dir: shareSort.key === k ? -shareSort.dir : 1 };
-    sortShare();
-  });
-  th.replaceChildren(b);
-}
+const shareTable = sortable('share', 'share-sort');
 
 // Removing asks twice: the first click arms the button for five seconds.
 function removeButton(name) {
@@ -218,7 +216,7 @@ function removeButton(name) {
     let r;
     try { r = await api(fileUrl(name), { method: 'DELETE' }); } catch (e) { $('share-status').textContent = e.message; return; }
     $('share-status').textContent = r.ok ? 'Removed ' + name + ' from this peer and the network.' : 'Not removed: ' + await errorText(r);
-    if (r.ok) { shareRows = shareRows.filter((s) => s.name !== name); b.closest('tr').remove(); }
+    if (r.ok) { shareTable.rows = shareTable.rows.filter((s) => s.name !== name); b.closest('tr').remove(); }
     else b.disabled = false;
   });
   return b;
@@ -227,15 +225,16 @@ function removeButton(name) {
 function filterShare() {
   const needle = $('filter').value.toLowerCase();
   let shown = 0;
-  for (const s of shareRows) {
+  const rows = shareTable.rows;
+  for (const s of rows) {
     const show = s.name.toLowerCase().includes(needle);
     s.row.hidden = !show;
     if (show) shown++;
   }
   // A message from a removal stays until the next filtering.
-  $('share-status').textContent = shareRows.length === 0
+  $('share-status').textContent = rows.length === 0
     ? 'Nothing shared yet.'
-    : shown + ' of ' + shareRows.length + ' file' + (shareRows.length === 1 ? '' : 's');
+    : shown + ' of ' + rows.length + ' file' + (rows.length === 1 ? '' : 's');
 }
 $('filter').addEventListener('input', filterShare);
 
@@ -254,6 +253,8 @@ window.addEventListener('popstate', () => {
 });
 
 let lastQuery = null;
+// Results keep the order last chosen from one search to the next.
+const resultsTable = sortable('results', 'results-sort');
 
 async function runSearch(q) {
   lastQuery = q;
@@ -262,9 +263,11 @@ async function runSearch(q) {
   try { r = await api('/api/search?q=' + encodeURIComponent(q)); } catch (_) { return; }
   if (!r.ok) { $('search-status').textContent = 'Search failed: ' + await errorText(r); return; }
   const found = await r.json();
-  const rows = found.matches.map(resultRow);
-  $('results').tBodies[0].replaceChildren(...rows);
+  const rows = found.matches.map((m) => ({ name: m.name, size: m.size, holders: m.holder_count, row: resultRow(m) }));
+  resultsTable.rows = rows;
+  resultsTable.sort();
   $('results').hidden = rows.length === 0;
+  $('results-tools').hidden = rows.length === 0;
   const what = q === '' ? 'every file' : '“' + q + '”';
   $('search-status').textContent = rows.length === 0
     ? 'No file on the network matches ' + what + '.'
@@ -594,5 +597,11 @@ function listen() {
     if (items.length !== now.length || items.some((n, i) => n !== now[i])) $('transfers').replaceChildren(...items);
   });
 }
+
+// A page left for another keeps no stream open: a browser holds few connections per peer (six
+// in Chromium) and a page kept for "back" would hold its stream, until a fetch on the next page
+// waits for a connection forever.
+window.addEventListener('pagehide', () => { if (events) { events.close(); events = null; } });
+window.addEventListener('pageshow', (ev) => { if (ev.persisted && !$('main').hidden) listen(); });
 
 start();
