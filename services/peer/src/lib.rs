@@ -3,6 +3,7 @@
 #![warn(unreachable_pub)]
 
 pub mod app;
+pub(crate) mod buffers;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -16,6 +16,7 @@ use prometheus::IntCounterVec;
 
 use super::error::ApiError;
 use super::state::AppState;
+use crate::buffers::Buffers;
 use crate::transfer::Direction;
 use crate::transfer::shares::{Refusal, Share, Shares};
 use crate::transfer::slots::UploadSlot;
@@ -222,27 +223,23 @@ pub(super) fn send_body(
 }
 
 /// Exactly `len` (at most [`READ_AHEAD`]) bytes of `file` at `offset`; a file that became
-/// shorter is an error. The buffer comes from [`BUFFERS`] and goes back there once hyper has
+/// shorter is an error. The buffer comes from [`READS`] and goes back there once hyper has
 /// sent the last slice of it. Blocking.
 fn read_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<bytes::Bytes> {
     use std::os::unix::fs::FileExt;
-    let mut buf = BUFFERS
-        .lock()
-        .ok()
-        .and_then(|mut kept| kept.pop())
+    let mut buf = READS
+        .take()
+        .filter(|b| b.len() == READ_AHEAD)
         .unwrap_or_else(|| vec![0u8; READ_AHEAD]);
     let len = len.min(READ_AHEAD);
     file.read_exact_at(&mut buf[..len], offset)?;
     Ok(bytes::Bytes::from_owner(Pooled { buf, len }))
 }
 
-/// Read buffers of served files, kept for the next read: a fresh 256 KiB buffer per block
-/// cost page faults and zeroing twice over (a tenth of the serving peer's CPU under `perf`).
-/// At most [`BUFFERS_KEPT`] are kept; more in use at once are allocated and freed.
-static BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-const BUFFERS_KEPT: usize = 16;
+/// Read buffers of served files (of [`READ_AHEAD`] bytes), kept for the next read.
+static READS: Buffers = Buffers::new(16, READ_AHEAD);
 
-/// The first `len` bytes of a buffer from [`BUFFERS`], which it goes back to when dropped.
+/// The first `len` bytes of a buffer from [`READS`], which it goes back to when dropped.
 struct Pooled {
     buf: Vec<u8>,
     len: usize,
@@ -256,12 +253,7 @@ impl AsRef<[u8]> for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if let Ok(mut kept) = BUFFERS.lock()
-            && kept.len() < BUFFERS_KEPT
-        {
-            kept.push(buf);
-        }
+        READS.give(std::mem::take(&mut self.buf));
     }
 }
 
