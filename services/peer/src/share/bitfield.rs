@@ -71,6 +71,29 @@ impl Bitfield {
         true
     }
 
+    /// The pieces set in one of this and `other` but not both (both of one length).
+    pub fn differing<'a>(&'a self, other: &'a Bitfield) -> impl Iterator<Item = PieceIndex> + 'a {
+        let len = self.len.min(other.len);
+        self.bits
+            .iter()
+            .zip(&other.bits)
+            .enumerate()
+            .filter(|&(_, (a, b))| a != b)
+            .flat_map(|(at, (a, b))| pieces_in(at, a ^ b))
+            .take_while(move |&i| i < len)
+            .map(PieceIndex)
+    }
+
+    /// Whether this has a piece `other` lacks, a byte at a time (a piece past `other`'s end
+    /// counts as lacked there).
+    pub fn has_any_beyond(&self, other: &Bitfield) -> bool {
+        let theirs = other.bits.iter().chain(std::iter::repeat(&0));
+        self.bits
+            .iter()
+            .zip(theirs)
+            .any(|(mine, theirs)| mine & !theirs != 0)
+    }
+
     pub fn ones(&self) -> impl Iterator<Item = PieceIndex> + '_ {
         self.set_bits(0)
     }
@@ -88,18 +111,7 @@ impl Bitfield {
             .iter()
             .enumerate()
             .filter(move |&(_, &b)| b ^ flip != 0)
-            .flat_map(move |(at, &b)| {
-                let mut rest = b ^ flip;
-                std::iter::from_fn(move || {
-                    if rest == 0 {
-                        return None;
-                    }
-                    // Piece 8k is the byte's high bit (the wire form, as BitTorrent's).
-                    let bit = rest.leading_zeros();
-                    rest &= !(0x80 >> bit);
-                    Some(at as u32 * 8 + bit)
-                })
-            })
+            .flat_map(move |(at, &b)| pieces_in(at, b ^ flip))
             .take_while(move |&i| i < len)
             .map(PieceIndex)
     }
@@ -138,6 +150,20 @@ impl Bitfield {
 
 fn byte_len(len: u32) -> usize {
     (len as usize).div_ceil(8)
+}
+
+/// The pieces whose bits are set in `bits`, byte `at` of a bitfield, in order (piece 8k is
+/// the byte's high bit: the wire form, as BitTorrent's).
+fn pieces_in(at: usize, bits: u8) -> impl Iterator<Item = u32> {
+    let mut rest = bits;
+    std::iter::from_fn(move || {
+        if rest == 0 {
+            return None;
+        }
+        let bit = rest.leading_zeros();
+        rest &= !(0x80 >> bit);
+        Some(at as u32 * 8 + bit)
+    })
 }
 
 fn mask(i: PieceIndex) -> u8 {
@@ -285,6 +311,15 @@ mod tests {
                     "{len} {every}"
                 );
             }
+            let b = sample(len, 3);
+            assert_eq!(
+                b.has_any_beyond(&sample(len, 6)),
+                b.ones().any(|i| !sample(len, 6).get(i)),
+                "{len}"
+            );
+            assert!(!b.has_any_beyond(&b), "{len}");
+            assert!(!b.has_any_beyond(&Bitfield::full(len)), "{len}");
+            assert_eq!(b.has_any_beyond(&Bitfield::new(len)), b.count() > 0);
             assert_eq!(Bitfield::full(len).zeros().count(), 0);
             assert_eq!(Bitfield::full(len).ones().count(), len as usize);
             assert_eq!(Bitfield::new(len).zeros().count(), len as usize);

@@ -249,8 +249,8 @@ impl<H> Plan<H> {
         let (before, partial) = s.counted();
         let out = f(s);
         let (after, now_partial) = s.counted();
-        self.counts.apply(before.as_ref(), partial, false);
-        self.counts.apply(after.as_ref(), now_partial, true);
+        self.counts
+            .replace((before.as_ref(), partial), (after.as_ref(), now_partial));
         out
     }
 

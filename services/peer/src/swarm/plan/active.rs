@@ -31,15 +31,16 @@ impl<H> Plan<H> {
     pub fn active(&mut self, verified: &Bitfield, now: Instant) -> Vec<SourceId> {
         let rank = |id: SourceId| {
             let s = self.source(id);
-            let useful = |h: &Bitfield| h.ones().any(|i| !verified.get(i));
+            let useful = |h: &Bitfield| h.has_any_beyond(verified);
             let proven = s.delivered > 0;
             // Faster first among proven ones (rates in bytes per second).
             let fast = std::cmp::Reverse(s.rate.map_or(0, |r| r as u64));
+            let fetching = self.fetching(id) > 0;
             match &s.has {
-                _ if self.is_silent(id, now) => (6, fast),
-                _ if self.fetching(id) > 0 && proven => (0, fast),
+                _ if fetching && self.is_silent(id, now) => (6, fast),
+                _ if fetching && proven => (0, fast),
                 Some(h) if useful(h) && proven => (0, fast),
-                _ if self.fetching(id) > 0 => (2, fast),
+                _ if fetching => (2, fast),
                 Some(h) if useful(h) => (3, fast),
                 None => (4, fast),
                 Some(_) => (5, fast),

@@ -36,6 +36,34 @@ impl Counts {
         (self.partial_sources > 0).then_some(&self.partial[..])
     }
 
+    /// A source's part goes from `before` to `after` (what it holds, and whether it counts as a
+    /// partial holder that delivered): when only its pieces change (the usual case, a "have"),
+    /// only the pieces that differ are touched.
+    pub(super) fn replace(
+        &mut self,
+        before: (Option<&Bitfield>, bool),
+        after: (Option<&Bitfield>, bool),
+    ) {
+        match (before, after) {
+            ((Some(old), was), (Some(new), is)) if was == is && old.len() == new.len() => {
+                for i in old.differing(new) {
+                    let add = new.get(i);
+                    let step = |c: &mut u32| *c = if add { *c + 1 } else { c.saturating_sub(1) };
+                    if let Some(c) = self.all.get_mut(i.as_usize()) {
+                        step(c);
+                    }
+                    if is && let Some(c) = self.partial.get_mut(i.as_usize()) {
+                        step(c);
+                    }
+                }
+            }
+            _ => {
+                self.apply(before.0, before.1, false);
+                self.apply(after.0, after.1, true);
+            }
+        }
+    }
+
     /// Counts (`add`) or uncounts a source that holds `has` (`None`: not known, or dropped);
     /// `partial`: a partial holder that has delivered a block.
     pub(super) fn apply(&mut self, has: Option<&Bitfield>, partial: bool, add: bool) {
