@@ -94,23 +94,11 @@ pub(super) fn availability<'a>(
     holders: impl IntoIterator<Item = &'a Bitfield>,
 ) -> Vec<u32> {
     let mut counts = vec![0u32; len as usize];
-    // Complete holders (most of them, in a swarm that has been running) add one everywhere:
-    // counted once at the end instead of piece by piece.
-    let mut everywhere = 0u32;
     for h in holders {
-        if h.is_complete() && h.len() == len {
-            everywhere += 1;
-            continue;
-        }
         for i in h.ones() {
             if let Some(c) = counts.get_mut(i.as_usize()) {
                 *c += 1;
             }
-        }
-    }
-    if everywhere > 0 {
-        for c in &mut counts {
-            *c += everywhere;
         }
     }
     counts

@@ -505,11 +505,7 @@ impl<H> Plan<H> {
         match what {
             Fetched::Bytes { len } => {
                 // The first block makes a partial holder count as one (`partial_availability`).
-                if self.source(src).delivered == 0 {
-                    self.change(src, |s| s.record(len, now));
-                } else {
-                    self.source_mut(src).record(len, now);
-                }
+                self.change(src, |s| s.record(len, now));
                 let Some(o) = self.open.get_mut(&piece) else {
                     return Next::Stale;
                 };
