@@ -379,6 +379,7 @@ impl<'a> Engine<'a> {
                         len: bytes.len() as u64,
                     },
                     Err(Failure::Deferred) => Fetched::Deferred,
+                    Err(Failure::Busy) => Fetched::Busy,
                     Err(Failure::NotThere(why)) => {
                         tracing::debug!(peer = %self.plan.source(src).peer.peer_id, "piece {piece}: {why}");
                         Fetched::NotHeld

@@ -265,7 +265,7 @@ impl Failures {
         match f {
             Failure::NotThere(_) => self.not_there += 1,
             // Not a failure: the piece is asked again.
-            Failure::Deferred => return,
+            Failure::Deferred | Failure::Busy => return,
             Failure::Unreachable(_) => self.unreachable += 1,
             Failure::Bad(why) => {
                 tracing::warn!(peer = %peer.peer_id, address = %peer.address, "dropping a source that sent bad data: {why}");

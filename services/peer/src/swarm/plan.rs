@@ -117,6 +117,8 @@ pub enum Fetched {
     Bytes { len: u64 },
     /// The holder sends less served pieces first: asked again later, with `insist`.
     Deferred,
+    /// The holder's upload queue is full: it rests a while (`Source::busy`).
+    Busy,
     /// The holder does not have it (404).
     NotHeld,
     /// Anything else: the source is dropped.
@@ -362,7 +364,7 @@ impl<H> Plan<H> {
                     s.depth(self.geometry.block)
                 };
                 let running = self.fetching(src);
-                if running >= depth || depth > limit {
+                if running >= depth || depth > limit || s.resting(now) {
                     continue;
                 }
                 let Some(offer) = offers.get(&src) else {
@@ -529,6 +531,11 @@ impl<H> Plan<H> {
             }
             Fetched::Deferred => {
                 self.source_mut(src).deferred.insert(piece);
+                self.prune(piece);
+                Next::Continue
+            }
+            Fetched::Busy => {
+                self.source_mut(src).busy(now);
                 self.prune(piece);
                 Next::Continue
             }

@@ -27,6 +27,8 @@ pub(super) enum Failure {
     /// A complete holder asks for a piece it has sent less often first (see
     /// `http::seeding`): not a failure of the source, the piece is asked elsewhere or later.
     Deferred,
+    /// The holder's upload queue is full: asked again a little later.
+    Busy,
 }
 
 impl std::fmt::Display for Failure {
@@ -34,6 +36,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::NotThere(w) | Failure::Unreachable(w) | Failure::Bad(w) => f.write_str(w),
             Failure::Deferred => f.write_str("asks for a less served piece first"),
+            Failure::Busy => f.write_str("busy: every upload slot taken, the queue full"),
         }
     }
 }
@@ -65,6 +68,9 @@ async fn send(
             if resp.headers().contains_key(wire::LEAST_SERVED_HEADER) =>
         {
             Err(Failure::Deferred)
+        }
+        StatusCode::SERVICE_UNAVAILABLE if resp.headers().contains_key(wire::BUSY_HEADER) => {
+            Err(Failure::Busy)
         }
         s if s.is_redirection() => Err(Failure::Unreachable(format!(
             "answered HTTP {s} (a redirect{}); peers are asked only at their advertised address, redirects are not followed",

@@ -26,6 +26,9 @@ pub(crate) struct BitfieldQuery {
 /// Header of a refused piece (status 503): a complete holder hands out the pieces it sent
 /// least first; ask for another piece, or insist.
 pub(crate) const LEAST_SERVED_HEADER: &str = "x-p2p-least-served-first";
+/// Header of a refused piece (status 503): the holder's upload queue is full; ask it again a
+/// little later, or ask another holder.
+pub(crate) const BUSY_HEADER: &str = "x-p2p-busy";
 /// Header of a piece request that must be answered even if the piece went out more often than
 /// others: the downloader has nothing else to ask this holder for.
 pub(crate) const INSIST_HEADER: &str = "x-p2p-insist";

@@ -3,12 +3,17 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{MAX_DEPTH, MIN_DEPTH, PIPELINE, RATE_WINDOW};
 use crate::share::PieceIndex;
 use crate::share::bitfield::Bitfield;
 use crate::tracker::Holder;
+
+/// How long a holder that answered busy rests first, and at most after busy answers in a row:
+/// from about a block's time at a slow holder up to a few times the engine's tick.
+const BUSY_FIRST: Duration = Duration::from_millis(250);
+const BUSY_MOST: Duration = Duration::from_secs(2);
 
 /// Bytes received so far by a block request: written by its fetch, read by the plan to tell a
 /// slow source from a fast one.
@@ -54,6 +59,10 @@ pub struct Source {
     pub(super) deferred: BTreeSet<PieceIndex>,
     /// Pieces asked of it with `insist` (it may not defer them again).
     pub(super) insisted: BTreeSet<PieceIndex>,
+    /// It answered busy (its upload queue was full): not asked again before this, and how
+    /// many times in a row, for the back-off.
+    pub(super) busy_until: Option<Instant>,
+    pub(super) busy_streak: u32,
 }
 
 impl Source {
@@ -74,7 +83,27 @@ impl Source {
             started: false,
             deferred: BTreeSet::new(),
             insisted: BTreeSet::new(),
+            busy_until: None,
+            busy_streak: 0,
         }
+    }
+
+    /// It answered busy at `now`: it rests for [`BUSY_FIRST`], twice as long each time in a
+    /// row up to [`BUSY_MOST`] (the answers to a pipeline of requests count once).
+    pub(super) fn busy(&mut self, now: Instant) {
+        if self.resting(now) {
+            return;
+        }
+        let rest = BUSY_FIRST
+            .saturating_mul(1 << self.busy_streak.min(8))
+            .min(BUSY_MOST);
+        self.busy_streak += 1;
+        self.busy_until = Some(now + rest);
+    }
+
+    /// Whether it is not to be asked for blocks at `now` (it answered busy lately).
+    pub(super) fn resting(&self, now: Instant) -> bool {
+        self.busy_until.is_some_and(|t| now < t)
     }
 
     /// What to ask its bitfield after: the pieces it is known to hold, when it waits for news
@@ -97,6 +126,7 @@ impl Source {
     /// `bytes` arrived at `now`: the rate is updated once the window is long enough.
     pub(super) fn record(&mut self, bytes: u64, now: Instant) {
         self.delivered += bytes;
+        self.busy_streak = 0;
         let (since, got) = self.window.get_or_insert((now, 0));
         *got += bytes;
         let span = now.saturating_duration_since(*since);

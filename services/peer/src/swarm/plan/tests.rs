@@ -534,6 +534,35 @@ fn a_deferred_piece_is_asked_for_last_and_then_with_insist() {
 }
 
 #[test]
+fn a_busy_holder_rests_longer_each_time_in_a_row_and_is_kept() {
+    let mut s = Sim::new(4, &[false]);
+    let asks = s.assign();
+    assert_eq!(asks.len(), 2);
+    // Both requests of the pipeline answered busy: one rest, not two.
+    for a in &asks {
+        assert_eq!(s.fail(*a, Fetched::Busy), Next::Continue);
+    }
+    assert!(!s.plan.source(SourceId(0)).dropped);
+    assert!(s.assign().is_empty(), "asked again while it rests");
+    s.now += Duration::from_millis(250);
+    let again = s.assign();
+    assert_eq!(again.len(), 2, "asked again once the rest is over");
+    assert!(again.iter().all(|a| !a.insist), "busy is not a deferral");
+    // Busy again: twice the rest.
+    assert_eq!(s.fail(again[0], Fetched::Busy), Next::Continue);
+    s.now += Duration::from_millis(300);
+    assert!(s.assign().is_empty(), "rests 500 ms the second time");
+    s.now += Duration::from_millis(200);
+    let third = s.assign();
+    assert_eq!(third.len(), 1, "{third:?}");
+    // A delivered block ends the streak: the next rest is the first one again.
+    s.deliver(again[1], Duration::from_millis(1));
+    assert_eq!(s.fail(third[0], Fetched::Busy), Next::Continue);
+    s.now += Duration::from_millis(250);
+    assert!(!s.assign().is_empty());
+}
+
+#[test]
 fn checks_that_lag_behind_hold_new_requests_back() {
     let mut s = Sim::new(40, &[false, false, false, false, false]);
     let asks = s.assign();
