@@ -210,12 +210,12 @@ impl Metrics {
         let upload_slots = counter_vec(
             &reg,
             "p2p_peer_upload_slots_total",
-            "Piece requests by the requester's class and how they got an upload slot (at_once, queued, overflow: waited the longest allowed and sent over the cap).",
+            "Piece requests by the requester's class and how they got an upload slot (at_once, queued) or none (busy: the queue was full, or the wait ran out; answered 503 with x-p2p-busy).",
             &["class", "got"],
         );
         for class in ["reciprocating", "newcomer", "unnamed"] {
             served_class_bytes.with_label_values(&[class]);
-            for got in ["at_once", "queued", "overflow"] {
+            for got in ["at_once", "queued", "busy"] {
                 upload_slots.with_label_values(&[class, got]);
             }
         }

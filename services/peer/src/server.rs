@@ -196,11 +196,11 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         io_timeout: cfg.peer.io_timeout,
         daemon: daemon.clone(),
         web: Arc::new(http::Web::new(&cfg, &advertised, local_addr.port())),
-        // A waiting piece request is sent well before a downloader's answer deadline (the same
-        // io_timeout by default) would drop this peer as a source.
+        // A waiting piece request is answered well before a downloader's answer deadline would
+        // drop this peer as a source.
         upload_slots: UploadSlots::new(
             cfg.transfer.upload_slots,
-            cfg.peer.io_timeout / 2,
+            crate::transfer::choker::QUEUE_WAIT.min(cfg.peer.io_timeout / 2),
             cfg.transfer.upload_limit,
         ),
     })

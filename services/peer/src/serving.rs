@@ -4,5 +4,8 @@
 //! handlers (`http::blobs`) and `transfer::slots` wrap them in sockets and tasks.
 
 pub use crate::http::seeding::Seeding;
-pub use crate::transfer::choker::{Class, Slots, admit_now, newcomer_rate, next, paced};
+pub use crate::transfer::choker::{
+    Arrival, Class, QUEUE_WAIT, Slots, WAITING_PER_SLOT, admit_now, arrive, newcomer_rate, next,
+    paced,
+};
 pub use crate::transfer::ledger::{HALF_LIFE, Ledger, Standing};

@@ -456,3 +456,71 @@ async fn upload_limit_paces_served_bodies_fairly() {
     );
     peer.shutdown().await.unwrap();
 }
+
+/// More piece requests than the upload slots and their queue hold: the rest are answered busy
+/// at once (503 with `x-p2p-busy`), queued ones that wait too long too, nothing hangs, and a
+/// piece refused busy was not counted as sent by super-seeding (asked again, it is sent, not
+/// deferred as "served already").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_upload_queue_are_answered_busy() {
+    let root = tempfile::tempdir().unwrap();
+    let share = root.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let data = bytes(16 * MIB, 9);
+    let sha = sha256_hex(&data);
+    std::fs::write(share.join("many-pieces"), &data).unwrap();
+    let tracker = start_tracker().await;
+    let mut cfg = peer_cfg(tracker.local_addr, &share);
+    cfg.transfer.upload_slots = 1;
+    cfg.transfer.upload_limit = ByteRate::per_second(MIB as u64);
+    let peer = p2p_peer::server::start(cfg).await.unwrap();
+    let base = format!("http://{}", peer.local_addr);
+    let piece = pieces::piece_size(data.len() as u64) as usize;
+    let count = 40.min(data.len() / piece);
+    let started = Instant::now();
+    let answers = futures::future::join_all((0..count).map(|i| {
+        let url = format!("{base}/blobs/{sha}/pieces/{i}");
+        async move { (i, get(&url).await) }
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    let mut busy = Vec::new();
+    for (i, (status, headers, body)) in &answers {
+        match status {
+            200 => assert!(body[..] == data[i * piece..(i + 1) * piece], "piece {i}"),
+            503 => {
+                assert!(headers.contains_key("x-p2p-busy"), "piece {i}: {headers:?}");
+                busy.push(*i);
+            }
+            other => panic!("piece {i}: HTTP {other}: {}", String::from_utf8_lossy(body)),
+        }
+    }
+    // One slot and 16 places: at most 17 can be taken in, and at 1 MiB/s only a few of
+    // those are sent within the queue's 1 s wait.
+    assert!(
+        busy.len() >= count - 17,
+        "only {} busy of {count}",
+        busy.len()
+    );
+    assert!(busy.len() < count, "nothing sent");
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "answers took {elapsed:?}"
+    );
+    let refused = metric(
+        &base,
+        "p2p_peer_upload_slots_total{class=\"unnamed\",got=\"busy\"}",
+    )
+    .await;
+    assert_eq!(refused, busy.len() as f64);
+    let again = busy[busy.len() - 1];
+    let (status, headers, body) = get(&format!("{base}/blobs/{sha}/pieces/{again}")).await;
+    assert_eq!(
+        status,
+        200,
+        "{headers:?} {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(body[..] == data[again * piece..(again + 1) * piece]);
+    peer.shutdown().await.unwrap();
+}

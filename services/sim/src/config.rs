@@ -44,7 +44,7 @@ pub struct Config {
     /// `transfer.max_sources` and `transfer.upload_slots` of every peer.
     pub max_sources: usize,
     pub upload_slots: usize,
-    /// `peer.io_timeout` (slots overflow after half of it).
+    /// `peer.io_timeout` (a queued request is answered busy after `QUEUE_WAIT` or half of it).
     pub io_timeout_s: f64,
     /// Holders per tracker answer (`registry.holders_per_answer`).
     pub holders_per_answer: usize,

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use p2p_peer::serving::{self, Class, Slots};
+use p2p_peer::serving::{self, Arrival, Class, Slots};
 use p2p_peer::share::bitfield::Bitfield;
 use p2p_peer::swarm::core::{Fetched, SourceId};
 
@@ -59,19 +59,38 @@ impl World {
         let class = Class::of(standing);
         let s = &mut self.hosts[to as usize].serve;
         let classes = s.classes();
-        if serving::admit_now(class, &classes, s.held) {
-            s.held.add(class, 1);
-            self.set_class(r, class);
-            self.start_flow(r);
-        } else {
-            s.waiting.push((r, class));
-            self.set_class(r, class);
-            if let Some(req) = self.reqs.get_mut(&r) {
-                req.stage = Stage::Queued;
-            }
-            let wait = self.max_wait;
-            self.at(at + wait, Ev::Overflow(r));
+        self.set_class(r, class);
+        let arrival = serving::arrive(class, &classes, self.hosts[to as usize].serve.held);
+        if let Arrival::WaitRefusing(i) = arrival {
+            let (refused, _) = self.hosts[to as usize].serve.waiting.remove(i);
+            self.busy(refused, at);
         }
+        match arrival {
+            Arrival::Now => {
+                self.hosts[to as usize].serve.held.add(class, 1);
+                self.start_flow(r);
+            }
+            Arrival::Wait | Arrival::WaitRefusing(_) => {
+                self.hosts[to as usize].serve.waiting.push((r, class));
+                if let Some(req) = self.reqs.get_mut(&r) {
+                    req.stage = Stage::Queued;
+                }
+                let wait = self.max_wait;
+                self.at(at + wait, Ev::Overflow(r));
+            }
+            Arrival::Busy => self.busy(r, at),
+        }
+    }
+
+    /// `r` is answered busy (`get_piece`): what the origin counted for it is not sent.
+    fn busy(&mut self, r: u64, at: Duration) {
+        let Some(req) = self.reqs.get(&r) else {
+            return;
+        };
+        if let Some(seeding) = &self.hosts[req.to as usize].serve.seeding {
+            seeding.unsent(&self.digest, req.ask.piece, req.len);
+        }
+        self.answer(r, Fetched::Busy, at);
     }
 
     fn set_class(&mut self, r: u64, class: Class) {
@@ -80,19 +99,19 @@ impl World {
         }
     }
 
-    /// A queued request waited `max_wait`: sent over the cap.
-    pub(crate) fn overflow(&mut self, r: u64, _at: Duration) {
+    /// A queued request waited `max_wait`: answered busy.
+    pub(crate) fn overflow(&mut self, r: u64, at: Duration) {
         let Some(req) = self.reqs.get(&r) else {
             return;
         };
         if req.stage != Stage::Queued {
             return;
         }
-        let (to, class) = (req.to, req.class);
-        let s = &mut self.hosts[to as usize].serve;
-        s.waiting.retain(|w| w.0 != r);
-        s.held.add(class, 1);
-        self.start_flow(r);
+        self.hosts[req.to as usize]
+            .serve
+            .waiting
+            .retain(|w| w.0 != r);
+        self.busy(r, at);
     }
 
     /// A slot of `h` was given back: the choker hands free slots to waiters.

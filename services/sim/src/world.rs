@@ -257,7 +257,8 @@ impl World {
             stats: Stats::new(size, bound),
             step: Duration::from_secs_f64(cfg.step_ms / 1000.0),
             schedule_every: Duration::from_secs_f64(cfg.schedule_ms / 1000.0),
-            max_wait: Duration::from_secs_f64(cfg.io_timeout_s / 2.0),
+            max_wait: p2p_peer::serving::QUEUE_WAIT
+                .min(Duration::from_secs_f64(cfg.io_timeout_s / 2.0)),
             limit: Duration::from_secs_f64(bound * cfg.give_up_bounds),
             waiting_for: (1..n).filter(|&i| !cfg.leaves(i)).count(),
         };

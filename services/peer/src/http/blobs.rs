@@ -20,6 +20,7 @@ use crate::share::{Digest, Manifest, PieceIndex};
 use crate::store::Entry;
 use crate::transfer::choker::Class;
 use crate::transfer::ledger::Standing;
+use crate::transfer::slots::Got;
 use crate::wire::blobs::{self as wire, ManifestJson};
 
 /// What this peer holds of a digest.
@@ -147,7 +148,12 @@ pub(super) async fn get_bitfield(
 
 /// An upload slot for a piece request from `from`: at once while slots are free, else when the
 /// choker picks it (peers that sent this one bytes lately first). The one place pieces wait.
-async fn piece_slot(st: &AppState, headers: &HeaderMap, from: IpAddr) -> PieceSlot {
+/// An upload slot for a piece body; `Err`: the holder is busy (the answer to send).
+async fn piece_slot(
+    st: &AppState,
+    headers: &HeaderMap,
+    from: IpAddr,
+) -> Result<PieceSlot, Response> {
     let claimed = headers
         .get(wire::PEER_ADDR_HEADER)
         .and_then(|v| v.to_str().ok());
@@ -158,15 +164,31 @@ async fn piece_slot(st: &AppState, headers: &HeaderMap, from: IpAddr) -> PieceSl
     }
     let class = Class::of(standing);
     let label = class.label();
-    let (slot, got) = st.upload_slots.acquire(class).await;
+    let got = st.upload_slots.acquire(class).await;
     st.metrics
         .upload_slots
-        .with_label_values(&[label, got.label()])
+        .with_label_values(&[label, Got::label(got.as_ref().map(|g| g.1))])
         .inc();
-    PieceSlot {
+    let Some((slot, _)) = got else {
+        return Err(refused(
+            wire::BUSY_HEADER,
+            "every upload slot is taken and the queue is full; ask again a little later",
+        ));
+    };
+    Ok(PieceSlot {
         slot,
         bytes: st.metrics.served_class_bytes.with_label_values(&[label]),
-    }
+    })
+}
+
+/// A piece request refused for now (503), marked by `header` so the downloader knows why.
+fn refused(header: &'static str, msg: impl Into<String>) -> Response {
+    let mut resp = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+    resp.headers_mut().insert(
+        header::HeaderName::from_static(header),
+        header::HeaderValue::from_static("1"),
+    );
+    resp
 }
 
 pub(super) async fn get_piece(
@@ -222,25 +244,23 @@ pub(super) async fn get_piece(
             // peers idled, deferring every piece, while the others still downloaded).
             let insist =
                 headers.contains_key(wire::INSIST_HEADER) || st.partials.downloaded_here(&digest);
-            if !st
-                .seeding
-                .admit(&digest, manifest, index, within.end - within.start, insist)
-            {
-                let mut resp = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+            let len = within.end - within.start;
+            if !st.seeding.admit(&digest, manifest, index, len, insist) {
+                return Ok(refused(
+                    wire::LEAST_SERVED_HEADER,
                     format!(
                         "piece {index} went out more often than others; ask for a less served piece first (or send {}: 1)",
                         wire::INSIST_HEADER
                     ),
-                )
-                .into_response();
-                resp.headers_mut().insert(
-                    header::HeaderName::from_static(wire::LEAST_SERVED_HEADER),
-                    header::HeaderValue::from_static("1"),
-                );
-                return Ok(resp);
+                ));
             }
-            let piece = piece_slot(&st, &headers, from.ip()).await;
+            let piece = match piece_slot(&st, &headers, from.ip()).await {
+                Ok(piece) => piece,
+                Err(busy) => {
+                    st.seeding.unsent(&digest, index, len);
+                    return Ok(busy);
+                }
+            };
             let slot = transfer_slot(&st, from.ip())?;
             let file = st.store.open_file(entry).await.map_err(|e| {
                 tracing::warn!(file = %entry.name, error = %e, "cannot open indexed file");
@@ -252,7 +272,10 @@ pub(super) async fn get_piece(
             if !p.has(index) {
                 return Err(missing());
             }
-            let piece = piece_slot(&st, &headers, from.ip()).await;
+            let piece = match piece_slot(&st, &headers, from.ip()).await {
+                Ok(piece) => piece,
+                Err(busy) => return Ok(busy),
+            };
             let slot = transfer_slot(&st, from.ip())?;
             let path = p.data_path().to_path_buf();
             let file = tokio::task::spawn_blocking(move || crate::store::open_regular(&path))

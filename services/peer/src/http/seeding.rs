@@ -76,6 +76,18 @@ impl Seeding {
         *sent = sent.saturating_add(bytes);
         true
     }
+
+    /// `bytes` of piece `index` counted by [`Seeding::admit`] were not sent after all (the
+    /// upload slots were busy): they no longer count.
+    pub fn unsent(&self, sha256: &Digest, index: PieceIndex, bytes: u64) {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sent) = files
+            .get_mut(sha256)
+            .and_then(|c| c.sent.get_mut(index.as_usize()))
+        {
+            *sent = sent.saturating_sub(bytes);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +138,20 @@ mod tests {
         assert!(s.admit(&d, &m, PieceIndex(1), block, false));
         // Both started: piece 0 may go again.
         assert!(s.admit(&d, &m, PieceIndex(0), block, false));
+    }
+
+    #[test]
+    fn a_piece_not_sent_after_all_goes_back_to_its_round() {
+        let s = Seeding::default();
+        let (d, m) = (sha256(b"file"), manifest(2));
+        assert!(s.admit(&d, &m, PieceIndex(0), PIECE, false));
+        s.unsent(&d, PieceIndex(0), PIECE);
+        // Piece 0 counts as never sent: it may go before piece 1.
+        assert!(s.admit(&d, &m, PieceIndex(0), PIECE, false));
+        assert!(!s.admit(&d, &m, PieceIndex(0), PIECE, false));
+        // Unknown files and pieces are no-ops.
+        s.unsent(&sha256(b"other"), PieceIndex(0), PIECE);
+        s.unsent(&d, PieceIndex(9), PIECE);
     }
 
     #[test]

@@ -127,6 +127,53 @@ pub fn admit_now(class: Class, waiting: &[Class], s: Slots) -> bool {
     next(&all, s) == Some(waiting.len())
 }
 
+/// Requests that may wait for an upload slot, per slot. Beyond that a request is answered
+/// "busy" at once and its downloader asks again a little later or elsewhere, as a BitTorrent
+/// peer is choked rather than queued: a long queue only holds requests that go stale while
+/// they wait (a thousand downloaders starting at one seed queued 30 s of its upload for pieces
+/// the swarm soon had), and a queue of a few blocks per slot keeps the upload busy.
+pub const WAITING_PER_SLOT: usize = 16;
+/// The longest a request waits in that queue before it is answered busy: by then the
+/// downloader may have the piece from elsewhere, and what the origin decided to send it
+/// (`http::seeding`) is stale.
+pub const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What becomes of a request that arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Sent at once.
+    Now,
+    /// It waits for a slot.
+    Wait,
+    /// It waits, and the waiter at this index (the lowest ranked, the newest of equals) is
+    /// answered busy to make room.
+    WaitRefusing(usize),
+    /// Answered busy: the queue is full of requests that rank as high.
+    Busy,
+}
+
+/// The rule for a request of `class` arriving with `waiting` queued (in arrival order). The
+/// queue holds [`WAITING_PER_SLOT`] per slot; when it is full, an arrival that ranks above the
+/// lowest ranked waiter takes its place, and so does one of the lesser classes when only
+/// reciprocating peers wait (the optimistic slot's candidate always has a place).
+pub fn arrive(class: Class, waiting: &[Class], s: Slots) -> Arrival {
+    if admit_now(class, waiting, s) {
+        return Arrival::Now;
+    }
+    if waiting.len() < s.cap.saturating_mul(WAITING_PER_SLOT) {
+        return Arrival::Wait;
+    }
+    let lowest = waiting
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, c)| (c.key(), std::cmp::Reverse(*i)));
+    match lowest {
+        Some((i, worst)) if class.key() > worst.key() => Arrival::WaitRefusing(i),
+        Some((i, worst)) if !class.gave() && worst.gave() => Arrival::WaitRefusing(i),
+        _ => Arrival::Busy,
+    }
+}
+
 /// Whether a body of `class` is paced to the lesser classes' rate now: while a higher class is
 /// served.
 pub fn paced(class: Class, s: Slots) -> bool {
@@ -211,6 +258,47 @@ mod tests {
         assert!(admit_now(N, &[U], slots(4, 0, 2, 0)));
         // No cap: everything goes at once.
         assert!(admit_now(U, &[N, N], slots(0, 100, 100, 100)));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_the_lowest_ranked_make_room() {
+        let busy = slots(2, 0, 2, 0);
+        let room = 2 * WAITING_PER_SLOT;
+        // A full queue: `first`, then peers that gave the most (never the lowest ranked).
+        let full = |first: &[Class]| {
+            let mut q = first.to_vec();
+            q.resize(room, r(u64::MAX));
+            q
+        };
+        let mut queue = vec![N; room - 1];
+        assert_eq!(arrive(N, &queue, busy), Arrival::Wait);
+        queue.push(N);
+        assert_eq!(arrive(N, &queue, busy), Arrival::Busy);
+        // A reciprocating peer makes room: the newest of the lowest class is refused.
+        assert_eq!(
+            arrive(r(5), &full(&[N, U, N, U]), busy),
+            Arrival::WaitRefusing(3)
+        );
+        assert_eq!(
+            arrive(r(5), &full(&[N, r(9), N, r(1)]), busy),
+            Arrival::WaitRefusing(2)
+        );
+        // It does not push out a peer that gave as much or more.
+        assert_eq!(arrive(r(5), &full(&[r(5), r(9)]), busy), Arrival::Busy);
+        assert_eq!(
+            arrive(r(5), &full(&[r(9), r(4), r(6)]), busy),
+            Arrival::WaitRefusing(1)
+        );
+        // A newcomer past newcomers waits its turn elsewhere; past givers only, it takes the
+        // place of the least generous, newest one (the optimistic slot's candidate).
+        assert_eq!(arrive(N, &full(&[N, r(1)]), busy), Arrival::Busy);
+        assert_eq!(
+            arrive(U, &full(&[r(3), r(1), r(2), r(1)]), busy),
+            Arrival::WaitRefusing(3)
+        );
+        // A free slot, or no cap: at once, whatever waits.
+        assert_eq!(arrive(N, &[], slots(2, 0, 1, 0)), Arrival::Now);
+        assert_eq!(arrive(U, &[N; 100], slots(0, 0, 0, 0)), Arrival::Now);
     }
 
     #[test]

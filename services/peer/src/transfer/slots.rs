@@ -1,34 +1,33 @@
 //! Upload slots: at most `transfer.upload_slots` piece bodies are sent at once; requests beyond
 //! that (and, while reciprocating peers are served, lesser requests beyond the optimistic one)
-//! wait, and each freed slot goes to the waiter [`super::choker::next`] picks. A request waits
-//! at most `max_wait` (below the downloaders' answer deadline, so a wait never looks like a dead
-//! source to them); past it, it is sent anyway, over the cap.
+//! wait, and each freed slot goes to the waiter [`super::choker::next`] picks. The queue is
+//! bounded ([`super::choker::arrive`]) and a request waits at most `max_wait`
+//! ([`super::choker::QUEUE_WAIT`]); beyond either it is answered busy, and its downloader asks
+//! again a little later or asks another holder.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::choker::{self, Class, Slots};
+use super::choker::{self, Arrival, Class, Slots};
 use super::limit::{Bucket, ByteRate, Throttle};
 
-/// How a request got its slot (the metric label).
+/// How a request got its slot (the metric label; "busy" when it got none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Got {
     /// A slot was free.
     AtOnce,
     /// A freed slot was handed to it.
     Queued,
-    /// It waited `max_wait` and was sent over the cap.
-    Overflow,
 }
 
 impl Got {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Got::AtOnce => "at_once",
-            Got::Queued => "queued",
-            Got::Overflow => "overflow",
+    pub(crate) fn label(got: Option<Got>) -> &'static str {
+        match got {
+            Some(Got::AtOnce) => "at_once",
+            Some(Got::Queued) => "queued",
+            None => "busy",
         }
     }
 }
@@ -56,7 +55,8 @@ struct State {
 struct Waiter {
     seq: u64,
     class: Class,
-    grant: oneshot::Sender<()>,
+    /// True: a slot; false: answered busy to make room for a higher ranked request.
+    grant: oneshot::Sender<bool>,
 }
 
 impl State {
@@ -76,7 +76,7 @@ impl State {
             self.held.add(w.class, 1);
             // A waiter that went away gives the slot back from its guard's drop (it finds
             // itself no longer waiting), so a failed send needs nothing here.
-            let _ = w.grant.send(());
+            let _ = w.grant.send(true);
         }
     }
 }
@@ -110,26 +110,36 @@ impl Drop for UploadSlot {
     }
 }
 
-/// While a request waits: if it is dropped (the client went away), it leaves the queue, or
-/// gives back the slot handed to it meanwhile.
+/// While a request waits. It ends in one of three ways, each under the lock: still queued
+/// (taken out), handed a slot (`true` sent), or refused to make room (`false` sent). If it is
+/// dropped (the client went away) it leaves the queue, or gives back the slot handed to it.
 struct Waiting<'a> {
     owner: &'a Arc<UploadSlots>,
     seq: u64,
     class: Class,
+    grant: oneshot::Receiver<bool>,
     done: bool,
 }
 
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
+impl Waiting<'_> {
+    /// Ends the wait now: whether a slot is ours.
+    fn end(&mut self) -> bool {
+        self.done = true;
         let mut s = self.owner.lock();
         match s.waiting.iter().position(|w| w.seq == self.seq) {
             Some(i) => {
                 s.waiting.remove(i);
+                false
             }
-            None => s.release(self.class, self.owner.slots),
+            None => self.grant.try_recv().unwrap_or(false),
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.end() {
+            self.owner.lock().release(self.class, self.owner.slots);
         }
     }
 }
@@ -154,9 +164,9 @@ impl UploadSlots {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for a request of `class`, at once or when the choker picks it, at the latest
-    /// after `max_wait`. Cancel-safe.
-    pub(crate) async fn acquire(self: &Arc<Self>, class: Class) -> (UploadSlot, Got) {
+    /// A slot for a request of `class`, at once or when the choker picks it within
+    /// `max_wait`; `None`: busy (see the module's doc). Cancel-safe.
+    pub(crate) async fn acquire(self: &Arc<Self>, class: Class) -> Option<(UploadSlot, Got)> {
         // Made only once the slot is ours: its drop gives one back.
         let slot = || UploadSlot {
             owner: Arc::clone(self),
@@ -167,11 +177,19 @@ impl UploadSlots {
                 .filter(|_| !matches!(class, Class::Reciprocating { .. }))
                 .map(|b| Throttle::new(Arc::clone(b))),
         };
-        let (rx, mut waiting) = {
+        let mut waiting = {
             let mut s = self.lock();
-            if choker::admit_now(class, &s.classes(), s.slots(self.slots)) {
-                s.held.add(class, 1);
-                return (slot(), Got::AtOnce);
+            match choker::arrive(class, &s.classes(), s.slots(self.slots)) {
+                Arrival::Now => {
+                    s.held.add(class, 1);
+                    return Some((slot(), Got::AtOnce));
+                }
+                Arrival::Busy => return None,
+                Arrival::WaitRefusing(i) => {
+                    let refused = s.waiting.remove(i);
+                    let _ = refused.grant.send(false);
+                }
+                Arrival::Wait => {}
             }
             let (tx, rx) = oneshot::channel();
             s.seq += 1;
@@ -181,29 +199,22 @@ impl UploadSlots {
                 class,
                 grant: tx,
             });
-            let guard = Waiting {
+            Waiting {
                 owner: self,
                 seq,
                 class,
+                grant: rx,
                 done: false,
-            };
-            (rx, guard)
-        };
-        let granted = tokio::time::timeout(self.max_wait, rx).await;
-        waiting.done = true;
-        if let Ok(Ok(())) = granted {
-            return (slot(), Got::Queued);
-        }
-        let mut s = self.lock();
-        match s.waiting.iter().position(|w| w.seq == waiting.seq) {
-            Some(i) => {
-                s.waiting.remove(i);
-                s.held.add(class, 1);
-                (slot(), Got::Overflow)
             }
-            // Handed a slot just as the wait ran out.
-            None => (slot(), Got::Queued),
-        }
+        };
+        let got = match tokio::time::timeout(self.max_wait, &mut waiting.grant).await {
+            Ok(answer) => {
+                waiting.done = true;
+                answer.unwrap_or(false)
+            }
+            Err(_) => waiting.end(),
+        };
+        got.then(|| (slot(), Got::Queued))
     }
 }
 
@@ -223,9 +234,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_freed_slot_goes_to_the_reciprocating_waiter() {
         let s = UploadSlots::new(2, LONG, ByteRate::UNLIMITED);
-        let (a, got) = s.acquire(N).await;
+        let (a, got) = s.acquire(N).await.unwrap();
         assert_eq!(got, Got::AtOnce);
-        let (b, _) = s.acquire(R).await;
+        let (b, _) = s.acquire(R).await.unwrap();
         assert_eq!(busy(&s), (2, 1, 0));
         // A newcomer, then a reciprocating peer, wait.
         let rider = tokio::spawn({
@@ -241,12 +252,12 @@ mod tests {
         assert_eq!(busy(&s), (2, 1, 2));
         // A newcomer holds a slot, so the slot `b` frees goes to the giver, not the rider.
         drop(b);
-        let (c, got) = giver.await.unwrap();
+        let (c, got) = giver.await.unwrap().unwrap();
         assert_eq!(got, Got::Queued);
         assert_eq!(busy(&s), (2, 1, 1));
         // The newcomer's slot frees: the rider takes the optimistic slot.
         drop(a);
-        let (d, got) = rider.await.unwrap();
+        let (d, got) = rider.await.unwrap().unwrap();
         assert_eq!(got, Got::Queued);
         assert_eq!(busy(&s), (2, 1, 0));
         drop((c, d));
@@ -259,13 +270,13 @@ mod tests {
     async fn newcomers_are_paced_only_while_givers_are_served() {
         const MIB: u64 = 1 << 20;
         let s = UploadSlots::new(4, LONG, ByteRate::per_second(10 * MIB));
-        let (mut rider, _) = s.acquire(N).await;
+        let (mut rider, _) = s.acquire(N).await.unwrap();
         let t = tokio::time::Instant::now();
         for _ in 0..64 {
             rider.pace(64 << 10).await;
         }
         assert_eq!(t.elapsed(), Duration::ZERO, "paced with nobody to prefer");
-        let (giver, _) = s.acquire(R).await;
+        let (giver, _) = s.acquire(R).await.unwrap();
         let t = tokio::time::Instant::now();
         for _ in 0..64 {
             rider.pace(64 << 10).await;
@@ -274,29 +285,67 @@ mod tests {
         let secs = t.elapsed().as_secs_f64();
         assert!((1.9..2.1).contains(&secs), "4 MiB took {secs} s");
         drop(giver);
-        let (mut g, _) = s.acquire(R).await;
+        let (mut g, _) = s.acquire(R).await.unwrap();
         let t = tokio::time::Instant::now();
         g.pace(100 * MIB).await;
         assert_eq!(t.elapsed(), Duration::ZERO, "a giver is never paced here");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_long_wait_is_served_over_the_cap() {
-        let s = UploadSlots::new(1, Duration::from_secs(5), ByteRate::UNLIMITED);
-        let (_a, _) = s.acquire(R).await;
+    async fn a_long_wait_is_answered_busy() {
+        let s = UploadSlots::new(1, Duration::from_secs(1), ByteRate::UNLIMITED);
+        let (a, _) = s.acquire(R).await.unwrap();
         let t = tokio::time::Instant::now();
-        let (b, got) = s.acquire(N).await;
-        assert_eq!(got, Got::Overflow);
-        assert_eq!(t.elapsed(), Duration::from_secs(5));
-        assert_eq!(busy(&s), (2, 1, 0));
-        drop(b);
+        assert!(s.acquire(N).await.is_none());
+        assert_eq!(t.elapsed(), Duration::from_secs(1));
         assert_eq!(busy(&s), (1, 0, 0));
+        drop(a);
+        assert_eq!(busy(&s), (0, 0, 0));
+    }
+
+    /// A full queue answers busy at once; a higher ranked request makes room by refusing the
+    /// lowest ranked waiter, and nothing is left taken.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_answers_busy_and_refuses_the_lowest_for_a_giver() {
+        let s = UploadSlots::new(2, LONG, ByteRate::UNLIMITED);
+        let (a, _) = s.acquire(N).await.unwrap();
+        let (b, _) = s.acquire(N).await.unwrap();
+        let room = 2 * choker::WAITING_PER_SLOT;
+        let waiters: Vec<_> = (0..room)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                tokio::spawn(async move { s.acquire(N).await.map(|(slot, _)| slot) })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(busy(&s), (2, 2, room));
+        let t = tokio::time::Instant::now();
+        assert!(s.acquire(N).await.is_none(), "a newcomer past a full queue");
+        assert_eq!(t.elapsed(), Duration::ZERO);
+        let giver = tokio::spawn({
+            let s = Arc::clone(&s);
+            async move { s.acquire(R).await.map(|(slot, _)| slot) }
+        });
+        tokio::task::yield_now().await;
+        // The newest newcomer made room for it.
+        let mut waiters = waiters;
+        let newest = waiters.pop().unwrap();
+        assert!(newest.await.unwrap().is_none());
+        assert_eq!(busy(&s), (2, 2, room));
+        // A newcomer still holds a slot, so the freed one goes to the giver.
+        drop(a);
+        let g = giver.await.unwrap().expect("the giver goes first");
+        drop((g, b));
+        for w in waiters {
+            drop(w.await.unwrap().expect("served in turn"));
+        }
+        assert_eq!(busy(&s), (0, 0, 0));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_that_goes_away_leaves_no_slot_taken() {
         let s = UploadSlots::new(1, LONG, ByteRate::UNLIMITED);
-        let (a, _) = s.acquire(R).await;
+        let (a, _) = s.acquire(R).await.unwrap();
         let gone = tokio::time::timeout(Duration::from_secs(1), s.acquire(N)).await;
         assert!(gone.is_err());
         assert_eq!(busy(&s), (1, 0, 0));
@@ -305,6 +354,9 @@ mod tests {
         // Uncapped: never waits.
         let free = UploadSlots::new(0, LONG, ByteRate::UNLIMITED);
         let held: Vec<_> = futures::future::join_all((0..10).map(|_| free.acquire(N))).await;
-        assert!(held.iter().all(|(_, g)| *g == Got::AtOnce));
+        assert!(
+            held.iter()
+                .all(|h| h.as_ref().is_some_and(|(_, g)| *g == Got::AtOnce))
+        );
     }
 }
