@@ -134,14 +134,7 @@ impl<H> Plan<H> {
         start: &mut impl FnMut(&Holder, Ask, &Arc<Meter>) -> Option<H>,
     ) -> bool {
         // Taking a piece from this holder already: go on with it even if others went out less.
-        let continues = self
-            .requests
-            .iter()
-            .any(|r| r.source == src && r.piece == piece)
-            || self
-                .open
-                .get(&piece)
-                .is_some_and(|o| o.got.contains(&Some(src)));
+        let continues = self.taken_up(src, piece);
         let s = &self.sources[src.0 as usize];
         let ask = Ask {
             source: src,

@@ -101,7 +101,9 @@ impl<H> Plan<H> {
     pub(super) fn next_block(&self, src: SourceId, offer: &Bitfield) -> Option<(PieceIndex, u32)> {
         self.open
             .iter()
-            .filter(|(p, o)| !o.checking && offer.get(**p) && o.admits(src))
+            .filter(|(p, o)| {
+                !o.checking && offer.get(**p) && o.admits(src) && !self.awaiting_first(src, **p)
+            })
             .filter_map(|(&p, o)| {
                 let free = (0..o.got.len() as u32)
                     .find(|&b| o.got[b as usize].is_none() && self.copies(p, b) == 0)?;
@@ -110,6 +112,35 @@ impl<H> Plan<H> {
             })
             .max_by_key(|&(progress, p, _)| (progress, std::cmp::Reverse(p)))
             .map(|(_, p, b)| (p, b))
+    }
+
+    /// Whether `src` has taken up `piece`: a block of it came from there, or bytes of one are
+    /// arriving. Only then are its other blocks asked there with `insist`: a holder that
+    /// defers the piece ("least served first") answers only the first ask so, and a second
+    /// block asked with `insist` before that answer was sent anyway (traced at 300 simulated
+    /// hosts: pieces the seed had deferred went out a block at a time to dozens of
+    /// downloaders, none of which could finish them).
+    pub(super) fn taken_up(&self, src: SourceId, piece: PieceIndex) -> bool {
+        self.open
+            .get(&piece)
+            .is_some_and(|o| o.got.contains(&Some(src)))
+            || self
+                .requests
+                .iter()
+                .any(|r| r.source == src && r.piece == piece && r.meter.bytes() > 0)
+    }
+
+    /// A complete holder was asked for a block of `piece` and has not taken it up yet: no other
+    /// block of it is asked there until it answers (see [`Plan::taken_up`]).
+    fn awaiting_first(&self, src: SourceId, piece: PieceIndex) -> bool {
+        let s = self.source(src);
+        !s.peer.partial
+            && !s.insisted.contains(&piece)
+            && self
+                .requests
+                .iter()
+                .any(|r| r.source == src && r.piece == piece)
+            && !self.taken_up(src, piece)
     }
 
     /// A block already asked of another source, fetched at `src` too (whichever copy comes

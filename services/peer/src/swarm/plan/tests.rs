@@ -204,25 +204,46 @@ fn a_refresh_keeps_a_bounded_set_of_candidates() {
 #[test]
 fn a_piece_comes_in_blocks_from_several_sources_at_once() {
     let mut s = Sim::blocks(1, 4, &[false, false], 8);
-    let asks = s.assign();
-    assert_eq!(asks.len(), 4, "{asks:?}");
-    assert!(asks.iter().all(|a| a.piece == PieceIndex(0)));
-    let mut blocks: Vec<u32> = asks.iter().map(|a| a.block).collect();
-    blocks.sort_unstable();
-    assert_eq!(blocks, vec![0, 1, 2, 3], "each block asked once");
-    let from: BTreeSet<u32> = asks.iter().map(|a| a.source.0).collect();
-    assert_eq!(from.len(), 2, "both sources send blocks of the one piece");
-    // A source taking a piece insists on its next block (a seed may not send it elsewhere).
-    let second = asks.iter().filter(|a| a.source.0 == 0).nth(1).unwrap();
-    assert!(second.insist && !second.first, "{second:?}");
-    for a in &asks[..3] {
-        assert_eq!(s.arrive(*a, Duration::from_millis(1)), Next::Block(vec![]));
-        assert!(!s.plan.is_checking());
-    }
-    assert_eq!(
-        s.arrive(asks[3], Duration::from_millis(1)),
-        Next::Check(vec![])
+    // A complete holder is asked for one block of a piece until it takes the piece up: it may
+    // defer the piece ("least served first"), and a second block asked meanwhile with
+    // `insist` would be sent anyway.
+    let first = s.assign();
+    assert!(
+        first.iter().all(|a| a.piece == PieceIndex(0) && !a.insist),
+        "{first:?}"
     );
+    let asked: BTreeSet<u32> = first.iter().map(|a| a.block).collect();
+    assert_eq!(
+        asked,
+        BTreeSet::from([0, 1]),
+        "one block per source: {first:?}"
+    );
+    let from: BTreeSet<u32> = first.iter().map(|a| a.source.0).collect();
+    assert_eq!(from.len(), 2, "both sources send blocks of the one piece");
+    // Each first block came in (its copy at the other source is let go of): each source took
+    // the piece up and is asked for more of it, with `insist`.
+    let originals = [0, 1].map(|b| *first.iter().find(|a| a.block == b).unwrap());
+    for a in originals {
+        assert!(matches!(
+            s.arrive(a, Duration::from_millis(1)),
+            Next::Block(_)
+        ));
+    }
+    let more = s.assign();
+    let rest: BTreeSet<u32> = more.iter().map(|a| a.block).collect();
+    assert_eq!(rest, BTreeSet::from([2, 3]), "{more:?}");
+    assert!(more.iter().all(|a| a.insist && !a.first), "{more:?}");
+    let last = *more.iter().find(|a| a.block == 3).unwrap();
+    let other = *more.iter().find(|a| a.block == 2).unwrap();
+    assert!(matches!(
+        s.arrive(other, Duration::from_millis(1)),
+        Next::Block(_)
+    ));
+    assert!(!s.plan.is_checking());
+    assert!(matches!(
+        s.arrive(last, Duration::from_millis(1)),
+        Next::Check(_)
+    ));
     assert!(s.plan.is_checking() && !s.plan.is_idle());
     assert_eq!(
         s.plan
@@ -230,6 +251,32 @@ fn a_piece_comes_in_blocks_from_several_sources_at_once() {
         Next::Continue
     );
     assert!(s.plan.is_idle());
+}
+
+#[test]
+fn a_block_deferred_by_a_seed_is_not_followed_by_an_insisting_one() {
+    let mut s = Sim::blocks(2, 4, &[false], 8);
+    let asks = s.assign();
+    // One block of each piece, none insisting.
+    assert_eq!(asks.len(), 2, "{asks:?}");
+    assert!(asks.iter().all(|a| a.block == 0 && !a.insist), "{asks:?}");
+    // Piece 0 is deferred; piece 1 flows, so the seed took it up.
+    let deferred = asks.iter().find(|a| a.piece == PieceIndex(0)).unwrap();
+    let taken = asks.iter().find(|a| a.piece == PieceIndex(1)).unwrap();
+    s.plan.fetched(
+        deferred.source,
+        deferred.piece,
+        deferred.block,
+        Fetched::Deferred,
+        s.now,
+    );
+    s.meter(*taken).add(1);
+    let more = s.assign();
+    assert!(!more.is_empty(), "{more:?}");
+    assert!(
+        more.iter().all(|a| a.piece == PieceIndex(1) && a.insist),
+        "only the piece taken up goes on, insisting: {more:?}"
+    );
 }
 
 #[test]
@@ -416,7 +463,14 @@ fn a_bad_piece_of_several_sources_is_fetched_from_one_and_only_the_liar_is_blame
     );
     assert!(s.plan.ids().all(|i| !s.plan.source(i).dropped));
     // Fetched again, from one source alone.
-    let again = s.assign();
+    let mut again = s.assign();
+    assert_eq!(
+        again.len(),
+        1,
+        "one block until the source takes it up: {again:?}"
+    );
+    s.meter(again[0]).add(1);
+    again.extend(s.assign());
     let solo: BTreeSet<u32> = again.iter().map(|a| a.source.0).collect();
     assert_eq!(solo.len(), 1, "{again:?}");
     assert_eq!(again.len(), 2, "both blocks, from that source: {again:?}");

@@ -138,3 +138,32 @@ fn holders_past_the_room_are_a_seeded_choice_complete_ones_first() {
     assert_ne!(a, first, "the tracker's first holders, in its order");
     assert_eq!(kept(1), a, "the choice follows the seed");
 }
+
+#[test]
+fn the_only_holder_of_a_piece_being_put_together_keeps_a_place() {
+    // A slow seed and two fast partial holders that lack piece 0; two places.
+    let mut s = Sim::blocks(4, 4, &[false, true, true], 2);
+    for (i, rate) in [(0, 1), (1, 8), (2, 8)] {
+        let src = s.plan.source_mut(SourceId(i));
+        src.delivered = 1;
+        src.rate = Some(f64::from(rate) * MIB as f64);
+    }
+    for i in 1..3 {
+        s.plan
+            .bitfield(SourceId(i), Some((field(4, &[1, 2, 3]), false)), s.now);
+    }
+    let a = s.plan.active(&s.verified, s.now);
+    assert!(!a.contains(&SourceId(0)), "the slow seed waits: {a:?}");
+    // Piece 0 was begun at the seed, which alone holds it: the seed comes back in, first, or
+    // the blocks already in would wait for as long as it stays outside.
+    let mut begun = Open::new(4, s.now);
+    begun.got[0] = Some(SourceId(0));
+    s.plan.open.insert(PieceIndex(0), begun);
+    let a = s.plan.active(&s.verified, s.now);
+    assert_eq!((a.len(), a[0]), (2, SourceId(0)), "{a:?}");
+    // Once a partial holder has piece 0 too, the seed is one holder among others again.
+    s.plan
+        .bitfield(SourceId(1), Some((field(4, &[0, 1, 2, 3]), false)), s.now);
+    let a = s.plan.active(&s.verified, s.now);
+    assert_eq!(a[0], SourceId(1), "{a:?}");
+}
