@@ -221,19 +221,21 @@ fn one_get_is_one_trace_across_three_processes() {
     );
     assert_eq!(std::fs::read(&dest).unwrap(), net.content);
 
-    // The CLI flushed its spans on exit; the services export within their batch delay.
+    // The CLI flushed its spans on exit; the services export within their batch delay, and a
+    // peer's spans of one get may come in more than one batch: wait for the ones checked below.
     let trace = receiver.wait_for("a trace over all three services", |spans| {
         spans
             .iter()
             .filter(|g| g.service == "p2p-cli" && g.span.name == "get" && g.is_root())
             .map(Got::trace)
             .find(|t| {
-                let services: BTreeSet<&str> = spans
+                let names: BTreeSet<(&str, &str)> = spans
                     .iter()
                     .filter(|g| &g.trace() == t)
-                    .map(|g| g.service.as_str())
+                    .map(|g| (g.service.as_str(), g.span.name.as_str()))
                     .collect();
-                services.contains("p2p-tracker") && services.contains("p2p-peer")
+                names.contains(&("p2p-tracker", "TrackerService/Search"))
+                    && names.contains(&("p2p-peer", "GET /blobs/{sha256}/pieces/{index}"))
             })
     });
     let spans: Vec<Got> = receiver
