@@ -175,6 +175,7 @@ pub async fn start(cfg: PeerConfig) -> anyhow::Result<Running> {
         tracker,
         metrics: metrics.clone(),
         controls: Arc::default(),
+        stopping: shutdown.clone(),
     };
     let app = http::router(AppState {
         store: store.clone(),

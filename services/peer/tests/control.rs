@@ -285,6 +285,46 @@ async fn a_cancelled_download_keeps_its_pieces_only_when_asked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_peer_stops_its_downloads_and_keeps_their_pieces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = network(tmp.path(), AuthConfig::default()).await;
+    let (c, url) = (client(None), net.url());
+    let mut lines = start_download(&c, &url);
+    until("some bytes verified", || async {
+        have(&c, &url).await.filter(|h| *h > 0)
+    })
+    .await;
+    // The peer stops (SIGTERM does this): it has left the tracker, so it stops taking the
+    // swarm's upload at once instead of downloading on for its shutdown grace.
+    let Net {
+        tracker,
+        seed,
+        daemon,
+        daemon_dir,
+        sha256,
+        ..
+    } = net;
+    let stopping = tokio::spawn(daemon.shutdown());
+    let end = line(&mut lines, |v| {
+        v["event"] == "done" || v["event"] == "error"
+    })
+    .await;
+    assert_eq!(end["event"], "error", "the download went on: {end}");
+    assert_eq!(end["kind"], "cancelled", "{end}");
+    let message = end["message"].as_str().unwrap();
+    assert!(
+        message.contains("stopping") && message.contains("kept"),
+        "{end}"
+    );
+    stopping.await.unwrap().unwrap();
+    assert!(!daemon_dir.join("big.bin").exists());
+    let data = daemon_dir.join(".partial").join(format!("{sha256}.data"));
+    assert!(data.exists(), "the verified pieces are kept to resume");
+    seed.shutdown().await.unwrap();
+    tracker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_file_leaves_the_share_and_the_network() {
     let tmp = tempfile::tempdir().unwrap();
     let net = network(tmp.path(), AuthConfig::default()).await;

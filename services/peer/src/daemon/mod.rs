@@ -23,6 +23,7 @@ use crate::tracker::Tracker;
 use crate::transfer::ledger::Ledger;
 use crate::transfer::tally::Tally;
 use crate::wire::download::{Downloaded, Event};
+use tokio_util::sync::CancellationToken;
 
 /// Progress lines are sent at most this often...
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -39,6 +40,10 @@ pub struct Daemon {
     pub metrics: Metrics,
     /// The downloads running here, for cancel, pause and resume.
     pub(crate) controls: Arc<Controls>,
+    /// Cancelled when the peer stops: its downloads stop with it, their verified pieces kept.
+    /// A peer that has left the tracker would otherwise go on taking the swarm's upload for
+    /// its whole shutdown grace while nobody can fetch from it any more.
+    pub(crate) stopping: CancellationToken,
 }
 
 impl Daemon {
@@ -50,6 +55,9 @@ impl Daemon {
         sha256: Option<&Digest>,
         events: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<Downloaded> {
+        if self.stopping.is_cancelled() {
+            return Err(stopping(name));
+        }
         let mut target = client::resolve(&self.tracker, name, sha256).await?;
         let done = |target: &Target, status: Placed| Downloaded {
             name: target.name.clone(),
@@ -99,21 +107,26 @@ impl Daemon {
             let outcome = tokio::select! {
                 r = with_keepalive(fetch, &progress) => break r,
                 c = told => c,
+                () = self.stopping.cancelled() => break Err(self.stopped(&target, &partial_dir).await),
             };
             match outcome {
                 Ok(Command::Pause) => {
                     tracing::info!(file = %target.name, "download paused");
                     let commands = &mut registration.commands;
-                    let next = with_keepalive(
-                        async {
-                            commands
-                                .wait_for(|c| *c != Command::Pause)
-                                .await
-                                .map(|c| *c)
-                        },
-                        &progress,
-                    )
-                    .await;
+                    let next = tokio::select! {
+                        next = with_keepalive(
+                            async {
+                                commands
+                                    .wait_for(|c| *c != Command::Pause)
+                                    .await
+                                    .map(|c| *c)
+                            },
+                            &progress,
+                        ) => next,
+                        () = self.stopping.cancelled() => {
+                            break Err(self.stopped(&target, &partial_dir).await);
+                        }
+                    };
                     match next {
                         Ok(Command::Cancel { keep }) => {
                             break Err(self.cancelled(&target, &partial_dir, keep).await);
@@ -141,7 +154,25 @@ impl Daemon {
     }
 }
 
+/// Why a download asked of a stopping peer is not started.
+fn stopping(name: &str) -> Error {
+    Error::Cancelled(format!(
+        "this peer is stopping: download of {name} not started; ask again once it is back"
+    ))
+}
+
 impl Daemon {
+    /// The error a download stopped by the peer's shutdown ends with; its partial is kept.
+    async fn stopped(&self, target: &Target, dir: &Path) -> Error {
+        let kept = client::kept_bytes(dir, target).await;
+        tracing::info!(file = %target.name, kept, "download stopped: the peer is stopping");
+        Error::Cancelled(format!(
+            "this peer is stopping: download of {} stopped; {} kept, ask again once it is back to resume",
+            target.name,
+            crate::client::render::human_bytes(kept)
+        ))
+    }
+
     /// The error a cancelled download ends with, after removing its partial unless `keep`.
     async fn cancelled(&self, target: &Target, dir: &Path, keep: bool) -> Error {
         tracing::info!(file = %target.name, keep, "download cancelled");
