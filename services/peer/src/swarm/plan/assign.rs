@@ -151,8 +151,7 @@ impl<H> Plan<H> {
         let s = self.source_mut(src);
         s.started = true;
         if idle {
-            // Time spent idle is not the source's slowness.
-            s.window = Some((now, 0));
+            s.resume(now);
         }
         if let Some(o) = self.open.get_mut(&piece)
             && o.solo == Some(None)

@@ -32,6 +32,40 @@ impl Meter {
     }
 }
 
+/// Bytes a source delivered over the time it was busy: stretches of running requests, the
+/// gaps between them left out.
+///
+/// The gaps are the downloader's own (it had nothing to ask, or asks once per round): a source
+/// asked for two blocks at a time, which both came back within a round trip, was idle when it
+/// was next asked, and a window started afresh then never grew to [`RATE_WINDOW`]. Such a
+/// source kept no rate at all, so it ranked last among proven ones; traced at 300 simulated
+/// hosts, a third of the holders sat idle with every downloader that knew them holding no rate
+/// or one from a congested moment long ago.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    /// Start of the stretch running now, and the last block delivered in it.
+    stretch: Instant,
+    last: Instant,
+    /// Busy time of the earlier stretches.
+    busy: Duration,
+    got: u64,
+}
+
+impl Window {
+    fn new(now: Instant) -> Self {
+        Window {
+            stretch: now,
+            last: now,
+            busy: Duration::ZERO,
+            got: 0,
+        }
+    }
+
+    fn span(&self, now: Instant) -> Duration {
+        self.busy + now.saturating_duration_since(self.stretch)
+    }
+}
+
 /// A holder of the file, and what it has shown of itself so far.
 #[derive(Debug)]
 pub struct Source {
@@ -46,8 +80,8 @@ pub struct Source {
     pub(super) optimistic_at: Option<Instant>,
     /// Bytes per second it delivers while busy (an exponential average over windows).
     pub(super) rate: Option<f64>,
-    /// The window being measured: since when, and bytes in it.
-    pub(super) window: Option<(Instant, u64)>,
+    /// The window being measured (bytes over the time it was busy).
+    pub(super) window: Option<Window>,
     /// Bytes of blocks it delivered so far.
     pub(super) delivered: u64,
     pub dropped: bool,
@@ -127,13 +161,28 @@ impl Source {
     pub(super) fn record(&mut self, bytes: u64, now: Instant) {
         self.delivered += bytes;
         self.busy_streak = 0;
-        let (since, got) = self.window.get_or_insert((now, 0));
-        *got += bytes;
-        let span = now.saturating_duration_since(*since);
+        let w = self.window.get_or_insert(Window::new(now));
+        w.got += bytes;
+        w.last = now;
+        let span = w.span(now);
         if span >= RATE_WINDOW {
-            let r = *got as f64 / span.as_secs_f64();
+            let r = w.got as f64 / span.as_secs_f64();
             self.rate = Some(self.rate.map_or(r, |old| 0.7 * old + 0.3 * r));
-            self.window = Some((now, 0));
+            self.window = Some(Window::new(now));
+        }
+    }
+
+    /// It is asked for a block at `now` after a time with no request running: the stretch
+    /// before counts up to its last delivery, and a new one starts (time spent idle is not the
+    /// source's slowness).
+    pub(super) fn resume(&mut self, now: Instant) {
+        match &mut self.window {
+            Some(w) => {
+                w.busy += w.last.saturating_duration_since(w.stretch);
+                w.stretch = now;
+                w.last = now;
+            }
+            None => self.window = Some(Window::new(now)),
         }
     }
 

@@ -167,3 +167,37 @@ fn the_only_holder_of_a_piece_being_put_together_keeps_a_place() {
     let a = s.plan.active(&s.verified, s.now);
     assert_eq!(a[0], SourceId(1), "{a:?}");
 }
+
+#[test]
+fn a_source_asked_in_rounds_is_measured_over_the_time_it_was_busy() {
+    // Two 256 KiB blocks at a time, both back within 50 ms, then 200 ms with nothing asked of
+    // it: 10 MiB/s while busy, a fifth of that over the wall clock. Each round used to start
+    // a window afresh, which never reached RATE_WINDOW: the source kept no rate at all.
+    let mut s = Sim::blocks(64, 4, &[false], 8);
+    let mut rounds = 0;
+    while s.plan.source(SourceId(0)).rate.is_none() && rounds < 20 {
+        let asks = s.assign();
+        assert_eq!(asks.len(), MIN_DEPTH, "no rate yet: {asks:?}");
+        let mut took = Duration::from_millis(50);
+        for a in asks {
+            if let Next::Check(_) = s.arrive(a, took) {
+                s.verified.set(a.piece);
+                s.plan.checked(a.piece, Checked::Verified(None), s.now);
+            }
+            took = Duration::ZERO;
+        }
+        s.now += Duration::from_millis(200);
+        rounds += 1;
+    }
+    let rate = s
+        .plan
+        .source(SourceId(0))
+        .rate
+        .expect("a rate after 20 rounds");
+    let mib = rate / MIB as f64;
+    assert!(
+        (9.0..=11.0).contains(&mib),
+        "{mib:.2} MiB/s after {rounds} rounds"
+    );
+    assert_eq!(rounds, 10, "measured once RATE_WINDOW of busy time went by");
+}
