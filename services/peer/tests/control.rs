@@ -131,6 +131,16 @@ fn start_download(c: &reqwest::Client, url: &str) -> tokio::sync::mpsc::Unbounde
     rx
 }
 
+/// [`start_download`], once some of it is verified.
+async fn under_way(c: &reqwest::Client, url: &str) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let lines = start_download(c, url);
+    until("some bytes verified", || async {
+        have(c, url).await.filter(|h| *h > 0)
+    })
+    .await;
+    lines
+}
+
 /// The next line of `rx` that satisfies `f`.
 async fn line(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
@@ -235,11 +245,7 @@ async fn a_cancelled_download_keeps_its_pieces_only_when_asked() {
     let (c, url) = (client(None), net.url());
 
     // Cancel, keeping: the stream ends with `error` of kind cancelled; the partial stays.
-    let mut lines = start_download(&c, &url);
-    until("some bytes verified", || async {
-        have(&c, &url).await.filter(|h| *h > 0)
-    })
-    .await;
+    let mut lines = under_way(&c, &url).await;
     let (s, v) = json(
         &c,
         "DELETE",
@@ -289,11 +295,8 @@ async fn a_stopping_peer_stops_its_downloads_and_keeps_their_pieces() {
     let tmp = tempfile::tempdir().unwrap();
     let net = network(tmp.path(), AuthConfig::default()).await;
     let (c, url) = (client(None), net.url());
-    let mut lines = start_download(&c, &url);
-    until("some bytes verified", || async {
-        have(&c, &url).await.filter(|h| *h > 0)
-    })
-    .await;
+    let mut lines = under_way(&c, &url).await;
+    let data = partial(&net, "data");
     // The peer stops (SIGTERM does this): it has left the tracker, so it stops taking the
     // swarm's upload at once instead of downloading on for its shutdown grace.
     let Net {
@@ -301,7 +304,6 @@ async fn a_stopping_peer_stops_its_downloads_and_keeps_their_pieces() {
         seed,
         daemon,
         daemon_dir,
-        sha256,
         ..
     } = net;
     let stopping = tokio::spawn(daemon.shutdown());
@@ -318,7 +320,6 @@ async fn a_stopping_peer_stops_its_downloads_and_keeps_their_pieces() {
     );
     stopping.await.unwrap().unwrap();
     assert!(!daemon_dir.join("big.bin").exists());
-    let data = daemon_dir.join(".partial").join(format!("{sha256}.data"));
     assert!(data.exists(), "the verified pieces are kept to resume");
     seed.shutdown().await.unwrap();
     tracker.shutdown().await.unwrap();

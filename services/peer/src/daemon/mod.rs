@@ -154,6 +154,11 @@ impl Daemon {
     }
 }
 
+/// The verified bytes a stopped download leaves in `dir`, for its message.
+async fn kept(dir: &Path, target: &Target) -> String {
+    crate::client::render::human_bytes(client::kept_bytes(dir, target).await)
+}
+
 /// Why a download asked of a stopping peer is not started.
 fn stopping(name: &str) -> Error {
     Error::Cancelled(format!(
@@ -164,12 +169,11 @@ fn stopping(name: &str) -> Error {
 impl Daemon {
     /// The error a download stopped by the peer's shutdown ends with; its partial is kept.
     async fn stopped(&self, target: &Target, dir: &Path) -> Error {
-        let kept = client::kept_bytes(dir, target).await;
-        tracing::info!(file = %target.name, kept, "download stopped: the peer is stopping");
+        tracing::info!(file = %target.name, "download stopped: the peer is stopping");
         Error::Cancelled(format!(
             "this peer is stopping: download of {} stopped; {} kept, ask again once it is back to resume",
             target.name,
-            crate::client::render::human_bytes(kept)
+            kept(dir, target).await
         ))
     }
 
@@ -177,11 +181,10 @@ impl Daemon {
     async fn cancelled(&self, target: &Target, dir: &Path, keep: bool) -> Error {
         tracing::info!(file = %target.name, keep, "download cancelled");
         if keep {
-            let kept = client::kept_bytes(dir, target).await;
             return Error::Cancelled(format!(
                 "download of {} cancelled; {} kept to resume later",
                 target.name,
-                crate::client::render::human_bytes(kept)
+                kept(dir, target).await
             ));
         }
         // The fetch is gone, so its lock is free (unless another process writes the digest
