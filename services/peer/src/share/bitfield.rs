@@ -84,14 +84,27 @@ impl Bitfield {
             .map(PieceIndex)
     }
 
-    /// Whether this has a piece `other` lacks, a byte at a time (a piece past `other`'s end
-    /// counts as lacked there).
+    /// Whether this has a piece `other` lacks (a piece past `other`'s end counts as lacked
+    /// there). Eight bytes at a time: the plan asks it of every known holder at each schedule.
     pub fn has_any_beyond(&self, other: &Bitfield) -> bool {
-        let theirs = other.bits.iter().chain(std::iter::repeat(&0));
-        self.bits
-            .iter()
-            .zip(theirs)
-            .any(|(mine, theirs)| mine & !theirs != 0)
+        if self.ones == 0 {
+            return false;
+        }
+        // More pieces than `other` holds: one of them is not among its pieces.
+        if self.ones > other.ones {
+            return true;
+        }
+        let shared = self.bits.len().min(other.bits.len());
+        let (mine, rest) = self.bits.split_at(shared);
+        if rest.iter().any(|&b| b != 0) {
+            return true;
+        }
+        let theirs = &other.bits[..shared];
+        let words = |b: &[u8]| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8]));
+        let (m8, t8) = (mine.chunks_exact(8), theirs.chunks_exact(8));
+        let (m_tail, t_tail) = (m8.remainder(), t8.remainder());
+        m8.zip(t8).any(|(m, t)| words(m) & !words(t) != 0)
+            || m_tail.iter().zip(t_tail).any(|(m, t)| m & !t != 0)
     }
 
     pub fn ones(&self) -> impl Iterator<Item = PieceIndex> + '_ {
@@ -289,6 +302,29 @@ mod tests {
             assert!(b.set(PieceIndex(i)));
         }
         b
+    }
+
+    /// One piece held and lacked is found wherever it sits (in a word of eight bytes or in
+    /// the bytes after the last whole word), against a field as long or shorter.
+    #[test]
+    fn has_any_beyond_finds_one_piece_anywhere() {
+        for len in [1, 63, 64, 65, 130, 200] {
+            for at in 0..len {
+                let mut one = Bitfield::new(len);
+                one.set(PieceIndex(at));
+                let mut all_but = Bitfield::new(len);
+                (0..len).filter(|&i| i != at).for_each(|i| {
+                    all_but.set(PieceIndex(i));
+                });
+                assert!(one.has_any_beyond(&all_but), "{len} {at}");
+                assert!(!one.has_any_beyond(&Bitfield::full(len)), "{len} {at}");
+                let shorter = Bitfield::full(at);
+                assert!(
+                    one.has_any_beyond(&shorter),
+                    "{len} {at}: past the other's end"
+                );
+            }
+        }
     }
 
     /// The byte-at-a-time walk gives exactly the pieces `get` says, in order, for lengths on

@@ -345,7 +345,7 @@ impl<H> Plan<H> {
         self.requests.swap_remove(at);
         match what {
             Fetched::Bytes { len } => {
-                // The first block makes a partial holder count as one (`partial_availability`).
+                // The first block makes a partial holder count as one (`Counts::partial`).
                 self.change(src, |s| s.record(len, now));
                 let Some(o) = self.open.get_mut(&piece) else {
                     return Next::Stale;

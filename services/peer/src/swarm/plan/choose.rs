@@ -13,7 +13,7 @@ use crate::share::bitfield::Bitfield;
 
 impl<H> Plan<H> {
     /// What complete holders that partial holders relieve are asked for, given how many
-    /// partial holders have each piece (`held`, [`Plan::partial_availability`]): the pieces
+    /// partial holders have each piece (`held`, `Counts::partial`): the pieces
     /// fewest partial holders have, while that is none or one ([`SEED_RARER_THAN`]), of those
     /// neither verified nor being put together (`wanted` has both set); and the pieces being
     /// put together that no partial holder has.
@@ -24,15 +24,16 @@ impl<H> Plan<H> {
     /// idled for the last third of a testbed run while such pieces waited on their one holder;
     /// asked for any piece, it served more than 1.5 copies of the file).
     pub(super) fn for_complete_holders(&self, wanted: &Bitfield, held: &[u32]) -> Bitfield {
+        // Walked by the missing pieces (whole bytes of wanted ones skipped), not piece by piece.
         let missing = || {
-            held.iter()
-                .enumerate()
-                .filter(|&(i, _)| !wanted.get(PieceIndex(i as u32)))
+            wanted
+                .zeros()
+                .filter_map(|p| Some((p, *held.get(p.as_usize())?)))
         };
-        let rarest = missing().map(|(_, &n)| n).min().unwrap_or(0);
+        let rarest = missing().map(|(_, n)| n).min().unwrap_or(0);
         let mut b = Bitfield::new(self.pieces);
-        for (i, _) in missing().filter(|&(_, &n)| n == rarest && n < SEED_RARER_THAN) {
-            b.set(PieceIndex(i as u32));
+        for (p, _) in missing().filter(|&(_, n)| n == rarest && n < SEED_RARER_THAN) {
+            b.set(p);
         }
         for &p in self.open.keys() {
             if held.get(p.as_usize()) == Some(&0) {
@@ -42,15 +43,14 @@ impl<H> Plan<H> {
         b
     }
 
-    /// Per piece, how many partial holders in use or waiting have it; `None` while no
-    /// partial holder's bitfield is known. Only partial holders that have delivered a block
-    /// count: a bitfield is a claim, and holders that announce every piece and then trickle
-    /// would otherwise spare the seed every piece and hold the download at their pace (issue 28
-    /// point 2).
-    pub(super) fn partial_availability(&self) -> Option<Vec<u32>> {
-        let held = self.counts.partial().map(<[u32]>::to_vec);
+    /// Checks (in debug builds) the counts of partial holders per piece (`held`,
+    /// `Counts::partial`) against a count from scratch: only partial holders that have
+    /// delivered a block count, since a bitfield is a claim, and holders that announce every
+    /// piece and then trickle would otherwise spare the seed every piece and hold the download
+    /// at their pace (issue 28 point 2).
+    pub(super) fn check_partial_counts(&self, held: Option<&[u32]>) {
         debug_assert_eq!(
-            held,
+            held.map(<[u32]>::to_vec),
             {
                 let partials: Vec<&Bitfield> = self
                     .sources
@@ -62,7 +62,15 @@ impl<H> Plan<H> {
             },
             "the counts per piece of partial holders went astray"
         );
-        held
+    }
+
+    /// Per piece, how many partial holders that delivered a block have it (`None`: no such
+    /// holder yet), as `assign` reads it.
+    #[cfg(test)]
+    pub(super) fn partial_availability(&self) -> Option<Vec<u32>> {
+        let held = self.counts.partial();
+        self.check_partial_counts(held);
+        held.map(<[u32]>::to_vec)
     }
 
     /// Whether another piece may be started: the pieces being put together hold less than
