@@ -53,6 +53,9 @@ pub struct Config {
     /// An experiment, not the tracker's behaviour: holders answers in random order instead
     /// of peer-id order (README, "Simulated swarms").
     pub shuffle_answers: bool,
+    /// Threads the downloaders' plans run on each step (0: one per core). The result does not
+    /// depend on it.
+    pub threads: usize,
 }
 
 impl Config {
@@ -77,6 +80,7 @@ impl Config {
             holders_per_answer: 50,
             give_up_bounds: 20.0,
             shuffle_answers: false,
+            threads: 0,
         }
     }
 

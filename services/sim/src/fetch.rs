@@ -3,14 +3,16 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use p2p_peer::serving::Class;
 use p2p_peer::share::PieceIndex;
-use p2p_peer::swarm::core::{self as core, Checked, Fetched, Next, Plan, SourceId, Tuning};
+use p2p_peer::swarm::core::{
+    self as core, Checked, Fetched, Geometry, Next, Plan, SourceId, Tuning,
+};
 use rand::Rng;
 
-use crate::world::{ANNOUNCE, Download, Ev, Life, Req, Stage, World, host_of};
+use crate::world::{ANNOUNCE, Download, Ev, Host, Life, Req, Stage, World, host_of};
 
 impl World {
     pub(crate) fn start(&mut self, h: u32, at: Duration) {
@@ -35,6 +37,7 @@ impl World {
             next_tick: at,
             last_schedule: None,
             open: BTreeSet::new(),
+            next_req: 0,
         });
         let delay = ANNOUNCE + self.tracker_rtt(h) / 2;
         self.at(
@@ -181,8 +184,13 @@ impl World {
     }
 
     /// Runs each downloader's engine step that is due: ticks (holders), then the plan.
+    ///
+    /// The plans are run side by side on every core ([`decide`]: each touches only its own
+    /// host), and what they decided is applied to the world afterwards in host order, so a run
+    /// gives the same result on any number of cores.
     pub(crate) fn schedule_all(&mut self) {
         let at = self.now;
+        let mut due_hosts = Vec::new();
         for h in 0..self.hosts.len() as u32 {
             let host = &mut self.hosts[h as usize];
             let (started, dirty) = (host.started, host.dirty);
@@ -208,37 +216,61 @@ impl World {
                 self.ask_holders(h, at);
             }
             if due && !recent {
-                self.schedule(h, at);
+                due_hosts.push(h);
             }
+        }
+        let now = self.instant(at);
+        let geometry = self.geometry;
+        let threads = self.threads.min(due_hosts.len() / MIN_PER_THREAD).max(1);
+        let decided: Vec<Decided> = if threads == 1 {
+            due_hosts
+                .iter()
+                .map(|&h| decide(&mut self.hosts[h as usize], h, geometry, at, now))
+                .collect()
+        } else {
+            // Contiguous ranges of hosts, one per thread, each with the due hosts inside it.
+            let per = self.hosts.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let mut rest = &due_hosts[..];
+                let workers: Vec<_> = self
+                    .hosts
+                    .chunks_mut(per)
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        let first = (i * per) as u32;
+                        let end = first + chunk.len() as u32;
+                        let split = rest.partition_point(|&h| h < end);
+                        let (mine, later) = rest.split_at(split);
+                        rest = later;
+                        scope.spawn(move || {
+                            mine.iter()
+                                .map(|&h| {
+                                    let host = &mut chunk[(h - first) as usize];
+                                    decide(host, h, geometry, at, now)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        for d in decided {
+            self.apply(d, at);
         }
     }
 
-    /// The engine's `schedule`: sources in use, bitfields due, block requests to start.
-    fn schedule(&mut self, h: u32, at: Duration) {
-        let now = self.instant(at);
-        let host = &mut self.hosts[h as usize];
-        host.dirty = false;
-        let Some(d) = host.download.as_mut() else {
-            return;
-        };
-        d.last_schedule = Some(at);
-        let active = d.plan.active(&host.verified, now);
-        if active.is_empty() {
-            if !d.holders_pending && !d.asked_when_out {
-                d.asked_when_out = true;
-                self.ask_holders(h, at);
-            }
-            return;
+    /// Applies what a plan decided ([`decide`]): the tracker asked, bitfields asked, block
+    /// requests sent.
+    fn apply(&mut self, d: Decided, at: Duration) {
+        let h = d.host;
+        if d.ask_holders {
+            self.ask_holders(h, at);
         }
-        let due = d.plan.bitfields_due(now);
-        let asks: Vec<(SourceId, u32, Option<u32>)> = due
-            .into_iter()
-            .map(|src| {
-                let s = d.plan.source(src);
-                (src, host_of(&s.peer.address), s.have_after())
-            })
-            .collect();
-        for (src, to, after) in asks {
+        for (src, to, after) in d.bitfields {
             let delay = self.delay(h, to);
             self.at(
                 at + delay,
@@ -250,38 +282,86 @@ impl World {
                 },
             );
         }
-        let mut started: Vec<(u64, Req)> = Vec::new();
-        let next_req = &mut self.next_req;
-        let geometry = self.geometry;
-        let host = &mut self.hosts[h as usize];
-        let Some(d) = host.download.as_mut() else {
-            return;
-        };
-        d.plan
-            .assign(&active, &host.verified, now, |peer, ask, meter| {
-                let range = geometry.block_range(ask.piece, ask.block);
-                *next_req += 1;
-                let id = *next_req;
-                started.push((
-                    id,
-                    Req {
-                        from: h,
-                        to: host_of(&peer.address),
-                        src: ask.source,
-                        ask,
-                        len: range.end - range.start,
-                        meter: Arc::clone(meter),
-                        stage: Stage::Travel,
-                        class: Class::Unnamed,
-                    },
-                ));
-                Some(id)
-            });
-        d.open.extend(started.iter().map(|s| s.0));
-        for (id, req) in started {
+        if let Some(dl) = self.hosts[h as usize].download.as_mut() {
+            dl.open.extend(d.started.iter().map(|s| s.0));
+        }
+        for (id, req) in d.started {
             let delay = self.delay(h, req.to);
             self.reqs.insert(id, req);
             self.at(at + delay, Ev::Arrive(id));
         }
     }
 }
+
+/// Hosts due in a step below which a thread is not worth starting.
+const MIN_PER_THREAD: usize = 64;
+
+/// What one downloader's plan decided in a step.
+pub(crate) struct Decided {
+    host: u32,
+    /// No source in use: ask the tracker (once, until holders come).
+    ask_holders: bool,
+    bitfields: Vec<(SourceId, u32, Option<u32>)>,
+    started: Vec<(u64, Req)>,
+}
+
+/// The engine's `schedule` for host `h`: sources in use, bitfields due, block requests to
+/// start. It touches nothing but the host, so plans run side by side.
+fn decide(host: &mut Host, h: u32, geometry: Geometry, at: Duration, now: Instant) -> Decided {
+    let mut out = Decided {
+        host: h,
+        ask_holders: false,
+        bitfields: Vec::new(),
+        started: Vec::new(),
+    };
+    host.dirty = false;
+    let Some(d) = host.download.as_mut() else {
+        return out;
+    };
+    d.last_schedule = Some(at);
+    let active = d.plan.active(&host.verified, now);
+    if active.is_empty() {
+        if !d.holders_pending && !d.asked_when_out {
+            d.asked_when_out = true;
+            out.ask_holders = true;
+        }
+        return out;
+    }
+    out.bitfields = d
+        .plan
+        .bitfields_due(now)
+        .into_iter()
+        .map(|src| {
+            let s = d.plan.source(src);
+            (src, host_of(&s.peer.address), s.have_after())
+        })
+        .collect();
+    // Request ids are the host's own (its index above the counter), so no other plan's
+    // progress changes them.
+    let next_req = &mut d.next_req;
+    let started = &mut out.started;
+    d.plan
+        .assign(&active, &host.verified, now, |peer, ask, meter| {
+            let range = geometry.block_range(ask.piece, ask.block);
+            *next_req += 1;
+            let id = (u64::from(h) << REQ_BITS) | *next_req;
+            started.push((
+                id,
+                Req {
+                    from: h,
+                    to: host_of(&peer.address),
+                    src: ask.source,
+                    ask,
+                    len: range.end - range.start,
+                    meter: Arc::clone(meter),
+                    stage: Stage::Travel,
+                    class: Class::Unnamed,
+                },
+            ));
+            Some(id)
+        });
+    out
+}
+
+/// Bits of a request id counted per host (2^40 requests of one host: more than any run makes).
+const REQ_BITS: u32 = 40;

@@ -8,13 +8,14 @@
 //! Rooms: `config` (what a run is given) → `world` (hosts, requests, the event loop and the
 //! network step) with `fetch` (the downloader's side, around its plan) and `serve` (the
 //! holder's side, state in `holder`) → `tracker` (holder sampling) and `net` (max-min fair
-//! sharing); `summary` is what a run reports.
+//! sharing); `queue` holds the events in time order; `summary` is what a run reports.
 
 mod config;
 mod error;
 mod fetch;
 mod holder;
 mod net;
+mod queue;
 mod serve;
 mod summary;
 mod tracker;

@@ -55,6 +55,9 @@ struct Cli {
     /// Experiment: the tracker's answers in random order, not peer-id order.
     #[arg(long)]
     shuffle_answers: bool,
+    /// Threads the downloaders' plans run on (0: one per core; the result is the same).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Writes each host's completion time and the upload used per second here (JSON).
     #[arg(long)]
     trace: Option<PathBuf>,
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
     cfg.max_sources = cli.max_sources;
     cfg.upload_slots = cli.upload_slots;
     cfg.shuffle_answers = cli.shuffle_answers;
+    cfg.threads = cli.threads;
     let _ = cli.json; // JSON is the only output; the flag is the interface's
     match run(&cfg, cli.trace.as_ref()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,8 +7,7 @@
 //! steps; within a step events happen at their own times, and the network moves every flow at
 //! its max-min fair rate.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::Config;
 use crate::net::{Fairness, Route};
+use crate::queue::Queue;
 use crate::summary::Stats;
 use crate::tracker::{Named, Tracker};
 
@@ -50,6 +50,8 @@ pub(crate) struct Download {
     pub(crate) last_schedule: Option<Duration>,
     /// Block requests of this download not yet ended.
     pub open: BTreeSet<u64>,
+    /// Requests this download has made (its part of their ids).
+    pub(crate) next_req: u64,
 }
 
 pub(crate) struct Host {
@@ -116,41 +118,25 @@ pub(crate) enum Ev {
     },
 }
 
-struct Timed {
-    at: Duration,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Timed {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Timed {}
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Timed {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
-
+/// A request's bytes in the network, with what each step reads of its request (a map lookup
+/// per flow and step was a tenth of the run at 10,000 hosts).
 pub(crate) struct Flow {
     pub req: u64,
     pub left: f64,
+    from: u32,
+    to: u32,
+    class: Class,
+    len: u64,
+    meter: Arc<Meter>,
 }
 
 pub(crate) struct World {
     pub cfg: Config,
     pub hosts: Vec<Host>,
     pub reqs: HashMap<u64, Req>,
-    pub(crate) next_req: u64,
-    events: BinaryHeap<Timed>,
-    seq: u64,
+    /// Threads the plans run on (`fetch::schedule_all`); the result does not depend on it.
+    pub(crate) threads: usize,
+    events: Queue<Ev>,
     pub flows: Vec<Flow>,
     routes: Vec<Route>,
     rates: Vec<f64>,
@@ -237,9 +223,11 @@ impl World {
             cfg: cfg.clone(),
             hosts,
             reqs: HashMap::new(),
-            next_req: 0,
-            events: BinaryHeap::new(),
-            seq: 0,
+            threads: match cfg.threads {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
+            events: Queue::new(Duration::from_secs_f64(cfg.step_ms / 1000.0)),
             flows: Vec::new(),
             routes: Vec::new(),
             rates: Vec::new(),
@@ -274,12 +262,7 @@ impl World {
 
     /// Schedules `ev` at `at`.
     pub(crate) fn at(&mut self, at: Duration, ev: Ev) {
-        self.seq += 1;
-        self.events.push(Timed {
-            at,
-            seq: self.seq,
-            ev,
-        });
+        self.events.push(at, ev);
     }
 
     /// One-way delay between two hosts.
@@ -299,8 +282,7 @@ impl World {
     pub(crate) fn run(&mut self) {
         while self.waiting_for > 0 && self.now < self.limit {
             let until = self.now;
-            while self.events.peek().is_some_and(|t| t.at <= until) {
-                let Some(t) = self.events.pop() else { break };
+            while let Some(t) = self.events.pop_until(until) {
                 self.handle(t.at, t.ev);
             }
             self.serve_tick();
@@ -378,14 +360,13 @@ impl World {
         }
         self.routes.clear();
         for f in &self.flows {
-            let req = &self.reqs[&f.req];
-            let paced = p2p_peer::serving::paced(req.class, self.hosts[req.to as usize].serve.held)
-                && self.hosts[req.to as usize].serve.newcomer_rate.is_finite();
+            let paced = p2p_peer::serving::paced(f.class, self.hosts[f.to as usize].serve.held)
+                && self.hosts[f.to as usize].serve.newcomer_rate.is_finite();
             self.routes.push(Route([
-                req.to,
-                n as u32 + req.from,
+                f.to,
+                n as u32 + f.from,
                 if paced {
-                    2 * n as u32 + req.to
+                    2 * n as u32 + f.to
                 } else {
                     Route::NONE
                 },
@@ -398,15 +379,13 @@ impl World {
         let overhead = 1.0 + self.cfg.overhead;
         for (i, f) in self.flows.iter_mut().enumerate() {
             let rate = self.rates[i];
-            let req = &self.reqs[&f.req];
             let sent = (rate * dt).min(f.left);
             let before = f.left;
             f.left -= sent;
             // The meter counts the block's bytes, not the framing.
-            let payload = |left: f64| ((req.len as f64 * overhead - left) / overhead) as u64;
-            req.meter
-                .add(payload(f.left).saturating_sub(payload(before)));
-            self.stats.sent(req.to == 0, sent, self.now);
+            let payload = |left: f64| ((f.len as f64 * overhead - left) / overhead) as u64;
+            f.meter.add(payload(f.left).saturating_sub(payload(before)));
+            self.stats.sent(f.to == 0, sent, self.now);
             if f.left <= 1e-6 {
                 let t = if rate > 0.0 { before / rate } else { dt };
                 finished.push((self.now + Duration::from_secs_f64(t.min(dt)), f.req));
@@ -435,7 +414,15 @@ impl World {
         };
         req.stage = Stage::Flowing(self.flows.len() as u32);
         let left = req.len as f64 * (1.0 + self.cfg.overhead);
-        self.flows.push(Flow { req: r, left });
+        self.flows.push(Flow {
+            req: r,
+            left,
+            from: req.from,
+            to: req.to,
+            class: req.class,
+            len: req.len,
+            meter: Arc::clone(&req.meter),
+        });
     }
 
     /// Takes a flow out of the network (finished or cancelled).

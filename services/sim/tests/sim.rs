@@ -66,6 +66,18 @@ fn fifty_hosts_finish_and_repeat() {
 }
 
 #[test]
+fn the_result_does_not_depend_on_the_threads_the_plans_run_on() {
+    // Enough hosts that more than one thread runs plans (64 due hosts per thread at least).
+    let mut c = Config::new(150, 4.0, 4.0);
+    c.threads = 1;
+    let (one, _) = p2p_sim::run(&c).expect("runs");
+    assert_eq!(one.finished, 150, "{one:?}");
+    c.threads = 3;
+    let (three, _) = p2p_sim::run(&c).expect("runs");
+    assert_eq!(without_wall(one), without_wall(three));
+}
+
+#[test]
 fn mixed_churn_and_late_runs_finish() {
     for scenario in [Scenario::Mixed, Scenario::Churn, Scenario::Late] {
         let mut c = Config::new(16, 8.0, 4.0);
